@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // Options tunes Solve. The zero value is usable.
@@ -90,7 +91,7 @@ type solver struct {
 	p     *Problem
 	opt   Options
 	T     int
-	order []int   // solver position -> EV index
+	order []int     // solver position -> EV index
 	x     []float64 // [position][slot]
 	nu    []float64 // last projection shift per position (warm start)
 	need  []float64 // grid energy per position, kW-slots
@@ -309,7 +310,6 @@ func (s *solver) run() (*Solution, error) {
 	lastGapCheck := -1000
 	for k := 0; k < s.opt.MaxIter; k++ {
 		copy(prev, s.a)
-		s.updatePrices()
 		for g := range s.sums {
 			s.oldSums[g], s.sums[g] = s.sums[g], s.oldSums[g]
 		}
@@ -360,33 +360,6 @@ func (s *solver) run() (*Solution, error) {
 	return sol, nil
 }
 
-// updatePrices computes the SO's broadcast voltage price per bus.
-func (s *solver) updatePrices() {
-	for fi := range s.p.Feeders {
-		f := &s.p.Feeders[fi].Feeder
-		nb := len(f.Buses)
-		w, out := make([]float64, nb), make([]float64, nb)
-		c := 2 / f.SBase
-		for t := 0; t < s.T; t++ {
-			any := false
-			for b := 0; b < nb; b++ {
-				w[b] = s.mu[fi][b][t]
-				any = any || w[b] != 0
-			}
-			if !any {
-				for b := 0; b < nb; b++ {
-					s.price[fi][b][t] = 0
-				}
-				continue
-			}
-			f.MulR(w, out)
-			for b := 0; b < nb; b++ {
-				s.price[fi][b][t] = c * out[b]
-			}
-		}
-	}
-}
-
 // aggregate runs every vehicle's primal update (skipped when iter < 0) and
 // the per-bus aggregation, spread over the workers by group. Each group is
 // handled by exactly one goroutine in a fixed order, so the result does not
@@ -408,28 +381,7 @@ func (s *solver) aggregate(iter int) error {
 		x := s.x[first*s.T : (first+len(grp.EVs))*s.T]
 		errs[g] = s.opt.Aggregator.Aggregate(iter, grp, x, s.T, s.sums[g])
 	}
-	if s.workers <= 1 || ng < 2 {
-		for g := 0; g < ng; g++ {
-			work(g)
-		}
-	} else {
-		var wg sync.WaitGroup
-		next := make(chan int, ng)
-		for g := 0; g < ng; g++ {
-			next <- g
-		}
-		close(next)
-		for w := 0; w < s.workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for g := range next {
-					work(g)
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	s.parallel(ng, work)
 	for g, err := range errs {
 		if err != nil {
 			grp := s.groups[g]
@@ -464,43 +416,97 @@ func (s *solver) collect() {
 	}
 }
 
-// updateDuals refreshes the voltages from the new sums, takes the dual step
-// on the extrapolated sums, and returns the largest violation vmin - V.
+// updateDuals is the SO's step, feeder by feeder in parallel: it refreshes
+// the voltages from the new sums, takes the dual step on the extrapolated
+// sums, computes the next broadcast prices, and returns the largest
+// violation vmin - V.
 func (s *solver) updateDuals() float64 {
+	nf := len(s.p.Feeders)
+	worst := make([]float64, nf) // lowest V^2 per feeder
+	s.parallel(nf, func(fi int) { worst[fi] = s.feederDual(fi) })
+	lowest := math.Inf(1)
+	for _, v := range worst {
+		lowest = min(lowest, v)
+	}
+	return s.p.VMin - math.Sqrt(max(lowest, 0))
+}
+
+func (s *solver) feederDual(fi int) float64 {
+	f := &s.p.Feeders[fi].Feeder
+	nb := len(f.Buses)
+	buf := make([]float64, 3*nb)
+	load, ext, out := buf[:nb], buf[nb:2*nb], buf[2*nb:]
+	c := 2 / f.SBase
 	vmin2 := s.p.VMin * s.p.VMin
-	viol := math.Inf(-1)
-	for fi := range s.p.Feeders {
-		f := &s.p.Feeders[fi].Feeder
-		nb := len(f.Buses)
-		load, ext := make([]float64, nb), make([]float64, nb)
-		out := make([]float64, nb)
-		c := 2 / f.SBase
-		for t := 0; t < s.T; t++ {
-			clear(load)
-			clear(ext)
-			for b := 1; b < nb; b++ {
-				if g := s.busOf[fi][b]; g >= 0 {
-					load[b] = s.sums[g][t]
-					ext[b] = 2*s.sums[g][t] - s.oldSums[g][t]
-				}
-			}
-			f.MulR(load, out)
-			for b := 1; b < nb; b++ {
-				v2 := s.v2base[fi][b][t] - c*out[b]
-				s.v2[fi][b][t] = v2
-				viol = math.Max(viol, s.p.VMin-math.Sqrt(math.Max(v2, 0)))
-			}
-			s.v2[fi][0][t] = s.v2base[fi][0][t]
-			if s.sigma[fi] == 0 {
-				continue
-			}
-			f.MulR(ext, out)
-			for b := 1; b < nb; b++ {
-				v2 := s.v2base[fi][b][t] - c*out[b]
-				m := s.mu[fi][b][t] + s.sigma[fi]*(vmin2-v2)
-				s.mu[fi][b][t] = math.Max(0, m)
+	mu, v2, v2base, price := s.mu[fi], s.v2[fi], s.v2base[fi], s.price[fi]
+	lowest := math.Inf(1)
+	for t := 0; t < s.T; t++ {
+		clear(load)
+		clear(ext)
+		for b := 1; b < nb; b++ {
+			if g := s.busOf[fi][b]; g >= 0 {
+				load[b] = s.sums[g][t]
+				ext[b] = 2*s.sums[g][t] - s.oldSums[g][t]
 			}
 		}
+		f.MulR(load, out)
+		v2[0][t] = v2base[0][t]
+		for b := 1; b < nb; b++ {
+			v := v2base[b][t] - c*out[b]
+			v2[b][t] = v
+			lowest = min(lowest, v)
+		}
+		if s.sigma[fi] == 0 {
+			continue
+		}
+		f.MulR(ext, out)
+		nonzero := false
+		for b := 1; b < nb; b++ {
+			m := max(0, mu[b][t]+s.sigma[fi]*(vmin2-(v2base[b][t]-c*out[b])))
+			mu[b][t] = m
+			load[b] = m // reuse as the multiplier vector for the price
+			nonzero = nonzero || m != 0
+		}
+		// The price each bus's vehicles see next: w_b = (2/S) (R mu)_b.
+		if !nonzero {
+			for b := range price {
+				price[b][t] = 0
+			}
+			continue
+		}
+		load[0] = 0
+		f.MulR(load, out)
+		for b := 0; b < nb; b++ {
+			price[b][t] = c * out[b]
+		}
 	}
-	return viol
+	return lowest
+}
+
+// parallel runs fn(0..n-1) on the workers. Each index is handled once, and
+// callers write only to state owned by that index, so the outcome does not
+// depend on scheduling.
+func (s *solver) parallel(n int, fn func(i int)) {
+	if s.workers <= 1 || n < 2 {
+		for i := 0; i < n; i++ {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < min(s.workers, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -1,0 +1,219 @@
+package scenario
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/grid"
+)
+
+// Schema versions of the files this package writes (docs/FORMATS.md).
+const (
+	InstanceSchema = "gridveil/instance/v1"
+	SolutionSchema = "gridveil/solution/v1"
+)
+
+// Instance is instance.json: everything needed to rebuild a charging
+// problem without gridveil.
+type Instance struct {
+	Schema   string       `json:"schema"`
+	Scenario string       `json:"scenario"`
+	Seed     uint64       `json:"seed"`
+	SBase    float64      `json:"s_base_kva"`
+	Slots    int          `json:"slots"`
+	DT       float64      `json:"dt_hours"`
+	Start    string       `json:"start"`
+	VMin     float64      `json:"vmin_pu"`
+	Feeders  []InstFeeder `json:"feeders"`
+	EVs      []InstEV     `json:"evs"`
+}
+
+// InstFeeder is one feeder of an instance.
+type InstFeeder struct {
+	Name  string    `json:"name"`
+	Slack string    `json:"slack"`
+	V0    float64   `json:"v0_pu"`
+	Buses []InstBus `json:"buses"`
+}
+
+// InstBus is a bus, the line from its parent, and its baseline load.
+type InstBus struct {
+	Name     string    `json:"name"`
+	Parent   string    `json:"parent"` // "" for the slack bus
+	R        float64   `json:"r_pu"`
+	X        float64   `json:"x_pu"`
+	BaseKW   []float64 `json:"baseline_kw"`
+	BaseKVar []float64 `json:"baseline_kvar"`
+}
+
+// InstEV is one vehicle; it is plugged in for arrive_slot <= t < depart_slot.
+type InstEV struct {
+	ID         string  `json:"id"`
+	Feeder     string  `json:"feeder"`
+	Bus        string  `json:"bus"`
+	PMax       float64 `json:"pmax_kw"`
+	Energy     float64 `json:"energy_kwh"`
+	Efficiency float64 `json:"efficiency"`
+	Arrive     int     `json:"arrive_slot"`
+	Depart     int     `json:"depart_slot"`
+}
+
+// NewInstance describes p for instance.json.
+func NewInstance(p *charging.Problem, m *Meta) *Instance {
+	in := &Instance{Schema: InstanceSchema, Scenario: m.Scenario, Seed: m.Seed, Slots: p.Slots, DT: p.DT, Start: m.Start, VMin: p.VMin}
+	if len(p.Feeders) > 0 {
+		in.SBase = p.Feeders[0].SBase
+	}
+	for _, f := range p.Feeders {
+		jf := InstFeeder{Name: f.Name, Slack: f.Buses[0].Name, V0: f.V0}
+		for b, bus := range f.Buses {
+			parent := ""
+			if bus.Parent >= 0 {
+				parent = f.Buses[bus.Parent].Name
+			}
+			jf.Buses = append(jf.Buses, InstBus{Name: bus.Name, Parent: parent, R: bus.R, X: bus.X, BaseKW: f.BaseP[b], BaseKVar: f.BaseQ[b]})
+		}
+		in.Feeders = append(in.Feeders, jf)
+	}
+	in.EVs = make([]InstEV, len(p.EVs))
+	for i, ev := range p.EVs {
+		f := &p.Feeders[ev.Feeder]
+		in.EVs[i] = InstEV{ID: ev.ID, Feeder: f.Name, Bus: f.Buses[ev.Bus].Name, PMax: ev.PMax, Energy: ev.Energy, Efficiency: ev.Efficiency, Arrive: ev.Arrive, Depart: ev.Depart}
+	}
+	return in
+}
+
+// ReadInstance decodes instance.json and rebuilds its problem, checking
+// every reference: a bad file gives an error that names the item.
+func ReadInstance(r io.Reader) (*charging.Problem, *Meta, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var in Instance
+	if err := dec.Decode(&in); err != nil {
+		return nil, nil, fmt.Errorf("%w: instance file is not valid JSON of schema %s: %w", ErrScenario, InstanceSchema, err)
+	}
+	if in.Schema != InstanceSchema {
+		return nil, nil, fmt.Errorf("%w: instance schema is %q; this gridveil reads %q", ErrScenario, in.Schema, InstanceSchema)
+	}
+	return in.Problem()
+}
+
+// Problem rebuilds the charging problem an instance describes.
+func (in *Instance) Problem() (*charging.Problem, *Meta, error) {
+	if in.Slots <= 0 || in.Slots > 1_000_000 {
+		return nil, nil, fmt.Errorf("%w: slots = %d must be in 1..1000000", ErrScenario, in.Slots)
+	}
+	p := &charging.Problem{Slots: in.Slots, DT: in.DT, VMin: in.VMin}
+	feederIdx := map[string]int{}
+	for fi, jf := range in.Feeders {
+		if _, dup := feederIdx[jf.Name]; dup {
+			return nil, nil, fmt.Errorf("%w: feeder name %q used twice", ErrScenario, jf.Name)
+		}
+		feederIdx[jf.Name] = fi
+		f := charging.Feeder{Feeder: grid.Feeder{Name: jf.Name, V0: jf.V0, SBase: in.SBase}}
+		busIdx := map[string]int{}
+		for b, jb := range jf.Buses {
+			parent := -1
+			if b == 0 {
+				if jb.Parent != "" || jb.Name != jf.Slack {
+					return nil, nil, fmt.Errorf("%w: feeder %q: the first bus must be the slack bus %q with no parent", ErrScenario, jf.Name, jf.Slack)
+				}
+			} else {
+				pi, ok := busIdx[jb.Parent]
+				if !ok {
+					return nil, nil, fmt.Errorf("%w: feeder %q bus %q: parent %q is not listed before it", ErrScenario, jf.Name, jb.Name, jb.Parent)
+				}
+				parent = pi
+			}
+			busIdx[jb.Name] = b
+			f.Buses = append(f.Buses, grid.Bus{Name: jb.Name, Parent: parent, R: jb.R, X: jb.X})
+			f.BaseP = append(f.BaseP, jb.BaseKW)
+			f.BaseQ = append(f.BaseQ, jb.BaseKVar)
+		}
+		p.Feeders = append(p.Feeders, f)
+	}
+	for i, je := range in.EVs {
+		fi, ok := feederIdx[je.Feeder]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: evs[%d] (%q): unknown feeder %q", ErrScenario, i, je.ID, je.Feeder)
+		}
+		b := p.Feeders[fi].BusIndex(je.Bus)
+		if b < 0 {
+			return nil, nil, fmt.Errorf("%w: evs[%d] (%q): unknown bus %q on feeder %q; use one of %s", ErrScenario, i, je.ID, je.Bus, je.Feeder, loadBusNames(&p.Feeders[fi].Feeder))
+		}
+		p.EVs = append(p.EVs, charging.EV{ID: je.ID, Feeder: fi, Bus: b, PMax: je.PMax, Energy: je.Energy, Efficiency: je.Efficiency, Arrive: je.Arrive, Depart: je.Depart})
+	}
+	if err := p.Validate(); err != nil {
+		return nil, nil, err
+	}
+	start := in.Start
+	if _, err := clock(start); err != nil {
+		start = "00:00"
+	}
+	return p, &Meta{Scenario: in.Scenario, Seed: in.Seed, Start: start}, nil
+}
+
+// Solution is solution.json. It holds only results that the seed
+// determines; timings go to the terminal summary, so that the same seed
+// gives the same file byte for byte.
+type Solution struct {
+	Schema     string               `json:"schema"`
+	Scenario   string               `json:"scenario"`
+	Seed       uint64               `json:"seed"`
+	Privacy    string               `json:"privacy"`
+	Iterations int                  `json:"iterations"`
+	Converged  bool                 `json:"converged"`
+	Objective  float64              `json:"objective"`
+	Gap        *float64             `json:"relative_gap"`
+	Baseline   []float64            `json:"baseline_kw"`
+	Aggregate  []float64            `json:"aggregate_kw"`
+	Schedules  map[string][]float64 `json:"schedules,omitempty"`
+	Voltages   map[string][]float64 `json:"voltages_pu"`
+	Duals      map[string][]float64 `json:"duals"`
+	MinVoltage float64              `json:"min_voltage_pu"`
+	MinAt      string               `json:"min_voltage_at"`
+}
+
+// NewSolution describes sol for solution.json. Schedules are left out when
+// withSchedules is false (very large runs).
+func NewSolution(p *charging.Problem, m *Meta, sol *charging.Solution, privacy string, withSchedules bool) *Solution {
+	out := &Solution{
+		Schema: SolutionSchema, Scenario: m.Scenario, Seed: m.Seed, Privacy: privacy,
+		Iterations: sol.Iterations, Converged: sol.Converged, Objective: sol.Objective,
+		Baseline: p.Baseline(), Aggregate: sol.Aggregate,
+		Voltages: map[string][]float64{}, Duals: map[string][]float64{}, MinVoltage: math.Inf(1),
+	}
+	if !math.IsNaN(sol.Gap) {
+		g := sol.Gap
+		out.Gap = &g
+	}
+	if withSchedules {
+		out.Schedules = make(map[string][]float64, len(p.EVs))
+		for i, ev := range p.EVs {
+			out.Schedules[ev.ID] = sol.Schedules[i]
+		}
+	}
+	for fi, f := range p.Feeders {
+		for b := 1; b < len(f.Buses); b++ {
+			key := f.Name + "/" + f.Buses[b].Name
+			out.Voltages[key] = sol.Voltage[fi][b]
+			out.Duals[key] = sol.Mu[fi][b]
+			for t, v := range sol.Voltage[fi][b] {
+				if v < out.MinVoltage {
+					out.MinVoltage = v
+					out.MinAt = fmt.Sprintf("%s slot %d", key, t)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// WriteJSON writes v as compact JSON and a newline: series of thousands of
+// numbers stay one line each, and jq makes it readable.
+func WriteJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
