@@ -110,6 +110,7 @@ type solver struct {
 	v2      [][][]float64 // V^2 with current sums
 	busOf   [][]int       // [f][b] -> group index, -1 if no EVs
 	workers int
+	scratch [][]float64 // per worker, max(T, 3*buses) values
 }
 
 func newSolver(p *Problem, opt Options) (*solver, error) {
@@ -186,6 +187,14 @@ func newSolver(p *Problem, opt Options) (*solver, error) {
 			row[t] = s.need[pos] / float64(w)
 			plugged[t]++
 		}
+	}
+	maxBuses := 0
+	for fi := range p.Feeders {
+		maxBuses = max(maxBuses, len(p.Feeders[fi].Buses))
+	}
+	s.scratch = make([][]float64, s.workers)
+	for w := range s.scratch {
+		s.scratch[w] = make([]float64, max(T, 3*maxBuses))
 	}
 	s.sums = make([][]float64, len(s.groups))
 	s.oldSums = make([][]float64, len(s.groups))
@@ -343,20 +352,24 @@ func (s *solver) run() (*Solution, error) {
 	}
 	sol.Objective = Objective(s.a)
 	sol.Aggregate = append([]float64(nil), s.a...)
+	// Put the schedules in the problem's EV order in place (following the
+	// permutation's cycles with one spare row), so that a million-EV
+	// solution does not need a second copy of every schedule.
+	s.permuteToEVOrder()
 	sol.Schedules = make([][]float64, len(p.EVs))
-	for pos, i := range s.order {
-		sol.Schedules[i] = append([]float64(nil), s.x[pos*T:(pos+1)*T]...)
+	for i := range sol.Schedules {
+		sol.Schedules[i] = s.x[i*T : (i+1)*T : (i+1)*T]
 	}
 	sol.Mu = s.mu
-	sol.Voltage = make([][][]float64, len(p.Feeders))
+	// Squared voltages become voltages in place: the solver is done with them.
 	for fi := range s.v2 {
-		sol.Voltage[fi] = alloc2(len(s.v2[fi]), T)
 		for b := range s.v2[fi] {
 			for t, v := range s.v2[fi][b] {
-				sol.Voltage[fi][b][t] = math.Sqrt(math.Max(v, 0))
+				s.v2[fi][b][t] = math.Sqrt(max(v, 0))
 			}
 		}
 	}
+	sol.Voltage = s.v2
 	return sol, nil
 }
 
@@ -367,12 +380,12 @@ func (s *solver) run() (*Solution, error) {
 func (s *solver) aggregate(iter int) error {
 	ng := len(s.groups)
 	errs := make([]error, ng)
-	work := func(g int) {
+	work := func(w, g int) {
 		grp := s.groups[g]
 		first := s.gstart[g]
 		if iter >= 0 {
 			price := s.price[grp.Feeder][grp.Bus]
-			y := make([]float64, s.T)
+			y := s.scratch[w][:s.T]
 			for k := range grp.EVs {
 				pos := first + k
 				s.step(pos, price, y)
@@ -423,7 +436,7 @@ func (s *solver) collect() {
 func (s *solver) updateDuals() float64 {
 	nf := len(s.p.Feeders)
 	worst := make([]float64, nf) // lowest V^2 per feeder
-	s.parallel(nf, func(fi int) { worst[fi] = s.feederDual(fi) })
+	s.parallel(nf, func(w, fi int) { worst[fi] = s.feederDual(fi, s.scratch[w]) })
 	lowest := math.Inf(1)
 	for _, v := range worst {
 		lowest = min(lowest, v)
@@ -431,10 +444,9 @@ func (s *solver) updateDuals() float64 {
 	return s.p.VMin - math.Sqrt(max(lowest, 0))
 }
 
-func (s *solver) feederDual(fi int) float64 {
+func (s *solver) feederDual(fi int, buf []float64) float64 {
 	f := &s.p.Feeders[fi].Feeder
 	nb := len(f.Buses)
-	buf := make([]float64, 3*nb)
 	load, ext, out := buf[:nb], buf[nb:2*nb], buf[2*nb:]
 	c := 2 / f.SBase
 	vmin2 := s.p.VMin * s.p.VMin
@@ -483,13 +495,14 @@ func (s *solver) feederDual(fi int) float64 {
 	return lowest
 }
 
-// parallel runs fn(0..n-1) on the workers. Each index is handled once, and
-// callers write only to state owned by that index, so the outcome does not
-// depend on scheduling.
-func (s *solver) parallel(n int, fn func(i int)) {
+// parallel runs fn(worker, i) for i in 0..n-1 on the workers. Each index
+// is handled once, and callers write only to state owned by that index (or
+// to the worker's scratch space), so the outcome does not depend on
+// scheduling.
+func (s *solver) parallel(n int, fn func(worker, i int)) {
 	if s.workers <= 1 || n < 2 {
 		for i := 0; i < n; i++ {
-			fn(i)
+			fn(0, i)
 		}
 		return
 	}
@@ -504,9 +517,40 @@ func (s *solver) parallel(n int, fn func(i int)) {
 				if i >= n {
 					return
 				}
-				fn(i)
+				fn(w, i)
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// permuteToEVOrder moves row pos of x to row order[pos]. It runs once, at
+// the end of a solve, and invalidates the solver's position-based state.
+func (s *solver) permuteToEVOrder() {
+	T := s.T
+	done := make([]bool, len(s.order))
+	tmp := make([]float64, T)
+	for start := range s.order {
+		if done[start] || s.order[start] == start {
+			done[start] = true
+			continue
+		}
+		// Row start goes to order[start], whose row goes on, and so on
+		// until the cycle returns to start.
+		copy(tmp, s.x[start*T:(start+1)*T])
+		pos := start
+		for {
+			dst := s.order[pos]
+			done[pos] = true
+			if dst == start {
+				copy(s.x[dst*T:(dst+1)*T], tmp)
+				break
+			}
+			row := s.x[dst*T : (dst+1)*T]
+			for t := range row {
+				row[t], tmp[t] = tmp[t], row[t]
+			}
+			pos = dst
+		}
+	}
 }

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/scenario"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure gridveil on this machine (long runs; see docs/PERFORMANCE.md)",
+	}
+	cmd.AddCommand(newBenchChargingCmd())
+	return cmd
+}
+
+func newBenchChargingCmd() *cobra.Command {
+	var (
+		sizes   string
+		scen    string
+		seed    uint64
+		workers int
+		maxIter int
+	)
+	cmd := &cobra.Command{
+		Use:   "charging",
+		Short: "Valley filling on regions of growing size: iterations, time per iteration, peak memory, memory bandwidth",
+		Long: `bench charging solves the region scenario at each size in turn and prints,
+for each: feeders, iterations to converge, seconds per iteration, peak
+resident memory, and the bytes an iteration must move through memory
+(each EV's schedule read and written once) divided by its time, next to
+this machine's measured copy bandwidth.`,
+		Example: `  gridveil bench charging --evs 1000,10000,100000,1000000`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ns []int
+			for _, f := range strings.Split(sizes, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(f))
+				if err != nil || n <= 0 {
+					return fmt.Errorf("--evs %q: give positive integers separated by commas", sizes)
+				}
+				ns = append(ns, n)
+			}
+			spec, err := scenario.Load(scen)
+			if err != nil {
+				return err
+			}
+			return benchCharging(cmd.OutOrStdout(), spec, seed, ns, workers, maxIter)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&sizes, "evs", "1000,10000,100000", "comma-separated region sizes in EVs")
+	fl.StringVar(&scen, "scenario", "ieee13-region", "scenario whose feeder and fleet are tiled")
+	fl.Uint64Var(&seed, "seed", 1, "random seed")
+	fl.IntVar(&workers, "workers", 0, "goroutines (default: all cores)")
+	fl.IntVar(&maxIter, "max-iter", 2000, "iteration limit")
+	return cmd
+}
+
+func benchCharging(w io.Writer, spec *scenario.Spec, seed uint64, sizes []int, workers, maxIter int) error {
+	bw := copyBandwidth()
+	fmt.Fprintf(w, "machine: %d CPUs, GOMAXPROCS %d, %s; memory copy bandwidth %.1f GB/s (read+write)\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), bw/1e9)
+	const row = "%9v %8v %6v %11v %10v %12v %9v %13v %13v %7v %11v\n"
+	fmt.Fprintf(w, row, "EVs", "feeders", "slots", "iterations", "converged", "s/iteration", "solve s", "peak RSS MiB", "MB/iteration", "GB/s", "of copy bw")
+	for _, n := range sizes {
+		p, _, err := scenario.Build(spec, seed, n)
+		if err != nil {
+			return err
+		}
+		runtime.GC()
+		debug.FreeOSMemory()
+		resetPeakRSS()
+		t0 := time.Now()
+		sol, err := charging.Solve(p, charging.Options{MaxIter: maxIter, Workers: workers})
+		if err != nil {
+			return err
+		}
+		d := time.Since(t0)
+		perIter := d.Seconds() / float64(sol.Iterations)
+		// Bytes an iteration cannot avoid: every plugged-in slot of every
+		// schedule is read and written once.
+		var touched float64
+		for _, ev := range p.EVs {
+			touched += 16 * float64(ev.Depart-ev.Arrive)
+		}
+		fmt.Fprintf(w, row, n, len(p.Feeders), p.Slots, sol.Iterations, sol.Converged,
+			fmt.Sprintf("%.4f", perIter), fmt.Sprintf("%.2f", d.Seconds()), fmt.Sprintf("%.0f", float64(peakRSS())/(1<<20)),
+			fmt.Sprintf("%.1f", touched/1e6), fmt.Sprintf("%.2f", touched/perIter/1e9), fmt.Sprintf("%.1f%%", 100*touched/perIter/bw))
+	}
+	return nil
+}
+
+// copyBandwidth measures memory bandwidth with a large copy (bytes read
+// plus bytes written per second), the ceiling for a pass over schedules.
+func copyBandwidth() float64 {
+	const n = 256 << 20 // bytes each way: far beyond the caches
+	src, dst := make([]float64, n/8), make([]float64, n/8)
+	for i := range src {
+		src[i] = float64(i)
+	}
+	best := 0.0
+	for k := 0; k < 5; k++ {
+		t0 := time.Now()
+		copy(dst, src)
+		if bw := 2 * float64(n) / time.Since(t0).Seconds(); bw > best {
+			best = bw
+		}
+	}
+	return best
+}
+
+// resetPeakRSS restarts the kernel's peak-RSS counter (Linux only; a no-op
+// elsewhere), so each size's peak is its own.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS returns the process's peak resident set in bytes (VmHWM), or 0.
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

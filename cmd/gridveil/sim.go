@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/scenario"
+)
+
+type simFlags struct {
+	scenario    string
+	out         string
+	seed        uint64
+	evs         int
+	noSchedules bool
+	maxIter     int
+	workers     int
+	quiet       bool
+}
+
+func newSimCmd() *cobra.Command {
+	var f simFlags
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Run a coordinated-charging simulation and write its files and report",
+		Long: `sim builds a scenario (a built-in name, a scenario YAML file or an
+instance.json of an earlier run), runs decentralized valley filling with
+voltage limits on it, and writes into --out:
+
+  instance.json   the problem, enough to rebuild it without gridveil
+  solution.json   schedules, aggregate load, voltages and multipliers
+  run.json        timings and machine facts (the only file that varies between runs)
+  report.html     a self-contained report with figures
+
+The same scenario and seed give the same instance.json and solution.json,
+byte for byte. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
+		Example: `  gridveil sim
+  gridveil sim --scenario ieee13-stressed --out out/stressed
+  gridveil sim --scenario ieee13-paper --evs 10000 --seed 7 --out out/region`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSim(cmd, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.scenario, "scenario", "ieee13-paper", "built-in scenario name, scenario YAML file, or instance.json")
+	fl.StringVar(&f.out, "out", "out", "directory for the output files (created if missing)")
+	fl.Uint64Var(&f.seed, "seed", 0, "random seed for the scenario's draws (default: the scenario's own seed)")
+	fl.IntVar(&f.evs, "evs", 0, "number of EVs: tile as many feeders as it takes (default: the scenario's)")
+	fl.BoolVar(&f.noSchedules, "no-schedules", false, "leave per-EV schedules out of solution.json (for very large runs)")
+	fl.IntVar(&f.maxIter, "max-iter", 5000, "iteration limit")
+	fl.IntVar(&f.workers, "workers", 0, "goroutines for the EV updates (default: all cores); results do not depend on it")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	return cmd
+}
+
+func runSim(cmd *cobra.Command, f *simFlags) error {
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if f.quiet {
+		stdout = io.Discard
+	}
+	if f.evs < 0 {
+		return fmt.Errorf("--evs %d: give a positive number of EVs", f.evs)
+	}
+	t0 := time.Now()
+	var (
+		p    *charging.Problem
+		meta *scenario.Meta
+		err  error
+	)
+	if strings.HasSuffix(f.scenario, ".json") {
+		if cmd.Flags().Changed("seed") || f.evs > 0 {
+			return errors.New("--seed and --evs do not apply to an instance.json, which fixes every vehicle; give a scenario instead")
+		}
+		var file *os.File
+		file, err = os.Open(f.scenario)
+		if err != nil {
+			return fmt.Errorf("reading instance: %w", err)
+		}
+		p, meta, err = scenario.ReadInstance(file)
+		file.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.scenario, err)
+		}
+	} else {
+		spec, err := scenario.Load(f.scenario)
+		if err != nil {
+			return err
+		}
+		seed := spec.Seed
+		if cmd.Flags().Changed("seed") {
+			seed = f.seed
+		}
+		p, meta, err = scenario.Build(spec, seed, f.evs)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", f.scenario, err)
+		}
+	}
+	buildTime := time.Since(t0)
+
+	opt := charging.Options{MaxIter: f.maxIter, Workers: f.workers}
+	progress := newProgress(stderr, f.quiet, f.maxIter)
+	opt.Progress = progress.update
+	t1 := time.Now()
+	sol, err := charging.Solve(p, opt)
+	progress.done()
+	if err != nil {
+		return err
+	}
+	solveTime := time.Since(t1)
+
+	files := map[string]func(io.Writer) error{
+		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
+		"solution.json": func(w io.Writer) error {
+			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, "none", !f.noSchedules))
+		},
+		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol) },
+		"run.json": func(w io.Writer) error {
+			return scenario.WriteJSON(w, map[string]any{
+				"schema": "gridveil/run/v1", "build_seconds": buildTime.Seconds(), "solve_seconds": solveTime.Seconds(),
+				"seconds_per_iteration": solveTime.Seconds() / float64(max(sol.Iterations, 1)),
+				"workers":               opt.Workers, "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(),
+				"goos": runtime.GOOS, "goarch": runtime.GOARCH,
+			})
+		},
+	}
+	if err := writeAll(f.out, files); err != nil {
+		return err
+	}
+	printSummary(stdout, p, meta, sol, solveTime, f.out)
+	if !sol.Converged {
+		last := sol.History[len(sol.History)-1]
+		return &exitError{code: 3, err: fmt.Errorf("did not converge in %d iterations (largest voltage violation %.2g pu, last change %.3g kW); the files in %s say converged: false. If the violation stays positive the vehicles' demands do not fit under vmin: lower the demands or widen their windows; otherwise raise --max-iter", sol.Iterations, math.Max(last.Violation, 0), last.Change, f.out)}
+	}
+	return nil
+}
+
+// writeAll renders every file in memory-light temporary files inside dir
+// and renames them into place only when all succeeded, so that a failure
+// leaves no half-written result behind.
+func writeAll(dir string, files map[string]func(io.Writer) error) (err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating output directory: %w", err)
+	}
+	tmp := map[string]string{}
+	defer func() {
+		if err != nil {
+			for _, t := range tmp {
+				os.Remove(t)
+			}
+		}
+	}()
+	for name, write := range files {
+		fh, err := os.CreateTemp(dir, "."+name+".*.tmp")
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+		tmp[name] = fh.Name()
+		bw := &bufWriter{w: fh}
+		werr := write(bw)
+		if werr == nil {
+			werr = bw.flush()
+		}
+		if werr == nil {
+			werr = fh.Chmod(0o644) // CreateTemp makes 0600; results are for sharing
+		}
+		cerr := fh.Close()
+		if werr != nil {
+			return fmt.Errorf("writing %s: %w", name, werr)
+		}
+		if cerr != nil {
+			return fmt.Errorf("writing %s: %w", name, cerr)
+		}
+	}
+	for name, t := range tmp {
+		if err := os.Rename(t, filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+		delete(tmp, name)
+	}
+	return nil
+}
+
+// bufWriter is a small buffered writer that remembers its first error.
+type bufWriter struct {
+	w   io.Writer
+	buf bytes.Buffer
+	err error
+}
+
+func (b *bufWriter) Write(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	b.buf.Write(p)
+	if b.buf.Len() >= 1<<20 {
+		b.err = b.flush()
+	}
+	return len(p), b.err
+}
+
+func (b *bufWriter) flush() error {
+	if b.err != nil {
+		return b.err
+	}
+	_, err := b.w.Write(b.buf.Bytes())
+	b.buf.Reset()
+	return err
+}
+
+// progress draws a one-line progress bar on stderr when it is a terminal.
+type progress struct {
+	w       io.Writer
+	on      bool
+	max     int
+	last    time.Time
+	started time.Time
+	drawn   bool
+}
+
+func newProgress(w io.Writer, quiet bool, max int) *progress {
+	on := false
+	if f, ok := w.(*os.File); ok && !quiet {
+		on = term.IsTerminal(int(f.Fd()))
+	}
+	return &progress{w: w, on: on, max: max, started: time.Now()}
+}
+
+func (p *progress) update(s charging.Stats) {
+	if !p.on || time.Since(p.last) < 100*time.Millisecond || time.Since(p.started) < 300*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	const width = 30
+	n := width * s.Iter / p.max
+	fmt.Fprintf(p.w, "\r[%s%s] iter %d  change %.3g kW  violation %+.2g pu ", strings.Repeat("#", n), strings.Repeat(".", width-n), s.Iter, s.Change, s.Violation)
+	p.drawn = true
+}
+
+func (p *progress) done() {
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, sol *charging.Solution, solve time.Duration, out string) {
+	base := p.Baseline()
+	pk := func(a []float64) (lo, hi float64) {
+		lo, hi = math.Inf(1), math.Inf(-1)
+		for _, v := range a {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+		return
+	}
+	bl, bh := pk(base)
+	al, ah := pk(sol.Aggregate)
+	energy := 0.0
+	for _, ev := range p.EVs {
+		energy += ev.Energy
+	}
+	minV, where := math.Inf(1), ""
+	active := 0
+	for fi, f := range p.Feeders {
+		for b := 1; b < len(f.Buses); b++ {
+			for t, v := range sol.Voltage[fi][b] {
+				if v < minV {
+					minV, where = v, fmt.Sprintf("%s/%s at %s", f.Name, f.Buses[b].Name, scenario.SlotClock(m.Start, p.DT, t))
+				}
+				if sol.Mu[fi][b][t] > 0 {
+					active++
+				}
+			}
+		}
+	}
+	status := "converged"
+	if !sol.Converged {
+		status = "NOT converged"
+	}
+	gap := "n/a"
+	if !math.IsNaN(sol.Gap) {
+		gap = fmt.Sprintf("%.1e", sol.Gap)
+	}
+	fmt.Fprintf(w, "gridveil sim: %s, seed %d\n", m.Scenario, m.Seed)
+	fmt.Fprintf(w, "  network      %d feeder(s), %d EVs, %d slots of %g min from %s, vmin %.3f pu\n", len(p.Feeders), len(p.EVs), p.Slots, p.DT*60, m.Start, p.VMin)
+	fmt.Fprintf(w, "  solver       %s in %d iterations, %s (%.3g ms/iteration), duality gap %s\n", status, sol.Iterations, solve.Round(time.Microsecond), float64(solve.Microseconds())/1000/float64(max(sol.Iterations, 1)), gap)
+	fmt.Fprintf(w, "  EV energy    %.1f kWh stored\n", energy)
+	fmt.Fprintf(w, "  load         baseline %.0f-%.0f kW (peak/valley %.2f) -> with EVs %.0f-%.0f kW (%.2f)\n", bl, bh, bh/bl, al, ah, ah/al)
+	fmt.Fprintf(w, "  voltage      min %.4f pu (%s); %d binding limit(s)\n", minV, where, active)
+	fmt.Fprintf(w, "  files        %s\n", strings.Join([]string{filepath.Join(out, "report.html"), filepath.Join(out, "solution.json"), filepath.Join(out, "instance.json")}, ", "))
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRoot()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestSimFiles runs the README's main command and checks its files: all
+// present, deterministic byte for byte whatever the worker count, and an
+// instance.json that re-solves to the same solution.json.
+func TestSimFiles(t *testing.T) {
+	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
+	out, err := run(t, "sim", "--out", a, "--workers", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ieee13-paper", "84 EVs", "converged in", "report.html"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, "sim", "--out", b, "--workers", "3", "-q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "sim", "--scenario", filepath.Join(a, "instance.json"), "--out", c, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"instance.json", "solution.json", "report.html"} {
+		da, _ := os.ReadFile(filepath.Join(a, f))
+		db, _ := os.ReadFile(filepath.Join(b, f))
+		dc, _ := os.ReadFile(filepath.Join(c, f))
+		if len(da) == 0 || !bytes.Equal(da, db) {
+			t.Errorf("%s differs between 1 and 3 workers", f)
+		}
+		if f == "solution.json" && !bytes.Equal(da, dc) {
+			t.Errorf("solving instance.json again gives a different solution.json")
+		}
+	}
+	var sol struct {
+		Schema    string               `json:"schema"`
+		Converged bool                 `json:"converged"`
+		Aggregate []float64            `json:"aggregate_kw"`
+		Schedules map[string][]float64 `json:"schedules"`
+		Voltages  map[string][]float64 `json:"voltages_pu"`
+	}
+	data, _ := os.ReadFile(filepath.Join(a, "solution.json"))
+	if err := json.Unmarshal(data, &sol); err != nil {
+		t.Fatal(err)
+	}
+	if sol.Schema != "gridveil/solution/v1" || !sol.Converged || len(sol.Aggregate) != 48 || len(sol.Schedules) != 84 || len(sol.Voltages) != 13 {
+		t.Fatalf("solution.json: schema %q converged %v, %d slots, %d schedules, %d voltage series", sol.Schema, sol.Converged, len(sol.Aggregate), len(sol.Schedules), len(sol.Voltages))
+	}
+	if fi, err := os.Stat(filepath.Join(a, "report.html")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("report.html: %v, mode %v", err, fi.Mode())
+	}
+}
+
+// TestSimBadInput: a clear error naming the item, and no file written.
+func TestSimBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ yaml, want string }{
+		{"ev_list:\n - {id: big, bus: \"652\", pmax_kw: 7, energy_kwh: 500, arrive_slot: 0, depart_slot: 10}\n", `EV "big": demand 500.000 kWh cannot be met`},
+		{"ev_list:\n - {id: lost, bus: \"999\", pmax_kw: 7, energy_kwh: 5, arrive_slot: 0, depart_slot: 10}\n", `unknown bus "999"`},
+		{"evs: {per_bus: 1, pmax_kw: [\n", "invalid scenario"},
+	}
+	for i, c := range cases {
+		file := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(file, []byte(c.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out", string(rune('a'+i)))
+		_, err := run(t, "sim", "--scenario", file, "--out", out)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want %q", err, c.want)
+		}
+		if ents, _ := os.ReadDir(out); len(ents) != 0 {
+			t.Errorf("bad input left files in %s", out)
+		}
+	}
+	if _, err := run(t, "sim", "--scenario", "nonexistent", "--out", dir); err == nil || !strings.Contains(err.Error(), "ieee13-paper") {
+		t.Errorf("unknown scenario: %v", err)
+	}
+}
+
+// TestSimNotConverged: an unfinished run says so in its files and exit code.
+func TestSimNotConverged(t *testing.T) {
+	dir := t.TempDir()
+	_, err := run(t, "sim", "--scenario", "ieee13-stressed", "--max-iter", "20", "--out", dir, "-q")
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 3 || !strings.Contains(err.Error(), "did not converge") {
+		t.Fatalf("want exit code 3 and 'did not converge', got %v", err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "solution.json"))
+	if !bytes.Contains(data, []byte(`"converged":false`)) {
+		t.Fatal("solution.json does not say converged: false")
+	}
+}

@@ -1,0 +1,215 @@
+package report
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+)
+
+// ErrInvalid is wrapped by every error that WriteCharging returns for
+// input it cannot draw (mismatched lengths, NaN or infinite values).
+var ErrInvalid = errors.New("report: invalid input")
+
+// Series is one named line.
+type Series struct {
+	Name string    // shown in legends and error messages
+	Y    []float64 // one value per slot
+}
+
+// ConvPoint is one solver iteration.
+type ConvPoint struct {
+	Iter      int     // iteration number as counted by the solver
+	Objective float64 // kW^2
+	Change    float64 // max per-slot change of aggregate load, kW
+	Violation float64 // worst vmin - V, pu (<=0 means feasible)
+}
+
+// Charging is what a coordinated-charging report shows.
+//
+// Baseline, Aggregate and every series in EVs and Voltages must hold one
+// value per entry of SlotLabels. A VMin that is not positive is taken as
+// unset and no limit line is drawn. Empty EVs, Voltages or Convergence
+// omit the corresponding figure; with no slots at all, every per-slot
+// figure is omitted.
+type Charging struct {
+	Title       string      // e.g. "gridveil: ieee13-paper, seed 1"
+	Summary     [][2]string // key/value rows shown as a table at the top
+	SlotLabels  []string    // clock label per slot, e.g. "19:00", "19:15", ...
+	Baseline    []float64   // total baseline load per slot, kW
+	Aggregate   []float64   // baseline + EV charging per slot, kW (valley filled)
+	EVs         []Series    // a selection of EV charging profiles, kW per slot (paper Fig. 4)
+	Voltages    []Series    // bus voltage per slot, pu (paper Fig. 6); may be many buses
+	VMin        float64     // voltage limit, pu, drawn as a dashed line
+	Convergence []ConvPoint // one point per solver iteration
+	Notes       []string    // free paragraphs shown at the end
+}
+
+// WriteCharging writes the report as one self-contained HTML page.
+//
+// It validates c first and returns an error wrapping ErrInvalid, naming
+// the offending series, if any length or value is unusable. Nothing is
+// written to w unless the whole page was rendered.
+func WriteCharging(w io.Writer, c *Charging) error {
+	if err := validate(c); err != nil {
+		return err
+	}
+	figs, err := chargingFigures(c)
+	if err != nil {
+		return fmt.Errorf("report: drawing figures: %w", err)
+	}
+	title := c.Title
+	if title == "" {
+		title = "gridveil report"
+	}
+	data := pageData{
+		Title:   title,
+		Summary: c.Summary,
+		Figures: figs,
+		Notes:   c.Notes,
+	}
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, data); err != nil {
+		return fmt.Errorf("report: executing template: %w", err)
+	}
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("report: writing page: %w", err)
+	}
+	return nil
+}
+
+// validate checks that every per-slot series has one finite value per
+// slot and that the convergence history is finite.
+func validate(c *Charging) error {
+	if c == nil {
+		return fmt.Errorf("%w: nil *Charging", ErrInvalid)
+	}
+	n := len(c.SlotLabels)
+	if err := checkSeries("baseline", c.Baseline, n); err != nil {
+		return err
+	}
+	if err := checkSeries("aggregate", c.Aggregate, n); err != nil {
+		return err
+	}
+	for i, s := range c.EVs {
+		if err := checkSeries("EV series "+seriesRef(s.Name, i), s.Y, n); err != nil {
+			return err
+		}
+	}
+	for i, s := range c.Voltages {
+		if err := checkSeries("voltage series "+seriesRef(s.Name, i), s.Y, n); err != nil {
+			return err
+		}
+	}
+	if !finite(c.VMin) {
+		return fmt.Errorf("%w: VMin is %v", ErrInvalid, c.VMin)
+	}
+	for i, p := range c.Convergence {
+		for _, f := range []struct {
+			name string
+			v    float64
+		}{{"objective", p.Objective}, {"change", p.Change}, {"violation", p.Violation}} {
+			if !finite(f.v) {
+				return fmt.Errorf("%w: convergence point %d (iteration %d): %s is %v",
+					ErrInvalid, i, p.Iter, f.name, f.v)
+			}
+		}
+	}
+	return nil
+}
+
+// checkSeries reports a series whose length differs from n or which
+// holds a NaN or infinite value.
+func checkSeries(what string, y []float64, n int) error {
+	if len(y) != n {
+		return fmt.Errorf("%w: %s has %d values, want %d (one per slot label)",
+			ErrInvalid, what, len(y), n)
+	}
+	for t, v := range y {
+		if !finite(v) {
+			return fmt.Errorf("%w: %s: value at slot %d is %v", ErrInvalid, what, t, v)
+		}
+	}
+	return nil
+}
+
+// seriesRef names series i for error messages.
+func seriesRef(name string, i int) string {
+	if name == "" {
+		return fmt.Sprintf("#%d (unnamed)", i)
+	}
+	return fmt.Sprintf("%q (#%d)", name, i)
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// figure is one rendered figure of the page.
+type figure struct {
+	SVG     template.HTML // inline <svg> element produced by this package
+	Caption string
+}
+
+// pageData feeds pageTemplate.
+type pageData struct {
+	Title   string
+	Summary [][2]string
+	Figures []figure
+	Notes   []string
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+body{margin:0;background:#fff;color:#1a1a1a;font:15px/1.5 "Liberation Sans",Arial,Helvetica,sans-serif}
+main{max-width:760px;margin:0 auto;padding:16px 20px 40px}
+h1{font-size:1.45em;margin:.4em 0 .6em}
+h2{font-size:1.1em;margin:1.6em 0 .5em;padding-bottom:.2em;border-bottom:1px solid #ddd}
+table.summary{border-collapse:collapse;font-size:.93em}
+table.summary th,table.summary td{padding:3px 14px 3px 0;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+table.summary th{font-weight:600;color:#444;white-space:nowrap}
+table.summary td{font-variant-numeric:tabular-nums}
+figure{margin:1.2em 0 1.8em}
+figure svg{display:block;max-width:100%;height:auto}
+figcaption{font-size:.9em;color:#444;margin-top:.3em}
+footer{margin-top:2.5em;font-size:.8em;color:#777}
+</style>
+</head>
+<body>
+<main>
+<h1>{{.Title}}</h1>
+{{- if .Summary}}
+<h2>Summary</h2>
+<table class="summary">
+<tbody>
+{{- range .Summary}}
+<tr><th scope="row">{{index . 0}}</th><td>{{index . 1}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
+{{- if .Figures}}
+<h2>Figures</h2>
+{{- range .Figures}}
+<figure>
+{{.SVG}}
+<figcaption>{{.Caption}}</figcaption>
+</figure>
+{{- end}}
+{{- end}}
+{{- if .Notes}}
+<h2>Notes</h2>
+{{- range .Notes}}
+<p>{{.}}</p>
+{{- end}}
+{{- end}}
+<footer>Rendered by gridveil/report from the simulation's outputs; the figures are inline SVG.</footer>
+</main>
+</body>
+</html>
+`))
