@@ -16,7 +16,8 @@ var Adversaries = []string{"so", "so_history", "eavesdropper", "ev", "evs_collud
 type Scores struct {
 	RMSE map[string]float64 `json:"rmse_kw"`
 	// Prior is the RMSE of the blind guess from public information: every
-	// vehicle charges the fleet average (A(t) - D(t)) / N.
+	// vehicle charges the fleet average, the substation's metered total
+	// less the baseline, divided by N.
 	Prior float64 `json:"prior_rmse_kw"`
 	// BusMean is the RMSE of the guess every exact aggregation hands the
 	// SO: each vehicle charges its bus's average s_b(t) / n_b.
@@ -51,9 +52,13 @@ func Attack(m Mechanism, p *charging.Problem, sol *charging.Solution) (*Scores, 
 	N := float64(len(p.EVs))
 	d := p.Baseline()
 	a := sol.Aggregate // the broadcast: the SO's view of the aggregate
+	// The prior is the same for every mechanism: the fleet's true total
+	// (what the substation meter shows) spread evenly.
 	fleet := make([]float64, T)
-	for t := range fleet {
-		fleet[t] = (a[t] - d[t]) / N
+	for _, x := range sol.Schedules {
+		for t, v := range x {
+			fleet[t] += v / N
+		}
 	}
 	byBus := groups(p)
 	busOf := make(map[int][2]int, len(p.EVs))

@@ -102,6 +102,12 @@ func chargingFigures(c *Charging) ([]figure, error) {
 			}
 		}
 	}
+	if c.Band != nil && len(c.Band.Messages) > 0 && len(c.SlotLabels) >= 2 {
+		svg, capt, err := bandFigure(c)
+		if err := add(svg, capt, err); err != nil {
+			return nil, fmt.Errorf("obfuscation band: %w", err)
+		}
+	}
 	if len(c.Convergence) > 0 {
 		svg, capt, err := convergenceFigure(c.Convergence)
 		if err := add(svg, capt, err); err != nil {
@@ -773,4 +779,48 @@ func finishSVG(doc string, w, h vg.Length, label string) (string, error) {
 		ff(math.Round(w.Points()*pxPerPt)), ff(math.Round(h.Points()*pxPerPt)),
 		ff(w.Points()), ff(h.Points()), html.EscapeString(label))
 	return head + body, nil
+}
+
+// bandFigure draws paper Fig. 5: a vehicle's true schedule inside the band
+// of the obfuscated values it sent.
+func bandFigure(c *Charging) (string, string, error) {
+	b := c.Band
+	n := len(c.SlotLabels)
+	lo, hi := make([]float64, n), make([]float64, n)
+	for t := 0; t < n; t++ {
+		lo[t], hi[t] = math.Inf(1), math.Inf(-1)
+		for _, m := range b.Messages {
+			lo[t] = math.Min(lo[t], m[t])
+			hi[t] = math.Max(hi[t], m[t])
+		}
+	}
+	p := newPlot("Obfuscated messages", "time", "power [kW]")
+	leg := newLegend()
+	top, bot := slotXYs(hi), slotXYs(lo)
+	poly := make(plotter.XYs, 0, 2*n)
+	poly = append(poly, top...)
+	for i := n - 1; i >= 0; i-- {
+		poly = append(poly, bot[i])
+	}
+	band, err := plotter.NewPolygon(poly)
+	if err != nil {
+		return "", "", err
+	}
+	band.Color = colBand
+	band.LineStyle.Width = 0
+	p.Add(band)
+	leg.Add(fmt.Sprintf("range of the %d values sent", len(b.Messages)), band)
+	truth, err := newLine(slotXYs(b.Truth), draw.LineStyle{Color: colAgg, Width: vg.Points(1.9)})
+	if err != nil {
+		return "", "", err
+	}
+	p.Add(truth)
+	leg.Add("true schedule", truth)
+	setSlotAxis(p, c.SlotLabels)
+	svg, err := renderSVG(figW, figH, "Obfuscated messages", func(dc draw.Canvas) {
+		drawWithLegend(dc, p, &leg)
+	})
+	capt := fmt.Sprintf("Obfuscated messages (paper Fig. 5): what %s sent in iteration %d, %d values per slot, against its true charging schedule. The SO, which knows the bus key, averages them back to the truth.",
+		b.Name, b.Iteration, len(b.Messages))
+	return svg, capt, err
 }

@@ -44,7 +44,27 @@ type Charging struct {
 	Voltages    []Series    // bus voltage per slot, pu (paper Fig. 6); may be many buses
 	VMin        float64     // voltage limit, pu, drawn as a dashed line
 	Convergence []ConvPoint // one point per solver iteration
+	Tables      []Table     // extra tables after the summary (e.g. the privacy comparison)
+	Band        *Band       // one vehicle's messages against its true profile (paper Fig. 5)
 	Notes       []string    // free paragraphs shown at the end
+}
+
+// Table is a titled table of text cells.
+type Table struct {
+	Title   string
+	Header  []string
+	Rows    [][]string
+	Caption string
+}
+
+// Band is what one vehicle sent against what it hides: its true schedule
+// and the m obfuscated values per slot it sent in one iteration (paper
+// Fig. 5). Truth and every message row hold one value per slot.
+type Band struct {
+	Name      string
+	Iteration int
+	Truth     []float64
+	Messages  [][]float64
 }
 
 // WriteCharging writes the report as one self-contained HTML page.
@@ -67,6 +87,7 @@ func WriteCharging(w io.Writer, c *Charging) error {
 	data := pageData{
 		Title:   title,
 		Summary: c.Summary,
+		Tables:  c.Tables,
 		Figures: figs,
 		Notes:   c.Notes,
 	}
@@ -117,6 +138,16 @@ func validate(c *Charging) error {
 			}
 		}
 	}
+	if b := c.Band; b != nil {
+		if err := checkSeries("band truth", b.Truth, len(c.SlotLabels)); err != nil {
+			return err
+		}
+		for i, m := range b.Messages {
+			if err := checkSeries(fmt.Sprintf("band message %d", i), m, len(c.SlotLabels)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -154,6 +185,7 @@ type figure struct {
 // pageData feeds pageTemplate.
 type pageData struct {
 	Title   string
+	Tables  []Table
 	Summary [][2]string
 	Figures []figure
 	Notes   []string
@@ -176,7 +208,7 @@ table.summary th{font-weight:600;color:#444;white-space:nowrap}
 table.summary td{font-variant-numeric:tabular-nums}
 figure{margin:1.2em 0 1.8em}
 figure svg{display:block;max-width:100%;height:auto}
-figcaption{font-size:.9em;color:#444;margin-top:.3em}
+figcaption,p.caption{font-size:.9em;color:#444;margin-top:.3em}
 footer{margin-top:2.5em;font-size:.8em;color:#777}
 </style>
 </head>
@@ -192,6 +224,18 @@ footer{margin-top:2.5em;font-size:.8em;color:#777}
 {{- end}}
 </tbody>
 </table>
+{{- end}}
+{{- range .Tables}}
+<h2>{{.Title}}</h2>
+<table class="summary">
+<thead><tr>{{range .Header}}<th scope="col">{{.}}</th>{{end}}</tr></thead>
+<tbody>
+{{- range .Rows}}
+<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+{{- if .Caption}}<p class="caption">{{.Caption}}</p>{{end}}
 {{- end}}
 {{- if .Figures}}
 <h2>Figures</h2>

@@ -14,7 +14,14 @@ import (
 // readable as thin lines; beyond that an evenly spaced sample is shown.
 const maxProfiles = 84
 
-func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, sol *charging.Solution) error {
+// reportExtras are optional sections of the report.
+type reportExtras struct {
+	tables []report.Table
+	band   *report.Band
+	notes  []string
+}
+
+func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, sol *charging.Solution, extra *reportExtras) error {
 	c := &report.Charging{
 		Title:     fmt.Sprintf("gridveil: %s, seed %d", m.Scenario, m.Seed),
 		Baseline:  p.Baseline(),
@@ -76,6 +83,11 @@ func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, sol
 	}
 	if stride > 1 {
 		c.Notes = append(c.Notes, fmt.Sprintf("The EV figure shows every %d-th of %d EVs.", stride, len(p.EVs)))
+	}
+	if extra != nil {
+		c.Tables = extra.tables
+		c.Band = extra.band
+		c.Notes = append(c.Notes, extra.notes...)
 	}
 	return report.WriteCharging(w, c)
 }

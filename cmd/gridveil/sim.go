@@ -28,6 +28,7 @@ type simFlags struct {
 	maxIter     int
 	workers     int
 	quiet       bool
+	priv        privacyFlags
 }
 
 func newSimCmd() *cobra.Command {
@@ -48,7 +49,9 @@ The same scenario and seed give the same instance.json and solution.json,
 byte for byte. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
 		Example: `  gridveil sim
   gridveil sim --scenario ieee13-stressed --out out/stressed
-  gridveil sim --scenario ieee13-paper --evs 10000 --seed 7 --out out/region`,
+  gridveil sim --scenario ieee13-paper --evs 10000 --seed 7 --out out/region
+  gridveil sim --privacy masking --mask-drop 0.05
+  gridveil sim --privacy-compare --out out/privacy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd, &f)
@@ -63,6 +66,7 @@ byte for byte. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") +
 	fl.IntVar(&f.maxIter, "max-iter", 5000, "iteration limit")
 	fl.IntVar(&f.workers, "workers", 0, "goroutines for the EV updates (default: all cores); results do not depend on it")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	f.priv.register(fl)
 	return cmd
 }
 
@@ -109,8 +113,15 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		}
 	}
 	buildTime := time.Since(t0)
+	if f.priv.dumpView != "" && f.priv.dumpView != "so" {
+		return fmt.Errorf("--dump-view %q: only \"so\" (what the system operator received) is supported", f.priv.dumpView)
+	}
+	mech, err := f.priv.build(f.priv.mechanism, p, meta.Seed, f.priv.dumpView == "so")
+	if err != nil {
+		return err
+	}
 
-	opt := charging.Options{MaxIter: f.maxIter, Workers: f.workers}
+	opt := f.priv.options(mech, charging.Options{MaxIter: f.maxIter, Workers: f.workers})
 	progress := newProgress(stderr, f.quiet, f.maxIter)
 	opt.Progress = progress.update
 	t1 := time.Now()
@@ -120,13 +131,29 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		return err
 	}
 	solveTime := time.Since(t1)
+	extra := &reportExtras{}
+	var privacy *Privacy
+	if f.priv.compare {
+		fmt.Fprintln(stdout, "privacy comparison (one worker per run, so times are CPU time):")
+		privacy, err = comparePrivacy(p, meta, &f.priv, stdout)
+		if err != nil {
+			return err
+		}
+		extra.tables = append(extra.tables, privacyTable(privacy))
+		extra.notes = append(extra.notes, privacyNotes(privacy)...)
+		for _, r := range privacy.Mechanisms {
+			if r.band != nil {
+				extra.band = r.band
+			}
+		}
+	}
 
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
 		"solution.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, "none", !f.noSchedules))
+			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, mech.Name(), !f.noSchedules))
 		},
-		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol) },
+		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol, extra) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "build_seconds": buildTime.Seconds(), "solve_seconds": solveTime.Seconds(),
@@ -136,11 +163,23 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 			})
 		},
 	}
+	if privacy != nil {
+		files["privacy.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, privacy) }
+	}
+	if f.priv.dumpView == "so" {
+		v := mech.View()
+		files["so_view.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, newSOView(p, v)) }
+	}
 	if err := writeAll(f.out, files); err != nil {
 		return err
 	}
 	printSummary(stdout, p, meta, sol, solveTime, f.out)
-	if !sol.Converged {
+	if !mech.Exact() {
+		fmt.Fprintf(stdout, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), f.priv.iterations)
+	} else if mech.Name() != "none" {
+		fmt.Fprintf(stdout, "  privacy      %s: the SO saw only per-bus sums\n", mech.Name())
+	}
+	if !sol.Converged && mech.Exact() {
 		last := sol.History[len(sol.History)-1]
 		return &exitError{code: 3, err: fmt.Errorf("did not converge in %d iterations (largest voltage violation %.2g pu, last change %.3g kW); the files in %s say converged: false. If the violation stays positive the vehicles' demands do not fit under vmin: lower the demands or widen their windows; otherwise raise --max-iter", sol.Iterations, math.Max(last.Violation, 0), last.Change, f.out)}
 	}
