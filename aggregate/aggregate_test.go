@@ -261,10 +261,15 @@ func TestMaskingDropout(t *testing.T) {
 	b := m.bus[[2]int{g.Feeder, g.Bus}]
 	revealed := map[int]byte{}
 	holders := []int{0, 1, 2, 3, 4, 5, 6}[:b.t]
-	if _, err := b.recoverSeed(3, holders, revealed); err != nil {
+	xs := make([]uint64, len(holders))
+	for k, h := range holders {
+		xs[k] = uint64(h + 1)
+	}
+	w, _ := lagrangeAtZero(xs)
+	if _, err := b.recoverSeed(3, holders, w, revealed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.recoverKey(3, holders, revealed); !errors.Is(err, ErrRefused) {
+	if _, err := b.recoverKey(3, holders, w, revealed); !errors.Is(err, ErrRefused) {
 		t.Fatalf("asking for both shares of one vehicle: %v, want ErrRefused", err)
 	}
 }

@@ -25,6 +25,13 @@ type MaskingConfig struct {
 	// DropRate is the probability that a vehicle's report is lost in an
 	// iteration (the simulation of dropouts), from the seeded generator.
 	DropRate float64
+	// SingleMask leaves out the per-iteration self-masks (double masking).
+	// That is safe only against an SO that follows the protocol and a
+	// network that delivers on time: without self-masks, an SO that
+	// claims a vehicle dropped, or that reads a report arriving after the
+	// vehicle was declared dropped, unmasks that report. It saves two
+	// fresh AES-CTR streams per vehicle per iteration.
+	SingleMask bool
 }
 
 // ErrTooFewSurvivors is returned when fewer than the threshold of a bus's
@@ -79,24 +86,28 @@ type Masking struct {
 }
 
 type maskBus struct {
-	n, t     int
-	sk       []*ecdh.PrivateKey
-	pk       [][]byte
-	block    [][]cipher.Block  // block[i][j], i < j: AES keyed by k_ij
-	stream   [][]cipher.Stream // the pair's keystream, consumed in lockstep
-	keyShr   [][][keyChunks]fe // keyShr[j][i]: vehicle j's share of s_i
-	epoch    []int             // key generation of each vehicle
-	round    int               // iterations run, including the initial one
-	csprng   *mrand.ChaCha8    // seeds and polynomial coefficients; seeded from crypto/rand
-	drop     *mrand.Rand       // simulated network losses; seeded
-	y, tmp   []uint64
-	lastDrop []int     // vehicles (group order) whose reports were lost in the last round
-	lastSum  []float64 // the last sum the SO recovered
-	failed   int       // rounds in which too few vehicles reported
-	buf      []byte
-	coef     []fe
-	selfShr  [][][seedChunks]fe // selfShr[j][i]: vehicle j's share of b_i this round
-	seeds    [][16]byte
+	n, t               int
+	sk                 []*ecdh.PrivateKey
+	pk                 [][]byte
+	block              [][]cipher.Block  // block[i][j], i < j: AES keyed by k_ij
+	stream             [][]cipher.Stream // the pair's keystream, consumed in lockstep
+	keyShr             [][][keyChunks]fe // keyShr[j][i]: vehicle j's share of s_i
+	epoch              []int             // key generation of each vehicle
+	round              int               // iterations run, including the initial one
+	csprng             *mrand.ChaCha8    // seeds and polynomial coefficients; seeded from crypto/rand
+	drop               *mrand.Rand       // simulated network losses; seeded
+	y, tmp             []uint64
+	lastDrop           []int     // vehicles (group order) whose reports were lost in the last round
+	lastSum            []float64 // the last sum the SO recovered
+	failed             int       // rounds in which too few vehicles reported
+	buf                []byte
+	coef               []fe
+	shr                []fe
+	total              []uint64
+	survivors, dropped []int
+	revealed           map[int]byte
+	selfShr            [][][seedChunks]fe // selfShr[j][i]: vehicle j's share of b_i this round
+	seeds              [][16]byte
 }
 
 const (
@@ -140,7 +151,7 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 		keyShr: make([][][keyChunks]fe, n), epoch: make([]int, n),
 		csprng: mrand.NewChaCha8(seed),
 		drop:   mrand.New(mrand.NewPCG(m.seed^uint64(k[0])<<20^uint64(k[1]), 0x64726f70)),
-		coef:   make([]fe, t), selfShr: make([][][seedChunks]fe, n), seeds: make([][16]byte, n),
+		coef:   make([]fe, t), shr: make([]fe, n), revealed: map[int]byte{}, selfShr: make([][][seedChunks]fe, n), seeds: make([][16]byte, n),
 	}
 	for i := range b.block {
 		b.block[i] = make([]cipher.Block, n)
@@ -239,7 +250,11 @@ func (*Masking) Name() string { return "masking" }
 
 // Params implements Mechanism.
 func (m *Masking) Params() map[string]float64 {
-	return map[string]float64{"threshold": float64(m.cfg.Threshold), "drop_rate": m.cfg.DropRate, "fixed_scale": FixedScale}
+	single := 0.0
+	if m.cfg.SingleMask {
+		single = 1
+	}
+	return map[string]float64{"threshold": float64(m.cfg.Threshold), "drop_rate": m.cfg.DropRate, "single_mask": single, "fixed_scale": FixedScale}
 }
 
 // ReportBytes implements Mechanism: the masked vector, the self-mask seed's
@@ -314,10 +329,13 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		for t, v := range row {
 			out[t] = encode64(v)
 		}
+		if m.cfg.SingleMask {
+			continue
+		}
 		// Fresh self-mask seed, shared among the bus.
 		b.csprng.Read(b.seeds[i][:])
 		chunks := toChunks(b.seeds[i][:], seedChunks)
-		shr := make([]fe, n)
+		shr := b.shr[:n]
 		for c, v := range chunks {
 			split(v, b.t, n, b.csprng.Uint64, b.coef, shr)
 			for j := 0; j < n; j++ {
@@ -345,16 +363,15 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		}
 	}
 	// The network: some reports are lost.
-	alive := make([]bool, n)
-	var survivors, dropped []int
-	for i := range alive {
-		alive[i] = m.cfg.DropRate == 0 || b.drop.Float64() >= m.cfg.DropRate
-		if alive[i] {
+	survivors, dropped := b.survivors[:0], b.dropped[:0]
+	for i := 0; i < n; i++ {
+		if m.cfg.DropRate == 0 || b.drop.Float64() >= m.cfg.DropRate {
 			survivors = append(survivors, i)
 		} else {
 			dropped = append(dropped, i)
 		}
 	}
+	b.survivors, b.dropped = survivors, dropped
 	b.lastDrop = dropped
 	if len(survivors) < b.t {
 		// The SO cannot unmask this round. Nothing was revealed, so no key
@@ -371,16 +388,32 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	}
 
 	// SO's side.
-	total := make([]uint64, slots)
+	if len(b.total) < slots {
+		b.total = make([]uint64, slots)
+	}
+	total := b.total[:slots]
+	clear(total)
 	for _, i := range survivors {
 		for t, v := range y[i*slots : (i+1)*slots] {
 			total[t] += v
 		}
 	}
 	holders := survivors[:b.t] // whose shares the SO asks for
-	revealed := make(map[int]byte, n)
+	xs := make([]uint64, len(holders))
+	for k, h := range holders {
+		xs[k] = uint64(h + 1)
+	}
+	w, err := lagrangeAtZero(xs) // once per round: the holders do not change
+	if err != nil {
+		return err
+	}
+	revealed := b.revealed
+	clear(revealed)
 	for _, i := range survivors {
-		seed, err := b.recoverSeed(i, holders, revealed)
+		if m.cfg.SingleMask {
+			break
+		}
+		seed, err := b.recoverSeed(i, holders, w, revealed)
 		if err != nil {
 			return err
 		}
@@ -392,7 +425,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		}
 	}
 	for _, j := range dropped {
-		sk, err := b.recoverKey(j, holders, revealed)
+		sk, err := b.recoverKey(j, holders, w, revealed)
 		if err != nil {
 			return err
 		}
@@ -454,22 +487,16 @@ func selfMask(seed [16]byte, out []uint64, buf []byte) error {
 
 // recoverSeed reconstructs b_i from the holders' shares, as the SO does;
 // each holder checks it has not revealed i's key share this round.
-func (b *maskBus) recoverSeed(i int, holders []int, revealed map[int]byte) ([16]byte, error) {
+func (b *maskBus) recoverSeed(i int, holders []int, w []fe, revealed map[int]byte) ([16]byte, error) {
 	if revealed[i] == 's' {
 		return [16]byte{}, ErrRefused
 	}
 	revealed[i] = 'b'
 	var chunks [seedChunks]fe
 	for c := range chunks {
-		shares := make([]Share, len(holders))
 		for k, h := range holders {
-			shares[k] = Share{X: uint64(h + 1), Y: b.selfShr[h][i][c]}
+			chunks[c] = fadd(chunks[c], fmul(w[k], b.selfShr[h][i][c]))
 		}
-		v, err := Combine(shares)
-		if err != nil {
-			return [16]byte{}, err
-		}
-		chunks[c] = v
 	}
 	var seed [16]byte
 	copy(seed[:], fromChunks(chunks[:], 16))
@@ -477,22 +504,16 @@ func (b *maskBus) recoverSeed(i int, holders []int, revealed map[int]byte) ([16]
 }
 
 // recoverKey reconstructs the private mask key of a vehicle that dropped.
-func (b *maskBus) recoverKey(j int, holders []int, revealed map[int]byte) (*ecdh.PrivateKey, error) {
+func (b *maskBus) recoverKey(j int, holders []int, w []fe, revealed map[int]byte) (*ecdh.PrivateKey, error) {
 	if revealed[j] == 'b' {
 		return nil, ErrRefused
 	}
 	revealed[j] = 's'
 	var chunks [keyChunks]fe
 	for c := range chunks {
-		shares := make([]Share, len(holders))
 		for k, h := range holders {
-			shares[k] = Share{X: uint64(h + 1), Y: b.keyShr[h][j][c]}
+			chunks[c] = fadd(chunks[c], fmul(w[k], b.keyShr[h][j][c]))
 		}
-		v, err := Combine(shares)
-		if err != nil {
-			return nil, err
-		}
-		chunks[c] = v
 	}
 	sk, err := ecdh.X25519().NewPrivateKey(fromChunks(chunks[:], 32))
 	if err != nil {
