@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/scenario"
 )
@@ -22,7 +24,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure gridveil on this machine (long runs; see docs/PERFORMANCE.md)",
 	}
-	cmd.AddCommand(newBenchChargingCmd())
+	cmd.AddCommand(newBenchChargingCmd(), newBenchObfuscationCmd())
 	return cmd
 }
 
@@ -140,4 +142,105 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+func newBenchObfuscationCmd() *cobra.Command {
+	var (
+		scen  string
+		seed  uint64
+		iters int
+	)
+	cmd := &cobra.Command{
+		Use:   "obfuscation",
+		Short: "Coordination quality and the curious SO's error under obfuscation, over m and sigma",
+		Long: `bench obfuscation runs seed 001's obfuscation on a scenario for a grid of m
+(values per slot) and sigma (kW) and prints, for each, the final aggregate's
+largest distance from the exact optimum, the relative objective gap, the
+bus-sum error the SO works with (theory: sigma sqrt(n_b / m)) and the curious
+SO's RMSE in recovering each EV (theory: sigma / sqrt(m)).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := scenario.Load(scen)
+			if err != nil {
+				return err
+			}
+			p, _, err := scenario.Build(spec, seed, 0)
+			if err != nil {
+				return err
+			}
+			return benchObfuscation(cmd.OutOrStdout(), p, seed, iters)
+		},
+	}
+	cmd.Flags().StringVar(&scen, "scenario", "ieee13-paper", "scenario")
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "random seed")
+	cmd.Flags().IntVar(&iters, "iterations", 200, "iterations per run")
+	return cmd
+}
+
+func benchObfuscation(w io.Writer, p *charging.Problem, seed uint64, iters int) error {
+	ref, err := charging.Solve(p, charging.Options{})
+	if err != nil {
+		return err
+	}
+	nb := float64(len(p.EVs)) / float64(len(busesWithEVs(p)))
+	const row = "%5v %9v %14v %12v %16v %10v %14v %10v\n"
+	fmt.Fprintf(w, "%s: %d EVs, %.1f per bus, %d iterations per run; exact optimum in %d iterations\n", "obfuscation", len(p.EVs), nb, iters, ref.Iterations)
+	fmt.Fprintf(w, row, "m", "sigma kW", "deviation kW", "obj. gap", "bus-sum err kW", "(theory)", "SO RMSE kW", "(theory)")
+	for _, m := range []int{1, 10, 100} {
+		for _, sigma := range []float64{0.5, 3, 10} {
+			o, err := aggregate.NewObfuscation(p, aggregate.ObfuscationConfig{M: m, Sigma: sigma}, seed, true)
+			if err != nil {
+				return err
+			}
+			sol, err := charging.Solve(p, charging.Options{Aggregator: o, MaxIter: iters})
+			if err != nil {
+				return err
+			}
+			agg := p.Baseline()
+			for _, x := range sol.Schedules {
+				for t, v := range x {
+					agg[t] += v
+				}
+			}
+			dev := 0.0
+			for t := range agg {
+				dev = math.Max(dev, math.Abs(agg[t]-ref.Aggregate[t]))
+			}
+			// The bus-sum error of the last iteration, against the truth.
+			v := o.View()
+			var ss float64
+			var cnt int
+			for key, s := range v.BusSums {
+				truth := make([]float64, p.Slots)
+				for i, ev := range p.EVs {
+					f := &p.Feeders[ev.Feeder]
+					if f.Name+"/"+f.Buses[ev.Bus].Name == key {
+						for t, x := range sol.Schedules[i] {
+							truth[t] += x
+						}
+					}
+				}
+				for t := range s {
+					ss += (s[t] - truth[t]) * (s[t] - truth[t])
+					cnt++
+				}
+			}
+			sc, err := aggregate.Attack(o, p, sol)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, row, m, sigma, fmt.Sprintf("%.3g", dev), fmt.Sprintf("%.2e", (charging.Objective(agg)-ref.Objective)/ref.Objective),
+				fmt.Sprintf("%.3g", math.Sqrt(ss/float64(cnt))), fmt.Sprintf("%.3g", sigma*math.Sqrt(nb/float64(m))),
+				fmt.Sprintf("%.3g", sc.RMSE["so"]), fmt.Sprintf("%.3g", sigma/math.Sqrt(float64(m))))
+		}
+	}
+	return nil
+}
+
+func busesWithEVs(p *charging.Problem) map[[2]int]bool {
+	m := map[[2]int]bool{}
+	for _, ev := range p.EVs {
+		m[[2]int{ev.Feeder, ev.Bus}] = true
+	}
+	return m
 }
