@@ -208,6 +208,9 @@ table.summary th{font-weight:600;color:#444;white-space:nowrap}
 table.summary td{font-variant-numeric:tabular-nums}
 figure{margin:1.2em 0 1.8em}
 figure svg{display:block;max-width:100%;height:auto}
+div.wide{overflow-x:auto}
+table.data{font-size:.8em}
+table.data td,table.data th{padding-right:10px;white-space:nowrap}
 figcaption,p.caption{font-size:.9em;color:#444;margin-top:.3em}
 footer{margin-top:2.5em;font-size:.8em;color:#777}
 </style>
@@ -227,14 +230,14 @@ footer{margin-top:2.5em;font-size:.8em;color:#777}
 {{- end}}
 {{- range .Tables}}
 <h2>{{.Title}}</h2>
-<table class="summary">
+<div class="wide"><table class="summary data">
 <thead><tr>{{range .Header}}<th scope="col">{{.}}</th>{{end}}</tr></thead>
 <tbody>
 {{- range .Rows}}
 <tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
 {{- end}}
 </tbody>
-</table>
+</table></div>
 {{- if .Caption}}<p class="caption">{{.Caption}}</p>{{end}}
 {{- end}}
 {{- if .Figures}}
