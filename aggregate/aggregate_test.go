@@ -202,12 +202,7 @@ func TestMaskingDropout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := charging.Group{Feeder: 0, Bus: p.EVs[0].Bus}
-	for i, ev := range p.EVs {
-		if ev.Bus == g.Bus {
-			g.EVs = append(g.EVs, i)
-		}
-	}
+	g := firstBus(p)
 	T := p.Slots
 	rng := rand.New(rand.NewPCG(9, 9))
 	x := make([]float64, len(g.EVs)*T)
@@ -284,12 +279,7 @@ func TestObfuscationError(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := charging.Group{Feeder: 0, Bus: p.EVs[0].Bus}
-		for i, ev := range p.EVs {
-			if ev.Bus == g.Bus {
-				g.EVs = append(g.EVs, i)
-			}
-		}
+		g := firstBus(p)
 		T := p.Slots
 		x := make([]float64, len(g.EVs)*T)
 		for k := range x {
@@ -374,4 +364,15 @@ func TestDPAccountant(t *testing.T) {
 	if got := math.Sqrt(ss / float64(n)); math.Abs(got/sigma-1) > 0.02 {
 		t.Errorf("noise deviation %.2f, calibrated %.2f", got, sigma)
 	}
+}
+
+// firstBus returns the group of vehicles at the first vehicle's bus.
+func firstBus(p *charging.Problem) charging.Group {
+	g := charging.Group{Feeder: p.EVs[0].Feeder, Bus: p.EVs[0].Bus}
+	for i, ev := range p.EVs {
+		if ev.Feeder == g.Feeder && ev.Bus == g.Bus {
+			g.EVs = append(g.EVs, i)
+		}
+	}
+	return g
 }
