@@ -54,7 +54,7 @@ var ErrRefused = errors.New("masking: honest vehicle refuses to reveal both shar
 // the other vehicles of its bus.
 //
 // Every iteration: vehicle i draws a fresh self-mask seed b_i (crypto
-// quality), shares it the same way, and sends
+// quality), shares it the same way, expands it with ChaCha8, and sends
 //
 //	y_i = enc(x_i) + PRG(b_i) + sum_{j>i} PRG(k_ij) - sum_{j<i} PRG(k_ij)  in Z_2^64
 //
@@ -68,7 +68,7 @@ var ErrRefused = errors.New("masking: honest vehicle refuses to reveal both shar
 //
 // What it protects against: an honest-but-curious SO, or an eavesdropper on
 // any link, sees each y_i uniformly distributed in Z_2^64^T whatever x_i is
-// (PRG security of AES-CTR, CDH in X25519): it learns the bus sum and
+// (PRG security of AES-CTR and ChaCha8, CDH in X25519): it learns the bus sum and
 // nothing else. Fewer than t colluding vehicles learn no key of another. An
 // SO that claims a survivor dropped, to learn its s_i after holding its
 // y_i, is refused: an honest vehicle never reveals both the b-share and the
@@ -474,14 +474,17 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	return nil
 }
 
-// selfMask expands a self-mask seed into words (AES-128-CTR, zero IV: the
-// seed is used once).
-func selfMask(seed [16]byte, out []uint64, buf []byte) error {
-	blk, err := aes.NewCipher(seed[:])
-	if err != nil {
-		return fmt.Errorf("masking: %w", err)
+// selfMask expands a self-mask seed into words with ChaCha8 (math/rand/v2's
+// cryptographically strong generator, keyed by the 16-byte seed
+// zero-padded to 32 bytes). A fresh ChaCha8 costs about half of a fresh
+// AES-CTR stream, and self-masks are fresh every round.
+func selfMask(seed [16]byte, out []uint64, _ []byte) error {
+	var key [32]byte
+	copy(key[:], seed[:])
+	g := mrand.NewChaCha8(key)
+	for i := range out {
+		out[i] = g.Uint64()
 	}
-	keystream(cipher.NewCTR(blk, make([]byte, 16)), out, buf)
 	return nil
 }
 
