@@ -30,7 +30,7 @@ Start with: gridveil sim`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSimCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newSimCmd(), newHomeCmd(), newVersionCmd(), newBenchCmd())
 	return root
 }
 

@@ -1,0 +1,492 @@
+// Package homereport renders the HTML report of `gridveil home` (DESIGN.md
+// C4): a table of every scheduler's cost and privacy figures for the same
+// homes and battery, one home's load against its meter and the battery's
+// SOC over the day, and the cost-against-privacy front over an alpha sweep.
+//
+// It is a thin shell: it draws numbers its caller computed and nothing
+// else. Figures are drawn with gonum.org/v1/plot's SVG backend and inlined,
+// so the page needs no network, no external files and no JavaScript. The
+// same input gives the same bytes.
+package homereport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html"
+	"html/template"
+	"image/color"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	xfont "golang.org/x/image/font"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+// ErrInvalid is wrapped by Write's errors for input it cannot draw.
+var ErrInvalid = errors.New("homereport: invalid input")
+
+// Series is one named line, one value per slot (SOC: one per boundary).
+type Series struct {
+	Name string
+	Y    []float64
+}
+
+// Row is one scheduler's line of the table: means over the homes.
+type Row struct {
+	Scheduler string
+	Cost      float64 // money per home-day
+	Leakage   float64 // kW^2
+	R2        float64
+	LaggedR2  float64
+	MI        float64 // bits
+	F1        float64 // strongest attack
+	F1CO      float64
+	F1Edge    float64
+	F1Prior   float64
+}
+
+// Point is one point of the cost-against-privacy front.
+type Point struct {
+	Scheduler string
+	Alpha     float64 // NaN for schedulers that do not depend on alpha
+	Cost      float64
+	F1        float64
+	R2        float64
+	Leakage   float64
+}
+
+// Data is what the report shows.
+type Data struct {
+	Title      string
+	Summary    [][2]string
+	SlotLabels []string  // clock label per slot
+	HomeID     int       // the home of the day figure
+	Load       []float64 // its load, kW per slot
+	Meters     []Series  // its meter under each scheduler
+	SOC        []Series  // its SOC under each scheduler (slots + 1 values)
+	Away       [2]int    // [depart, return) slots; equal values: no trip
+	Table      []Row
+	Front      []Point // empty: no sweep
+	Notes      []string
+}
+
+const (
+	figW    vg.Length = 600
+	figH    vg.Length = 280
+	pxPerPt           = 4.0 / 3.0
+)
+
+var palette = []color.Color{
+	rgb(0x1f77b4), rgb(0xff7f0e), rgb(0x2ca02c), rgb(0xd62728),
+	rgb(0x9467bd), rgb(0x8c564b), rgb(0xe377c2), rgb(0x7f7f7f),
+}
+
+func rgb(v uint32) color.Color {
+	return color.NRGBA{R: uint8(v >> 16), G: uint8(v >> 8), B: uint8(v), A: 0xff}
+}
+
+// Write renders the report. Nothing is written unless the whole page
+// rendered.
+func Write(w io.Writer, d *Data) error {
+	if err := validate(d); err != nil {
+		return err
+	}
+	var figs []figure
+	if len(d.SlotLabels) > 0 && len(d.Meters) > 0 {
+		svg, err := dayFigure(d)
+		if err != nil {
+			return fmt.Errorf("homereport: day figure: %w", err)
+		}
+		figs = append(figs, figure{template.HTML(svg), fmt.Sprintf(
+			"Home %d over one day. Top: household load (grey, dashed) and what the meter shows under each scheduler, kW per slot. Bottom: the EV battery's state of charge; the shaded span is the trip (the EV is away, the meter shows the bare load).", d.HomeID)})
+	}
+	if len(d.Front) > 0 {
+		svg, err := frontFigure(d.Front)
+		if err != nil {
+			return fmt.Errorf("homereport: front figure: %w", err)
+		}
+		figs = append(figs, figure{template.HTML(svg),
+			"Cost against privacy, means over the homes. The optimal scheduler traces a front as alpha runs from near privacy only (α=0.01, the costlier end) to near cost only (α=0.99, the cheaper end); the other schedulers do not depend on alpha and are single points. Left: the strongest NILM attack's F1 (what a user can believe). Right: R² between meter and load (the seed paper's measure)."})
+	}
+	for i := range figs {
+		figs[i].Caption = fmt.Sprintf("Figure %d. %s", i+1, figs[i].Caption)
+	}
+	data := page{Title: d.Title, Summary: d.Summary, Table: d.Table, Figures: figs, Notes: d.Notes}
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, data); err != nil {
+		return fmt.Errorf("homereport: %w", err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func validate(d *Data) error {
+	if d == nil {
+		return fmt.Errorf("%w: nil data", ErrInvalid)
+	}
+	n := len(d.SlotLabels)
+	check := func(what string, y []float64, want int) error {
+		if len(y) != want {
+			return fmt.Errorf("%w: %s has %d values, want %d", ErrInvalid, what, len(y), want)
+		}
+		for i, v := range y {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: %s value %d is %v", ErrInvalid, what, i, v)
+			}
+		}
+		return nil
+	}
+	if len(d.Meters) > 0 {
+		if err := check("load", d.Load, n); err != nil {
+			return err
+		}
+	}
+	for _, s := range d.Meters {
+		if err := check("meter "+s.Name, s.Y, n); err != nil {
+			return err
+		}
+	}
+	for _, s := range d.SOC {
+		if err := check("SOC "+s.Name, s.Y, n+1); err != nil {
+			return err
+		}
+	}
+	for _, p := range d.Front {
+		for _, v := range []float64{p.Cost, p.F1, p.R2, p.Leakage} {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: front point %s alpha %v has a non-finite value", ErrInvalid, p.Scheduler, p.Alpha)
+			}
+		}
+	}
+	return nil
+}
+
+func sans(size vg.Length) font.Font {
+	return font.Font{Typeface: "Liberation", Variant: "Sans", Size: size}
+}
+
+func newPlot(title, x, y string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.Title.TextStyle.Font = sans(vg.Points(10.5))
+	p.Title.TextStyle.Font.Weight = xfont.WeightBold
+	for _, a := range []*plot.Axis{&p.X, &p.Y} {
+		a.Label.TextStyle.Font = sans(vg.Points(9))
+		a.Tick.Label.Font = sans(vg.Points(8))
+	}
+	p.X.Label.Text, p.Y.Label.Text = x, y
+	p.Legend.TextStyle.Font = sans(vg.Points(8))
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.ThumbnailWidth = vg.Points(14)
+	g := plotter.NewGrid()
+	g.Vertical.Color, g.Horizontal.Color = rgb(0xe6e6e6), rgb(0xe6e6e6)
+	p.Add(g)
+	return p
+}
+
+func line(xy plotter.XYs, c color.Color, width float64, dashed bool) (*plotter.Line, error) {
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return nil, err
+	}
+	l.LineStyle = draw.LineStyle{Color: c, Width: vg.Points(width)}
+	if dashed {
+		l.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+	}
+	return l, nil
+}
+
+func slotXY(y []float64) plotter.XYs {
+	xy := make(plotter.XYs, len(y))
+	for i, v := range y {
+		xy[i] = plotter.XY{X: float64(i), Y: v}
+	}
+	return xy
+}
+
+// clockTicks labels every 3 hours of a day of n slots.
+func clockTicks(labels []string, boundaries bool) plot.ConstantTicks {
+	n := len(labels)
+	step := max(1, n/8)
+	var ticks plot.ConstantTicks
+	for i := 0; i <= n; i += step {
+		lab := "24:00"
+		if i < n {
+			lab = labels[i]
+		}
+		if !boundaries && i == n {
+			break
+		}
+		ticks = append(ticks, plot.Tick{Value: float64(i), Label: lab})
+	}
+	return ticks
+}
+
+func awayBand(p *plot.Plot, away [2]int, ymax float64) error {
+	if away[1] <= away[0] {
+		return nil
+	}
+	poly, err := plotter.NewPolygon(plotter.XYs{
+		{X: float64(away[0]), Y: 0}, {X: float64(away[1]), Y: 0},
+		{X: float64(away[1]), Y: ymax}, {X: float64(away[0]), Y: ymax},
+	})
+	if err != nil {
+		return err
+	}
+	poly.Color = color.NRGBA{R: 0xbb, G: 0xbb, B: 0xbb, A: 0x40}
+	poly.LineStyle.Width = 0
+	p.Add(poly)
+	return nil
+}
+
+func dayFigure(d *Data) (string, error) {
+	top := newPlot(fmt.Sprintf("Home %d: load and meter", d.HomeID), "", "power [kW]")
+	ymax := 0.0
+	for _, v := range d.Load {
+		ymax = math.Max(ymax, v)
+	}
+	for _, s := range d.Meters {
+		for _, v := range s.Y {
+			ymax = math.Max(ymax, v)
+		}
+	}
+	if err := awayBand(top, d.Away, 1.3*ymax+0.1); err != nil {
+		return "", err
+	}
+	l, err := line(slotXY(d.Load), rgb(0x555555), 1.2, true)
+	if err != nil {
+		return "", err
+	}
+	top.Add(l)
+	top.Legend.Add("load", l)
+	for i, s := range d.Meters {
+		w := 1.0
+		if i == 0 {
+			w = 1.8
+		}
+		l, err := line(slotXY(s.Y), palette[i%len(palette)], w, false)
+		if err != nil {
+			return "", err
+		}
+		top.Add(l)
+		top.Legend.Add(s.Name, l)
+	}
+	top.X.Tick.Marker = clockTicks(d.SlotLabels, false)
+	top.X.Min, top.X.Max = 0, float64(len(d.SlotLabels))
+	top.Y.Min, top.Y.Max = 0, 1.3*ymax+0.1
+
+	bot := newPlot("State of charge", "time", "SOC")
+	if err := awayBand(bot, d.Away, 1.15); err != nil {
+		return "", err
+	}
+	for i, s := range d.SOC {
+		l, err := line(slotXY(s.Y), palette[i%len(palette)], 1.3, false)
+		if err != nil {
+			return "", err
+		}
+		bot.Add(l)
+		bot.Legend.Add(s.Name, l)
+	}
+	bot.X.Tick.Marker = clockTicks(d.SlotLabels, true)
+	bot.X.Min, bot.X.Max = 0, float64(len(d.SlotLabels))
+	bot.Y.Min, bot.Y.Max = 0, 1.15
+	return render(figW, 2*figH, "load, meter and SOC", func(dc draw.Canvas) {
+		tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: vg.Points(10), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}
+		top.Draw(tiles.At(dc, 0, 0))
+		bot.Draw(tiles.At(dc, 0, 1))
+	})
+}
+
+func frontFigure(pts []Point) (string, error) {
+	var plots []*plot.Plot
+	for _, m := range []struct {
+		title, ylabel string
+		get           func(Point) float64
+	}{
+		{"Attacker F1 against cost", "attacker F1 (macro)", func(p Point) float64 { return p.F1 }},
+		{"R² against cost", "R² (meter, load)", func(p Point) float64 { return p.R2 }},
+	} {
+		p := newPlot(m.title, "cost per home-day [money]", m.ylabel)
+		// The optimal front in alpha order, then the other schedulers.
+		var front plotter.XYs
+		var labels []string
+		for _, q := range pts {
+			if !math.IsNaN(q.Alpha) {
+				front = append(front, plotter.XY{X: q.Cost, Y: m.get(q)})
+				labels = append(labels, "α="+strconv.FormatFloat(q.Alpha, 'g', 3, 64))
+			}
+		}
+		if len(front) > 0 {
+			l, err := line(front, palette[0], 1.6, false)
+			if err != nil {
+				return "", err
+			}
+			sc, err := plotter.NewScatter(front)
+			if err != nil {
+				return "", err
+			}
+			sc.GlyphStyle = draw.GlyphStyle{Color: palette[0], Radius: vg.Points(2), Shape: draw.CircleGlyph{}}
+			p.Add(l, sc)
+			p.Legend.Add("optimal (α sweep)", l, sc)
+			// Label the two ends.
+			ends := plotter.XYLabels{XYs: plotter.XYs{front[0], front[len(front)-1]}, Labels: []string{labels[0], labels[len(labels)-1]}}
+			lab, err := plotter.NewLabels(ends)
+			if err != nil {
+				return "", err
+			}
+			for i := range lab.TextStyle {
+				lab.TextStyle[i].Font = sans(vg.Points(7.5))
+			}
+			lab.Offset = vg.Point{X: vg.Points(3), Y: vg.Points(3)}
+			p.Add(lab)
+		}
+		k := 1
+		for _, q := range pts {
+			if !math.IsNaN(q.Alpha) {
+				continue
+			}
+			sc, err := plotter.NewScatter(plotter.XYs{{X: q.Cost, Y: m.get(q)}})
+			if err != nil {
+				return "", err
+			}
+			shapes := []draw.GlyphDrawer{draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PlusGlyph{}, draw.CrossGlyph{}, draw.RingGlyph{}}
+			sc.GlyphStyle = draw.GlyphStyle{Color: palette[k%len(palette)], Radius: vg.Points(3.2), Shape: shapes[(k-1)%len(shapes)]}
+			p.Add(sc)
+			p.Legend.Add(q.Scheduler, sc)
+			k++
+		}
+		p.Y.Min = 0
+		// Room above the data for the legend in the top-left corner.
+		hi := 0.0
+		for _, q := range pts {
+			hi = math.Max(hi, m.get(q))
+		}
+		p.Y.Max = math.Max(1.6*hi, 0.05)
+		lo, hiX := math.Inf(1), math.Inf(-1)
+		for _, q := range pts {
+			lo, hiX = math.Min(lo, q.Cost), math.Max(hiX, q.Cost)
+		}
+		pad := 0.05 * math.Max(hiX-lo, 0.01)
+		p.X.Min, p.X.Max = lo-pad, hiX+pad
+		plots = append(plots, p)
+	}
+	return render(figW, figH*1.15, "cost against privacy", func(dc draw.Canvas) {
+		tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(12), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}
+		for i, p := range plots {
+			p.Draw(tiles.At(dc, i, 0))
+		}
+	})
+}
+
+// render draws a figure into an inline <svg> element. gonum/plot panics
+// on some degenerate input; that becomes an error.
+func render(w, h vg.Length, label string, fn func(draw.Canvas)) (svg string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			svg, err = "", fmt.Errorf("plotting %s: %v", label, r)
+		}
+	}()
+	cv := vgsvg.New(w, h)
+	fn(draw.New(cv))
+	var buf bytes.Buffer
+	if _, err := cv.WriteTo(&buf); err != nil {
+		return "", err
+	}
+	doc := buf.String()
+	i := strings.Index(doc, "<svg")
+	j := strings.IndexByte(doc[max(i, 0):], '>')
+	if i < 0 || j < 0 {
+		return "", errors.New("no <svg> element in plot output")
+	}
+	body := strings.ReplaceAll(doc[i+j+1:], "font-family:Liberation Sans;", "font-family:'Liberation Sans',Arial,Helvetica,sans-serif;")
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	head := fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" role="img" aria-label="%s">`,
+		f(math.Round(w.Points()*pxPerPt)), f(math.Round(h.Points()*pxPerPt)), f(w.Points()), f(h.Points()), html.EscapeString(label))
+	return head + body, nil
+}
+
+type figure struct {
+	SVG     template.HTML // built by render from gonum's escaped output
+	Caption string
+}
+
+type page struct {
+	Title   string
+	Summary [][2]string
+	Table   []Row
+	Figures []figure
+	Notes   []string
+}
+
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
+	"f": func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) },
+}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+body{margin:0;background:#fff;color:#1a1a1a;font:15px/1.5 "Liberation Sans",Arial,Helvetica,sans-serif}
+main{max-width:860px;margin:0 auto;padding:16px 20px 40px}
+h1{font-size:1.45em;margin:.4em 0 .6em}
+h2{font-size:1.1em;margin:1.6em 0 .5em;padding-bottom:.2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em}
+th,td{padding:3px 10px 3px 0;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{font-weight:600;color:#444}
+figure{margin:1.2em 0 1.8em}
+figure svg{display:block;max-width:100%;height:auto}
+figcaption{font-size:.9em;color:#444;margin-top:.3em}
+</style>
+</head>
+<body>
+<main>
+<h1>{{.Title}}</h1>
+{{- if .Summary}}
+<h2>Run</h2>
+<table><tbody>
+{{- range .Summary}}
+<tr><th scope="row">{{index . 0}}</th><td>{{index . 1}}</td></tr>
+{{- end}}
+</tbody></table>
+{{- end}}
+{{- if .Table}}
+<h2>Every scheduler on the same homes and battery (means per home-day)</h2>
+<table>
+<thead><tr><th>scheduler</th><th>cost</th><th>leakage Σ(ΔP)² [kW²]</th><th>R²</th><th>lagged R² (±4)</th><th>MI [bit]</th><th>attacker F1</th><th>F1 CO</th><th>F1 edge</th><th>F1 habits only</th></tr></thead>
+<tbody>
+{{- range .Table}}
+<tr><td>{{.Scheduler}}</td><td class="n">{{f .Cost 3}}</td><td class="n">{{f .Leakage 2}}</td><td class="n">{{f .R2 3}}</td><td class="n">{{f .LaggedR2 3}}</td><td class="n">{{f .MI 3}}</td><td class="n"><b>{{f .F1 3}}</b></td><td class="n">{{f .F1CO 3}}</td><td class="n">{{f .F1Edge 3}}</td><td class="n">{{f .F1Prior 3}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
+{{- if .Figures}}
+<h2>Figures</h2>
+{{- range .Figures}}
+<figure>
+{{.SVG}}
+<figcaption>{{.Caption}}</figcaption>
+</figure>
+{{- end}}
+{{- end}}
+{{- if .Notes}}
+<h2>Notes</h2>
+{{- range .Notes}}
+<p>{{.}}</p>
+{{- end}}
+{{- end}}
+</main>
+</body>
+</html>
+`))
