@@ -30,7 +30,7 @@ Start with: gridveil sim`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSimCmd(), newHomeCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newSimCmd(), newHomeCmd(), newLDPCmd(), newVersionCmd(), newBenchCmd())
 	return root
 }
 

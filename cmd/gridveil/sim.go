@@ -29,6 +29,7 @@ type simFlags struct {
 	workers     int
 	quiet       bool
 	priv        privacyFlags
+	base        baselineFlags
 }
 
 func newSimCmd() *cobra.Command {
@@ -67,6 +68,7 @@ byte for byte. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") +
 	fl.IntVar(&f.workers, "workers", 0, "goroutines for the EV updates (default: all cores); results do not depend on it")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	f.priv.register(fl)
+	f.base.register(fl)
 	return cmd
 }
 
@@ -125,13 +127,28 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	progress := newProgress(stderr, f.quiet, f.maxIter)
 	opt.Progress = progress.update
 	t1 := time.Now()
-	sol, err := charging.Solve(p, opt)
+	var (
+		sol         *charging.Solution
+		ldpBaseline *LDPBaselineFile
+	)
+	if f.base.source == "true" {
+		sol, err = charging.Solve(p, opt)
+	} else {
+		if f.priv.mechanism != "none" || f.priv.compare {
+			progress.done()
+			return fmt.Errorf("--baseline ldp runs with --privacy none; combine them in separate runs")
+		}
+		sol, ldpBaseline, err = f.base.solveOnLDP(p, meta.Seed, opt)
+	}
 	progress.done()
 	if err != nil {
 		return err
 	}
 	solveTime := time.Since(t1)
 	extra := &reportExtras{}
+	if ldpBaseline != nil {
+		extra.tables = append(extra.tables, ldpBaselineTable(ldpBaseline))
+	}
 	var privacy *Privacy
 	if f.priv.compare {
 		fmt.Fprintln(stdout, "privacy comparison (one worker per run, so times are CPU time):")
@@ -163,6 +180,9 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 			})
 		},
 	}
+	if ldpBaseline != nil {
+		files["ldp_baseline.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, ldpBaseline) }
+	}
 	if privacy != nil {
 		files["privacy.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, privacy) }
 	}
@@ -174,6 +194,10 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		return err
 	}
 	printSummary(stdout, p, meta, sol, solveTime, f.out)
+	if l := ldpBaseline; l != nil {
+		fmt.Fprintf(stdout, "  ldp baseline %s, epsilon %.3g per reading (%.3g per meter over the horizon), %d meters: baseline RMSE %.1f kW per bus-slot;\n               on the true grid the schedules cost %+.3g%% over the true-baseline optimum, %d bus-slots below vmin\n",
+			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
+	}
 	if !mech.Exact() {
 		fmt.Fprintf(stdout, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), f.priv.iterations)
 	} else if mech.Name() != "none" {

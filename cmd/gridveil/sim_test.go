@@ -111,3 +111,36 @@ func TestSimNotConverged(t *testing.T) {
 		t.Fatal("solution.json does not say converged: false")
 	}
 }
+
+// TestSimLDPBaseline: the SO coordinates on LDP estimates; the comparison
+// with the true-baseline optimum is written, and more privacy (smaller
+// epsilon) costs more optimality.
+func TestSimLDPBaseline(t *testing.T) {
+	gap := func(eps string) float64 {
+		dir := t.TempDir()
+		if _, err := run(t, "sim", "--baseline", "ldp", "--epsilon", eps, "--out", dir, "-q"); err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			Comparison struct {
+				RelGap     float64 `json:"rel_gap"`
+				Violations int     `json:"violations"`
+			} `json:"comparison"`
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "ldp_baseline.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		return f.Comparison.RelGap
+	}
+	loose, tight := gap("8"), gap("0.5")
+	if !(loose >= 0 && tight > loose) {
+		t.Fatalf("objective gap %.3g at epsilon 8, %.3g at 0.5: want 0 <= loose < tight", loose, tight)
+	}
+	if _, err := run(t, "sim", "--baseline", "ldp", "--epsilon", "1", "--day-epsilon", "4", "--out", t.TempDir()); err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Fatalf("both epsilons accepted: %v", err)
+	}
+}
