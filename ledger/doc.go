@@ -1,0 +1,29 @@
+// Package ledger is the consortium ledger of DESIGN.md C7: a CometBFT
+// (v0.38) ABCI application whose state is the charging-rights market of
+// seed 003, and an embedded single-validator node to run it.
+//
+// State is a pure, deterministic state machine: integer amounts (Wh,
+// milli-currency), maps serialized with sorted keys, no clock but the
+// block's consensus time. Each 30-minute delivery window goes through the
+// seed's phases, counted back from its start: demand (-30..-25 min; the
+// grid company posts its load margin), satisfaction (-25: rho = min(1,
+// M / sum d) and initial rights floor(rho d_s)), bids (-23..-20), clearing
+// (-20: the book is cleared with package market and settled at once:
+// rights to buyers, money to sellers, fees and any surplus to the grid
+// company, reservations returned), then P2P, fees and delivery.
+//
+// Transactions are JSON envelopes signed with Ed25519 over a domain-
+// separated body that names the chain and the signer's next nonce: a
+// forged, replayed or cross-chain transaction is rejected with a typed
+// reason (result code) and leaves the state unchanged. App persists the
+// state atomically in Commit, so a restart replays only the blocks after
+// it; the app hash is SHA-256 of the canonical state.
+//
+// Threat model: any participant may send malformed, unsigned, replayed,
+// out-of-phase or over-quantity transactions; validators are trusted to
+// follow the protocol up to CometBFT's fault tolerance (fewer than a third
+// of the voting power Byzantine). Not yet here (issue 7): P2P contracts,
+// reputation, congestion fees with the line security check, delivery
+// penalties, rolling prices, V2V auctions, validator sets and the crash
+// (SIGKILL) test.
+package ledger

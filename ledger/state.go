@@ -1,0 +1,421 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/gridveil/gridveil/market"
+)
+
+// Roles of ledger accounts.
+const (
+	RoleStation = "station" // a charging station: demands, trades rights
+	RoleGrid    = "grid"    // the grid company: posts margins, collects fees
+)
+
+// Params are fixed at genesis.
+type Params struct {
+	Chain string `json:"chain"`
+	// MinuteMillis is the length of one market minute in milliseconds of
+	// block time: 60000 in operation; tests and demos shrink it so that a
+	// 30-minute trading cycle passes in seconds.
+	MinuteMillis int64  `json:"minute_millis"`
+	Rule         string `json:"rule"`    // clearing rule: uniform, pay-as-bid or mcafee
+	FeePPM       int64  `json:"fee_ppm"` // fee on each trade's value, paid by the buyer to the grid company, parts per million
+}
+
+// Account is a participant: its role, money (milli-currency) and the next
+// nonce it must use.
+type Account struct {
+	Role    string `json:"role"`
+	Balance int64  `json:"balance"`
+	Nonce   uint64 `json:"nonce"`
+}
+
+// Order is a market order on the ledger with what it holds in reserve.
+type Order struct {
+	market.Order
+	Reserved int64 `json:"reserved"` // buy: money held; sell: rights held (Wh)
+}
+
+// Window is the market of one 30-minute delivery window (seed 003's
+// timeline, counted back from its start).
+type Window struct {
+	Demand   map[string]int64 `json:"demand"` // Wh per station
+	Margin   int64            `json:"margin"` // Wh the grid allows, posted by the grid company
+	HasMarg  bool             `json:"has_margin"`
+	RhoPPM   int64            `json:"rho_ppm"`  // satisfaction rate, parts per million
+	Assigned bool             `json:"assigned"` // initial rights given out
+	Rights   map[string]int64 `json:"rights"`   // Wh per station, excluding rights held by sell orders
+	Orders   []Order          `json:"orders"`   // in arrival order
+	Cleared  bool             `json:"cleared"`
+	Trades   []market.Trade   `json:"trades"`
+	Price    int64            `json:"price"` // uniform or McAfee price, if any
+}
+
+// State is the whole ledger state. Every field is deterministic: maps are
+// serialized with sorted keys, and nothing depends on iteration order.
+type State struct {
+	Params   Params              `json:"params"`
+	Height   int64               `json:"height"`
+	Time     int64               `json:"time_ms"` // consensus time of the last block, Unix ms
+	Accounts map[string]*Account `json:"accounts"`
+	Windows  map[int64]*Window   `json:"windows"`
+	Seq      uint64              `json:"seq"` // orders accepted so far: time priority
+}
+
+// Genesis is the application state in the genesis file.
+type Genesis struct {
+	Params   Params             `json:"params"`
+	Accounts map[string]Account `json:"accounts"` // hex public key -> role and opening balance
+}
+
+// NewState starts the ledger from genesis.
+func NewState(g Genesis) (*State, error) {
+	p := g.Params
+	if p.Chain == "" || p.MinuteMillis <= 0 || p.FeePPM < 0 || p.FeePPM > 1_000_000 {
+		return nil, fmt.Errorf("%w: genesis params need a chain id, minute_millis > 0 and 0 <= fee_ppm <= 10^6", ErrValue)
+	}
+	if _, err := market.ParseRule(p.Rule); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrValue, err)
+	}
+	s := &State{Params: p, Accounts: map[string]*Account{}, Windows: map[int64]*Window{}}
+	grids := 0
+	for k, a := range g.Accounts {
+		if a.Role != RoleStation && a.Role != RoleGrid {
+			return nil, fmt.Errorf("%w: account %s has role %q", ErrValue, k, a.Role)
+		}
+		if a.Balance < 0 {
+			return nil, fmt.Errorf("%w: account %s has a negative balance", ErrValue, k)
+		}
+		if a.Role == RoleGrid {
+			grids++
+		}
+		a := a
+		a.Nonce = 0
+		s.Accounts[k] = &a
+	}
+	if grids != 1 {
+		return nil, fmt.Errorf("%w: genesis needs exactly one grid company account, has %d", ErrValue, grids)
+	}
+	return s, nil
+}
+
+// Phase names, in the order a window goes through them.
+const (
+	PhaseFuture   = "future"
+	PhaseDemand   = "demand"       // -30..-25 min: stations submit demand, the grid company its margin
+	PhaseSatisfy  = "satisfaction" // -25..-23: rate and initial rights fixed
+	PhaseBids     = "bids"         // -23..-20: auction orders
+	PhaseClearing = "clearing"     // -20..-15: the book is cleared and settled
+	PhaseP2P      = "p2p"          // -15..-5
+	PhaseFees     = "fees"         // -5..0
+	PhaseDelivery = "delivery"     // 0..30
+	PhaseDone     = "done"
+)
+
+// windowMinutes is the length of a delivery window.
+const windowMinutes = 30
+
+// PhaseAt returns window w's phase at block time nowMs (Unix milliseconds).
+func (s *State) PhaseAt(w int64, nowMs int64) string {
+	m := s.Params.MinuteMillis
+	start := w * windowMinutes * m
+	off := start - nowMs // time left until delivery starts
+	switch {
+	case off > 30*m:
+		return PhaseFuture
+	case off > 25*m:
+		return PhaseDemand
+	case off > 23*m:
+		return PhaseSatisfy
+	case off > 20*m:
+		return PhaseBids
+	case off > 15*m:
+		return PhaseClearing
+	case off > 5*m:
+		return PhaseP2P
+	case off > 0:
+		return PhaseFees
+	case off > -windowMinutes*m:
+		return PhaseDelivery
+	}
+	return PhaseDone
+}
+
+func (s *State) window(w int64) *Window {
+	win := s.Windows[w]
+	if win == nil {
+		win = &Window{Demand: map[string]int64{}, Rights: map[string]int64{}}
+		s.Windows[w] = win
+	}
+	return win
+}
+
+func (s *State) grid() string {
+	for _, k := range sortedKeys(s.Accounts) {
+		if s.Accounts[k].Role == RoleGrid {
+			return k
+		}
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// BeginBlock advances every window whose deadlines block time nowMs has
+// passed: initial rights when satisfaction begins, clearing and settlement
+// when clearing begins. It runs before the block's transactions.
+func (s *State) BeginBlock(height, nowMs int64) {
+	s.Height, s.Time = height, nowMs
+	ids := make([]int64, 0, len(s.Windows))
+	for w := range s.Windows {
+		ids = append(ids, w)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, w := range ids {
+		win := s.Windows[w]
+		ph := s.PhaseAt(w, nowMs)
+		past := func(p string) bool { return phaseIndex(ph) >= phaseIndex(p) }
+		if !win.Assigned && past(PhaseSatisfy) {
+			s.assign(win)
+		}
+		if !win.Cleared && past(PhaseClearing) {
+			s.clear(win)
+		}
+	}
+}
+
+func phaseIndex(p string) int {
+	for i, q := range []string{PhaseFuture, PhaseDemand, PhaseSatisfy, PhaseBids, PhaseClearing, PhaseP2P, PhaseFees, PhaseDelivery, PhaseDone} {
+		if p == q {
+			return i
+		}
+	}
+	return -1
+}
+
+// assign fixes the satisfaction rate rho = min(1, M / sum d) and gives each
+// station floor(rho * d_s) Wh of rights (seed 003). Without a posted margin
+// no rights are given.
+func (s *State) assign(win *Window) {
+	win.Assigned = true
+	var total int64
+	for _, d := range win.Demand {
+		total += d
+	}
+	if !win.HasMarg || total == 0 {
+		return
+	}
+	win.RhoPPM = 1_000_000
+	if win.Margin < total {
+		win.RhoPPM = win.Margin * 1_000_000 / total
+	}
+	for _, k := range sortedKeys(win.Demand) {
+		win.Rights[k] = win.Demand[k] * win.RhoPPM / 1_000_000
+	}
+}
+
+// clear runs the double auction over the window's orders and settles every
+// trade at once: rights to buyers, money to sellers, fees and the surplus
+// to the grid company, and what orders held back returned.
+func (s *State) clear(win *Window) {
+	win.Cleared = true
+	rule, _ := market.ParseRule(s.Params.Rule)
+	orders := make([]market.Order, len(win.Orders))
+	for i, o := range win.Orders {
+		orders[i] = o.Order
+	}
+	res, err := market.Clear(orders, rule, nil)
+	if err != nil {
+		// Orders were validated on entry; a failure here would be a bug,
+		// and the safe outcome is to return every reservation.
+		res = &market.Result{}
+	}
+	win.Trades, win.Price = res.Trades, res.Price
+	grid := s.grid()
+	// Amounts are summed per order in Wh x milli-currency/kWh before
+	// rounding, once per order: a buyer pays ceil(sum / 1000) plus the fee,
+	// never more than its reservation (every fill of one buy order is at or
+	// below its bid); a seller receives floor(sum / 1000). The grid company
+	// gets the fees and the difference, so money is conserved exactly.
+	buyMilli := map[string]int64{}
+	sellMilli := map[string]int64{}
+	filled := map[string]int64{} // per sell order: rights delivered
+	for _, t := range res.Trades {
+		buyMilli[t.Buy] += t.Qty * t.BuyerPrice
+		sellMilli[t.Sell] += t.Qty * t.SellerPrice
+		filled[t.Sell] += t.Qty
+		win.Rights[t.Buyer] += t.Qty
+	}
+	for _, o := range win.Orders {
+		switch o.Side {
+		case market.Buy:
+			cost := (buyMilli[o.ID] + 999) / 1000
+			fee := cost * s.Params.FeePPM / 1_000_000
+			s.Accounts[o.Trader].Balance += o.Reserved - cost - fee
+			s.Accounts[grid].Balance += cost + fee
+		case market.Sell:
+			gets := sellMilli[o.ID] / 1000
+			s.Accounts[o.Trader].Balance += gets
+			s.Accounts[grid].Balance -= gets
+			win.Rights[o.Trader] += o.Reserved - filled[o.ID]
+		}
+	}
+}
+
+// tradeValue is what qty Wh cost at price per kWh, rounded up so that a
+// buyer's reservation always covers it.
+func tradeValue(qty, price int64) int64 { return (qty*price + 999) / 1000 }
+
+// Deliver applies one authenticated transaction at block time nowMs. On
+// error the state is unchanged.
+func (s *State) Deliver(b *Body, signer string, nowMs int64) error {
+	if err := s.check(b, signer, nowMs); err != nil {
+		return err
+	}
+	acc := s.Accounts[signer]
+	acc.Nonce++
+	switch b.Type {
+	case "transfer":
+		acc.Balance -= b.Amount
+		s.Accounts[b.To].Balance += b.Amount
+	case "demand":
+		s.window(b.Window).Demand[signer] = b.Wh
+	case "margin":
+		win := s.window(b.Window)
+		win.Margin, win.HasMarg = b.Wh, true
+	case "order":
+		win := s.window(b.Window)
+		s.Seq++
+		o := Order{Order: market.Order{ID: fmt.Sprintf("%d", s.Seq), Trader: signer, Price: b.Price, Qty: b.Wh, Seq: s.Seq}}
+		if b.Side == "buy" {
+			o.Side = market.Buy
+			o.Reserved = s.buyReserve(b.Wh, b.Price)
+			acc.Balance -= o.Reserved
+		} else {
+			o.Side = market.Sell
+			o.Reserved = b.Wh
+			win.Rights[signer] -= b.Wh
+		}
+		win.Orders = append(win.Orders, o)
+	}
+	return nil
+}
+
+func (s *State) buyReserve(qty, price int64) int64 {
+	v := tradeValue(qty, price)
+	return v + v*s.Params.FeePPM/1_000_000
+}
+
+// check validates a transaction against the state without changing it:
+// what CheckTx runs, and Deliver first.
+func (s *State) check(b *Body, signer string, nowMs int64) error {
+	if b.Chain != s.Params.Chain {
+		return fmt.Errorf("%w: transaction for chain %q, this is %q", ErrChain, b.Chain, s.Params.Chain)
+	}
+	acc := s.Accounts[signer]
+	if acc == nil {
+		return fmt.Errorf("%w: %s is not registered at genesis", ErrAccount, signer)
+	}
+	if b.Nonce != acc.Nonce {
+		return fmt.Errorf("%w: got %d, the account's next nonce is %d", ErrNonce, b.Nonce, acc.Nonce)
+	}
+	phaseIs := func(want ...string) error {
+		ph := s.PhaseAt(b.Window, nowMs)
+		for _, w := range want {
+			if ph == w {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: window %d is in phase %s; %s is allowed in %v", ErrPhase, b.Window, ph, b.Type, want)
+	}
+	switch b.Type {
+	case "transfer":
+		if b.Amount <= 0 || s.Accounts[b.To] == nil || b.To == signer {
+			return fmt.Errorf("%w: a transfer needs a positive amount and another registered recipient", ErrValue)
+		}
+		if acc.Balance < b.Amount {
+			return fmt.Errorf("%w: balance %d, transfer %d", ErrFunds, acc.Balance, b.Amount)
+		}
+	case "demand":
+		if acc.Role != RoleStation {
+			return fmt.Errorf("%w: only stations submit demand", ErrRole)
+		}
+		if b.Wh <= 0 || b.Wh > market.MaxQty {
+			return fmt.Errorf("%w: demand %d Wh", ErrValue, b.Wh)
+		}
+		return phaseIs(PhaseDemand)
+	case "margin":
+		if acc.Role != RoleGrid {
+			return fmt.Errorf("%w: only the grid company posts the load margin", ErrRole)
+		}
+		if b.Wh < 0 || b.Wh > market.MaxQty {
+			return fmt.Errorf("%w: margin %d Wh", ErrValue, b.Wh)
+		}
+		return phaseIs(PhaseDemand)
+	case "order":
+		if acc.Role != RoleStation {
+			return fmt.Errorf("%w: only stations trade rights", ErrRole)
+		}
+		if err := phaseIs(PhaseBids); err != nil {
+			return err
+		}
+		if (b.Side != "buy" && b.Side != "sell") || b.Wh <= 0 || b.Wh > market.MaxQty || b.Price < 0 || b.Price > market.MaxPrice {
+			return fmt.Errorf("%w: an order needs side buy or sell, 0 < wh <= %d and 0 <= price <= %d", ErrValue, int64(market.MaxQty), int64(market.MaxPrice))
+		}
+		win := s.Windows[b.Window]
+		if b.Side == "sell" {
+			if win == nil || win.Rights[signer] < b.Wh {
+				have := int64(0)
+				if win != nil {
+					have = win.Rights[signer]
+				}
+				return fmt.Errorf("%w: selling %d Wh of rights, holding %d", ErrFunds, b.Wh, have)
+			}
+		} else if need := s.buyReserve(b.Wh, b.Price); acc.Balance < need {
+			return fmt.Errorf("%w: the order needs %d in reserve, balance %d", ErrFunds, need, acc.Balance)
+		}
+	default:
+		return fmt.Errorf("%w: unknown transaction type %q", ErrMalformed, b.Type)
+	}
+	return nil
+}
+
+// Hash is the application hash: SHA-256 of the canonical JSON encoding of
+// the state (encoding/json sorts map keys, so every node gets the same
+// bytes).
+func (s *State) Hash() []byte {
+	data, _ := json.Marshal(s)
+	h := sha256.Sum256(data)
+	return h[:]
+}
+
+// Money is every balance plus the money held by open buy orders: what the
+// ledger's transactions conserve.
+func (s *State) Money() int64 {
+	var m int64
+	for _, a := range s.Accounts {
+		m += a.Balance
+	}
+	for _, w := range s.Windows {
+		if w.Cleared {
+			continue
+		}
+		for _, o := range w.Orders {
+			if o.Side == market.Buy {
+				m += o.Reserved
+			}
+		}
+	}
+	return m
+}

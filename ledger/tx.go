@@ -1,0 +1,99 @@
+package ledger
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Envelope is a signed transaction on the wire: the body's exact bytes, the
+// signer's Ed25519 public key, and its signature over "gridveil-tx" || body.
+type Envelope struct {
+	Body []byte `json:"body"`
+	Pub  []byte `json:"pub"`
+	Sig  []byte `json:"sig"`
+}
+
+// Body is what a transaction says. Chain binds it to one ledger and Nonce
+// to one place in its signer's sequence, so that a captured transaction
+// cannot be replayed here or on another chain.
+type Body struct {
+	Chain string `json:"chain"`
+	Nonce uint64 `json:"nonce"`
+	Type  string `json:"type"` // demand, margin, order, transfer
+
+	Window int64  `json:"window,omitempty"` // delivery window index
+	Wh     int64  `json:"wh,omitempty"`     // demand, margin
+	Side   string `json:"side,omitempty"`   // order: buy or sell
+	Price  int64  `json:"price,omitempty"`  // order: milli-currency per kWh
+	To     string `json:"to,omitempty"`     // transfer: recipient account (hex public key)
+	Amount int64  `json:"amount,omitempty"` // transfer: milli-currency
+}
+
+const signContext = "gridveil-tx"
+
+// Sign makes a signed envelope of b with priv.
+func Sign(b Body, priv ed25519.PrivateKey) ([]byte, error) {
+	body, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	env := Envelope{Body: body, Pub: priv.Public().(ed25519.PublicKey), Sig: ed25519.Sign(priv, append([]byte(signContext), body...))}
+	return json.Marshal(env)
+}
+
+// Reasons a transaction is rejected; each result code maps to one.
+var (
+	ErrMalformed = errors.New("malformed transaction")
+	ErrSignature = errors.New("bad signature")
+	ErrChain     = errors.New("wrong chain")
+	ErrNonce     = errors.New("wrong nonce (replayed or out of order)")
+	ErrAccount   = errors.New("unknown account")
+	ErrRole      = errors.New("not allowed for this account's role")
+	ErrPhase     = errors.New("not in the phase that allows it")
+	ErrFunds     = errors.New("insufficient funds or rights")
+	ErrValue     = errors.New("invalid value")
+)
+
+// codes are the ABCI result codes of the errors above (0 is success).
+var codes = []error{nil, ErrMalformed, ErrSignature, ErrChain, ErrNonce, ErrAccount, ErrRole, ErrPhase, ErrFunds, ErrValue}
+
+// Code returns the ABCI result code of err.
+func Code(err error) uint32 {
+	for i, e := range codes[1:] {
+		if errors.Is(err, e) {
+			return uint32(i + 1)
+		}
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// maxTxBytes bounds what Decode accepts.
+const maxTxBytes = 4096
+
+// Decode parses and authenticates a transaction: it returns the body and
+// the signer's account key (hex) only if the signature verifies.
+func Decode(tx []byte) (*Body, string, error) {
+	if len(tx) > maxTxBytes {
+		return nil, "", fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(tx), maxTxBytes)
+	}
+	var env Envelope
+	if err := json.Unmarshal(tx, &env); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(env.Pub) != ed25519.PublicKeySize || len(env.Sig) != ed25519.SignatureSize {
+		return nil, "", fmt.Errorf("%w: public key or signature has the wrong length", ErrMalformed)
+	}
+	if !ed25519.Verify(env.Pub, append([]byte(signContext), env.Body...), env.Sig) {
+		return nil, "", ErrSignature
+	}
+	var b Body
+	if err := json.Unmarshal(env.Body, &b); err != nil {
+		return nil, "", fmt.Errorf("%w: body: %v", ErrMalformed, err)
+	}
+	return &b, fmt.Sprintf("%x", env.Pub), nil
+}
