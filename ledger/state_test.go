@@ -148,7 +148,6 @@ func TestRejections(t *testing.T) {
 	s, grid, st := world(t, "uniform")
 	const w = 50
 	mustDeliver(t, s, st[0], Body{Type: "demand", Window: w, Wh: 1000}, at(w, 28))
-	before := s.Hash()
 	good := st[0].tx(t, Body{Type: "transfer", To: st[1].key, Amount: 5})
 	forged := append([]byte(nil), good...)
 	forged[len(forged)/2] ^= 1
@@ -180,7 +179,7 @@ func TestRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	st[0].nonce++
-	before = s.Hash()
+	before := s.Hash()
 	for _, c := range cases {
 		err := deliver(t, s, c.tx, c.now)
 		if err == nil {
