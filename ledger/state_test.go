@@ -16,6 +16,8 @@ type party struct {
 	nonce uint64
 }
 
+func edKey(seed [32]byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(seed[:]) }
+
 func newParty(seed byte) *party {
 	var s [32]byte
 	s[0] = seed

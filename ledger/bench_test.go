@@ -1,0 +1,95 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkDeliver is the state machine alone: decode, verify and apply
+// one signed transfer.
+func BenchmarkDeliver(b *testing.B) {
+	s, _, st := world(b, "uniform")
+	txs := make([][]byte, 0, 1<<16)
+	for i := 0; i < cap(txs); i++ {
+		p := st[i%4]
+		txs = append(txs, p.tx(b, Body{Type: "transfer", To: st[(i+1)%4].key, Amount: 1}))
+		p.nonce++
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if i == len(txs) {
+			b.StopTimer()
+			s, _, st = world(b, "uniform")
+			i = 0
+			b.StartTimer()
+		}
+		if err := deliver(b, s, txs[i], 0); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tx/s")
+}
+
+// BenchmarkCommitted measures transactions per second committed by one
+// in-process validator: transfers from many accounts broadcast to the
+// mempool, timed until the last one is in a committed block.
+func BenchmarkCommitted(b *testing.B) {
+	if testing.Short() {
+		b.Skip("starts a CometBFT node")
+	}
+	const accounts, perAccount = 200, 20
+	grid := newParty(1)
+	g := &Genesis{Params: Params{Chain: "test", MinuteMillis: 60000, Rule: "uniform"}, Accounts: map[string]Account{grid.key: {Role: RoleGrid}}}
+	var ps []*party
+	for i := 0; i < accounts; i++ {
+		var seed [32]byte
+		seed[0], seed[1], seed[2] = byte(i), byte(i>>8), 0xbe // distinct from newParty keys
+		p := newParty(0)
+		p.priv = edKey(seed)
+		p.key = fmt.Sprintf("%x", p.priv.Public())
+		ps = append(ps, p)
+		g.Accounts[p.key] = Account{Role: RoleStation, Balance: 1 << 40}
+	}
+	n, err := StartNode(NodeConfig{Home: b.TempDir(), Genesis: g, Block: 200 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = n.Stop() }()
+	for n.App.State() == nil || n.App.State().Height < 2 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx := context.Background()
+	var total int
+	var elapsed time.Duration
+	for b.Loop() {
+		var txs [][]byte
+		for k := 0; k < perAccount; k++ {
+			for i, p := range ps {
+				txs = append(txs, p.tx(b, Body{Type: "transfer", To: ps[(i+1)%accounts].key, Amount: 1}))
+				p.nonce++
+			}
+		}
+		t0 := time.Now()
+		for _, tx := range txs {
+			res, err := n.Client.BroadcastTxSync(ctx, tx)
+			if err != nil || res.Code != 0 {
+				b.Fatalf("broadcast: %v %s", err, res.Log)
+			}
+		}
+		last := ps[len(ps)-1]
+		for {
+			s := n.App.State()
+			if s.Accounts[last.key].Nonce == last.nonce {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		elapsed += time.Since(t0)
+		total += len(txs)
+	}
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "tx/s")
+}
