@@ -22,7 +22,7 @@ func BenchmarkDeliver(b *testing.B) {
 	for b.Loop() {
 		if i == len(txs) {
 			b.StopTimer()
-			s, _, st = world(b, "uniform")
+			s, _, _ = world(b, "uniform")
 			i = 0
 			b.StartTimer()
 		}
