@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if home := os.Getenv(crashChildEnv); home != "" {
 		os.Exit(crashChild(home))
 	}
+	if home := os.Getenv(nodeChildEnv); home != "" {
+		os.Exit(nodeChild(home))
+	}
 	os.Exit(m.Run())
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	cfg "github.com/cometbft/cometbft/config"
@@ -26,6 +27,7 @@ type NodeConfig struct {
 	Block   time.Duration // target time between blocks (timeout_commit); 0: 1 s
 	RPC     string        // RPC listen address; "" disables it (tests use the local client)
 	P2P     string        // P2P listen address; "" picks a free loopback port
+	Peers   string        // persistent peers, "id@host:port,..." (a validator set)
 	Log     io.Writer     // CometBFT's log; nil discards it
 }
 
@@ -60,7 +62,9 @@ func StartNode(c NodeConfig) (*Node, error) {
 		c.P2P = "tcp://127.0.0.1:0"
 	}
 	conf.P2P.ListenAddress = c.P2P
+	conf.P2P.PersistentPeers = c.Peers
 	conf.P2P.AllowDuplicateIP = true
+	conf.P2P.AddrBookStrict = false
 	conf.Instrumentation.Prometheus = false
 	conf.TxIndex.Indexer = "null"
 
@@ -126,4 +130,63 @@ func (n *Node) Stop() error {
 	}
 	n.node.Wait()
 	return nil
+}
+
+// InitNetwork prepares homes for a validator set of n nodes under dir
+// (dir/node0 ...): each gets its keys, all share one genesis in which
+// every node has voting power power[i] (10 each if power is nil), and each
+// lists the others as persistent peers, node i on loopback port ports[i].
+// Start each with StartNode(configs[i]).
+func InitNetwork(dir string, n int, g *Genesis, power []int64, ports []int, block time.Duration) ([]NodeConfig, error) {
+	if n < 1 || (power != nil && len(power) != n) || len(ports) < n {
+		return nil, fmt.Errorf("ledger: a network needs n >= 1 nodes, one power and one P2P port per node")
+	}
+	appState, err := json.Marshal(g)
+	if err != nil {
+		return nil, err
+	}
+	doc := types.GenesisDoc{ChainID: g.Params.Chain, GenesisTime: time.Now().UTC(), ConsensusParams: types.DefaultConsensusParams(), AppState: appState}
+	configs := make([]NodeConfig, n)
+	var ids []string
+	for i := 0; i < n; i++ {
+		home := filepath.Join(dir, fmt.Sprintf("node%d", i))
+		conf := cfg.DefaultConfig()
+		conf.SetRoot(home)
+		cfg.EnsureRoot(home)
+		pv := privval.LoadOrGenFilePV(conf.PrivValidatorKeyFile(), conf.PrivValidatorStateFile())
+		nodeKey, err := p2p.LoadOrGenNodeKey(conf.NodeKeyFile())
+		if err != nil {
+			return nil, err
+		}
+		pub, err := pv.GetPubKey()
+		if err != nil {
+			return nil, err
+		}
+		pw := int64(10)
+		if power != nil {
+			pw = power[i]
+		}
+		doc.Validators = append(doc.Validators, types.GenesisValidator{Address: pub.Address(), PubKey: pub, Power: pw, Name: fmt.Sprintf("node%d", i)})
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
+		ids = append(ids, fmt.Sprintf("%s@%s", nodeKey.ID(), addr))
+		configs[i] = NodeConfig{Home: home, Block: block, P2P: "tcp://" + addr}
+	}
+	if err := doc.ValidateAndComplete(); err != nil {
+		return nil, fmt.Errorf("ledger: genesis: %w", err)
+	}
+	for i := range configs {
+		conf := cfg.DefaultConfig()
+		conf.SetRoot(configs[i].Home)
+		if err := doc.SaveAs(conf.GenesisFile()); err != nil {
+			return nil, err
+		}
+		var peers []string
+		for j, id := range ids {
+			if j != i {
+				peers = append(peers, id)
+			}
+		}
+		configs[i].Peers = strings.Join(peers, ",")
+	}
+	return configs, nil
 }
