@@ -13,9 +13,17 @@
 // books). Gains from trade are maximal among all matchings (tested against
 // brute force).
 //
-// Still to come for C7 (issue 7): delivery windows and their phases,
-// demand, margin and satisfaction rate, reputation updates, congestion fees
-// with the grid's line security check, the P2P phase, settlement and
-// penalties, rolling price formation, V2V reverse auctions, and the
-// CometBFT ledger that carries it all.
+// Reputation ranks stations into levels that bound whom each may match
+// (seed 003) and updates scores from delivery against rights and ratings.
+// RollingPrices is seed 003's rolling price formation: posted slot prices
+// move by the excess of demand over the margin until they settle, checked
+// against a bisection on the demand curve. ReverseAuction is seed 004's V2V
+// matching of a charging EV with discharging EVs: cheapest first, paid the
+// first rejected price, truthful for single-unit sellers (tested against
+// every misreport).
+//
+// Window phases, the satisfaction rate, initial rights and settlement run
+// in package ledger. Still to come for C7 (issue 7): congestion fees with
+// the grid's line security check, P2P contracts signed by both parties,
+// metered delivery and penalties, and sim --market.
 package market
