@@ -19,11 +19,19 @@
 // state atomically in Commit, so a restart replays only the blocks after
 // it; the app hash is SHA-256 of the canonical state.
 //
+// With a GridModel in genesis (the feeder's tree with integer resistances)
+// the grid company posts, with each margin, every bus's voltage headroom
+// and congestion fee; clearing then runs seed 003's line security check on
+// each match in turn (the LinDistFlow drop of every bus, computed in
+// integers through the tree, may not pass both the headroom and where it
+// already was) and charges the buyer its bus's congestion fee. Consensus
+// arithmetic is integer throughout: Go may fuse floating-point multiply-adds
+// on some architectures, which would split the chain.
+//
 // Threat model: any participant may send malformed, unsigned, replayed,
 // out-of-phase or over-quantity transactions; validators are trusted to
 // follow the protocol up to CometBFT's fault tolerance (fewer than a third
 // of the voting power Byzantine). Not yet here (issue 7): P2P contracts,
-// reputation, congestion fees with the line security check, delivery
-// penalties, rolling prices, V2V auctions, validator sets and the crash
-// (SIGKILL) test.
+// reputation-bounded matching on the ledger, metered delivery and
+// penalties, and stake- or reputation-weighted voting power.
 package ledger

@@ -32,6 +32,7 @@ type Account struct {
 	Role    string `json:"role"`
 	Balance int64  `json:"balance"`
 	Nonce   uint64 `json:"nonce"`
+	Bus     string `json:"bus,omitempty"` // a station's bus in the grid model
 }
 
 // Order is a market order on the ledger with what it holds in reserve.
@@ -53,12 +54,19 @@ type Window struct {
 	Cleared  bool             `json:"cleared"`
 	Trades   []market.Trade   `json:"trades"`
 	Price    int64            `json:"price"` // uniform or McAfee price, if any
+	// Posted with the margin: each bus's voltage headroom V_base^2 - vmin^2
+	// in nano-pu^2 for this window, and its congestion fee per kWh bought
+	// by a station there.
+	Slack      map[string]int64 `json:"slack,omitempty"`
+	Congestion map[string]int64 `json:"congestion,omitempty"`
+	Failed     []market.Trade   `json:"failed,omitempty"` // matches the security check refused
 }
 
 // State is the whole ledger state. Every field is deterministic: maps are
 // serialized with sorted keys, and nothing depends on iteration order.
 type State struct {
 	Params   Params              `json:"params"`
+	Grid     *GridModel          `json:"grid,omitempty"`
 	Height   int64               `json:"height"`
 	Time     int64               `json:"time_ms"` // consensus time of the last block, Unix ms
 	Accounts map[string]*Account `json:"accounts"`
@@ -69,7 +77,8 @@ type State struct {
 // Genesis is the application state in the genesis file.
 type Genesis struct {
 	Params   Params             `json:"params"`
-	Accounts map[string]Account `json:"accounts"` // hex public key -> role and opening balance
+	Grid     *GridModel         `json:"grid,omitempty"` // enables the line security check
+	Accounts map[string]Account `json:"accounts"`       // hex public key -> role and opening balance
 }
 
 // NewState starts the ledger from genesis.
@@ -81,7 +90,12 @@ func NewState(g Genesis) (*State, error) {
 	if _, err := market.ParseRule(p.Rule); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrValue, err)
 	}
-	s := &State{Params: p, Accounts: map[string]*Account{}, Windows: map[int64]*Window{}}
+	s := &State{Params: p, Grid: g.Grid, Accounts: map[string]*Account{}, Windows: map[int64]*Window{}}
+	if g.Grid != nil {
+		if err := g.Grid.validate(); err != nil {
+			return nil, err
+		}
+	}
 	grids := 0
 	for k, a := range g.Accounts {
 		if a.Role != RoleStation && a.Role != RoleGrid {
@@ -92,6 +106,9 @@ func NewState(g Genesis) (*State, error) {
 		}
 		if a.Role == RoleGrid {
 			grids++
+		}
+		if a.Bus != "" && (g.Grid == nil || g.Grid.index(a.Bus) <= 0) {
+			return nil, fmt.Errorf("%w: account %s sits at bus %q, which is not a load bus of the grid model", ErrValue, k, a.Bus)
 		}
 		a := a
 		a.Nonce = 0
@@ -241,7 +258,29 @@ func (s *State) clear(win *Window) {
 		// and the safe outcome is to return every reservation.
 		res = &market.Result{}
 	}
-	win.Trades, win.Price = res.Trades, res.Price
+	win.Price = res.Price
+	// The line security check (seed 003): each match in turn, with the
+	// rights it would move; a match that fails is unsuccessful and its
+	// orders keep their reservations, returned below.
+	var watts []int64
+	if s.Grid != nil {
+		watts = s.busLoads(win)
+	}
+	for _, t := range res.Trades {
+		if !s.secure(watts, win, t.Buyer, t.Seller, t.Qty) {
+			win.Failed = append(win.Failed, t)
+			continue
+		}
+		if watts != nil {
+			if b := s.Grid.index(s.Accounts[t.Buyer].Bus); b > 0 {
+				watts[b] += 2 * t.Qty
+			}
+			if b := s.Grid.index(s.Accounts[t.Seller].Bus); b > 0 {
+				watts[b] -= 2 * t.Qty
+			}
+		}
+		win.Trades = append(win.Trades, t)
+	}
 	grid := s.grid()
 	// Amounts are summed per order in Wh x milli-currency/kWh before
 	// rounding, once per order: a buyer pays ceil(sum / 1000) plus the fee,
@@ -251,7 +290,9 @@ func (s *State) clear(win *Window) {
 	buyMilli := map[string]int64{}
 	sellMilli := map[string]int64{}
 	filled := map[string]int64{} // per sell order: rights delivered
-	for _, t := range res.Trades {
+	boughtWh := map[string]int64{}
+	for _, t := range win.Trades {
+		boughtWh[t.Buy] += t.Qty
 		buyMilli[t.Buy] += t.Qty * t.BuyerPrice
 		sellMilli[t.Sell] += t.Qty * t.SellerPrice
 		filled[t.Sell] += t.Qty
@@ -261,7 +302,7 @@ func (s *State) clear(win *Window) {
 		switch o.Side {
 		case market.Buy:
 			cost := (buyMilli[o.ID] + 999) / 1000
-			fee := cost * s.Params.FeePPM / 1_000_000
+			fee := cost*s.Params.FeePPM/1_000_000 + s.congestionFee(win, o.Trader, boughtWh[o.ID])
 			s.Accounts[o.Trader].Balance += o.Reserved - cost - fee
 			s.Accounts[grid].Balance += cost + fee
 		case market.Sell:
@@ -294,13 +335,14 @@ func (s *State) Deliver(b *Body, signer string, nowMs int64) error {
 	case "margin":
 		win := s.window(b.Window)
 		win.Margin, win.HasMarg = b.Wh, true
+		win.Slack, win.Congestion = b.Slack, b.Congestion
 	case "order":
 		win := s.window(b.Window)
 		s.Seq++
 		o := Order{Order: market.Order{ID: fmt.Sprintf("%d", s.Seq), Trader: signer, Price: b.Price, Qty: b.Wh, Seq: s.Seq}}
 		if b.Side == "buy" {
 			o.Side = market.Buy
-			o.Reserved = s.buyReserve(b.Wh, b.Price)
+			o.Reserved = s.buyReserve(win, signer, b.Wh, b.Price)
 			acc.Balance -= o.Reserved
 		} else {
 			o.Side = market.Sell
@@ -312,9 +354,22 @@ func (s *State) Deliver(b *Body, signer string, nowMs int64) error {
 	return nil
 }
 
-func (s *State) buyReserve(qty, price int64) int64 {
+func (s *State) buyReserve(win *Window, buyer string, qty, price int64) int64 {
 	v := tradeValue(qty, price)
-	return v + v*s.Params.FeePPM/1_000_000
+	return v + v*s.Params.FeePPM/1_000_000 + s.congestionFee(win, buyer, qty)
+}
+
+// congestionFee is what buying qty Wh at the buyer's bus costs in the
+// window's posted congestion fee (per kWh, rounded up).
+func (s *State) congestionFee(win *Window, buyer string, qty int64) int64 {
+	if win == nil || len(win.Congestion) == 0 {
+		return 0
+	}
+	acc := s.Accounts[buyer]
+	if acc == nil {
+		return 0
+	}
+	return (qty*win.Congestion[acc.Bus] + 999) / 1000
 }
 
 // check validates a transaction against the state without changing it:
@@ -362,6 +417,16 @@ func (s *State) check(b *Body, signer string, nowMs int64) error {
 		if b.Wh < 0 || b.Wh > market.MaxQty {
 			return fmt.Errorf("%w: margin %d Wh", ErrValue, b.Wh)
 		}
+		for bus, v := range b.Slack {
+			if s.Grid == nil || s.Grid.index(bus) <= 0 || v < 0 {
+				return fmt.Errorf("%w: headroom for bus %q: the bus must be a load bus of the grid model and the headroom >= 0", ErrValue, bus)
+			}
+		}
+		for bus, v := range b.Congestion {
+			if s.Grid == nil || s.Grid.index(bus) <= 0 || v < 0 || v > market.MaxPrice {
+				return fmt.Errorf("%w: congestion fee for bus %q", ErrValue, bus)
+			}
+		}
 		return phaseIs(PhaseDemand)
 	case "order":
 		if acc.Role != RoleStation {
@@ -382,7 +447,7 @@ func (s *State) check(b *Body, signer string, nowMs int64) error {
 				}
 				return fmt.Errorf("%w: selling %d Wh of rights, holding %d", ErrFunds, b.Wh, have)
 			}
-		} else if need := s.buyReserve(b.Wh, b.Price); acc.Balance < need {
+		} else if need := s.buyReserve(win, signer, b.Wh, b.Price); acc.Balance < need {
 			return fmt.Errorf("%w: the order needs %d in reserve, balance %d", ErrFunds, need, acc.Balance)
 		}
 	default:

@@ -29,6 +29,11 @@ type Body struct {
 	Price  int64  `json:"price,omitempty"`  // order: milli-currency per kWh
 	To     string `json:"to,omitempty"`     // transfer: recipient account (hex public key)
 	Amount int64  `json:"amount,omitempty"` // transfer: milli-currency
+
+	// margin: each bus's voltage headroom (nano-pu^2) and congestion fee
+	// (milli-currency per kWh) for the window.
+	Slack      map[string]int64 `json:"slack,omitempty"`
+	Congestion map[string]int64 `json:"congestion,omitempty"`
 }
 
 const signContext = "gridveil-tx"
