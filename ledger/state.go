@@ -24,6 +24,15 @@ type Params struct {
 	MinuteMillis int64  `json:"minute_millis"`
 	Rule         string `json:"rule"`    // clearing rule: uniform, pay-as-bid or mcafee
 	FeePPM       int64  `json:"fee_ppm"` // fee on each trade's value, paid by the buyer to the grid company, parts per million
+	// Penalty is charged per kWh of deviation between metered delivery
+	// and rights (milli-currency), paid to the grid company.
+	Penalty int64 `json:"penalty"`
+	// Levels and Reach bound matching by reputation (market.Reputation);
+	// Levels 0 switches the restriction off.
+	Levels int `json:"levels"`
+	Reach  int `json:"reach"`
+	// ReputationWeightPPM is how far one delivery moves a reputation.
+	ReputationWeightPPM int64 `json:"reputation_weight_ppm"`
 }
 
 // Account is a participant: its role, money (milli-currency) and the next
@@ -59,7 +68,9 @@ type Window struct {
 	// by a station there.
 	Slack      map[string]int64 `json:"slack,omitempty"`
 	Congestion map[string]int64 `json:"congestion,omitempty"`
-	Failed     []market.Trade   `json:"failed,omitempty"` // matches the security check refused
+	Failed     []market.Trade   `json:"failed,omitempty"`    // matches the security check refused
+	Contracts  []Contract       `json:"contracts,omitempty"` // P2P contracts settled
+	Metered    bool             `json:"metered"`             // delivery reported and penalties charged
 }
 
 // State is the whole ledger state. Every field is deterministic: maps are
@@ -72,6 +83,8 @@ type State struct {
 	Accounts map[string]*Account `json:"accounts"`
 	Windows  map[int64]*Window   `json:"windows"`
 	Seq      uint64              `json:"seq"` // orders accepted so far: time priority
+	// Reputation of each station, ppm; new stations start at 500 000.
+	Reputation map[string]int64 `json:"reputation"`
 }
 
 // Genesis is the application state in the genesis file.
@@ -90,7 +103,7 @@ func NewState(g Genesis) (*State, error) {
 	if _, err := market.ParseRule(p.Rule); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrValue, err)
 	}
-	s := &State{Params: p, Grid: g.Grid, Accounts: map[string]*Account{}, Windows: map[int64]*Window{}}
+	s := &State{Params: p, Grid: g.Grid, Accounts: map[string]*Account{}, Windows: map[int64]*Window{}, Reputation: map[string]int64{}}
 	if g.Grid != nil {
 		if err := g.Grid.validate(); err != nil {
 			return nil, err
@@ -113,6 +126,9 @@ func NewState(g Genesis) (*State, error) {
 		a := a
 		a.Nonce = 0
 		s.Accounts[k] = &a
+		if a.Role == RoleStation {
+			s.Reputation[k] = 500_000
+		}
 	}
 	if grids != 1 {
 		return nil, fmt.Errorf("%w: genesis needs exactly one grid company account, has %d", ErrValue, grids)
@@ -252,7 +268,7 @@ func (s *State) clear(win *Window) {
 	for i, o := range win.Orders {
 		orders[i] = o.Order
 	}
-	res, err := market.Clear(orders, rule, nil)
+	res, err := market.Clear(orders, rule, s.allowed())
 	if err != nil {
 		// Orders were validated on entry; a failure here would be a bug,
 		// and the safe outcome is to return every reservation.
@@ -336,6 +352,10 @@ func (s *State) Deliver(b *Body, signer string, nowMs int64) error {
 		win := s.window(b.Window)
 		win.Margin, win.HasMarg = b.Wh, true
 		win.Slack, win.Congestion = b.Slack, b.Congestion
+	case "p2p":
+		s.settleContract(s.Windows[b.Window], b.Contract)
+	case "delivery":
+		s.meter(s.Windows[b.Window], b.Delivered)
 	case "order":
 		win := s.window(b.Window)
 		s.Seq++
@@ -450,6 +470,54 @@ func (s *State) check(b *Body, signer string, nowMs int64) error {
 		} else if need := s.buyReserve(win, signer, b.Wh, b.Price); acc.Balance < need {
 			return fmt.Errorf("%w: the order needs %d in reserve, balance %d", ErrFunds, need, acc.Balance)
 		}
+	case "p2p":
+		c := b.Contract
+		if c == nil || c.ID == "" || c.Window != b.Window || c.Buyer != signer || c.Wh <= 0 || c.Wh > market.MaxQty || c.Price < 0 || c.Price > market.MaxPrice {
+			return fmt.Errorf("%w: a p2p transaction carries a contract for this window, signed by its buyer, with 0 < wh and a valid price", ErrValue)
+		}
+		if err := phaseIs(PhaseP2P); err != nil {
+			return err
+		}
+		if !verifyContract(c, s.Params.Chain, b.CounterSig) {
+			return fmt.Errorf("%w: the seller has not signed this contract", ErrSignature)
+		}
+		seller := s.Accounts[c.Seller]
+		if seller == nil || seller.Role != RoleStation || c.Seller == c.Buyer || acc.Role != RoleStation {
+			return fmt.Errorf("%w: both parties of a contract are distinct stations", ErrRole)
+		}
+		win := s.Windows[b.Window]
+		if win != nil {
+			for _, done := range win.Contracts {
+				if done.ID == c.ID {
+					return fmt.Errorf("%w: contract %s was already settled", ErrNonce, c.ID)
+				}
+			}
+		}
+		if win == nil || win.Rights[c.Seller] < c.Wh {
+			return fmt.Errorf("%w: the seller does not hold %d Wh of rights", ErrFunds, c.Wh)
+		}
+		if need := tradeValue(c.Wh, c.Price) + tradeValue(c.Wh, c.Price)*s.Params.FeePPM/1_000_000 + s.congestionFee(win, c.Buyer, c.Wh); acc.Balance < need {
+			return fmt.Errorf("%w: the contract costs %d, the buyer holds %d", ErrFunds, need, acc.Balance)
+		}
+		if s.Grid != nil && !s.secure(s.busLoads(win), win, c.Buyer, c.Seller, c.Wh) {
+			return fmt.Errorf("%w: the contract fails the line security check", ErrValue)
+		}
+	case "delivery":
+		if acc.Role != RoleGrid {
+			return fmt.Errorf("%w: only the grid company reports metered delivery", ErrRole)
+		}
+		if err := phaseIs(PhaseDelivery, PhaseDone); err != nil {
+			return err
+		}
+		win := s.Windows[b.Window]
+		if win == nil || win.Metered {
+			return fmt.Errorf("%w: window %d has no market or was already metered", ErrValue, b.Window)
+		}
+		for k, v := range b.Delivered {
+			if a := s.Accounts[k]; a == nil || a.Role != RoleStation || v < 0 || v > market.MaxQty {
+				return fmt.Errorf("%w: delivery for %q: a station and 0 <= Wh", ErrValue, k)
+			}
+		}
 	default:
 		return fmt.Errorf("%w: unknown transaction type %q", ErrMalformed, b.Type)
 	}
@@ -483,4 +551,63 @@ func (s *State) Money() int64 {
 		}
 	}
 	return m
+}
+
+// allowed is the reputation-level matching restriction, or nil.
+func (s *State) allowed() market.Allowed {
+	if s.Params.Levels <= 0 {
+		return nil
+	}
+	r := &market.Reputation{Score: s.Reputation, Levels: s.Params.Levels, Reach: s.Params.Reach}
+	return r.Allowed()
+}
+
+// settleContract moves a P2P contract's rights and money at once.
+func (s *State) settleContract(win *Window, c *Contract) {
+	cost := tradeValue(c.Wh, c.Price)
+	fee := cost*s.Params.FeePPM/1_000_000 + s.congestionFee(win, c.Buyer, c.Wh)
+	s.Accounts[c.Buyer].Balance -= cost + fee
+	s.Accounts[c.Seller].Balance += cost
+	s.Accounts[s.grid()].Balance += fee
+	win.Rights[c.Seller] -= c.Wh
+	win.Rights[c.Buyer] += c.Wh
+	win.Contracts = append(win.Contracts, *c)
+}
+
+// meter charges each station the penalty for the deviation of its metered
+// delivery from its rights (at most its balance) and moves its reputation.
+func (s *State) meter(win *Window, delivered map[string]int64) {
+	win.Metered = true
+	grid := s.grid()
+	stations := map[string]bool{}
+	for k := range win.Rights {
+		stations[k] = true
+	}
+	for k := range delivered {
+		stations[k] = true
+	}
+	keys := make([]string, 0, len(stations))
+	for k := range stations {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	rep := &market.Reputation{Score: s.Reputation}
+	for _, k := range keys {
+		acc := s.Accounts[k]
+		if acc == nil || acc.Role != RoleStation {
+			continue
+		}
+		dev := delivered[k] - win.Rights[k]
+		if dev < 0 {
+			dev = -dev
+		}
+		pen := min(acc.Balance, (dev*s.Params.Penalty+999)/1000)
+		acc.Balance -= pen
+		s.Accounts[grid].Balance += pen
+		w := s.Params.ReputationWeightPPM
+		if w == 0 {
+			w = 200_000
+		}
+		_ = rep.Update(k, delivered[k], win.Rights[k], -1, w)
+	}
 }

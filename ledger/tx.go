@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,61 @@ type Body struct {
 	// (milli-currency per kWh) for the window.
 	Slack      map[string]int64 `json:"slack,omitempty"`
 	Congestion map[string]int64 `json:"congestion,omitempty"`
+
+	// p2p: the contract both parties agreed, and the seller's signature
+	// over it (the buyer signs the envelope).
+	Contract   *Contract `json:"contract,omitempty"`
+	CounterSig []byte    `json:"counter_sig,omitempty"`
+
+	// delivery: metered Wh per station for the window, reported by the
+	// grid company.
+	Delivered map[string]int64 `json:"delivered,omitempty"`
+}
+
+// Contract is a bilateral P2P trade of charging rights (seed 003's P2P
+// phase): it exists only when both parties have signed it.
+type Contract struct {
+	ID     string `json:"id"` // unique per window; a second use is a replay
+	Window int64  `json:"window"`
+	Buyer  string `json:"buyer"`  // hex public key
+	Seller string `json:"seller"` // hex public key
+	Wh     int64  `json:"wh"`
+	Price  int64  `json:"price"` // milli-currency per kWh
+}
+
+const contractContext = "gridveil-contract"
+
+// SignContract is the seller's signature over a contract.
+func SignContract(c Contract, chain string, priv ed25519.PrivateKey) ([]byte, error) {
+	data, err := json.Marshal(struct {
+		Chain string   `json:"chain"`
+		C     Contract `json:"contract"`
+	}{chain, c})
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.Sign(priv, append([]byte(contractContext), data...)), nil
+}
+
+// verifyContract checks the seller's signature.
+func verifyContract(c *Contract, chain string, sig []byte) bool {
+	pub, err := hexKey(c.Seller)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return false
+	}
+	data, _ := json.Marshal(struct {
+		Chain string   `json:"chain"`
+		C     Contract `json:"contract"`
+	}{chain, *c})
+	return ed25519.Verify(pub, append([]byte(contractContext), data...), sig)
+}
+
+func hexKey(s string) (ed25519.PublicKey, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: %q is not a hex Ed25519 public key", ErrMalformed, s)
+	}
+	return b, nil
 }
 
 const signContext = "gridveil-tx"
