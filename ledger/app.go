@@ -242,3 +242,5 @@ func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQu
 	}
 	return &abci.ResponseQuery{Code: 0, Value: data, Height: a.state.Height}, nil
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

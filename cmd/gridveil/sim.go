@@ -30,6 +30,7 @@ type simFlags struct {
 	quiet       bool
 	priv        privacyFlags
 	base        baselineFlags
+	mkt         marketFlags
 }
 
 func newSimCmd() *cobra.Command {
@@ -69,6 +70,7 @@ byte for byte. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") +
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	f.priv.register(fl)
 	f.base.register(fl)
+	f.mkt.register(fl)
 	return cmd
 }
 
@@ -149,6 +151,13 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if ldpBaseline != nil {
 		extra.tables = append(extra.tables, ldpBaselineTable(ldpBaseline))
 	}
+	var marketOut *MarketFile
+	if f.mkt.on {
+		if marketOut, err = f.mkt.runMarket(p, meta, sol); err != nil {
+			return err
+		}
+		extra.tables = append(extra.tables, marketTable(marketOut, meta, p.DT))
+	}
 	var privacy *Privacy
 	if f.priv.compare {
 		fmt.Fprintln(stdout, "privacy comparison (one worker per run, so times are CPU time):")
@@ -180,6 +189,9 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 			})
 		},
 	}
+	if marketOut != nil {
+		files["market.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, marketOut) }
+	}
 	if ldpBaseline != nil {
 		files["ldp_baseline.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, ldpBaseline) }
 	}
@@ -197,6 +209,17 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if l := ldpBaseline; l != nil {
 		fmt.Fprintf(stdout, "  ldp baseline %s, epsilon %.3g per reading (%.3g per meter over the horizon), %d meters: baseline RMSE %.1f kW per bus-slot;\n               on the true grid the schedules cost %+.3g%% over the true-baseline optimum, %d bus-slots below vmin\n",
 			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
+	}
+	if mo := marketOut; mo != nil {
+		var trades, failed int
+		var vol int64
+		for _, w := range mo.Day.Windows {
+			trades += w.Trades
+			failed += w.Failed
+			vol += w.Volume
+		}
+		fmt.Fprintf(stdout, "  market       %d stations, %d windows (%s): %d trades, %.1f kWh of rights traded, %d matches refused by the security check, %.3f in fees\n",
+			len(mo.Stations), len(mo.Day.Windows), mo.Day.Rule, trades, float64(vol)/1000, failed, float64(mo.Day.GridFees)/1000)
 	}
 	if !mech.Exact() {
 		fmt.Fprintf(stdout, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), f.priv.iterations)

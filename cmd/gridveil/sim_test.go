@@ -144,3 +144,39 @@ func TestSimLDPBaseline(t *testing.T) {
 		t.Fatalf("both epsilons accepted: %v", err)
 	}
 }
+
+// TestSimMarket: the market day runs through the ledger application, is
+// deterministic, conserves money, and respects the margin in every window.
+func TestSimMarket(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, dir := range []string{a, b} {
+		if _, err := run(t, "sim", "--market", "--market-rule", "mcafee", "--out", dir, "-q"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	da, _ := os.ReadFile(filepath.Join(a, "market.json"))
+	db, _ := os.ReadFile(filepath.Join(b, "market.json"))
+	if len(da) == 0 || !bytes.Equal(da, db) {
+		t.Fatal("market.json missing or not deterministic")
+	}
+	var mf MarketFile
+	if err := json.Unmarshal(da, &mf); err != nil {
+		t.Fatal(err)
+	}
+	trades := 0
+	for _, w := range mf.Day.Windows {
+		if w.Demand > 0 && (w.Rho <= 0 || w.Rho > 1 || float64(w.Margin) > float64(w.Demand)) {
+			t.Fatalf("window %d: rho %v, margin %d, demand %d", w.Index, w.Rho, w.Margin, w.Demand)
+		}
+		if w.Rejected != 0 {
+			t.Fatalf("window %d: %d transactions rejected in a well-formed day", w.Index, w.Rejected)
+		}
+		trades += w.Trades
+	}
+	if trades == 0 || mf.Day.GridFees <= 0 || len(mf.Stations) != 12 {
+		t.Fatalf("%d trades, fees %d, %d stations: the day traded nothing", trades, mf.Day.GridFees, len(mf.Stations))
+	}
+	if _, err := run(t, "sim", "--market", "--market-margin", "1.5", "--out", t.TempDir()); err == nil {
+		t.Fatal("a margin above demand accepted")
+	}
+}
