@@ -93,3 +93,31 @@ func BenchmarkCommitted(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "tx/s")
 }
+
+// BenchmarkWindow10k trades one window for 10,000 stations through the
+// application (demand, margin, rights, 10,000 orders, clearing and
+// settlement), one block per phase, and reports the slowest block: it must
+// fit well inside a phase (the shortest, bids, is 3 minutes).
+func BenchmarkWindow10k(b *testing.B) {
+	const n = 10_000
+	cfg := DayConfig{Chain: "bench", Rule: "uniform", FeePPM: 10_000, Margin: []int64{0}, Seed: 1}
+	var total int64
+	for i := 0; i < n; i++ {
+		d := int64(5_000 + (i*7919)%40_000)
+		cfg.Stations = append(cfg.Stations, DayStation{Name: fmt.Sprintf("s%05d", i), Demand: []int64{d}})
+		total += d
+	}
+	cfg.Margin[0] = total * 8 / 10
+	for b.Loop() {
+		t0 := time.Now()
+		day, err := RunDay(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if day.Windows[0].Trades == 0 {
+			b.Fatal("no trades")
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "s/window")
+		b.ReportMetric(float64(day.Windows[0].Orders+n+1)/time.Since(t0).Seconds(), "tx/s")
+	}
+}
