@@ -13,15 +13,10 @@ import (
 	"github.com/gridveil/gridveil/home"
 )
 
+// runHomeCmd runs "gridveil home" with args through the root command.
 func runHomeCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newHomeCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
+	return run(t, append([]string{"home"}, args...)...)
 }
 
 // homeJSON is the part of home.json the tests read back.

@@ -10,18 +10,10 @@ import (
 	"testing"
 )
 
-// runLDPCmd runs "gridveil ldp" with args (through newLDPCmd, so it does
-// not depend on the root command's registration).
+// runLDPCmd runs "gridveil ldp" with args through the root command.
 func runLDPCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newLDPCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	return out.String(), err
+	return run(t, append([]string{"ldp"}, args...)...)
 }
 
 // TestLDPFiles: both files are written, ldp.json follows its documented
