@@ -109,7 +109,16 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.state, a.check, a.hash = s, clone(s), s.Hash()
-	return &abci.ResponseInitChain{AppHash: a.hash}, nil
+	resp := &abci.ResponseInitChain{AppHash: a.hash}
+	// With station validators in the app's genesis, the app sets the
+	// initial voting power (stake x reputation); their keys must be the
+	// consensus keys of the nodes that run them, or the chain cannot
+	// commit.
+	for _, k := range sortedKeys(s.Validators) {
+		v := s.Validators[k]
+		resp.Validators = append(resp.Validators, abci.Ed25519ValidatorUpdate(v.PubKey, v.Power))
+	}
+	return resp, nil
 }
 
 // CheckTx admits a transaction to the mempool if it would apply now.
@@ -162,7 +171,11 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	}
 	a.pending = s
 	a.blockTime = now
-	return &abci.ResponseFinalizeBlock{TxResults: res, AppHash: s.Hash()}, nil
+	resp := &abci.ResponseFinalizeBlock{TxResults: res, AppHash: s.Hash()}
+	for _, v := range s.Updates() {
+		resp.ValidatorUpdates = append(resp.ValidatorUpdates, abci.Ed25519ValidatorUpdate(v.PubKey, v.Power))
+	}
+	return resp, nil
 }
 
 // Commit makes the block's state the committed one and writes it to disk

@@ -1,8 +1,14 @@
 package ledger
 
 import (
+	"context"
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
+
+	abci "github.com/cometbft/cometbft/abci/types"
 )
 
 func TestP2PContract(t *testing.T) {
@@ -101,5 +107,46 @@ func TestReputationBoundsMatching(t *testing.T) {
 	}
 	if len(s.Windows[w].Trades) != 1 {
 		t.Fatalf("trades %v: want the best station to buy from the next level", s.Windows[w].Trades)
+	}
+}
+
+// TestValidatorPowerFollowsReputation: a station's validator power is its
+// stake times its reputation, and metering hands CometBFT the change.
+func TestValidatorPowerFollowsReputation(t *testing.T) {
+	grid := newParty(1)
+	good, bad := newParty(30), newParty(31)
+	g := &Genesis{Params: Params{Chain: "test", MinuteMillis: minute, Rule: "uniform"},
+		Accounts:   map[string]Account{grid.key: {Role: RoleGrid}, good.key: {Role: RoleStation, Balance: 1 << 30}, bad.key: {Role: RoleStation, Balance: 1 << 30}},
+		Validators: map[string]Validator{good.key: {PubKey: good.priv.Public().(ed25519.PublicKey), Stake: 100}, bad.key: {PubKey: bad.priv.Public().(ed25519.PublicKey), Stake: 100}}}
+	d, err := NewDriver(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.App.State()
+	if s.Validators[good.key].Power != 50 {
+		t.Fatalf("starting power %d, want stake 100 x reputation 0.5", s.Validators[good.key].Power)
+	}
+	const w = 90
+	sign := func(p *party, b Body) []byte { tx := p.tx(t, b); p.nonce++; return tx }
+	if _, err := d.Block(at(w, 28), [][]byte{sign(good, Body{Type: "demand", Window: w, Wh: 10_000}), sign(bad, Body{Type: "demand", Window: w, Wh: 10_000}), sign(grid, Body{Type: "margin", Window: w, Wh: 20_000})}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Block(at(w, 24), nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.App.FinalizeBlock(context.Background(), &abci.RequestFinalizeBlock{Height: d.Height + 1, Time: time.UnixMilli(at(w, -31)),
+		Txs: [][]byte{sign(grid, Body{Type: "delivery", Window: w, Delivered: map[string]int64{good.key: 10_000, bad.key: 0}})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.ValidatorUpdates) != 2 {
+		t.Fatalf("%d validator updates, want 2", len(res.ValidatorUpdates))
+	}
+	powers := map[string]int64{}
+	for _, u := range res.ValidatorUpdates {
+		powers[fmt.Sprintf("%x", u.PubKey.GetEd25519())] = u.Power
+	}
+	if !(powers[good.key] > 50 && powers[bad.key] < 50 && powers[bad.key] >= 1) {
+		t.Fatalf("powers %v: delivering should raise a validator's power, failing to deliver lower it", powers)
 	}
 }

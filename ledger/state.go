@@ -85,13 +85,29 @@ type State struct {
 	Seq      uint64              `json:"seq"` // orders accepted so far: time priority
 	// Reputation of each station, ppm; new stations start at 500 000.
 	Reputation map[string]int64 `json:"reputation"`
+	// Validators run by stations: consensus weight follows stake and
+	// reputation (seed 004's PoS with reputation incentives).
+	Validators map[string]*Validator `json:"validators,omitempty"`
+
+	// updates are the validator power changes of the block being built;
+	// FinalizeBlock hands them to CometBFT.
+	updates []string
+}
+
+// Validator is a station's validator: its consensus key and stake. Its
+// voting power is max(1, stake x reputation / 10^6).
+type Validator struct {
+	PubKey []byte `json:"pub_key"` // Ed25519, 32 bytes
+	Stake  int64  `json:"stake"`
+	Power  int64  `json:"power"`
 }
 
 // Genesis is the application state in the genesis file.
 type Genesis struct {
-	Params   Params             `json:"params"`
-	Grid     *GridModel         `json:"grid,omitempty"` // enables the line security check
-	Accounts map[string]Account `json:"accounts"`       // hex public key -> role and opening balance
+	Params     Params               `json:"params"`
+	Validators map[string]Validator `json:"validators,omitempty"` // station account -> its validator
+	Grid       *GridModel           `json:"grid,omitempty"`       // enables the line security check
+	Accounts   map[string]Account   `json:"accounts"`             // hex public key -> role and opening balance
 }
 
 // NewState starts the ledger from genesis.
@@ -132,6 +148,17 @@ func NewState(g Genesis) (*State, error) {
 	}
 	if grids != 1 {
 		return nil, fmt.Errorf("%w: genesis needs exactly one grid company account, has %d", ErrValue, grids)
+	}
+	for k, v := range g.Validators {
+		if a := s.Accounts[k]; a == nil || a.Role != RoleStation || len(v.PubKey) != 32 || v.Stake <= 0 {
+			return nil, fmt.Errorf("%w: validator of %s: it must be a station with a 32-byte Ed25519 key and positive stake", ErrValue, k)
+		}
+		if s.Validators == nil {
+			s.Validators = map[string]*Validator{}
+		}
+		v := v
+		v.Power = s.power(k, v.Stake)
+		s.Validators[k] = &v
 	}
 	return s, nil
 }
@@ -609,5 +636,31 @@ func (s *State) meter(win *Window, delivered map[string]int64) {
 			w = 200_000
 		}
 		_ = rep.Update(k, delivered[k], win.Rights[k], -1, w)
+		if v := s.Validators[k]; v != nil {
+			if p := s.power(k, v.Stake); p != v.Power {
+				v.Power = p
+				s.updates = append(s.updates, k)
+			}
+		}
 	}
+}
+
+// power is a station's voting power from its stake and reputation.
+func (s *State) power(station string, stake int64) int64 {
+	return max(1, stake*s.Reputation[station]/1_000_000)
+}
+
+// Updates returns and forgets the stations whose validator power changed
+// in the current block, in sorted order.
+func (s *State) Updates() []*Validator {
+	sort.Strings(s.updates)
+	var out []*Validator
+	for i, k := range s.updates {
+		if i > 0 && s.updates[i-1] == k {
+			continue
+		}
+		out = append(out, s.Validators[k])
+	}
+	s.updates = nil
+	return out
 }
