@@ -108,6 +108,15 @@ func chargingFigures(c *Charging) ([]figure, error) {
 			return nil, fmt.Errorf("obfuscation band: %w", err)
 		}
 	}
+	for _, l := range c.Lines {
+		if len(l.Labels) < 2 || len(l.Series) == 0 {
+			continue
+		}
+		svg, err := lineFigure(&l)
+		if err := add(svg, l.Caption, err); err != nil {
+			return nil, fmt.Errorf("%s: %w", l.Title, err)
+		}
+	}
 	if len(c.Convergence) > 0 {
 		svg, capt, err := convergenceFigure(c.Convergence)
 		if err := add(svg, capt, err); err != nil {
@@ -823,4 +832,23 @@ func bandFigure(c *Charging) (string, string, error) {
 	capt := fmt.Sprintf("Obfuscated messages (paper Fig. 5): what %s sent in iteration %d, %d values per slot, against its true charging schedule. The SO, which knows the bus key, averages them back to the truth.",
 		b.Name, b.Iteration, len(b.Messages))
 	return svg, capt, err
+}
+
+// lineFigure draws a LineFigure with the slot axis of its labels.
+func lineFigure(l *LineFigure) (string, error) {
+	p := newPlot(l.Title, "time", l.YLabel)
+	leg := newLegend()
+	for i, sr := range l.Series {
+		ln, err := newLine(slotXYs(sr.Y), seriesStyle(i))
+		if err != nil {
+			return "", err
+		}
+		p.Add(ln)
+		leg.Add(legendName(sr.Name, "series", i), ln)
+	}
+	setSlotAxis(p, l.Labels)
+	p.Y.Min = math.Min(p.Y.Min, 0)
+	return renderSVG(figW, figH, l.Title, func(dc draw.Canvas) {
+		drawWithLegend(dc, p, &leg)
+	})
 }

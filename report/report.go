@@ -35,18 +35,19 @@ type ConvPoint struct {
 // omit the corresponding figure; with no slots at all, every per-slot
 // figure is omitted.
 type Charging struct {
-	Title       string      // e.g. "gridveil: ieee13-paper, seed 1"
-	Summary     [][2]string // key/value rows shown as a table at the top
-	SlotLabels  []string    // clock label per slot, e.g. "19:00", "19:15", ...
-	Baseline    []float64   // total baseline load per slot, kW
-	Aggregate   []float64   // baseline + EV charging per slot, kW (valley filled)
-	EVs         []Series    // a selection of EV charging profiles, kW per slot (paper Fig. 4)
-	Voltages    []Series    // bus voltage per slot, pu (paper Fig. 6); may be many buses
-	VMin        float64     // voltage limit, pu, drawn as a dashed line
-	Convergence []ConvPoint // one point per solver iteration
-	Tables      []Table     // extra tables after the summary (e.g. the privacy comparison)
-	Band        *Band       // one vehicle's messages against its true profile (paper Fig. 5)
-	Notes       []string    // free paragraphs shown at the end
+	Title       string       // e.g. "gridveil: ieee13-paper, seed 1"
+	Summary     [][2]string  // key/value rows shown as a table at the top
+	SlotLabels  []string     // clock label per slot, e.g. "19:00", "19:15", ...
+	Baseline    []float64    // total baseline load per slot, kW
+	Aggregate   []float64    // baseline + EV charging per slot, kW (valley filled)
+	EVs         []Series     // a selection of EV charging profiles, kW per slot (paper Fig. 4)
+	Voltages    []Series     // bus voltage per slot, pu (paper Fig. 6); may be many buses
+	VMin        float64      // voltage limit, pu, drawn as a dashed line
+	Convergence []ConvPoint  // one point per solver iteration
+	Tables      []Table      // extra tables after the summary (e.g. the privacy comparison)
+	Band        *Band        // one vehicle's messages against its true profile (paper Fig. 5)
+	Lines       []LineFigure // extra line figures (e.g. the market's prices per window)
+	Notes       []string     // free paragraphs shown at the end
 }
 
 // Table is a titled table of text cells.
@@ -54,6 +55,17 @@ type Table struct {
 	Title   string
 	Header  []string
 	Rows    [][]string
+	Caption string
+}
+
+// LineFigure is a titled figure of series over labelled points (clock
+// labels such as "19:00" get hourly ticks). Every series has one value per
+// label.
+type LineFigure struct {
+	Title   string
+	YLabel  string
+	Labels  []string
+	Series  []Series
 	Caption string
 }
 
@@ -135,6 +147,13 @@ func validate(c *Charging) error {
 			if !finite(f.v) {
 				return fmt.Errorf("%w: convergence point %d (iteration %d): %s is %v",
 					ErrInvalid, i, p.Iter, f.name, f.v)
+			}
+		}
+	}
+	for _, l := range c.Lines {
+		for _, sr := range l.Series {
+			if err := checkSeries(l.Title+": "+sr.Name, sr.Y, len(l.Labels)); err != nil {
+				return err
 			}
 		}
 	}

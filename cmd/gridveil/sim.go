@@ -157,6 +157,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 			return err
 		}
 		extra.tables = append(extra.tables, marketTable(marketOut, meta, p.DT))
+		extra.lines = append(extra.lines, marketFigures(marketOut, meta, p.DT)...)
 	}
 	var privacy *Privacy
 	if f.priv.compare {

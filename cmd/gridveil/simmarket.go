@@ -150,3 +150,33 @@ func marketTable(mf *MarketFile, m *scenario.Meta, dt float64) report.Table {
 		100*mf.Margin, float64(mf.Day.GridFees)/1000, mf.Day.Blocks, mf.Day.AppHash[:16])
 	return t
 }
+
+// marketFigures plots the day: energy per window, and the clearing price
+// when the rule has one.
+func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFigure {
+	spw := max(1, int(math.Round(0.5/dt)))
+	var labels []string
+	demand, margin, volume, price := []float64{}, []float64{}, []float64{}, []float64{}
+	anyPrice := false
+	for _, w := range mf.Day.Windows {
+		labels = append(labels, scenario.SlotClock(m.Start, dt, w.Index*spw))
+		demand = append(demand, float64(w.Demand)/1000)
+		margin = append(margin, float64(w.Margin)/1000)
+		volume = append(volume, float64(w.Volume)/1000)
+		price = append(price, float64(w.Price)/1000)
+		anyPrice = anyPrice || w.Price > 0
+	}
+	figs := []report.LineFigure{{
+		Title: "Charging rights per window", YLabel: "energy [kWh]", Labels: labels,
+		Series:  []report.Series{{Name: "stations' demand", Y: demand}, {Name: "grid margin", Y: margin}, {Name: "rights traded", Y: volume}},
+		Caption: "Per 30-minute delivery window: the stations' demand (what their EVs draw under the coordinated schedules), the grid company's load margin, and the charging rights that changed hands in the double auction.",
+	}}
+	if anyPrice {
+		figs = append(figs, report.LineFigure{
+			Title: "Clearing price", YLabel: "price [currency/kWh]", Labels: labels,
+			Series:  []report.Series{{Name: mf.Day.Rule + " price", Y: price}},
+			Caption: "The auction's clearing price per window (0 where nothing traded, or where a McAfee trade reduction priced buyers and sellers apart).",
+		})
+	}
+	return figs
+}
