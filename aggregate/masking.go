@@ -10,7 +10,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	mrand "math/rand/v2"
+	"unsafe"
 
 	"github.com/gridveil/gridveil/charging"
 )
@@ -95,12 +97,12 @@ type maskBus struct {
 	epoch              []int             // key generation of each vehicle
 	round              int               // iterations run, including the initial one
 	csprng             *mrand.ChaCha8    // seeds and polynomial coefficients; seeded from crypto/rand
+	prg                mrand.ChaCha8     // self-mask expansion, reseeded per mask
 	drop               *mrand.Rand       // simulated network losses; seeded
 	y, tmp             []uint64
 	lastDrop           []int     // vehicles (group order) whose reports were lost in the last round
 	lastSum            []float64 // the last sum the SO recovered
 	failed             int       // rounds in which too few vehicles reported
-	buf                []byte
 	coef               []fe
 	shr                []fe
 	total              []uint64
@@ -234,16 +236,26 @@ func ctrAt(blk cipher.Block, r, words int) cipher.Stream {
 	return cipher.NewCTR(blk, iv[:])
 }
 
-// keystream fills out with the next words of s, consuming whole blocks.
-func keystream(s cipher.Stream, out []uint64, buf []byte) {
-	n := (len(out)*8 + 15) / 16 * 16
-	buf = buf[:n]
-	clear(buf)
-	s.XORKeyStream(buf, buf)
-	for i := range out {
-		out[i] = binary.LittleEndian.Uint64(buf[8*i:])
+// keystream fills out with the next words of s, consuming whole 16-byte
+// blocks: out must have capacity for them (blockWords). Words are the
+// keystream's bytes read little-endian, on any host.
+func keystream(s cipher.Stream, out []uint64) {
+	n := blockWords(len(out))
+	w := out[:n]
+	clear(w)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&w[0])), 8*n)
+	s.XORKeyStream(b, b)
+	if !littleEndian {
+		for i := range w {
+			w[i] = bits.ReverseBytes64(w[i])
+		}
 	}
 }
+
+// blockWords is the number of words in the whole AES blocks covering n.
+func blockWords(n int) int { return (n + 1) / 2 * 2 }
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // Name implements Mechanism.
 func (*Masking) Name() string { return "masking" }
@@ -318,8 +330,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	n := b.n
 	if len(b.y) < n*slots {
 		b.y = make([]uint64, n*slots)
-		b.tmp = make([]uint64, slots)
-		b.buf = make([]byte, (slots*8+15)/16*16)
+		b.tmp = make([]uint64, blockWords(slots))
 	}
 	y, tmp := b.y[:n*slots], b.tmp[:slots]
 
@@ -342,9 +353,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 				b.selfShr[j][i][c] = shr[j]
 			}
 		}
-		if err := selfMask(b.seeds[i], tmp, b.buf); err != nil {
-			return err
-		}
+		selfMask(&b.prg, b.seeds[i], tmp)
 		for t := range out {
 			out[t] += tmp[t]
 		}
@@ -354,7 +363,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 			if b.stream[i][j] == nil {
 				b.stream[i][j] = ctrAt(b.block[i][j], b.round, slots)
 			}
-			keystream(b.stream[i][j], tmp, b.buf)
+			keystream(b.stream[i][j], tmp)
 			yi, yj := y[i*slots:(i+1)*slots], y[j*slots:(j+1)*slots]
 			for t, v := range tmp {
 				yi[t] += v
@@ -417,9 +426,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		if err != nil {
 			return err
 		}
-		if err := selfMask(seed, tmp, b.buf); err != nil {
-			return err
-		}
+		selfMask(&b.prg, seed, tmp)
 		for t, v := range tmp {
 			total[t] -= v
 		}
@@ -439,7 +446,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 			if err != nil {
 				return err
 			}
-			keystream(ctrAt(blk, b.round, slots), tmp, b.buf)
+			keystream(ctrAt(blk, b.round, slots), tmp)
 			// i added +PRG if i < j, -PRG if i > j; undo it.
 			for t, v := range tmp {
 				if i < j {
@@ -476,16 +483,16 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 
 // selfMask expands a self-mask seed into words with ChaCha8 (math/rand/v2's
 // cryptographically strong generator, keyed by the 16-byte seed
-// zero-padded to 32 bytes). A fresh ChaCha8 costs about half of a fresh
-// AES-CTR stream, and self-masks are fresh every round.
-func selfMask(seed [16]byte, out []uint64, _ []byte) error {
+// zero-padded to 32 bytes), reseeding g instead of allocating a new
+// generator. A fresh ChaCha8 costs about half of a fresh AES-CTR stream,
+// and self-masks are fresh every round.
+func selfMask(g *mrand.ChaCha8, seed [16]byte, out []uint64) {
 	var key [32]byte
 	copy(key[:], seed[:])
-	g := mrand.NewChaCha8(key)
+	g.Seed(key)
 	for i := range out {
 		out[i] = g.Uint64()
 	}
-	return nil
 }
 
 // recoverSeed reconstructs b_i from the holders' shares, as the SO does;
