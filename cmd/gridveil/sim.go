@@ -315,6 +315,7 @@ type progress struct {
 	last    time.Time
 	started time.Time
 	drawn   bool
+	first   float64 // the first iteration's change
 }
 
 func newProgress(w io.Writer, quiet bool, max int) *progress {
@@ -326,12 +327,23 @@ func newProgress(w io.Writer, quiet bool, max int) *progress {
 }
 
 func (p *progress) update(s charging.Stats) {
+	if s.Iter == 1 {
+		p.first = s.Change
+	}
 	if !p.on || time.Since(p.last) < 100*time.Millisecond || time.Since(p.started) < 300*time.Millisecond {
 		return
 	}
 	p.last = time.Now()
+	// Progress towards convergence, not towards the iteration limit: the
+	// largest change falls by about nine orders of magnitude (the solver's
+	// relative tolerance) between the first iteration and the last.
+	frac := 0.0
+	if p.first > 0 && s.Change > 0 {
+		frac = math.Log10(p.first/s.Change) / 9
+	}
+	frac = math.Min(math.Max(frac, float64(s.Iter)/float64(p.max)), 1)
 	const width = 30
-	n := width * s.Iter / p.max
+	n := int(width * frac)
 	fmt.Fprintf(p.w, "\r[%s%s] iter %d  change %.3g kW  violation %+.2g pu ", strings.Repeat("#", n), strings.Repeat(".", width-n), s.Iter, s.Change, s.Violation)
 	p.drawn = true
 }
