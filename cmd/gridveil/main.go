@@ -30,7 +30,7 @@ Start with: gridveil sim`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSimCmd(), newHomeCmd(), newLDPCmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newSimCmd(), newHomeCmd(), newLDPCmd(), newServeCmd(), newAgentCmd(), newVersionCmd(), newBenchCmd())
 	return root
 }
 

@@ -1,0 +1,35 @@
+// Package authnet runs gridveil's authentication parties (package auth) as
+// network services, DESIGN.md C6 over C8's shells: a CA server, a LAG
+// server and vehicle clients, over TCP, with keys and state in a data
+// directory.
+//
+// The cores do all protocol work; this package only moves frames, keeps
+// time and stores files. Each connection carries frames of package wire
+// (a 4-byte big-endian length, then the payload; at most 1 MiB from
+// vehicles, 4 MiB between LAG and CA). A LAG dials the CA and keeps that
+// link up, reconnecting with back-off. Authentication requests are batched
+// by a short window (BatchWindow) and verified together.
+//
+// Files (all written atomically: a temporary file in the same directory,
+// fsync, rename, fsync of the directory):
+//
+//	CA    ca.key (0600)    the CA's secrets (auth.CAKeys)
+//	      public.key       the CA's public keys, hex: give it to LAGs and vehicles
+//	      enrol.token      the enrolment token, hex (0600): give it to enrolling parties
+//	      state.json       registrations, certified serials and their use, revocations
+//	LAG   lag.key (0600)   Noise static key, batch-signing key, ticket key
+//	      cert             the CA's certificate on the LAG
+//	BV    <id>.json (0600) the vehicle's keys, unused pseudonyms, group list, tickets
+//
+// Threat model. Protects against: a crash in the middle of a write
+// (files are replaced whole or not at all); peers that send oversized
+// frames (refused before allocation) or stall (writes time out, idle
+// reads time out, a peer that cannot keep up with its queue is
+// disconnected). Does not protect against: denial of service by many
+// connections or handshakes (no rate limiting beyond MaxConns); an
+// attacker with access to the data directory (keys are stored unencrypted,
+// protected only by file modes); loss of the CA's state written in the
+// last SaveEvery (a pseudonym used in that window could be accepted once
+// more after a CA crash). Everything the cores protect against is
+// protected over the network too: the shells pass frames unchanged.
+package authnet

@@ -1,0 +1,418 @@
+package authnet
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/flynn/noise"
+
+	"github.com/gridveil/gridveil/auth"
+	"github.com/gridveil/gridveil/auth/wire"
+)
+
+// LAGOptions configure a LAG server.
+type LAGOptions struct {
+	ID     string // the LAG's identifier, certified by the CA
+	Group  string // the utility it belongs to (home network of that group's vehicles)
+	CAAddr string
+	CA     auth.CAPublic
+	Token  [32]byte // the CA's enrolment token; needed for the first start only
+	// Schemes offered, in order of preference (default: both).
+	Schemes []auth.Scheme
+	// BatchWindow is how long the LAG gathers authentication requests
+	// before verifying them together; default 5 ms.
+	BatchWindow time.Duration
+	// ConfirmEvery is the period of batch confirmations; default 500 ms.
+	ConfirmEvery time.Duration
+	// MaxConns bounds simultaneous vehicle connections; default 4096.
+	MaxConns int
+}
+
+// LAGServer serves the LAG core: vehicles over TCP, and a link to the CA.
+type LAGServer struct {
+	mu      sync.Mutex
+	lag     *auth.LAG
+	opts    LAGOptions
+	peers   map[auth.ConnID]*peer
+	link    *peer
+	kick    chan struct{}
+	linked  chan struct{}
+	onEvent EventFunc
+	log     *slog.Logger
+}
+
+// Files of a LAG's data directory.
+const (
+	lagKeyFile  = "lag.key"
+	lagCertFile = "cert"
+)
+
+// OpenLAG loads the LAG's keys and certificate from its data directory,
+// creating keys and enrolling with the CA (over TCP, with the token) when
+// there is no valid certificate.
+func OpenLAG(ctx context.Context, store *Store, opts LAGOptions, log *slog.Logger, onEvent EventFunc) (*LAGServer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.BatchWindow == 0 {
+		opts.BatchWindow = 5 * time.Millisecond
+	}
+	if opts.ConfirmEvery == 0 {
+		opts.ConfirmEvery = 500 * time.Millisecond
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = 4096
+	}
+	nk, sk, tk, err := loadOrCreateLAGKeys(store)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var cert *auth.LAGCert
+	if b, err := store.Read(lagCertFile); err == nil {
+		c, err := auth.ParseLAGCert(b)
+		if err == nil && c.Verify(opts.CA, now.Add(24*time.Hour)) == nil && c.LAGID == opts.ID && c.Group == opts.Group &&
+			c.NoiseKey == [32]byte(nk.Public) {
+			cert = c
+		}
+	} else if !isNotExist(err) {
+		return nil, err
+	}
+	if cert == nil {
+		e, first, err := auth.EnrolLAG(opts.CA, opts.Token, opts.ID, opts.Group, nk, sk)
+		if err != nil {
+			return nil, err
+		}
+		if err := RunEnrolment(ctx, opts.CAAddr, e.Enrolment, first); err != nil {
+			return nil, fmt.Errorf("enrolling LAG %q with the CA at %s: %w", opts.ID, opts.CAAddr, err)
+		}
+		cert = e.Cert
+		if err := store.Write(lagCertFile, cert.Marshal(), 0o644); err != nil {
+			return nil, err
+		}
+		log.Info("enrolled with the CA", "lag", opts.ID, "serial", cert.Serial)
+	}
+	l, err := auth.NewLAG(auth.LAGConfig{Cert: *cert, NoiseKey: nk, SignKey: sk, CA: opts.CA, Schemes: opts.Schemes, TicketKey: tk}, now)
+	if err != nil {
+		return nil, err
+	}
+	return &LAGServer{lag: l, opts: opts, peers: map[auth.ConnID]*peer{}, kick: make(chan struct{}, 1),
+		linked: make(chan struct{}), onEvent: onEvent, log: log}, nil
+}
+
+func loadOrCreateLAGKeys(store *Store) (noise.DHKey, ed25519.PrivateKey, [32]byte, error) {
+	var tk [32]byte
+	b, err := store.Read(lagKeyFile)
+	if isNotExist(err) {
+		b = make([]byte, 96)
+		if _, err := rand.Read(b); err != nil {
+			return noise.DHKey{}, nil, tk, err
+		}
+		if err := store.Write(lagKeyFile, b, 0o600); err != nil {
+			return noise.DHKey{}, nil, tk, err
+		}
+	} else if err != nil {
+		return noise.DHKey{}, nil, tk, err
+	}
+	if len(b) != 96 {
+		return noise.DHKey{}, nil, tk, fmt.Errorf("%s: %d bytes, want 96", lagKeyFile, len(b))
+	}
+	// X25519 clamps any 32 bytes, so a random key is a valid key.
+	ek, err := ecdh.X25519().NewPrivateKey(b[:32])
+	if err != nil {
+		return noise.DHKey{}, nil, tk, err
+	}
+	nk := noise.DHKey{Private: ek.Bytes(), Public: ek.PublicKey().Bytes()}
+	copy(tk[:], b[64:])
+	return nk, ed25519.NewKeyFromSeed(b[32:64]), tk, nil
+}
+
+// ID is the LAG's identifier.
+func (s *LAGServer) ID() string { return s.opts.ID }
+
+// Linked is closed once the LAG first synchronised with the CA.
+func (s *LAGServer) Linked() <-chan struct{} { return s.linked }
+
+// Do runs f on the LAG core under its lock and sends what f returns.
+func (s *LAGServer) Do(f func(now time.Time, l *auth.LAG) auth.Output) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dispatch(f(time.Now(), s.lag))
+}
+
+// Serve accepts vehicles on ln and keeps the CA link up until ctx ends.
+func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); s.linkLoop(ctx) }()
+	go func() { defer wg.Done(); s.flusher(ctx) }()
+	go func() { defer wg.Done(); s.ticker(ctx) }()
+	defer func() {
+		cancel()
+		s.mu.Lock()
+		for _, p := range s.peers {
+			p.close()
+		}
+		if s.link != nil {
+			s.link.close()
+		}
+		s.mu.Unlock()
+		wg.Wait()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.mu.Lock()
+		if len(s.peers) >= s.opts.MaxConns {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		id, out, err := s.lag.Open(time.Now())
+		if err != nil {
+			s.mu.Unlock()
+			s.log.Info("vehicle refused", "err", err)
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = wire.WriteFrame(c, auth.RejectFrame(err))
+			c.Close()
+			continue
+		}
+		p := newPeer(c)
+		s.peers[id] = p
+		s.dispatch(out)
+		s.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveVehicle(id, p)
+		}()
+	}
+}
+
+func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
+	defer func() {
+		s.mu.Lock()
+		s.dispatch(s.lag.Close(id))
+		delete(s.peers, id)
+		s.mu.Unlock()
+		p.close()
+	}()
+	for {
+		_ = p.conn.SetReadDeadline(time.Now().Add(IdleTimeout))
+		f, err := wire.ReadFrame(p.conn, maxVehicleFrame)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		out, err := s.lag.Receive(time.Now(), id, f)
+		s.dispatch(out)
+		pending := s.lag.Pending()
+		s.mu.Unlock()
+		if err != nil {
+			return
+		}
+		if pending > 0 {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// flusher verifies gathered authentication requests: it waits for the
+// first, lets BatchWindow pass to gather more, and verifies them together.
+func (s *LAGServer) flusher(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.opts.BatchWindow):
+		}
+		s.mu.Lock()
+		s.dispatch(s.lag.Flush(time.Now()))
+		s.mu.Unlock()
+	}
+}
+
+func (s *LAGServer) ticker(ctx context.Context) {
+	confirm := time.NewTicker(s.opts.ConfirmEvery)
+	tick := time.NewTicker(30 * time.Second)
+	defer confirm.Stop()
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-confirm.C:
+			s.mu.Lock()
+			s.dispatch(s.lag.ConfirmBatch(time.Now()))
+			s.mu.Unlock()
+		case <-tick.C:
+			s.mu.Lock()
+			s.dispatch(s.lag.Tick(time.Now()))
+			s.mu.Unlock()
+		}
+	}
+}
+
+// linkLoop keeps the link to the CA up, reconnecting with back-off.
+func (s *LAGServer) linkLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.runLink(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("CA link down", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *LAGServer) runLink(ctx context.Context) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", s.opts.CAAddr)
+	if err != nil {
+		return err
+	}
+	p := newPeer(c)
+	s.mu.Lock()
+	first, err := s.lag.ConnectCA()
+	if err != nil {
+		s.mu.Unlock()
+		p.close()
+		return err
+	}
+	s.link = p
+	p.send(first)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.link == p {
+			s.link = nil
+			s.dispatch(s.lag.CADisconnected())
+		}
+		s.mu.Unlock()
+		p.close()
+	}()
+	go func() {
+		<-ctx.Done()
+		p.close()
+	}()
+	for {
+		f, err := wire.ReadFrame(c, maxLinkFrame)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		out, err := s.lag.ReceiveCA(time.Now(), f)
+		s.dispatch(out)
+		linked := s.lag.Linked()
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if linked {
+			select {
+			case <-s.linked:
+			default:
+				close(s.linked)
+			}
+		}
+	}
+}
+
+// dispatch sends an output's frames and reports its events. Callers hold mu.
+func (s *LAGServer) dispatch(out auth.Output) {
+	for _, f := range out.Frames {
+		if f.To == auth.ToCA {
+			if s.link != nil {
+				s.link.send(f.Data)
+			}
+			continue
+		}
+		if p := s.peers[f.To]; p != nil {
+			p.send(f.Data)
+		}
+	}
+	for _, id := range out.Close {
+		if p := s.peers[id]; p != nil {
+			p.closeAfter()
+		}
+	}
+	for _, e := range out.Events {
+		if s.onEvent != nil {
+			s.onEvent(e)
+		}
+		s.log.Debug("lag event", "event", e.String())
+	}
+}
+
+// RunEnrolment carries an enrolment exchange with the CA at addr.
+func RunEnrolment(ctx context.Context, addr string, e *auth.Enrolment, first []byte) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	} else {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if err := wire.WriteFrame(c, first); err != nil {
+		return err
+	}
+	for !e.Done() {
+		f, err := wire.ReadFrame(c, maxLinkFrame)
+		if err != nil {
+			return err
+		}
+		next, err := e.Receive(f)
+		if err != nil {
+			return err
+		}
+		if next != nil {
+			if err := wire.WriteFrame(c, next); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

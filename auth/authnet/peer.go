@@ -1,0 +1,78 @@
+package authnet
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gridveil/gridveil/auth/wire"
+)
+
+// Frame limits: what a vehicle may send, and what the CA link carries.
+const (
+	maxVehicleFrame = 1 << 20
+	maxLinkFrame    = wire.MaxFrame
+	writeTimeout    = 10 * time.Second
+	queueLen        = 512
+)
+
+// peer writes frames to a connection from its own goroutine, so that the
+// party's lock is never held on a slow network write.
+type peer struct {
+	conn net.Conn
+	out  chan []byte
+	once sync.Once
+	done chan struct{}
+}
+
+func newPeer(c net.Conn) *peer {
+	p := &peer{conn: c, out: make(chan []byte, queueLen), done: make(chan struct{})}
+	go p.writer()
+	return p
+}
+
+func (p *peer) writer() {
+	for {
+		select {
+		case f := <-p.out:
+			if f == nil { // close after what was queued before
+				p.close()
+				return
+			}
+			_ = p.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if err := wire.WriteFrame(p.conn, f); err != nil {
+				p.close()
+				return
+			}
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// send queues a frame; a peer whose queue is full is disconnected.
+func (p *peer) send(f []byte) {
+	select {
+	case <-p.done:
+	case p.out <- f:
+	default:
+		p.close()
+	}
+}
+
+// closeAfter closes the connection once the frames queued so far are sent.
+func (p *peer) closeAfter() {
+	select {
+	case <-p.done:
+	case p.out <- nil:
+	default:
+		p.close()
+	}
+}
+
+func (p *peer) close() {
+	p.once.Do(func() {
+		close(p.done)
+		p.conn.Close()
+	})
+}

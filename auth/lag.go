@@ -1,0 +1,989 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"filippo.io/edwards25519"
+	"github.com/flynn/noise"
+
+	"github.com/gridveil/gridveil/auth/lsag"
+	"github.com/gridveil/gridveil/auth/wire"
+)
+
+// LAGConfig is a local aggregator's identity and policy.
+type LAGConfig struct {
+	Cert     LAGCert
+	NoiseKey noise.DHKey        // static key certified in Cert
+	SignKey  ed25519.PrivateKey // batch confirmations; certified in Cert
+	CA       CAPublic
+	// Schemes are the credential schemes offered and accepted, in order of
+	// preference; default pseudonym, then LSAG. A vehicle's choice outside
+	// this list is a downgrade and is refused.
+	Schemes []Scheme
+	// TicketKey seals resumption tickets for home vehicles; zero disables
+	// resumption.
+	TicketKey [32]byte
+	// TicketLifetime bounds a chain of resumptions after one full
+	// authentication; default 12 h.
+	TicketLifetime time.Duration
+}
+
+type lagState uint8
+
+const (
+	lsAwaitHS1 lagState = iota
+	lsAwaitAuth
+	lsVerifying
+	lsAwaitGrant
+	lsActive
+)
+
+type lagSession struct {
+	id        ConnID
+	state     lagState
+	hello     []byte
+	offered   []Scheme
+	scope     *ScopeBase
+	resumeOK  bool
+	ch        *channel
+	choice    choice
+	challenge [32]byte
+	role      Role
+	opKey     [32]byte
+	cred      *credMaterial
+	entry     *verifyEntry
+	check     *check
+	permit    *Permit
+	resumed   bool
+	origin    [32]byte
+	pending   map[[16]byte]int // discharge requests forwarded -> answers given
+	statusSeq uint32
+	answers   int
+	reports   int
+	confirmed bool
+	v2vWh     int64
+}
+
+// LAG is a local aggregator's protocol core: it serves vehicles over
+// Noise NK sessions, verifies their anonymous credentials (in batches),
+// asks the CA for permits over its Noise IK link, forwards the CA's
+// requests and the vehicles' sealed answers, confirms batches of gathered
+// vehicles with one signature, and resumes home vehicles with tickets. It
+// is a pure state machine and not safe for concurrent use.
+type LAG struct {
+	cfg       LAGConfig
+	static    staticKey
+	sessions  map[ConnID]*lagSession
+	byBinding map[[32]byte]ConnID
+	nextID    ConnID
+	// link to the CA
+	link       *channel
+	linkReady  bool
+	awaitCA    []*lagSession // verified locally, not yet sent to the CA
+	pending    []*lagSession // authentication requests awaiting Flush
+	crl        map[[16]byte]bool
+	crlVersion uint64
+	revokedAt  int64
+	groups     map[string]*groupKeys
+	scopes     map[int64]ScopeBase
+	// resumption
+	usedTickets map[[32]byte]int64
+	origins     map[[32]byte]*originRec
+	// batches and discharge
+	batchSeq  uint64
+	toConfirm [][32]byte
+	requests  map[[16]byte]*DischargeRequest
+	poolWh    int64
+	dischAgg  map[[16]byte]Aggregate
+	statusAgg Aggregate
+}
+
+type originRec struct {
+	cred     *credMaterial
+	notAfter int64
+}
+
+// NewLAG starts a LAG. It checks that the certificate is the CA's and
+// matches the keys.
+func NewLAG(cfg LAGConfig, now time.Time) (*LAG, error) {
+	if err := cfg.Cert.Verify(cfg.CA, now); err != nil {
+		return nil, err
+	}
+	if [32]byte(cfg.NoiseKey.Public) != cfg.Cert.NoiseKey || [32]byte(cfg.SignKey.Public().(ed25519.PublicKey)) != cfg.Cert.SignKey {
+		return nil, fmt.Errorf("%w: keys do not match the certificate", ErrUntrusted)
+	}
+	if len(cfg.Schemes) == 0 {
+		cfg.Schemes = []Scheme{SchemePseudonym, SchemeLSAG}
+	}
+	for _, s := range cfg.Schemes {
+		if !s.valid() {
+			return nil, fmt.Errorf("%w: scheme %d", ErrDowngrade, s)
+		}
+	}
+	if cfg.TicketLifetime == 0 {
+		cfg.TicketLifetime = 12 * time.Hour
+	}
+	static, err := newStaticKey(cfg.NoiseKey)
+	if err != nil {
+		return nil, err
+	}
+	return &LAG{
+		cfg: cfg, static: static, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, nextID: 1,
+		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, scopes: map[int64]ScopeBase{},
+		usedTickets: map[[32]byte]int64{}, origins: map[[32]byte]*originRec{}, requests: map[[16]byte]*DischargeRequest{},
+		dischAgg: map[[16]byte]Aggregate{},
+	}, nil
+}
+
+// ID is the LAG's certified identifier.
+func (l *LAG) ID() string { return l.cfg.Cert.LAGID }
+
+// Linked reports whether the link to the CA is up and synchronised.
+func (l *LAG) Linked() bool { return l.linkReady }
+
+// ConnectCA starts the Noise IK handshake of the link to the CA and returns
+// its first frame. Sessions waiting for the CA are re-sent once it is up.
+func (l *LAG) ConnectCA() ([]byte, error) {
+	ch, err := newChannel(noise.HandshakeIK, true, []byte(prologueLink), l.static, l.cfg.CA.NoiseKey[:])
+	if err != nil {
+		return nil, err
+	}
+	msg, err := ch.write(nil)
+	if err != nil {
+		return nil, err
+	}
+	l.link, l.linkReady = ch, false
+	return append([]byte{frameLink}, msg...), nil
+}
+
+// CADisconnected drops the link. Sessions whose permits were asked for are
+// refused with ErrUnavailable, since the answer is lost.
+func (l *LAG) CADisconnected() Output {
+	var out Output
+	l.link, l.linkReady = nil, false
+	for _, s := range l.sessions {
+		if s.state == lsVerifying && s.entry != nil && !slices.Contains(l.awaitCA, s) && !slices.Contains(l.pending, s) {
+			l.reject(&out, s, fmt.Errorf("%w: link lost while verifying", ErrUnavailable))
+		}
+	}
+	return out
+}
+
+// Open accepts a vehicle's connection and returns the hello to send it.
+func (l *LAG) Open(now time.Time) (ConnID, Output, error) {
+	var out Output
+	id := l.nextID
+	l.nextID++
+	s := &lagSession{id: id, pending: map[[16]byte]int{}}
+	h := &hello{Version: ProtocolVersion, Cert: l.cfg.Cert, Resume: l.cfg.TicketKey != [32]byte{}}
+	for _, sc := range l.cfg.Schemes {
+		if sc == SchemeLSAG {
+			b, ok := l.scopes[Epoch(now)]
+			if !ok {
+				continue // no linking base yet: LSAG is not offered
+			}
+			h.HasScope, h.Scope = true, b
+			s.scope = &b
+		}
+		h.Schemes = append(h.Schemes, sc)
+	}
+	if len(h.Schemes) == 0 {
+		return 0, out, fmt.Errorf("%w: no credential scheme available (LAG not synchronised with the CA)", ErrUnavailable)
+	}
+	s.hello = encode(h)
+	s.offered = h.Schemes
+	s.resumeOK = h.Resume
+	ch, err := newChannel(noise.HandshakeNK, false, append([]byte(prologueBVLAG), s.hello...), l.static, nil)
+	if err != nil {
+		return 0, out, err
+	}
+	s.ch = ch
+	l.sessions[id] = s
+	out.send(id, s.hello)
+	return id, out, nil
+}
+
+// Close forgets a vehicle's connection and tells the CA the session ended.
+func (l *LAG) Close(id ConnID) Output {
+	var out Output
+	s := l.sessions[id]
+	if s == nil {
+		return out
+	}
+	delete(l.sessions, id)
+	l.pending = slices.DeleteFunc(l.pending, func(p *lagSession) bool { return p == s })
+	l.awaitCA = slices.DeleteFunc(l.awaitCA, func(p *lagSession) bool { return p == s })
+	if s.ch != nil && s.ch.enc != nil {
+		delete(l.byBinding, s.ch.binding)
+		if s.state == lsActive || s.state == lsAwaitGrant {
+			l.toCA(&out, &sessionEndMsg{Binding: s.ch.binding})
+		}
+	}
+	return out
+}
+
+func (l *LAG) toCA(out *Output, m message) {
+	if !l.linkReady {
+		return
+	}
+	b, err := l.link.seal(encode(m))
+	if err != nil {
+		out.fail(ToCA, "link", err)
+		return
+	}
+	out.send(ToCA, b)
+}
+
+func (l *LAG) toBV(out *Output, s *lagSession, m message) {
+	b, err := s.ch.seal(encode(m))
+	if err != nil {
+		l.reject(out, s, err)
+		return
+	}
+	out.send(s.id, b)
+}
+
+// reject refuses a session: a reject code, then the connection closes.
+func (l *LAG) reject(out *Output, s *lagSession, err error) {
+	if s.ch != nil && s.ch.ready() {
+		if b, e := s.ch.seal(encode(&rejectMsg{Code: codeOf(err)})); e == nil {
+			out.send(s.id, b)
+		}
+	} else {
+		out.send(s.id, RejectFrame(err))
+	}
+	out.fail(s.id, "rejected", err)
+	out.Close = append(out.Close, s.id)
+	out.merge(l.Close(s.id))
+}
+
+// Receive processes one frame from a vehicle. Rejections are in the output
+// (a reject frame, the connection in Close, an event with the error); the
+// error is also returned.
+func (l *LAG) Receive(now time.Time, id ConnID, frame []byte) (Output, error) {
+	var out Output
+	s := l.sessions[id]
+	if s == nil {
+		return out, fmt.Errorf("%w: session %d", ErrUnknown, id)
+	}
+	if err := l.receive(now, s, frame, &out); err != nil {
+		l.reject(&out, s, err)
+		return out, err
+	}
+	return out, nil
+}
+
+func (l *LAG) receive(now time.Time, s *lagSession, frame []byte, out *Output) error {
+	if len(frame) == 0 {
+		return fmt.Errorf("%w: empty frame", ErrMalformed)
+	}
+	if s.state == lsAwaitHS1 {
+		if frame[0] != frameHS1 {
+			return fmt.Errorf("%w: frame type %d before the handshake", ErrState, frame[0])
+		}
+		payload, err := s.ch.read(frame[1:])
+		if err != nil {
+			return err
+		}
+		if err := decode(payload, &s.choice); err != nil {
+			return err
+		}
+		if s.choice.Version != ProtocolVersion {
+			return fmt.Errorf("%w: protocol version %d", ErrDowngrade, s.choice.Version)
+		}
+		if !slices.Contains(s.offered, s.choice.Scheme) {
+			return fmt.Errorf("%w: scheme %s was not offered", ErrDowngrade, s.choice.Scheme)
+		}
+		if s.choice.Resume && !s.resumeOK {
+			return fmt.Errorf("%w: resumption not offered", ErrState)
+		}
+		if s.challenge, err = random32(); err != nil {
+			return err
+		}
+		msg, err := s.ch.write(s.challenge[:])
+		if err != nil {
+			return err
+		}
+		l.byBinding[s.ch.binding] = s.id
+		s.state = lsAwaitAuth
+		out.send(s.id, append([]byte{frameHS2}, msg...))
+		return nil
+	}
+	if frame[0] != frameData {
+		return fmt.Errorf("%w: frame type %d after the handshake", ErrState, frame[0])
+	}
+	pt, err := s.ch.open(frame[1:])
+	if err != nil {
+		return err
+	}
+	m, err := parseAny(pt)
+	if err != nil {
+		return err
+	}
+	switch m := m.(type) {
+	case *authReq:
+		if s.state != lsAwaitAuth || s.choice.Resume {
+			return fmt.Errorf("%w: authentication request", ErrState)
+		}
+		return l.auth(now, s, m)
+	case *resumeReq:
+		if s.state != lsAwaitAuth || !s.choice.Resume {
+			return fmt.Errorf("%w: resumption request", ErrState)
+		}
+		return l.resume(now, s, m, out)
+	case *grantMsg:
+		if s.state != lsAwaitGrant {
+			return fmt.Errorf("%w: grant", ErrState)
+		}
+		pb := s.permit.Marshal()
+		if !macOK(s.opKey, m.MAC, "grant", s.ch.binding[:], pb) {
+			return fmt.Errorf("%w: grant", ErrBadMAC)
+		}
+		s.state = lsActive
+		l.toConfirm = append(l.toConfirm, s.ch.binding)
+		out.event(s.id, "authenticated", "%s", l.describe(s))
+		l.forwardOpen(now, s, out)
+		return nil
+	}
+	if s.state != lsActive {
+		return fmt.Errorf("%w: message %#x before access was granted", ErrState, m.kind())
+	}
+	switch m := m.(type) {
+	case *answerMsg:
+		n, got := s.pending[m.ReqID]
+		if !got {
+			return fmt.Errorf("%w: answer to request %x, which this session did not get", ErrState, m.ReqID[:4])
+		}
+		if n >= maxAnswers {
+			return fmt.Errorf("%w: answer %d to request %x", ErrNotPermitted, n+1, m.ReqID[:4])
+		}
+		if err := s.cred.verifyAnon(anonStatement(s.ch.binding, msgAnswer, m.ReqID[:], m.Sealed), m.Sig); err != nil {
+			return err
+		}
+		if len(m.Sealed) != sealedAnswerSize {
+			return fmt.Errorf("%w: sealed answer of %d bytes", ErrMalformed, len(m.Sealed))
+		}
+		s.pending[m.ReqID]++
+		s.answers++
+		l.toCA(out, &answerFwdMsg{Binding: s.ch.binding, Answer: *m})
+		out.event(s.id, "answer-forwarded", "session %d answered request %x: %d sealed bytes (content unknown to the LAG)", s.id, m.ReqID[:4], len(m.Sealed))
+	case *statusMsg:
+		if m.Seq != s.statusSeq+1 {
+			return fmt.Errorf("%w: status report %d after %d", ErrReplay, m.Seq, s.statusSeq)
+		}
+		if err := s.cred.verifyAnon(anonStatement(s.ch.binding, msgStatus, seqBytes(m.Seq), m.Sealed), m.Sig); err != nil {
+			return err
+		}
+		if len(m.Sealed) != sealedStatusSize {
+			return fmt.Errorf("%w: sealed status of %d bytes", ErrMalformed, len(m.Sealed))
+		}
+		s.statusSeq = m.Seq
+		s.reports++
+		l.toCA(out, &statusFwdMsg{Binding: s.ch.binding, Status: *m})
+		out.event(s.id, "status-forwarded", "session %d sent pseudo-status %d: %d sealed bytes (battery unknown to the LAG)", s.id, m.Seq, len(m.Sealed))
+	case *inquiryMsg:
+		if !s.service().Has(ServiceInquiry) {
+			return fmt.Errorf("%w: inquiries are a home-network service", ErrNotPermitted)
+		}
+		r := &inquiryReplyMsg{ActiveSessions: uint32(l.active()), PoolWh: uint32(max(0, min(l.poolWh, 1<<31)))}
+		r.MAC = mac(s.opKey, "inquiry", s.ch.binding[:], wire.NewBuilder(nil).U32(r.ActiveSessions).U32(r.PoolWh).Out())
+		l.toBV(out, s, r)
+	case *byeMsg:
+		out.event(s.id, "bye", "session %d left", s.id)
+		out.Close = append(out.Close, s.id)
+		out.merge(l.Close(s.id))
+	default:
+		return fmt.Errorf("%w: message %#x from a vehicle", ErrState, m.kind())
+	}
+	return nil
+}
+
+func (s *lagSession) service() Service {
+	if s.resumed {
+		return ServiceFull
+	}
+	if s.permit == nil {
+		return 0
+	}
+	return s.permit.Service
+}
+
+func (l *LAG) active() int {
+	n := 0
+	for _, s := range l.sessions {
+		if s.state == lsActive {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *LAG) describe(s *lagSession) string {
+	home := "visiting"
+	if s.resumed || (s.permit != nil && s.permit.Home) {
+		home = "home"
+	}
+	how := s.cred.scheme.String()
+	if s.resumed {
+		how = "resumption ticket"
+	}
+	return fmt.Sprintf("session %d: a vehicle of group %s, role %s, %s network, %s service, by %s, credential ref %x (identity unknown to the LAG)",
+		s.id, s.cred.group, s.role, home, s.service(), how, s.cred.ref[:6])
+}
+
+func (l *LAG) env(now time.Time) *verifierEnv {
+	return &verifierEnv{
+		ca: l.cfg.CA, groups: l.groups, lagID: l.cfg.Cert.LAGID, now: now, maxEpoch: 1,
+		base: func(lagID string, epoch int64) (*edwards25519.Point, error) {
+			b, ok := l.scopes[epoch]
+			if !ok {
+				return nil, fmt.Errorf("%w: no linking base for epoch %d", ErrExpired, epoch)
+			}
+			return lsag.ParsePoint(b.Base[:])
+		},
+		revoked: func(serial [16]byte) bool { return l.crl[serial] },
+	}
+}
+
+// auth checks everything about a vehicle's credential but the signatures,
+// and queues it for the next Flush.
+func (l *LAG) auth(now time.Time, s *lagSession, m *authReq) error {
+	if m.Scheme != s.choice.Scheme {
+		return fmt.Errorf("%w: scheme %s after choosing %s", ErrDowngrade, m.Scheme, s.choice.Scheme)
+	}
+	epoch := int64(0)
+	if m.Scheme == SchemeLSAG {
+		if s.scope == nil {
+			return fmt.Errorf("%w: LSAG without a linking base", ErrDowngrade)
+		}
+		epoch = s.scope.Epoch
+	}
+	c, err := l.env(now).prepare(s.ch.binding, s.challenge, m.Scheme, m.Role, epoch, m.Cred, m.Sig)
+	if err != nil {
+		return err
+	}
+	s.check, s.role, s.opKey = c, m.Role, m.OpKey
+	s.entry = &verifyEntry{Binding: s.ch.binding, Challenge: s.challenge, Scheme: m.Scheme, Role: m.Role, Epoch: epoch, Cred: m.Cred, Sig: m.Sig}
+	s.state = lsVerifying
+	l.pending = append(l.pending, s)
+	return nil
+}
+
+// Pending is the number of authentication requests waiting for Flush.
+func (l *LAG) Pending() int { return len(l.pending) }
+
+// Flush verifies every queued authentication request, pseudonym
+// credentials in one batch, and sends those that pass to the CA in one
+// verification message. Those that fail are refused.
+func (l *LAG) Flush(now time.Time) Output {
+	var out Output
+	if len(l.pending) == 0 {
+		return l.sendAwaiting(out)
+	}
+	batch := l.pending
+	l.pending = nil
+	checks := make([]*check, len(batch))
+	for i, s := range batch {
+		checks[i] = s.check
+	}
+	for i, err := range verifyChecks(l.cfg.CA, checks) {
+		s := batch[i]
+		if err != nil {
+			l.reject(&out, s, err)
+			continue
+		}
+		s.cred = s.check.cred
+		s.check = nil
+		l.awaitCA = append(l.awaitCA, s)
+	}
+	return l.sendAwaiting(out)
+}
+
+func (l *LAG) sendAwaiting(out Output) Output {
+	if !l.linkReady || len(l.awaitCA) == 0 {
+		return out
+	}
+	m := &verifyMsg{}
+	for _, s := range l.awaitCA {
+		m.Entries = append(m.Entries, *s.entry)
+	}
+	l.awaitCA = nil
+	l.toCA(&out, m)
+	return out
+}
+
+// resume admits a home vehicle with a ticket: symmetric cryptography only,
+// and no round trip to the CA (which is told afterwards).
+func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) error {
+	t, err := l.openTicket(m.Ticket)
+	if err != nil {
+		return err
+	}
+	switch {
+	case now.Unix() >= t.NotAfter:
+		return fmt.Errorf("%w: resumption ticket", ErrExpired)
+	case t.IssuedAt < l.revokedAt:
+		return fmt.Errorf("%w: ticket issued before the latest revocation; authenticate in full", ErrRevoked)
+	}
+	id := hash32(m.Ticket)
+	if _, used := l.usedTickets[id]; used {
+		return fmt.Errorf("%w: resumption ticket", ErrReplay)
+	}
+	if !macOK(t.Secret, m.Binder, "resume", s.ch.binding[:], s.challenge[:]) {
+		return fmt.Errorf("%w: ticket binder", ErrBadMAC)
+	}
+	if !m.Role.valid() {
+		return fmt.Errorf("%w: role %d", ErrMalformed, m.Role)
+	}
+	o := l.origins[t.Origin]
+	if o == nil {
+		return fmt.Errorf("%w: ticket's origin session", ErrUnknown)
+	}
+	l.usedTickets[id] = t.NotAfter
+	s.state, s.resumed, s.role, s.opKey, s.origin, s.cred = lsActive, true, m.Role, m.OpKey, t.Origin, o.cred
+	ticket, secret, err := l.issueTicket(now, t.Origin, t.NotAfter)
+	if err != nil {
+		return err
+	}
+	l.toBV(out, s, &resumedMsg{MAC: mac(t.Secret, "resumed", s.ch.binding[:], s.challenge[:]), Service: ServiceFull, Ticket: ticket, TicketSecret: secret})
+	l.toCA(out, &resumedNoteMsg{Binding: s.ch.binding, Origin: t.Origin, Role: m.Role})
+	l.toConfirm = append(l.toConfirm, s.ch.binding)
+	out.event(s.id, "resumed", "%s", l.describe(s))
+	l.forwardOpen(now, s, out)
+	return nil
+}
+
+// ticketPlain is what a resumption ticket holds, sealed under the LAG's
+// ticket key: only the LAG that issued it can read it.
+type ticketPlain struct {
+	Secret   [32]byte
+	Origin   [32]byte
+	IssuedAt int64
+	NotAfter int64
+}
+
+func (l *LAG) issueTicket(now time.Time, origin [32]byte, notAfter int64) ([]byte, [32]byte, error) {
+	secret, err := random32()
+	if err != nil {
+		return nil, secret, err
+	}
+	g, err := newGCM(l.cfg.TicketKey)
+	if err != nil {
+		return nil, secret, err
+	}
+	nonce := make([]byte, 12)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, secret, err
+	}
+	pt := wire.NewBuilder(nil).Fixed(secret[:]).Fixed(origin[:]).I64(now.Unix()).I64(notAfter).Out()
+	return g.Seal(nonce, nonce, pt, l.ticketAAD()), secret, nil
+}
+
+func (l *LAG) ticketAAD() []byte {
+	return wire.NewBuilder([]byte("gridveil/ticket/v1\x00")).String(l.cfg.Cert.LAGID).Out()
+}
+
+func (l *LAG) openTicket(t []byte) (*ticketPlain, error) {
+	if l.cfg.TicketKey == [32]byte{} {
+		return nil, fmt.Errorf("%w: resumption disabled", ErrNotPermitted)
+	}
+	g, err := newGCM(l.cfg.TicketKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(t) < 12+16 {
+		return nil, fmt.Errorf("%w: ticket", ErrNoCredential)
+	}
+	pt, err := g.Open(nil, t[:12], t[12:], l.ticketAAD())
+	if err != nil {
+		return nil, fmt.Errorf("%w: ticket does not open", ErrNoCredential)
+	}
+	r := wire.NewReader(pt)
+	tp := new(ticketPlain)
+	r.FixedInto(tp.Secret[:])
+	r.FixedInto(tp.Origin[:])
+	tp.IssuedAt, tp.NotAfter = r.I64(), r.I64()
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("%w: ticket: %w", ErrMalformed, err)
+	}
+	return tp, nil
+}
+
+// ReceiveCA processes one frame from the CA link. An error means the link
+// must be closed (and CADisconnected called).
+func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
+	var out Output
+	if l.link == nil || len(frame) == 0 {
+		return out, fmt.Errorf("%w: no link", ErrState)
+	}
+	switch frame[0] {
+	case frameReject:
+		if len(frame) == 2 {
+			return out, &RejectedError{By: "ca", Reason: errOf(frame[1])}
+		}
+		return out, fmt.Errorf("%w: reject frame", ErrMalformed)
+	case frameHS2:
+		if _, err := l.link.read(frame[1:]); err != nil {
+			return out, err
+		}
+		// Our first transport message confirms the keys to the CA, which
+		// then answers with the sync.
+		b, err := l.link.seal(encode(&syncReqMsg{}))
+		if err != nil {
+			return out, err
+		}
+		out.send(ToCA, b)
+		return out, nil
+	case frameData:
+	default:
+		return out, fmt.Errorf("%w: frame type %d on the link", ErrState, frame[0])
+	}
+	pt, err := l.link.open(frame[1:])
+	if err != nil {
+		return out, err
+	}
+	m, err := parseAny(pt)
+	if err != nil {
+		return out, err
+	}
+	switch m := m.(type) {
+	case *rejectMsg:
+		return out, &RejectedError{By: "ca", Reason: errOf(m.Code)}
+	case *syncMsg:
+		l.sync(now, m, &out)
+	case *groupAddMsg:
+		g := l.groups[m.Group]
+		if g == nil {
+			g = newGroupKeys(nil, nil)
+			l.groups[m.Group] = g
+		}
+		if int64(m.Index) == int64(len(g.keys)) {
+			g.add(m.Key)
+		}
+	case *verdictsMsg:
+		for _, v := range m.Verdicts {
+			l.verdict(now, v, &out)
+		}
+	case *terminateMsg:
+		if id, ok := l.byBinding[m.Binding]; ok && l.sessions[id] != nil {
+			l.reject(&out, l.sessions[id], fmt.Errorf("terminated by the CA: %w", errOf(m.Code)))
+		}
+	case *dischargeReqMsg:
+		return out, l.discharge(now, m, &out)
+	case *replyFwdMsg:
+		l.forwardReply(m, &out)
+	default:
+		return out, fmt.Errorf("%w: message %#x from the CA", ErrState, m.kind())
+	}
+	return out, nil
+}
+
+func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
+	if m.CRLVersion >= l.crlVersion {
+		l.crl = make(map[[16]byte]bool, len(m.Serials))
+		for _, s := range m.Serials {
+			l.crl[s] = true
+		}
+		l.crlVersion, l.revokedAt = m.CRLVersion, m.RevokedAt
+	}
+	for _, g := range m.Groups {
+		l.groups[g.Group] = newGroupKeys(g.Keys, g.Revoked)
+	}
+	for _, sb := range m.Scopes {
+		if sb.LAGID == l.cfg.Cert.LAGID && verify(l.cfg.CA.sign(), domScope, sb.body(), sb.Sig) && parseBase(sb.Base) == nil {
+			l.scopes[sb.Epoch] = sb
+		}
+	}
+	for e := range l.scopes {
+		if e < Epoch(now)-1 {
+			delete(l.scopes, e)
+		}
+	}
+	first := !l.linkReady
+	l.linkReady = true
+	out.event(ToCA, "synced", "revocation list v%d (%d serials), %d groups, linking bases to epoch %d", l.crlVersion, len(l.crl), len(l.groups), Epoch(now)+scopesAhead)
+	if first {
+		out.merge(l.sendAwaiting(Output{}))
+	}
+}
+
+func (l *LAG) verdict(now time.Time, v verdict, out *Output) {
+	id, ok := l.byBinding[v.Binding]
+	s := l.sessions[id]
+	if !ok || s == nil || s.state != lsVerifying {
+		return
+	}
+	if v.Code != 0 {
+		l.reject(out, s, &RejectedError{By: "ca", Reason: errOf(v.Code)})
+		return
+	}
+	// The permit came over the authenticated link; the vehicle checks the
+	// CA's signature on it.
+	p, err := ParsePermit(v.Permit)
+	if err == nil && (p.Binding != s.ch.binding || p.LAGID != l.cfg.Cert.LAGID) {
+		err = fmt.Errorf("%w: permit for another session", ErrState)
+	}
+	if err != nil {
+		l.reject(out, s, err)
+		return
+	}
+	s.permit = p
+	pm := &permitMsg{Permit: v.Permit}
+	if p.Home && p.Service.Has(ServiceResume) && l.cfg.TicketKey != [32]byte{} {
+		notAfter := min(now.Add(l.cfg.TicketLifetime).Unix(), p.NotAfter)
+		if pm.Ticket, pm.TicketSecret, err = l.issueTicket(now, s.ch.binding, notAfter); err != nil {
+			l.reject(out, s, err)
+			return
+		}
+		l.origins[s.ch.binding] = &originRec{cred: s.cred, notAfter: notAfter}
+	}
+	s.state = lsAwaitGrant
+	l.toBV(out, s, pm)
+}
+
+func (l *LAG) discharge(now time.Time, m *dischargeReqMsg, out *Output) error {
+	d, err := ParseDischargeRequest(m.Request)
+	if err != nil {
+		return err
+	}
+	if !verify(l.cfg.CA.sign(), domDischarge, d.body(), d.Sig) || d.LAGID != l.cfg.Cert.LAGID {
+		return fmt.Errorf("%w: discharge request", ErrBadSignature)
+	}
+	if _, dup := l.requests[d.ID]; dup {
+		return nil
+	}
+	l.requests[d.ID] = d
+	n := 0
+	for _, s := range l.sortedSessions() {
+		if l.offer(now, s, d, out) {
+			n++
+		}
+	}
+	out.event(ToCA, "discharge-request", "request %x (%s, %d W) forwarded to %d storage/supply sessions", d.ID[:4], d.Mode, d.PowerW, n)
+	return nil
+}
+
+// maxAnswers bounds the answers one session may give to one request (it
+// may change its mind, not flood the CA).
+const maxAnswers = 4
+
+// offer forwards an open request to a session that may discharge and has
+// not had it yet.
+func (l *LAG) offer(now time.Time, s *lagSession, d *DischargeRequest, out *Output) bool {
+	if _, had := s.pending[d.ID]; had || s.state != lsActive || !s.role.discharges() || !s.service().Has(ServiceDischarge) || now.Unix() >= d.End {
+		return false
+	}
+	s.pending[d.ID] = 0
+	req := d.Marshal()
+	l.toBV(out, s, &dischargeMsg{Request: req, MAC: mac(s.opKey, "discharge", s.ch.binding[:], req)})
+	return true
+}
+
+// forwardOpen gives a newly admitted session the requests still open.
+func (l *LAG) forwardOpen(now time.Time, s *lagSession, out *Output) {
+	ids := make([][16]byte, 0, len(l.requests))
+	for id := range l.requests {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	for _, id := range ids {
+		l.offer(now, s, l.requests[id], out)
+	}
+}
+
+func (l *LAG) sortedSessions() []*lagSession {
+	ss := make([]*lagSession, 0, len(l.sessions))
+	for _, s := range l.sessions {
+		ss = append(ss, s)
+	}
+	sort.Slice(ss, func(i, j int) bool { return ss[i].id < ss[j].id })
+	return ss
+}
+
+func (l *LAG) forwardReply(m *replyFwdMsg, out *Output) {
+	rep, err := parseCAReply(m.Reply)
+	if err != nil {
+		out.fail(ToCA, "reply", err)
+		return
+	}
+	if m.HasAgg {
+		l.aggregate(m, out)
+	}
+	id, ok := l.byBinding[rep.Binding]
+	s := l.sessions[id]
+	if !ok || s == nil || s.state != lsActive {
+		return
+	}
+	label := "ack"
+	kind := uint8(msgAck)
+	if m.k == msgStatusReplyFwd {
+		label, kind = "status", msgStatusReply
+	}
+	l.toBV(out, s, &replyMsg{k: kind, Reply: m.Reply, MAC: mac(s.opKey, label, s.ch.binding[:], m.Reply)})
+}
+
+func (l *LAG) aggregate(m *replyFwdMsg, out *Output) {
+	if m.k == msgAckFwd {
+		l.dischAgg[m.Agg.ReqID] = m.Agg
+		out.event(ToCA, "aggregate", "request %x: %d vehicles answered, %d W agreed in total (who agreed is unknown to the LAG)", m.Agg.ReqID[:4], m.Agg.Count, m.Agg.TotalW)
+		if d := l.requests[m.Agg.ReqID]; d != nil && d.Mode == Distributed {
+			l.poolWh = m.Agg.TotalW * (d.End - d.Start) / 3600
+		}
+		return
+	}
+	l.statusAgg = m.Agg
+	out.event(ToCA, "aggregate", "status of %d vehicles: %d Wh in total", m.Agg.Count, m.Agg.TotalWh)
+}
+
+// AllocateV2V shares the station's pool of discharged energy (distributed
+// discharging) equally among active load vehicles. Each load vehicle learns
+// only its own share; no message names a supplier, and the LAG never knew
+// which supplier agreed.
+func (l *LAG) AllocateV2V(reqID [16]byte) Output {
+	var out Output
+	var loads []*lagSession
+	for _, s := range l.sortedSessions() {
+		if s.state == lsActive && s.role == RoleLoad {
+			loads = append(loads, s)
+		}
+	}
+	if len(loads) == 0 || l.poolWh <= 0 {
+		return out
+	}
+	share := l.poolWh / int64(len(loads))
+	for _, s := range loads {
+		s.v2vWh += share
+		m := &v2vMsg{ReqID: reqID, EnergyWh: uint32(min(share, 1<<31))}
+		m.MAC = mac(s.opKey, "v2v", s.ch.binding[:], m.ReqID[:], wire.NewBuilder(nil).U32(m.EnergyWh).Out())
+		l.toBV(&out, s, m)
+	}
+	out.event(ToCA, "v2v", "pool of %d Wh shared among %d load sessions", l.poolWh, len(loads))
+	l.poolWh = 0
+	return out
+}
+
+// ConfirmBatch confirms every session admitted since the last batch with
+// one signature over the Merkle root of their bindings.
+func (l *LAG) ConfirmBatch(now time.Time) Output {
+	var out Output
+	var leaves [][32]byte
+	var ss []*lagSession
+	for _, b := range l.toConfirm {
+		if id, ok := l.byBinding[b]; ok && l.sessions[id].state == lsActive {
+			leaves = append(leaves, b)
+			ss = append(ss, l.sessions[id])
+		}
+	}
+	l.toConfirm = nil
+	if len(leaves) == 0 {
+		return out
+	}
+	l.batchSeq++
+	root, paths := merkleTree(leaves)
+	m := batchMsg{Seq: l.batchSeq, Time: now.Unix(), Count: uint32(len(leaves)), Root: root}
+	m.Sig = sign(l.cfg.SignKey, domBatch, m.signed(l.cfg.Cert.LAGID))
+	for i, s := range ss {
+		bm := m
+		bm.Index, bm.Path = uint32(i), paths[i]
+		s.confirmed = true
+		l.toBV(&out, s, &bm)
+	}
+	out.event(ToCA, "batch", "batch %d: %d sessions confirmed with one signature", l.batchSeq, len(leaves))
+	return out
+}
+
+// Tick does periodic work: it ends sessions whose permit (or ticket chain)
+// expired, asks the CA for linking bases before they run out, and forgets
+// spent tickets and closed requests.
+func (l *LAG) Tick(now time.Time) Output {
+	var out Output
+	for _, s := range l.sortedSessions() {
+		if s.state != lsActive {
+			continue
+		}
+		end := int64(0)
+		if s.permit != nil {
+			end = s.permit.NotAfter
+		} else if o := l.origins[s.origin]; o != nil {
+			end = o.notAfter
+		}
+		if end != 0 && now.Unix() >= end {
+			l.reject(&out, s, fmt.Errorf("%w: session permit", ErrExpired))
+		}
+	}
+	if l.linkReady {
+		if _, ok := l.scopes[Epoch(now)+2]; !ok {
+			l.toCA(&out, &syncReqMsg{})
+		}
+	}
+	t := now.Unix()
+	for k, exp := range l.usedTickets {
+		if exp <= t {
+			delete(l.usedTickets, k)
+		}
+	}
+	for k, o := range l.origins {
+		if o.notAfter <= t {
+			delete(l.origins, k)
+		}
+	}
+	for k, d := range l.requests {
+		if d.End <= t {
+			delete(l.requests, k)
+			delete(l.dischAgg, k)
+		}
+	}
+	return out
+}
+
+// LAGSessionView is everything a LAG knows about one session. It holds no
+// identity, battery state or discharge answer: the LAG never has them.
+type LAGSessionView struct {
+	ID            ConnID
+	Binding       string
+	Scheme        Scheme
+	Group         string
+	Role          Role
+	Home          bool
+	Service       Service
+	Resumed       bool
+	CredentialRef string // pseudonym serial or LSAG link tag
+	Active        bool
+	Confirmed     bool // in a signed batch confirmation
+	Answers       int  // sealed discharge answers forwarded
+	Reports       int  // sealed pseudo-statuses forwarded
+	V2VWh         int64
+}
+
+// Sessions lists the LAG's sessions that got past the credential check.
+func (l *LAG) Sessions() []LAGSessionView {
+	var out []LAGSessionView
+	for _, s := range l.sortedSessions() {
+		if s.cred == nil {
+			continue
+		}
+		v := LAGSessionView{ID: s.id, Binding: hex.EncodeToString(s.ch.binding[:]), Scheme: s.cred.scheme, Group: s.cred.group,
+			Role: s.role, Resumed: s.resumed, Service: s.service(), CredentialRef: hex.EncodeToString(s.cred.ref[:]),
+			Active: s.state == lsActive, Confirmed: s.confirmed, Answers: s.answers, Reports: s.reports, V2VWh: s.v2vWh}
+		v.Home = s.resumed || (s.permit != nil && s.permit.Home)
+		out = append(out, v)
+	}
+	return out
+}
+
+// DischargeAggregate is the latest aggregate of answers to a request the
+// CA released to this LAG.
+func (l *LAG) DischargeAggregate(reqID [16]byte) (Aggregate, bool) {
+	a, ok := l.dischAgg[reqID]
+	return a, ok
+}
+
+// StatusAggregate is the latest batch of status reports the CA summed for
+// this LAG.
+func (l *LAG) StatusAggregate() Aggregate { return l.statusAgg }

@@ -1,0 +1,130 @@
+package pseudonym
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha512"
+
+	"filippo.io/edwards25519"
+)
+
+// Entry is one Ed25519 signature to verify.
+type Entry struct {
+	PublicKey []byte
+	Message   []byte
+	Signature []byte
+}
+
+// batchChunk is how many signatures share one multi-scalar
+// multiplication. edwards25519's multiplication is Straus's method, whose
+// per-point tables stop fitting in cache beyond a few hundred points; one
+// equation per chunk keeps the cost per signature flat.
+var batchChunk = 128
+
+// VerifyBatch reports whether every entry is a valid signature, checking
+// them together with the randomized cofactored batch equation (one
+// equation per chunk of entries). An empty batch is valid. Malformed keys
+// or signatures make the batch invalid.
+func VerifyBatch(entries []Entry) bool {
+	for len(entries) > batchChunk {
+		if !verifyChunk(entries[:batchChunk]) {
+			return false
+		}
+		entries = entries[batchChunk:]
+	}
+	return verifyChunk(entries)
+}
+
+func verifyChunk(entries []Entry) bool {
+	if len(entries) == 0 {
+		return true
+	}
+	var (
+		scalars = make([]*edwards25519.Scalar, 0, 2*len(entries)+1)
+		points  = make([]*edwards25519.Point, 0, 2*len(entries)+1)
+		keyIdx  = make(map[[32]byte]int, len(entries))
+		bsum    = edwards25519.NewScalar()
+		zbuf    = make([]byte, 32*len(entries))
+		h       = sha512.New()
+		digest  [64]byte
+	)
+	if _, err := rand.Read(zbuf); err != nil {
+		return false
+	}
+	scalars = append(scalars, bsum)
+	points = append(points, edwards25519.NewGeneratorPoint())
+	for i, e := range entries {
+		if len(e.PublicKey) != ed25519.PublicKeySize || len(e.Signature) != ed25519.SignatureSize {
+			return false
+		}
+		rb, sb := e.Signature[:32], e.Signature[32:]
+		R, err := new(edwards25519.Point).SetBytes(rb)
+		if err != nil || !bytes.Equal(R.Bytes(), rb) {
+			return false
+		}
+		s, err := new(edwards25519.Scalar).SetCanonicalBytes(sb)
+		if err != nil {
+			return false
+		}
+		// z_i: 128 random bits, below the group order, never zero in practice.
+		zb := zbuf[32*i : 32*i+32]
+		clear(zb[16:])
+		z, err := new(edwards25519.Scalar).SetCanonicalBytes(zb)
+		if err != nil {
+			return false
+		}
+		h.Reset()
+		h.Write(rb)
+		h.Write(e.PublicKey)
+		h.Write(e.Message)
+		k, _ := new(edwards25519.Scalar).SetUniformBytes(h.Sum(digest[:0]))
+
+		bsum.Subtract(bsum, new(edwards25519.Scalar).Multiply(z, s))
+		scalars = append(scalars, z)
+		points = append(points, R)
+
+		zk := new(edwards25519.Scalar).Multiply(z, k)
+		var kb [32]byte
+		copy(kb[:], e.PublicKey)
+		if j, ok := keyIdx[kb]; ok {
+			scalars[j].Add(scalars[j], zk)
+			continue
+		}
+		A, err := new(edwards25519.Point).SetBytes(e.PublicKey)
+		if err != nil {
+			return false
+		}
+		keyIdx[kb] = len(points)
+		scalars = append(scalars, zk)
+		points = append(points, A)
+	}
+	sum := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
+	return sum.MultByCofactor(sum).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+// VerifyEach reports each entry's validity: one batch when all are valid,
+// bisection down to single signatures (crypto/ed25519.Verify) otherwise.
+func VerifyEach(entries []Entry) []bool {
+	ok := make([]bool, len(entries))
+	verifyRange(entries, ok)
+	return ok
+}
+
+func verifyRange(entries []Entry, ok []bool) {
+	if len(entries) <= 2 {
+		for i, e := range entries {
+			ok[i] = len(e.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(e.PublicKey, e.Message, e.Signature)
+		}
+		return
+	}
+	if VerifyBatch(entries) {
+		for i := range ok {
+			ok[i] = true
+		}
+		return
+	}
+	m := len(entries) / 2
+	verifyRange(entries[:m], ok[:m])
+	verifyRange(entries[m:], ok[m:])
+}

@@ -1,0 +1,54 @@
+// Package pseudonym implements pseudonym certificates, the first anonymous
+// credential of gridveil's authentication (DESIGN.md C6; seed 002's
+// anonymous group-attribute proof, built the way deployed V2X systems and
+// ECPP (Lu et al., INFOCOM 2008, seed 004) build conditional privacy).
+//
+// The central authority (CA) signs, with Ed25519, a short-lived pseudonym
+// key that the vehicle generated itself. The certificate carries only
+//
+//   - a random 128-bit serial,
+//   - the group attribute (for example the vehicle's utility),
+//   - a validity window,
+//   - the pseudonym's Ed25519 public key, and
+//   - a tracing tag: the vehicle's real identity, padded to a fixed length
+//     and encrypted to the CA's tracing key with HPKE (RFC 9180,
+//     DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, from the
+//     standard library's crypto/hpke), bound to the serial through the HPKE
+//     info string.
+//
+// A vehicle proves membership of its group by signing a fresh challenge
+// with the pseudonym key. Each certificate is meant for one session: a new
+// session uses a new pseudonym, so sessions are unlinkable to anyone but
+// the CA.
+//
+// Batch verification. VerifyBatch checks many Ed25519 signatures at once
+// with the randomized, cofactored batch equation (RFC 8032 section 5.1.7;
+// Bernstein et al. 2012): with independent random 128-bit z_i,
+//
+//	[8] ( -(sum z_i s_i) B + sum z_i R_i + sum (z_i k_i) A_i ) = 0
+//
+// evaluated as one multi-scalar multiplication with filippo.io/edwards25519
+// (terms of equal public keys, such as the CA's key on every certificate,
+// are merged). VerifyEach falls back to bisection when a batch fails, so
+// that one bad signature costs only its neighbours a re-check. Randomness
+// comes from crypto/rand.
+//
+// Threat model. Protects against: forging or altering a certificate
+// (Ed25519 unforgeability under the CA key); learning the real identity
+// from a certificate (HPKE IND-CCA2: only the holder of the CA's tracing
+// key opens the tag; the tag's plaintext has a fixed length, so its size
+// says nothing); moving a tag to another certificate (the serial is in the
+// HPKE info, and the CA signature covers the tag); small-order or
+// non-canonical pseudonym keys (CheckKey, applied by the CA at issue).
+// Does not protect against: a vehicle that reuses a certificate (the
+// verifier, or the CA, must detect reuse by the serial: package auth does);
+// a compromised CA (it can issue for anyone and trace everyone, by design);
+// the validity window and group as metadata (a rare group is a small
+// anonymity set); revocation, which is by serial on the CA's revocation list
+// (package auth), and which links the revoked vehicle's listed serials.
+//
+// Batch acceptance follows the cofactored equation; crypto/ed25519.Verify,
+// used for single signatures, is cofactorless. The two agree on every
+// signature an honest signer makes; only the holder of a key can craft a
+// signature that one accepts and the other does not, which forges nothing.
+package pseudonym

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridveil/gridveil/auth"
+	"github.com/gridveil/gridveil/auth/authnet"
+)
+
+func newAgentCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run simulated field devices against the services (vehicles)",
+	}
+	cmd.AddCommand(newAgentBVCmd())
+	return cmd
+}
+
+type agentBVOptions struct {
+	count      int
+	prefix     string
+	data       string
+	caAddr     string
+	caPublic   string
+	tokenFile  string
+	lag        string
+	lagID      string
+	group      string
+	role       string
+	schemes    string
+	ring       int
+	minRing    int
+	resume     bool
+	decline    int
+	pseudonyms int
+	energyWh   int
+	parallel   int
+	timeout    time.Duration
+}
+
+func newAgentBVCmd() *cobra.Command {
+	o := &agentBVOptions{}
+	cmd := &cobra.Command{
+		Use:   "bv",
+		Short: "Run battery vehicles through anonymous authentication and a charge, full, discharge, charge cycle",
+		Long: `bv runs --count vehicles at once. Each one enrols with the CA (the first
+time, or when it runs low on pseudonyms), plugs in at the LAG, authenticates
+anonymously over a Noise session, and goes through seed 002's battery
+states: charging, fully charged (a status sealed to the CA), discharging
+(the CA's request answered Agree or Decline, sealed to the CA), charging
+again (a sealed status). It prints what each vehicle learned; the CA and the
+LAG print what they learned in their own output.
+
+Vehicles keep their keys, pseudonyms and tickets in --data/bv, so a second
+run resumes at the home LAG with a ticket (--resume).`,
+		Example: `  gridveil agent bv --count 5
+  gridveil agent bv --count 3 --scheme lsag --ring 8
+  gridveil agent bv --count 4 --decline 2 --role supply`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgentBV(cmd.Context(), cmd.OutOrStdout(), o) },
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&o.count, "count", 3, "vehicles")
+	fl.StringVar(&o.prefix, "prefix", "BV", "vehicles are named PREFIX-001, PREFIX-002, ... (their real identities)")
+	fl.StringVar(&o.data, "data", "gridveil-data", "data directory root (vehicles in --data/bv)")
+	fl.StringVar(&o.caAddr, "ca-addr", "", "the CA's address (default: --data/ca/addr if present, else "+defaultCAAddr+")")
+	fl.StringVar(&o.caPublic, "ca-public", "", "the CA's public.key (default --data/ca/public.key)")
+	fl.StringVar(&o.tokenFile, "token-file", "", "the CA's enrol.token (default --data/ca/enrol.token)")
+	fl.StringVar(&o.lag, "lag", "", "the LAG's address (default: --data/lag-<lag-id>/addr if present, else "+defaultLAGAddr+")")
+	fl.StringVar(&o.lagID, "lag-id", "lag-1", "the LAG the vehicles expect (refused if another one answers)")
+	fl.StringVar(&o.group, "group", "utility-a", "the vehicles' utility (group attribute); the LAG's group is their home")
+	fl.StringVar(&o.role, "role", "storage", "load, storage or supply (load vehicles skip discharging)")
+	fl.StringVar(&o.schemes, "scheme", "pseudonym,lsag", "credential schemes the vehicles accept, in order of preference")
+	fl.IntVar(&o.ring, "ring", 16, "LSAG ring size")
+	fl.IntVar(&o.minRing, "min-ring", 2, "smallest LSAG ring a vehicle signs with (else it uses another scheme or fails)")
+	fl.BoolVar(&o.resume, "resume", true, "resume with a ticket at the home LAG when holding one")
+	fl.IntVar(&o.decline, "decline", 0, "the first N vehicles decline discharge requests")
+	fl.IntVar(&o.pseudonyms, "pseudonyms", 10, "pseudonyms fetched per enrolment (and refill when fewer than 2 remain)")
+	fl.IntVar(&o.energyWh, "energy", 30000, "energy each vehicle charged before it is full, Wh")
+	fl.IntVar(&o.parallel, "parallel", 32, "vehicles running at the same time")
+	fl.DurationVar(&o.timeout, "timeout", 20*time.Second, "bound on each step")
+	return cmd
+}
+
+func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.count < 1 || o.count > 100000 {
+		return fmt.Errorf("--count %d: 1..100000", o.count)
+	}
+	role, err := auth.ParseRole(o.role)
+	if err != nil {
+		return err
+	}
+	schemes, err := parseSchemes(o.schemes)
+	if err != nil {
+		return fmt.Errorf("--scheme: %w", err)
+	}
+	caAddr, pub, token, haveToken, err := caFiles(o.data, o.caAddr, o.caPublic, o.tokenFile)
+	if err != nil {
+		return err
+	}
+	lagAddr := o.lag
+	if lagAddr == "" {
+		lagAddr = defaultLAGAddr
+		if b, err := os.ReadFile(filepath.Join(o.data, "lag-"+o.lagID, "addr")); err == nil {
+			lagAddr = strings.TrimSpace(string(b))
+		}
+	}
+	store, err := authnet.OpenStore(filepath.Join(o.data, "bv"))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	reports := make([]string, o.count)
+	errs := make([]error, o.count)
+	sem := make(chan struct{}, max(1, o.parallel))
+	var wg sync.WaitGroup
+	// LSAG rings are drawn from the group's members: enrol everyone first,
+	// then refresh each vehicle's copy of the group list.
+	vehicles := make([]*authnet.Vehicle, o.count)
+	for i := range vehicles {
+		name := fmt.Sprintf("%s-%03d", o.prefix, i+1)
+		if vehicles[i], err = authnet.OpenVehicle(store, name, o.group, pub); err != nil {
+			return err
+		}
+	}
+	enrol := func(v *authnet.Vehicle, n int) error {
+		if !haveToken {
+			return fmt.Errorf("%s needs enrolment: give --token-file (the CA's enrol.token)", v.BV.RealID)
+		}
+		c, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		return v.Enrol(c, caAddr, token, n)
+	}
+	for pass := 0; pass < 2; pass++ {
+		for i, v := range vehicles {
+			n := 0
+			if pass == 0 && v.BV.Pseudonyms() < 2 {
+				n = o.pseudonyms
+			}
+			if pass == 0 && n == 0 {
+				continue
+			}
+			if pass == 1 && !slices.Contains(schemes, auth.SchemeLSAG) {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := enrol(v, n); err != nil && errs[i] == nil {
+					errs[i] = err
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	for i, v := range vehicles {
+		if errs[i] != nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rep, err := v.RunCycle(ctx, lagAddr, authnet.CycleOptions{
+				Session: auth.SessionOptions{Role: role, Schemes: schemes, RingSize: o.ring, MinRingSize: o.minRing, Resume: o.resume,
+					WillDischarge: i >= o.decline, ExpectLAG: o.lagID},
+				EnergyWh: int32(o.energyWh),
+				Wait:     o.timeout,
+			})
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", v.BV.RealID, err)
+				return
+			}
+			reports[i] = describeCycle(rep)
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for i := range reports {
+		if errs[i] != nil {
+			failed++
+			fmt.Fprintf(out, "%s-%03d  FAILED: %v\n", o.prefix, i+1, errs[i])
+			continue
+		}
+		fmt.Fprint(out, reports[i])
+	}
+	fmt.Fprintf(out, "%d of %d vehicles completed the cycle in %.2f s\n", o.count-failed, o.count, time.Since(start).Seconds())
+	if failed > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("%d vehicles failed", failed)}
+	}
+	return nil
+}
+
+func describeCycle(r *authnet.CycleReport) string {
+	var b strings.Builder
+	v := r.View
+	net := "visiting network, basic service"
+	if v.Home {
+		net = "home network, full service"
+	}
+	how := v.Scheme.String()
+	if v.Resumed {
+		how += ", resumed with a ticket"
+	}
+	states := make([]string, len(r.States))
+	for i, s := range r.States {
+		states[i] = s.String()
+	}
+	fmt.Fprintf(&b, "%s  at %s (%s; %s): %s\n", r.RealID, v.LAGID, net, how, strings.Join(states, " -> "))
+	fmt.Fprintf(&b, "    learned: confirmed in a batch of %d by one LAG signature; %d discharge request(s)", v.BatchSize, v.Requests)
+	for _, a := range v.Acks {
+		fmt.Fprintf(&b, "; %s", a)
+	}
+	fmt.Fprintf(&b, "; real status from the CA: SOC %.1f%%, billed %d Wh\n", float64(v.SOCPermille)/10, v.BilledWh)
+	return b.String()
+}
