@@ -55,7 +55,7 @@ func TestFourValidators(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four CometBFT node processes")
 	}
-	g, ps := crashGenesis()
+	g, _, ps := crashGenesis()
 	g.Params.Chain = "consortium"
 	ports := freePorts(t, 8)
 	configs, err := InitNetwork(t.TempDir(), 4, g, nil, ports[:4], 100*time.Millisecond)
