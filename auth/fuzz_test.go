@@ -5,19 +5,26 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
+	"math/big"
+	"slices"
 	"testing"
 
 	"github.com/flynn/noise"
 )
 
 // TestDH25519MatchesNoise: the channel's DH function computes exactly what
-// flynn/noise's DH25519 computes, and refuses a low-order point.
+// flynn/noise's DH25519 and crypto/ecdh compute, and refuses exactly the
+// public keys crypto/ecdh refuses (those giving an all-zero secret).
 func TestDH25519MatchesNoise(t *testing.T) {
-	d := &dh25519{keys: map[[32]byte]*ecdh.PrivateKey{}}
+	var d dh25519
 	for range 20 {
 		a, err := d.GenerateKeypair(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
+		}
+		ea, err := ecdh.X25519().NewPrivateKey(a.Private)
+		if err != nil || !bytes.Equal(ea.PublicKey().Bytes(), a.Public) {
+			t.Fatal("key pair differs from crypto/ecdh", err)
 		}
 		b, _ := noise.DH25519.GenerateKeypair(rand.Reader)
 		got, err := d.DH(a.Private, b.Public)
@@ -34,9 +41,86 @@ func TestDH25519MatchesNoise(t *testing.T) {
 			t.Fatal("DH with a foreign private key", err)
 		}
 	}
-	if _, err := d.DH(make([]byte, 32), make([]byte, 32)); err == nil {
-		t.Fatal("low-order point accepted")
+	// Low-order points, their non-canonical encodings (+p) and with the
+	// ignored top bit set, and other edge values: same answer as crypto/ecdh.
+	p := bigLE("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed")
+	var edge [][]byte
+	for _, u := range []string{
+		"00", "01", "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffec", // 0, 1, p-1
+		"00b8495f16056286fdb1329ceb8d09da6ac49ff1fae35616aeb8413b7c7aebe0", // order 8
+		"57119fd0dd4e22d8868e1c58c45c44045bef839c55b1d0b1248c50a3bc959c5f", // order 8
+		"7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffee", // p+1
+		"7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+		"09",
+	} {
+		e := bigLE(u)
+		edge = append(edge, e, addLE(e, p))
+		hi := bytes.Clone(e)
+		hi[31] |= 0x80
+		edge = append(edge, hi)
 	}
+	for i := range 200 {
+		priv := make([]byte, 32)
+		rand.Read(priv)
+		pub := make([]byte, 32)
+		if i < len(edge) {
+			pub = edge[i]
+		} else {
+			rand.Read(pub)
+		}
+		checkDHAgainstECDH(t, priv, pub)
+	}
+}
+
+// checkDHAgainstECDH compares dh25519 with crypto/ecdh on one input.
+func checkDHAgainstECDH(t *testing.T, priv, pub []byte) {
+	t.Helper()
+	got, err := dh25519{}.DH(priv, pub)
+	k, _ := ecdh.X25519().NewPrivateKey(priv)
+	var want []byte
+	p, werr := ecdh.X25519().NewPublicKey(pub)
+	if werr == nil {
+		want, werr = k.ECDH(p)
+	}
+	if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
+		t.Fatalf("DH(%x, %x) = %x, %v; crypto/ecdh: %x, %v", priv, pub, got, err, want, werr)
+	}
+}
+
+// FuzzDH25519: on any input the channel's DH agrees with crypto/ecdh.
+func FuzzDH25519(f *testing.F) {
+	f.Add(make([]byte, 32), make([]byte, 32))
+	f.Add(bytes.Repeat([]byte{1}, 32), append([]byte{9}, make([]byte, 31)...))
+	f.Fuzz(func(t *testing.T, priv, pub []byte) {
+		if len(priv) != 32 || len(pub) != 32 {
+			return
+		}
+		checkDHAgainstECDH(t, priv, pub)
+	})
+}
+
+// bigLE turns a big-endian hex number into 32 little-endian bytes.
+func bigLE(h string) []byte {
+	v, _ := new(big.Int).SetString(h, 16)
+	b := v.FillBytes(make([]byte, 32))
+	slices.Reverse(b)
+	return b
+}
+
+// addLE adds two 32-byte little-endian numbers modulo 2^256.
+func addLE(a, b []byte) []byte {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Reverse(x)
+	slices.Reverse(y)
+	s := new(big.Int).Add(new(big.Int).SetBytes(x), new(big.Int).SetBytes(y))
+	out := make([]byte, 32)
+	sb := s.Bytes()
+	if len(sb) > 32 {
+		sb = sb[len(sb)-32:]
+	}
+	copy(out[32-len(sb):], sb)
+	slices.Reverse(out)
+	return out
 }
 
 // messageSeeds are encodings of every message kind, zero and realistic.
