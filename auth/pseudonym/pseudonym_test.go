@@ -5,10 +5,13 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"filippo.io/edwards25519"
 )
 
 type testCA struct {
@@ -272,5 +275,56 @@ func benchBatch(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/credential")
 		})
+	}
+}
+
+// TestCanonicalPoint: canonicalPoint agrees with re-encoding the decoded
+// point, on random points, on every non-canonical y (y + p for the y below
+// 19 that are on the curve) and on a sign bit with x = 0.
+func TestCanonicalPoint(t *testing.T) {
+	var cases [][]byte
+	for range 500 {
+		var s [64]byte
+		rand.Read(s[:])
+		k, _ := edwards25519.NewScalar().SetUniformBytes(s[:])
+		b := new(edwards25519.Point).ScalarBaseMult(k).Bytes()
+		cases = append(cases, b)
+		flipped := bytes.Clone(b)
+		flipped[31] ^= 0x80
+		cases = append(cases, flipped)
+	}
+	for y := range 19 {
+		// y + p = y + 2^255 - 19: little-endian bytes of 2^255 - 19 + y.
+		b := make([]byte, 32)
+		b[0] = byte(0xed + y)
+		for i := 1; i < 31; i++ {
+			b[i] = 0xff
+		}
+		b[31] = 0x7f
+		small := make([]byte, 32)
+		small[0] = byte(y)
+		cases = append(cases, b, small)
+		for _, c := range [][]byte{b, small} {
+			s := bytes.Clone(c)
+			s[31] |= 0x80
+			cases = append(cases, s)
+		}
+	}
+	minusOne := bytes.Repeat([]byte{0xff}, 32)
+	minusOne[0], minusOne[31] = 0xec, 0x7f
+	cases = append(cases, minusOne, append(bytes.Clone(minusOne[:31]), 0xff))
+	decoded := 0
+	for _, b := range cases {
+		p, err := new(edwards25519.Point).SetBytes(b)
+		if err != nil {
+			continue
+		}
+		decoded++
+		if want := bytes.Equal(p.Bytes(), b); canonicalPoint(b) != want {
+			t.Fatalf("%x: canonicalPoint %v, re-encoding says %v", b, !want, want)
+		}
+	}
+	if decoded < 1000 {
+		t.Fatalf("only %d cases decode", decoded)
 	}
 }
