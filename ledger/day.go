@@ -10,6 +10,8 @@ import (
 	"time"
 
 	abci "github.com/cometbft/cometbft/abci/types"
+
+	"github.com/gridveil/gridveil/market"
 )
 
 // Driver runs the ledger application the way CometBFT does, block by
@@ -75,36 +77,80 @@ type DayConfig struct {
 
 // DayWindow is one window's outcome.
 type DayWindow struct {
-	Index      int     `json:"index"`
-	Demand     int64   `json:"demand_wh"`
-	Margin     int64   `json:"margin_wh"`
-	Rho        float64 `json:"satisfaction_rate"`
-	Bids, Asks int     `json:"-"`
-	Orders     int     `json:"orders"`
-	Trades     int     `json:"trades"`
-	Failed     int     `json:"failed_security_checks"`
-	Volume     int64   `json:"volume_wh"`
-	Price      int64   `json:"price"` // uniform or McAfee price, milli-currency per kWh; 0 if none
-	Rejected   int     `json:"rejected_transactions"`
+	Index        int         `json:"index"`
+	Demand       int64       `json:"demand_wh"`
+	Margin       int64       `json:"margin_wh"`
+	Rho          float64     `json:"satisfaction_rate"`
+	RightsBefore int64       `json:"rights_before_wh"` // initial rights, floor(rho x demand) per station
+	Orders       int         `json:"orders"`
+	Bids         int         `json:"bids"`
+	Asks         int         `json:"asks"`
+	BidWh        int64       `json:"bid_wh"` // depth: Wh asked for by buy orders
+	AskWh        int64       `json:"ask_wh"` // and offered by sell orders
+	Book         []BookLevel `json:"book"`   // every order: bids by falling price, then asks by rising price
+	Trades       int         `json:"trades"`
+	Failed       int         `json:"failed_security_checks"`
+	Volume       int64       `json:"volume_wh"`
+	Price        int64       `json:"price"` // uniform or McAfee price, milli-currency per kWh; 0 if none
+	Contracts    int         `json:"p2p_contracts"`
+	P2PVolume    int64       `json:"p2p_wh"`
+	Unmet        int64       `json:"unmet_wh"`   // demand not covered by rights after trading
+	Excess       int64       `json:"excess_wh"`  // rights held beyond demand after trading
+	Income       Income      `json:"income"`     // what the grid company received
+	Rejected     int         `json:"rejected_transactions"`
+	Congested    []string    `json:"congested_buses,omitempty"` // buses with a congestion fee posted
+}
+
+// BookLevel is one order of a window's book.
+type BookLevel struct {
+	Side  string `json:"side"`
+	Price int64  `json:"price"` // milli-currency per kWh
+	Wh    int64  `json:"wh"`
+}
+
+// DayStationResult is one station's day: rights before and after trading,
+// summed over the windows.
+type DayStationResult struct {
+	Name         string `json:"name"`
+	Bus          string `json:"bus"`
+	Demand       int64  `json:"demand_wh"`
+	RightsBefore int64  `json:"rights_before_wh"`
+	Bought       int64  `json:"auction_bought_wh"`
+	Sold         int64  `json:"auction_sold_wh"`
+	P2PBought    int64  `json:"p2p_bought_wh"`
+	P2PSold      int64  `json:"p2p_sold_wh"`
+	RightsAfter  int64  `json:"rights_after_wh"`
+	Deviation    int64  `json:"deviation_wh"` // |metered delivery - rights|, summed over windows
+	Balance      int64  `json:"balance"`      // milli-currency at the end of the day
+	Reputation   int64  `json:"reputation_ppm"`
 }
 
 // DayResult is a market day.
 type DayResult struct {
-	Rule     string           `json:"rule"`
-	Windows  []DayWindow      `json:"windows"`
-	Balances map[string]int64 `json:"balances"`  // station name -> milli-currency at the end
-	GridFees int64            `json:"grid_fees"` // what the grid company collected
-	Money    int64            `json:"money"`     // total money, unchanged from genesis
-	AppHash  string           `json:"app_hash"`  // of the final state
-	Blocks   int64            `json:"blocks"`
+	Rule     string             `json:"rule"`
+	Windows  []DayWindow        `json:"windows"`
+	Stations []DayStationResult `json:"stations"`
+	Balances map[string]int64   `json:"balances"`  // station name -> milli-currency at the end
+	GridFees int64              `json:"grid_fees"` // what the grid company collected
+	Income   Income             `json:"income"`    // the same, by source
+	Money    int64              `json:"money"`     // total money, unchanged from genesis
+	AppHash  string             `json:"app_hash"`  // of the final state
+	Blocks   int64              `json:"blocks"`
 }
 
 // RunDay trades every window of cfg through the ledger application on a
-// simulated clock (one block per phase step) and returns the outcome. Each
-// station has a private value per window drawn from the seed: above the
-// median it buys what its rights lack, below it offers half its rights;
-// each trader's keys derive from the seed too, so the day reproduces
-// exactly.
+// simulated clock and returns the outcome. Each window goes through seed
+// 003's cycle, one block per step: demand and margin, initial rights,
+// auction orders, clearing with the line security check, P2P contracts for
+// what the auction left unfilled, and metered delivery with penalties.
+//
+// Each station has a private value per window drawn from the seed: above
+// the median it bids for what its rights lack, below it offers half its
+// rights. In the P2P phase the unfilled part of a bid buys, in station
+// order, from the unfilled parts of asks whose value is not above its own,
+// at the midpoint of the two values; both sign the contract. The metered delivery is each station's demand (what its EVs
+// draw under the coordinated schedules), so rights short of demand cost
+// penalties. Keys derive from the seed too, so the day reproduces exactly.
 func RunDay(cfg DayConfig) (*DayResult, error) {
 	W := len(cfg.Margin)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d6b74)) // "mkt"
@@ -119,9 +165,11 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 	g := &Genesis{Params: Params{Chain: cfg.Chain, MinuteMillis: 60_000, Rule: cfg.Rule, FeePPM: cfg.FeePPM, Penalty: cfg.Penalty}, Grid: cfg.Grid,
 		Accounts: map[string]Account{hexOf(gridKey): {Role: RoleGrid}}}
 	keys := make([]ed25519.PrivateKey, len(cfg.Stations))
+	hexKeys := make([]string, len(cfg.Stations))
 	for i, st := range cfg.Stations {
 		keys[i] = key("station " + st.Name)
-		g.Accounts[hexOf(keys[i])] = Account{Role: RoleStation, Balance: 1_000_000_000, Bus: st.Bus}
+		hexKeys[i] = hexOf(keys[i])
+		g.Accounts[hexKeys[i]] = Account{Role: RoleStation, Balance: 1_000_000_000, Bus: st.Bus}
 	}
 	d, err := NewDriver(g)
 	if err != nil {
@@ -136,6 +184,10 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 	}
 	const min = 60_000
 	res := &DayResult{Rule: cfg.Rule, Balances: map[string]int64{}}
+	stRes := make([]DayStationResult, len(cfg.Stations))
+	for i, st := range cfg.Stations {
+		stRes[i].Name, stRes[i].Bus = st.Name, st.Bus
+	}
 	money := d.App.State().Money()
 	// Window w delivers from (w+1) cycles after the epoch; its trading
 	// happens in the cycle before.
@@ -144,12 +196,19 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		win := base + int64(w)
 		start := win * 30 * min
 		rejected := 0
+		var s *State
 		block := func(minutesBefore int64, txs [][]byte) error {
 			rs, err := d.Block(start-minutesBefore*min, txs)
 			for _, r := range rs {
 				if r.Code != 0 {
 					rejected++
 				}
+			}
+			// A refused transaction leaves its signer's nonce where it
+			// was: continue from the committed ones.
+			s = d.App.State()
+			for k, acc := range s.Accounts {
+				nonces[k] = acc.Nonce
 			}
 			return err
 		}
@@ -175,8 +234,20 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		if err := block(24, nil); err != nil { // rights assigned
 			return nil, err
 		}
-		s := d.App.State()
 		wstate := s.Windows[win]
+		rightsOf := func(i int) int64 {
+			if wstate == nil {
+				return 0
+			}
+			return wstate.Rights[hexKeys[i]]
+		}
+		dw := DayWindow{Index: w, Demand: total, Margin: cfg.Margin[w]}
+		for i := range cfg.Stations {
+			r := rightsOf(i)
+			dw.RightsBefore += r
+			stRes[i].RightsBefore += r
+			stRes[i].Demand += cfg.Stations[i].Demand[w]
+		}
 		values := make([]int64, len(cfg.Stations))
 		for i := range values {
 			values[i] = int64(50 + rng.IntN(450))
@@ -185,21 +256,14 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		sort.Slice(sorted, func(a, b int) bool { return sorted[a] < sorted[b] })
 		median := sorted[len(sorted)/2]
 		txs = nil
-		orders := 0
 		for i, st := range cfg.Stations {
-			k := hexOf(keys[i])
-			var rights int64
-			if wstate != nil {
-				rights = wstate.Rights[k]
-			}
+			rights := rightsOf(i)
 			if values[i] >= median {
 				if short := st.Demand[w] - rights; short > 0 {
 					txs = append(txs, sign(keys[i], Body{Type: "order", Window: win, Side: "buy", Price: values[i], Wh: short}))
-					orders++
 				}
 			} else if rights > 1 {
 				txs = append(txs, sign(keys[i], Body{Type: "order", Window: win, Side: "sell", Price: values[i], Wh: rights / 2}))
-				orders++
 			}
 		}
 		if err := block(22, txs); err != nil {
@@ -208,28 +272,160 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		if err := block(18, nil); err != nil { // cleared and settled
 			return nil, err
 		}
-		s = d.App.State()
 		wstate = s.Windows[win]
-		dw := DayWindow{Index: w, Demand: total, Margin: cfg.Margin[w], Orders: orders, Rejected: rejected}
+
+		// P2P for what the auction left: the unfilled parts of the orders
+		// (a McAfee trade reduction, a match the security check refused, a
+		// reputation bound) trade bilaterally where the buyer values
+		// rights at least as much as the seller.
+		txs = nil
+		if wstate != nil {
+			need := make([]int64, len(cfg.Stations))
+			spare := make([]int64, len(cfg.Stations))
+			idx := map[string]int{}
+			for i, k := range hexKeys {
+				idx[k] = i
+			}
+			for _, o := range wstate.Orders {
+				if o.Side == market.Buy {
+					need[idx[o.Trader]] += o.Qty
+				} else {
+					spare[idx[o.Trader]] += o.Qty
+				}
+			}
+			for _, t := range wstate.Trades {
+				need[idx[t.Buyer]] -= t.Qty
+				spare[idx[t.Seller]] -= t.Qty
+			}
+			for bi := range cfg.Stations {
+				for si := range cfg.Stations {
+					if need[bi] <= 0 {
+						break
+					}
+					if si == bi || spare[si] <= 0 || values[si] > values[bi] {
+						continue
+					}
+					q := min64(need[bi], min64(spare[si], rightsOf(si)))
+					if q <= 0 {
+						continue
+					}
+					c := Contract{ID: fmt.Sprintf("%d-%d-%d", win, bi, si), Window: win, Buyer: hexKeys[bi], Seller: hexKeys[si], Wh: q, Price: (values[bi] + values[si]) / 2}
+					sig, err := SignContract(c, cfg.Chain, keys[si])
+					if err != nil {
+						return nil, err
+					}
+					txs = append(txs, sign(keys[bi], Body{Type: "p2p", Window: win, Contract: &c, CounterSig: sig}))
+					need[bi] -= q
+					spare[si] -= q
+				}
+			}
+		}
+		if err := block(10, txs); err != nil {
+			return nil, err
+		}
+		wstate = s.Windows[win]
+
+		// Delivery: the grid company meters what each station drew.
+		if wstate != nil {
+			delivered := map[string]int64{}
+			for i, st := range cfg.Stations {
+				delivered[hexKeys[i]] = st.Demand[w]
+			}
+			if err := block(-1, [][]byte{sign(gridKey, Body{Type: "delivery", Window: win, Delivered: delivered})}); err != nil {
+				return nil, err
+			}
+			wstate = s.Windows[win]
+		}
+
+		dw.Rejected = rejected
 		if wstate != nil {
 			dw.Rho = float64(wstate.RhoPPM) / 1e6
 			dw.Trades, dw.Failed, dw.Price = len(wstate.Trades), len(wstate.Failed), wstate.Price
+			dw.Orders = len(wstate.Orders)
+			for _, o := range wstate.Orders {
+				lvl := BookLevel{Side: o.Side.String(), Price: o.Price, Wh: o.Qty}
+				if o.Side == market.Buy {
+					dw.Bids++
+					dw.BidWh += o.Qty
+				} else {
+					dw.Asks++
+					dw.AskWh += o.Qty
+				}
+				dw.Book = append(dw.Book, lvl)
+			}
+			sort.SliceStable(dw.Book, func(a, b int) bool {
+				x, y := dw.Book[a], dw.Book[b]
+				if x.Side != y.Side {
+					return x.Side == market.Buy.String()
+				}
+				if x.Side == market.Buy.String() {
+					return x.Price > y.Price
+				}
+				return x.Price < y.Price
+			})
+			idx := map[string]int{}
+			for i, k := range hexKeys {
+				idx[k] = i
+			}
 			for _, t := range wstate.Trades {
 				dw.Volume += t.Qty
+				stRes[idx[t.Buyer]].Bought += t.Qty
+				stRes[idx[t.Seller]].Sold += t.Qty
+			}
+			for _, c := range wstate.Contracts {
+				dw.Contracts++
+				dw.P2PVolume += c.Wh
+				stRes[idx[c.Buyer]].P2PBought += c.Wh
+				stRes[idx[c.Seller]].P2PSold += c.Wh
+			}
+			for i, st := range cfg.Stations {
+				r := wstate.Rights[hexKeys[i]]
+				stRes[i].RightsAfter += r
+				diff := st.Demand[w] - r
+				if diff > 0 {
+					dw.Unmet += diff
+				} else {
+					dw.Excess -= diff
+				}
+				stRes[i].Deviation += max(diff, -diff)
+			}
+			dw.Income = wstate.Income
+			for _, bus := range sortedKeys(wstate.Congestion) {
+				if wstate.Congestion[bus] > 0 {
+					dw.Congested = append(dw.Congested, bus)
+				}
 			}
 		}
+		res.Income.TradeFees += dw.Income.TradeFees
+		res.Income.Congestion += dw.Income.Congestion
+		res.Income.Spread += dw.Income.Spread
+		res.Income.Penalties += dw.Income.Penalties
 		res.Windows = append(res.Windows, dw)
 	}
 	s := d.App.State()
 	for i, st := range cfg.Stations {
-		res.Balances[st.Name] = s.Accounts[hexOf(keys[i])].Balance
+		acc := s.Accounts[hexKeys[i]]
+		res.Balances[st.Name] = acc.Balance
+		stRes[i].Balance = acc.Balance
+		stRes[i].Reputation = s.Reputation[hexKeys[i]]
 	}
+	res.Stations = stRes
 	res.GridFees = s.Accounts[hexOf(gridKey)].Balance
 	res.Money = s.Money()
 	if res.Money != money {
 		return nil, fmt.Errorf("ledger: money not conserved over the day: %d at genesis, %d at the end", money, res.Money)
 	}
+	if res.GridFees != res.Income.Total() {
+		return nil, fmt.Errorf("ledger: the grid company holds %d but its income by window sums to %d", res.GridFees, res.Income.Total())
+	}
 	res.AppHash = fmt.Sprintf("%x", s.Hash())
 	res.Blocks = d.Height
 	return res, nil
+}
+
+func min64(a, b int64) int64 {
+	if a < b {
+		return a
+	}
+	return b
 }

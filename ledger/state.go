@@ -71,7 +71,20 @@ type Window struct {
 	Failed     []market.Trade   `json:"failed,omitempty"`    // matches the security check refused
 	Contracts  []Contract       `json:"contracts,omitempty"` // P2P contracts settled
 	Metered    bool             `json:"metered"`             // delivery reported and penalties charged
+	// Income is what the grid company received from this window.
+	Income Income `json:"income"`
 }
+
+// Income is the grid company's receipts from one window, milli-currency.
+type Income struct {
+	TradeFees  int64 `json:"trade_fees"`      // the fee on each trade's value, auction and P2P
+	Congestion int64 `json:"congestion_fees"` // congestion fees on rights bought at congested buses
+	Spread     int64 `json:"spread"`          // what buyers paid beyond what sellers received (pay-as-bid, McAfee, rounding)
+	Penalties  int64 `json:"penalties"`       // deviations of metered delivery from rights
+}
+
+// Total is the window's whole income.
+func (in Income) Total() int64 { return in.TradeFees + in.Congestion + in.Spread + in.Penalties }
 
 // State is the whole ledger state. Every field is deterministic: maps are
 // serialized with sorted keys, and nothing depends on iteration order.
@@ -345,13 +358,17 @@ func (s *State) clear(win *Window) {
 		switch o.Side {
 		case market.Buy:
 			cost := (buyMilli[o.ID] + 999) / 1000
-			fee := cost*s.Params.FeePPM/1_000_000 + s.congestionFee(win, o.Trader, boughtWh[o.ID])
-			s.Accounts[o.Trader].Balance += o.Reserved - cost - fee
-			s.Accounts[grid].Balance += cost + fee
+			tf, cf := cost*s.Params.FeePPM/1_000_000, s.congestionFee(win, o.Trader, boughtWh[o.ID])
+			s.Accounts[o.Trader].Balance += o.Reserved - cost - tf - cf
+			s.Accounts[grid].Balance += cost + tf + cf
+			win.Income.TradeFees += tf
+			win.Income.Congestion += cf
+			win.Income.Spread += cost
 		case market.Sell:
 			gets := sellMilli[o.ID] / 1000
 			s.Accounts[o.Trader].Balance += gets
 			s.Accounts[grid].Balance -= gets
+			win.Income.Spread -= gets
 			win.Rights[o.Trader] += o.Reserved - filled[o.ID]
 		}
 	}
@@ -592,10 +609,12 @@ func (s *State) allowed() market.Allowed {
 // settleContract moves a P2P contract's rights and money at once.
 func (s *State) settleContract(win *Window, c *Contract) {
 	cost := tradeValue(c.Wh, c.Price)
-	fee := cost*s.Params.FeePPM/1_000_000 + s.congestionFee(win, c.Buyer, c.Wh)
-	s.Accounts[c.Buyer].Balance -= cost + fee
+	tf, cf := cost*s.Params.FeePPM/1_000_000, s.congestionFee(win, c.Buyer, c.Wh)
+	s.Accounts[c.Buyer].Balance -= cost + tf + cf
 	s.Accounts[c.Seller].Balance += cost
-	s.Accounts[s.grid()].Balance += fee
+	s.Accounts[s.grid()].Balance += tf + cf
+	win.Income.TradeFees += tf
+	win.Income.Congestion += cf
 	win.Rights[c.Seller] -= c.Wh
 	win.Rights[c.Buyer] += c.Wh
 	win.Contracts = append(win.Contracts, *c)
@@ -631,6 +650,7 @@ func (s *State) meter(win *Window, delivered map[string]int64) {
 		pen := min(acc.Balance, (dev*s.Params.Penalty+999)/1000)
 		acc.Balance -= pen
 		s.Accounts[grid].Balance += pen
+		win.Income.Penalties += pen
 		w := s.Params.ReputationWeightPPM
 		if w == 0 {
 			w = 200_000

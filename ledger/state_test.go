@@ -233,6 +233,15 @@ func TestInvariantsRandom(t *testing.T) {
 		if s.Money() != money {
 			t.Fatalf("window %d: money %d, genesis %d", w, s.Money(), money)
 		}
+		// Every unit the grid company holds is accounted for by some
+		// window's income: fees, congestion fees, spread.
+		var income int64
+		for _, win := range s.Windows {
+			income += win.Income.Total()
+		}
+		if got := s.Accounts[grid.key].Balance; got != income {
+			t.Fatalf("window %d: the grid company holds %d, the windows' income sums to %d", w, got, income)
+		}
 		win := s.Windows[w]
 		var rights int64
 		for _, v := range win.Rights {

@@ -117,6 +117,15 @@ func chargingFigures(c *Charging) ([]figure, error) {
 			return nil, fmt.Errorf("%s: %w", l.Title, err)
 		}
 	}
+	for _, f := range c.Curves {
+		if len(f.Curves) == 0 {
+			continue
+		}
+		svg, err := xyFigure(&f)
+		if err := add(svg, f.Caption, err); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Title, err)
+		}
+	}
 	if len(c.Convergence) > 0 {
 		svg, capt, err := convergenceFigure(c.Convergence)
 		if err := add(svg, capt, err); err != nil {
@@ -849,6 +858,35 @@ func lineFigure(l *LineFigure) (string, error) {
 	setSlotAxis(p, l.Labels)
 	p.Y.Min = math.Min(p.Y.Min, 0)
 	return renderSVG(figW, figH, l.Title, func(dc draw.Canvas) {
+		drawWithLegend(dc, p, &leg)
+	})
+}
+
+// xyFigure draws an XYFigure, as staircases if f.Step.
+func xyFigure(f *XYFigure) (string, error) {
+	p := newPlot(f.Title, f.XLabel, f.YLabel)
+	leg := newLegend()
+	for i, sr := range f.Curves {
+		xy := make(plotter.XYs, 0, 2*len(sr.X))
+		for k := range sr.X {
+			if f.Step && k > 0 {
+				xy = append(xy, plotter.XY{X: sr.X[k], Y: sr.Y[k-1]})
+			}
+			xy = append(xy, plotter.XY{X: sr.X[k], Y: sr.Y[k]})
+		}
+		if len(xy) == 0 {
+			continue
+		}
+		ln, err := newLine(xy, seriesStyle(i))
+		if err != nil {
+			return "", err
+		}
+		p.Add(ln)
+		leg.Add(legendName(sr.Name, "curve", i), ln)
+	}
+	p.X.Min = math.Min(p.X.Min, 0)
+	p.Y.Min = math.Min(p.Y.Min, 0)
+	return renderSVG(figW, figH, f.Title, func(dc draw.Canvas) {
 		drawWithLegend(dc, p, &leg)
 	})
 }

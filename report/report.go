@@ -47,6 +47,7 @@ type Charging struct {
 	Tables      []Table      // extra tables after the summary (e.g. the privacy comparison)
 	Band        *Band        // one vehicle's messages against its true profile (paper Fig. 5)
 	Lines       []LineFigure // extra line figures (e.g. the market's prices per window)
+	Curves      []XYFigure   // extra figures over a numeric x axis (e.g. an order book's depth)
 	Notes       []string     // free paragraphs shown at the end
 }
 
@@ -67,6 +68,24 @@ type LineFigure struct {
 	Labels  []string
 	Series  []Series
 	Caption string
+}
+
+// XYFigure is a titled figure of curves over a numeric x axis. With Step,
+// each curve is drawn as a staircase that holds Y[i] from X[i] to X[i+1],
+// as a supply or demand curve is.
+type XYFigure struct {
+	Title   string
+	XLabel  string
+	YLabel  string
+	Curves  []XYSeries
+	Step    bool
+	Caption string
+}
+
+// XYSeries is one named curve; X and Y have equal lengths.
+type XYSeries struct {
+	Name string
+	X, Y []float64
 }
 
 // Band is what one vehicle sent against what it hides: its true schedule
@@ -154,6 +173,18 @@ func validate(c *Charging) error {
 		for _, sr := range l.Series {
 			if err := checkSeries(l.Title+": "+sr.Name, sr.Y, len(l.Labels)); err != nil {
 				return err
+			}
+		}
+	}
+	for _, f := range c.Curves {
+		for _, sr := range f.Curves {
+			if len(sr.X) != len(sr.Y) {
+				return fmt.Errorf("%w: %s: %s has %d x and %d y values", ErrInvalid, f.Title, sr.Name, len(sr.X), len(sr.Y))
+			}
+			for i := range sr.X {
+				if !finite(sr.X[i]) || !finite(sr.Y[i]) {
+					return fmt.Errorf("%w: %s: %s point %d is (%v, %v)", ErrInvalid, f.Title, sr.Name, i, sr.X[i], sr.Y[i])
+				}
 			}
 		}
 	}

@@ -218,6 +218,17 @@ func TestWriteCharging(t *testing.T) {
 		},
 		figs: 4,
 	}, {
+		name: "order book depth as staircases",
+		in: func() *Charging {
+			c := sample(0, 0, 0)
+			c.Curves = []XYFigure{{Title: "Order book", XLabel: "cumulative kWh", YLabel: "price", Step: true,
+				Curves: []XYSeries{{Name: "bids", X: []float64{0, 2, 5}, Y: []float64{9, 7, 4}}, {Name: "asks", X: []float64{0, 3}, Y: []float64{2, 6}}},
+				Caption: "Depth of the book."}}
+			return c
+		},
+		figs: 2,
+		want: []string{"Order book", "cumulative kWh", "bids", "asks", "Depth of the book."},
+	}, {
 		name: "no vmin and flat data",
 		in: func() *Charging {
 			c := sample(2, 2, 3)
@@ -333,6 +344,14 @@ func TestWriteChargingInvalid(t *testing.T) {
 		{"voltage wrong length", func(c *Charging) *Charging { c.Voltages[5].Y = nil; return c }, `voltage series "633" (#5) has 0 values`},
 		{"VMin NaN", func(c *Charging) *Charging { c.VMin = math.NaN(); return c }, "VMin is NaN"},
 		{"convergence NaN", func(c *Charging) *Charging { c.Convergence[9].Violation = math.NaN(); return c }, "convergence point 9 (iteration 10): violation is NaN"},
+		{"curve lengths differ", func(c *Charging) *Charging {
+			c.Curves = []XYFigure{{Title: "book", Curves: []XYSeries{{Name: "bids", X: []float64{1, 2}, Y: []float64{1}}}}}
+			return c
+		}, "book: bids has 2 x and 1 y values"},
+		{"curve NaN", func(c *Charging) *Charging {
+			c.Curves = []XYFigure{{Title: "book", Curves: []XYSeries{{Name: "asks", X: []float64{1, math.NaN()}, Y: []float64{1, 2}}}}}
+			return c
+		}, "book: asks point 1 is (NaN, 2)"},
 		{"convergence Inf objective", func(c *Charging) *Charging { c.Convergence[0].Objective = math.Inf(1); return c }, "objective is +Inf"},
 	}
 	for _, tc := range tests {

@@ -17,6 +17,7 @@ const maxProfiles = 84
 // reportExtras are optional sections of the report.
 type reportExtras struct {
 	lines  []report.LineFigure
+	curves []report.XYFigure
 	tables []report.Table
 	band   *report.Band
 	notes  []string
@@ -88,6 +89,7 @@ func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, sol
 	if extra != nil {
 		c.Tables = extra.tables
 		c.Lines = extra.lines
+		c.Curves = extra.curves
 		c.Band = extra.band
 		c.Notes = append(c.Notes, extra.notes...)
 	}

@@ -156,8 +156,11 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		if marketOut, err = f.mkt.runMarket(p, meta, sol); err != nil {
 			return err
 		}
-		extra.tables = append(extra.tables, marketTable(marketOut, meta, p.DT))
+		extra.tables = append(extra.tables, marketTable(marketOut, meta, p.DT), marketStationTable(marketOut))
 		extra.lines = append(extra.lines, marketFigures(marketOut, meta, p.DT)...)
+		if d := marketDepth(marketOut, meta, p.DT); d != nil {
+			extra.curves = append(extra.curves, *d)
+		}
 	}
 	var privacy *Privacy
 	if f.priv.compare {
@@ -212,15 +215,20 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
 	}
 	if mo := marketOut; mo != nil {
-		var trades, failed int
-		var vol int64
+		var trades, failed, contracts int
+		var vol, p2p int64
 		for _, w := range mo.Day.Windows {
 			trades += w.Trades
 			failed += w.Failed
 			vol += w.Volume
+			p2p += w.P2PVolume
+			contracts += w.Contracts
 		}
-		fmt.Fprintf(stdout, "  market       %d stations, %d windows (%s): %d trades, %.1f kWh of rights traded, %d matches refused by the security check, %.3f in fees\n",
-			len(mo.Stations), len(mo.Day.Windows), mo.Day.Rule, trades, float64(vol)/1000, failed, float64(mo.Day.GridFees)/1000)
+		in := mo.Day.Income
+		fmt.Fprintf(stdout, "  market       %d stations, %d windows (%s): %d trades and %d P2P contracts, %.1f + %.1f kWh of rights traded, %d matches refused by the security check\n",
+			len(mo.Stations), len(mo.Day.Windows), mo.Day.Rule, trades, contracts, float64(vol)/1000, float64(p2p)/1000, failed)
+		fmt.Fprintf(stdout, "               the grid company received %.3f: %.3f fees and spread, %.3f congestion fees, %.3f penalties\n",
+			float64(in.Total())/1000, float64(in.TradeFees+in.Spread)/1000, float64(in.Congestion)/1000, float64(in.Penalties)/1000)
 	}
 	if !mech.Exact() {
 		fmt.Fprintf(stdout, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), f.priv.iterations)

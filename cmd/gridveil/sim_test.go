@@ -176,6 +176,23 @@ func TestSimMarket(t *testing.T) {
 	if trades == 0 || mf.Day.GridFees <= 0 || len(mf.Stations) != 12 {
 		t.Fatalf("%d trades, fees %d, %d stations: the day traded nothing", trades, mf.Day.GridFees, len(mf.Stations))
 	}
+	// Rights before and after: every Wh a station holds after trading is
+	// its initial right plus what it bought less what it sold, and the
+	// stations' rights after trading sum to their rights before.
+	var before, after, contracts int64
+	for _, st := range mf.Day.Stations {
+		if got := st.RightsBefore + st.Bought - st.Sold + st.P2PBought - st.P2PSold; got != st.RightsAfter {
+			t.Fatalf("%s: rights before %d + bought %d - sold %d + P2P %d/%d = %d, after %d", st.Name, st.RightsBefore, st.Bought, st.Sold, st.P2PBought, st.P2PSold, got, st.RightsAfter)
+		}
+		before += st.RightsBefore
+		after += st.RightsAfter
+	}
+	for _, w := range mf.Day.Windows {
+		contracts += int64(w.Contracts)
+	}
+	if before != after || mf.Day.GridFees != mf.Day.Income.Total() || mf.Day.Income.Penalties <= 0 || contracts == 0 {
+		t.Fatalf("rights %d before, %d after; grid holds %d, income %+v; %d P2P contracts", before, after, mf.Day.GridFees, mf.Day.Income, contracts)
+	}
 	if _, err := run(t, "sim", "--market", "--market-margin", "1.5", "--out", t.TempDir()); err == nil {
 		t.Fatal("a margin above demand accepted")
 	}

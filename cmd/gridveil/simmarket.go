@@ -134,21 +134,94 @@ func (f *marketFlags) runMarket(p *charging.Problem, m *scenario.Meta, sol *char
 
 func marketTable(mf *MarketFile, m *scenario.Meta, dt float64) report.Table {
 	t := report.Table{
-		Title:  fmt.Sprintf("Charging-rights market: %s clearing, %d stations", mf.Day.Rule, len(mf.Stations)),
-		Header: []string{"window", "demand kWh", "margin kWh", "rho", "orders", "trades", "refused (security)", "volume kWh", "price /kWh"},
+		Title: fmt.Sprintf("Charging-rights market: %s clearing, %d stations", mf.Day.Rule, len(mf.Stations)),
+		Header: []string{"window", "demand kWh", "margin kWh", "rho", "bids / asks", "bid / ask kWh", "trades", "refused (security)",
+			"auction kWh", "price /kWh", "P2P kWh", "unmet kWh", "fees", "congestion fees", "penalties"},
 	}
 	spw := max(1, int(math.Round(0.5/dt)))
+	kwh := func(wh int64) string { return fmt.Sprintf("%.1f", float64(wh)/1000) }
+	money := func(v int64) string { return fmt.Sprintf("%.3f", float64(v)/1000) }
 	for _, w := range mf.Day.Windows {
+		if w.Demand == 0 && w.Orders == 0 {
+			continue
+		}
 		price := "-"
 		if w.Price > 0 {
 			price = fmt.Sprintf("%.3f", float64(w.Price)/1000)
 		}
-		t.Rows = append(t.Rows, []string{scenario.SlotClock(m.Start, dt, w.Index*spw), fmt.Sprintf("%.1f", float64(w.Demand)/1000), fmt.Sprintf("%.1f", float64(w.Margin)/1000),
-			fmt.Sprintf("%.3f", w.Rho), fmt.Sprint(w.Orders), fmt.Sprint(w.Trades), fmt.Sprint(w.Failed), fmt.Sprintf("%.1f", float64(w.Volume)/1000), price})
+		t.Rows = append(t.Rows, []string{scenario.SlotClock(m.Start, dt, w.Index*spw), kwh(w.Demand), kwh(w.Margin),
+			fmt.Sprintf("%.3f", w.Rho), fmt.Sprintf("%d / %d", w.Bids, w.Asks), kwh(w.BidWh) + " / " + kwh(w.AskWh), fmt.Sprint(w.Trades), fmt.Sprint(w.Failed),
+			kwh(w.Volume), price, kwh(w.P2PVolume), kwh(w.Unmet), money(w.Income.TradeFees + w.Income.Spread), money(w.Income.Congestion), money(w.Income.Penalties)})
 	}
-	t.Caption = fmt.Sprintf("Each window is traded through the ledger application (the CometBFT ABCI app, driven block by block on a simulated clock): demand from the coordinated schedules, the grid company's margin (%.0f%% of demand), rights rho x demand, a double auction, the line security check against each bus's voltage headroom, and atomic settlement. The grid company collected %.3f in fees; money is conserved (%d blocks, final app hash %s...).",
-		100*mf.Margin, float64(mf.Day.GridFees)/1000, mf.Day.Blocks, mf.Day.AppHash[:16])
+	in := mf.Day.Income
+	t.Caption = fmt.Sprintf("Windows with demand, each traded through the ledger application (the CometBFT ABCI app, driven block by block on a simulated clock): demand from the coordinated schedules, the grid company's margin (%.0f%% of demand), rights rho x demand, a double auction, the line security check against each bus's voltage headroom, atomic settlement, P2P contracts for unfilled orders, and metered delivery (each station's demand) with penalties for deviating from rights. The grid company received %s: %s in trade fees and spread, %s in congestion fees, %s in penalties; money is conserved (%d blocks, final app hash %s...).",
+		100*mf.Margin, money(in.Total()), money(in.TradeFees+in.Spread), money(in.Congestion), money(in.Penalties), mf.Day.Blocks, mf.Day.AppHash[:16])
 	return t
+}
+
+// marketStationTable shows each station's rights before and after trading
+// over the day.
+func marketStationTable(mf *MarketFile) report.Table {
+	t := report.Table{
+		Title:  "Rights before and after trading, per station (whole day)",
+		Header: []string{"station", "bus", "demand kWh", "rights before kWh", "auction +/- kWh", "P2P +/- kWh", "rights after kWh", "deviation kWh", "money change", "reputation"},
+	}
+	kwh := func(wh int64) string { return fmt.Sprintf("%.1f", float64(wh)/1000) }
+	for _, st := range mf.Day.Stations {
+		t.Rows = append(t.Rows, []string{st.Name, st.Bus, kwh(st.Demand), kwh(st.RightsBefore),
+			"+" + kwh(st.Bought) + " / -" + kwh(st.Sold), "+" + kwh(st.P2PBought) + " / -" + kwh(st.P2PSold), kwh(st.RightsAfter), kwh(st.Deviation),
+			fmt.Sprintf("%+.3f", float64(st.Balance-1_000_000_000)/1000), fmt.Sprintf("%.3f", float64(st.Reputation)/1e6)})
+	}
+	t.Caption = "Rights before are the initial rights rho x demand; rights after add what a station bought and subtract what it sold in the auction and P2P. Deviation is |metered delivery - rights| summed over windows, which the penalties and the reputation update (from 0.5) follow. Money change includes trades, fees and penalties."
+	return t
+}
+
+// marketDepth is the order book of the window with the most orders: bids
+// by falling price and asks by rising price against cumulative energy.
+func marketDepth(mf *MarketFile, m *scenario.Meta, dt float64) *report.XYFigure {
+	best := -1
+	for i, w := range mf.Day.Windows {
+		if len(w.Book) > 0 && (best < 0 || len(w.Book) > len(mf.Day.Windows[best].Book)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	w := mf.Day.Windows[best]
+	var bids, asks report.XYSeries
+	bids.Name, asks.Name = "bids (demand)", "asks (supply)"
+	for _, side := range []*report.XYSeries{&bids, &asks} {
+		want := "buy"
+		if side == &asks {
+			want = "sell"
+		}
+		cum := 0.0
+		for _, l := range w.Book {
+			if l.Side != want {
+				continue
+			}
+			p := float64(l.Price) / 1000
+			side.X = append(side.X, cum)
+			side.Y = append(side.Y, p)
+			cum += float64(l.Wh) / 1000
+		}
+		if len(side.X) > 0 {
+			side.X = append(side.X, cum)
+			side.Y = append(side.Y, side.Y[len(side.Y)-1])
+		}
+	}
+	spw := max(1, int(math.Round(0.5/dt)))
+	price := "no single clearing price"
+	if w.Price > 0 {
+		price = fmt.Sprintf("cleared at %.3f /kWh", float64(w.Price)/1000)
+	}
+	return &report.XYFigure{
+		Title: "Order book, window " + scenario.SlotClock(m.Start, dt, w.Index*spw), XLabel: "cumulative energy [kWh]", YLabel: "price [currency/kWh]", Step: true,
+		Curves: []report.XYSeries{bids, asks},
+		Caption: fmt.Sprintf("The book of the busiest window (%d bids for %.1f kWh, %d asks for %.1f kWh; %s rule, %s, %.1f kWh traded): demand and supply curves as the auction sees them. Where the bid staircase lies above the ask staircase, rights trade.",
+			w.Bids, float64(w.BidWh)/1000, w.Asks, float64(w.AskWh)/1000, mf.Day.Rule, price, float64(w.Volume)/1000),
+	}
 }
 
 // marketFigures plots the day: energy per window, and the clearing price
@@ -156,20 +229,23 @@ func marketTable(mf *MarketFile, m *scenario.Meta, dt float64) report.Table {
 func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFigure {
 	spw := max(1, int(math.Round(0.5/dt)))
 	var labels []string
-	demand, margin, volume, price := []float64{}, []float64{}, []float64{}, []float64{}
+	demand, margin, volume, p2p, unmet, price := []float64{}, []float64{}, []float64{}, []float64{}, []float64{}, []float64{}
 	anyPrice := false
 	for _, w := range mf.Day.Windows {
 		labels = append(labels, scenario.SlotClock(m.Start, dt, w.Index*spw))
 		demand = append(demand, float64(w.Demand)/1000)
 		margin = append(margin, float64(w.Margin)/1000)
 		volume = append(volume, float64(w.Volume)/1000)
+		p2p = append(p2p, float64(w.P2PVolume)/1000)
+		unmet = append(unmet, float64(w.Unmet)/1000)
 		price = append(price, float64(w.Price)/1000)
 		anyPrice = anyPrice || w.Price > 0
 	}
 	figs := []report.LineFigure{{
 		Title: "Charging rights per window", YLabel: "energy [kWh]", Labels: labels,
-		Series:  []report.Series{{Name: "stations' demand", Y: demand}, {Name: "grid margin", Y: margin}, {Name: "rights traded", Y: volume}},
-		Caption: "Per 30-minute delivery window: the stations' demand (what their EVs draw under the coordinated schedules), the grid company's load margin, and the charging rights that changed hands in the double auction.",
+		Series: []report.Series{{Name: "stations' demand", Y: demand}, {Name: "grid margin", Y: margin}, {Name: "traded in the auction", Y: volume},
+			{Name: "traded P2P", Y: p2p}, {Name: "demand without rights", Y: unmet}},
+		Caption: "Per 30-minute delivery window: the stations' demand (what their EVs draw under the coordinated schedules), the grid company's load margin, the charging rights that changed hands in the double auction and in P2P contracts, and the demand left without rights after trading (charged penalties at delivery).",
 	}}
 	if anyPrice {
 		figs = append(figs, report.LineFigure{
