@@ -2,12 +2,9 @@ package auth
 
 import (
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	mrand "math/rand/v2"
 	"slices"
 	"sort"
 	"time"
@@ -80,6 +77,19 @@ func NewBV(realID, group string, ca CAPublic) (*BV, error) {
 
 // Pseudonyms is the number of unused pseudonym certificates.
 func (b *BV) Pseudonyms() int { return len(b.pseudo) }
+
+// UsablePseudonyms is the number of unused pseudonym certificates valid at
+// now. Pseudonyms are valid for the CA's period in which they were issued
+// (CAConfig.PseudonymLifetime), so a vehicle refills when this runs low.
+func (b *BV) UsablePseudonyms(now time.Time) int {
+	k := 0
+	for _, p := range b.pseudo {
+		if p.cert.CheckValidity(now) == nil {
+			k++
+		}
+	}
+	return k
+}
 
 // GroupSize is the number of members in the vehicle's copy of its group's
 // key list (0 before enrolment).
@@ -523,7 +533,7 @@ func (b *BV) credential(now time.Time, sc Scheme, h *hello, ringSize, minRing in
 		if b.group.IsRevoked(b.ringIndex) {
 			return nil, fmt.Errorf("%w: own ring key", ErrRevoked)
 		}
-		members := b.pickRing(h.Cert.LAGID, h.Scope.Epoch, ringSize)
+		members := b.pickRing(ringSize)
 		if len(members) < minRing {
 			return nil, fmt.Errorf("%w: a ring of %d is below the minimum anonymity set of %d; refresh the group list", ErrNoCredential, len(members), minRing)
 		}
@@ -544,26 +554,42 @@ func (b *BV) credential(now time.Time, sc Scheme, h *hello, ringSize, minRing in
 	return nil, fmt.Errorf("%w: scheme %d", ErrDowngrade, sc)
 }
 
-// pickRing chooses the ring for one LAG and epoch: the vehicle and
-// ringSize-1 other unrevoked members, drawn by a PRF of the vehicle's
-// secret and the scope, so that every session in one scope (where the link
-// tag repeats anyway) shows the same ring and intersecting rings reveals
-// nothing more.
-func (b *BV) pickRing(lagID string, epoch int64, ringSize int) []uint32 {
-	mac := hmac.New(sha256.New, b.ringKey.Bytes())
-	mac.Write([]byte("gridveil/ring-choice/v1\x00"))
-	mac.Write(scopeName(lagID, epoch))
-	seed := [32]byte(mac.Sum(nil))
-	var others []uint32
-	for i := range b.group.Keys {
-		if u := uint32(i); u != b.ringIndex && !b.group.IsRevoked(u) {
-			others = append(others, u)
+// pickRing chooses the ring: the vehicle's bucket of the group list. The
+// list is cut by index into buckets of ringSize members, [k*ringSize,
+// (k+1)*ringSize), a last bucket with fewer members joining the one before
+// it (unless that would pass MaxRingSize); the ring is the bucket's
+// unrevoked members. It depends on the group list only, not on the LAG or
+// the epoch, so every session of every vehicle of a bucket shows the same
+// ring and comparing rings across LAGs and epochs tells nothing beyond the
+// bucket, which is the anonymity set. Rings drawn afresh for each scope
+// would always share the signer and fewer others, and link a vehicle's
+// sessions by their overlap (TestUnlinkabilityCatchesLeaks).
+func (b *BV) pickRing(ringSize int) []uint32 {
+	return bucket(len(b.group.Keys), int(b.ringIndex), ringSize, b.group.IsRevoked)
+}
+
+// bucket returns the unrevoked members of the bucket of member i in a
+// group of n, for rings of size (see pickRing).
+func bucket(n, i, size int, revoked func(uint32) bool) []uint32 {
+	size = max(1, size)
+	lo := i / size * size
+	hi := min(n, lo+size)
+	full := n / size * size // members in full buckets
+	if full > 0 && n-full < size && n-full+size <= MaxRingSize {
+		// The last, partial bucket joins the last full one.
+		if lo >= full {
+			lo = full - size
+		}
+		if lo == full-size {
+			hi = n
 		}
 	}
-	rng := mrand.New(mrand.NewChaCha8(seed))
-	rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
-	members := append(others[:min(len(others), ringSize-1)], b.ringIndex)
-	slices.Sort(members)
+	var members []uint32
+	for m := lo; m < hi; m++ {
+		if !revoked(uint32(m)) {
+			members = append(members, uint32(m))
+		}
+	}
 	return members
 }
 

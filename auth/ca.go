@@ -22,8 +22,13 @@ import (
 
 // CAConfig tunes the central authority. Zero values take the defaults.
 type CAConfig struct {
-	LAGLifetime       time.Duration // LAG certificates; default 30 days
-	PseudonymLifetime time.Duration // pseudonym certificates; default 24 h
+	LAGLifetime time.Duration // LAG certificates; default 30 days
+	// PseudonymLifetime is the length of the validity periods of
+	// pseudonym certificates (default 24 h, at least a minute): a pseudonym
+	// is valid in the period, aligned on the Unix epoch, in which it was
+	// issued (plus PseudonymSkew either side), so that its window does not
+	// tell when its vehicle enrolled.
+	PseudonymLifetime time.Duration
 	PermitLifetime    time.Duration // permits; default 12 h
 	// AggregateMin is the fewest vehicles an aggregate the CA tells a LAG
 	// may cover (k-anonymity of aggregates); default 3.
@@ -167,6 +172,9 @@ type CA struct {
 // NewCA starts a CA with no registrations.
 func NewCA(keys *CAKeys, cfg CAConfig) (*CA, error) {
 	cfg.defaults()
+	if cfg.PseudonymLifetime < time.Minute {
+		return nil, fmt.Errorf("CA config: pseudonym lifetime %v is below a minute", cfg.PseudonymLifetime)
+	}
 	if keys == nil || keys.Trace == nil || len(keys.Sign) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: CA keys", ErrMalformed)
 	}
@@ -426,8 +434,9 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		return nil, false, err
 	}
 	resp = &enrolBVOKMsg{RingIndex: c.bvs[idx].RingIndex}
+	notBefore, notAfter := c.pseudonymWindow(now)
 	for _, k := range m.PseudoKeys {
-		cert, err := pseudonym.Issue(c.keys.Sign, tr, m.RealID, m.Group, k[:], now.Add(-time.Minute), now.Add(c.cfg.PseudonymLifetime))
+		cert, err := pseudonym.Issue(c.keys.Sign, tr, m.RealID, m.Group, k[:], notBefore, notAfter)
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
@@ -437,6 +446,26 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 	gl := c.groupList(m.Group)
 	resp.GroupList = gl.Marshal()
 	return resp, added, nil
+}
+
+// PseudonymSkew widens every pseudonym's validity window on both sides,
+// for clocks that differ between vehicles, LAGs and the CA.
+const PseudonymSkew = 5 * time.Minute
+
+// pseudonymWindow is the validity window of the pseudonyms certified at
+// now: the period of PseudonymLifetime that holds now, periods aligned on
+// the Unix epoch, widened by PseudonymSkew. A window from the moment of
+// enrolment would be a per-vehicle constant on every pseudonym of the
+// batch, so a LAG could link a vehicle's sessions by it
+// (TestUnlinkabilityCatchesLeaks); with aligned periods every pseudonym
+// valid at one time shows the same window, whoever holds it and whenever it
+// was issued, and the window says nothing the session's time does not.
+// The price: a vehicle refills in every period, and one that enrols late
+// in a period gets pseudonyms that expire soon.
+func (c *CA) pseudonymWindow(now time.Time) (notBefore, notAfter time.Time) {
+	p := int64(c.cfg.PseudonymLifetime / time.Second)
+	start := floorDiv(now.Unix(), p) * p
+	return time.Unix(start, 0).Add(-PseudonymSkew), time.Unix(start+p, 0).Add(PseudonymSkew)
 }
 
 // groupList returns the current signed list of a group.

@@ -48,10 +48,12 @@ type testNet struct {
 	autoFlush bool
 	captured  []hop
 	// tamper may change a frame in flight; returning nil drops it.
-	tamper  func(h hop) []byte
-	caErrs  []error
-	events  []Event
-	pending []func()
+	tamper func(h hop) []byte
+	// lagEvents, if set, sees every event a LAG emits (not the CA's).
+	lagEvents func(node *lagNode, evs []Event)
+	caErrs    []error
+	events    []Event
+	pending   []func()
 }
 
 func newTestNet(t testing.TB, cfg CAConfig, lags ...string) *testNet {
@@ -199,6 +201,9 @@ func (n *testNet) caOut(out Output) {
 
 func (n *testNet) lagOut(node *lagNode, out Output) {
 	n.events = append(n.events, out.Events...)
+	if n.lagEvents != nil {
+		n.lagEvents(node, out.Events)
+	}
 	for _, e := range out.Events {
 		if e.Err != nil {
 			if c := node.bvs[e.Conn]; c != nil && c.lagErr == nil {

@@ -34,7 +34,8 @@
 // reused). Does not protect against: linking within one scope (by design:
 // the tag repeats); the choice of ring itself (a ring drawn badly, or
 // different rings under one tag, shrink the anonymity set by
-// intersection; package auth draws one ring per scope from a PRF); a
+// intersection; package auth signs with a fixed bucket of the group list,
+// the same ring at every scope); a
 // signer whose secret key leaks; timing of the signer's own secret
 // operations beyond what edwards25519's constant-time ScalarMult and
 // ScalarBaseMult give (decoy computations and verification are variable

@@ -44,7 +44,9 @@
 // verifier, or the CA, must detect reuse by the serial: package auth does);
 // a compromised CA (it can issue for anyone and trace everyone, by design);
 // the validity window and group as metadata (a rare group is a small
-// anonymity set); revocation, which is by serial on the CA's revocation list
+// anonymity set; a window that depends on when the vehicle enrolled links
+// its pseudonyms, so package auth's CA issues windows aligned on fixed
+// periods); revocation, which is by serial on the CA's revocation list
 // (package auth), and which links the revoked vehicle's listed serials.
 //
 // Batch acceptance follows the cofactored equation; crypto/ed25519.Verify,

@@ -85,7 +85,7 @@ run resumes at the home LAG with a ticket (--resume).`,
 	fl.IntVar(&o.minRing, "min-ring", 2, "smallest LSAG ring a vehicle signs with (else it uses another scheme or fails)")
 	fl.BoolVar(&o.resume, "resume", true, "resume with a ticket at the home LAG when holding one")
 	fl.IntVar(&o.decline, "decline", 0, "the first N vehicles decline discharge requests")
-	fl.IntVar(&o.pseudonyms, "pseudonyms", 10, "pseudonyms fetched per enrolment (and refill when fewer than 2 remain)")
+	fl.IntVar(&o.pseudonyms, "pseudonyms", 10, "pseudonyms fetched per enrolment (and refill when fewer than 2 valid now remain)")
 	fl.IntVar(&o.energyWh, "energy", 30000, "energy each vehicle charged before it is full, Wh")
 	fl.IntVar(&o.parallel, "parallel", 32, "vehicles running at the same time")
 	fl.DurationVar(&o.timeout, "timeout", 20*time.Second, "bound on each step")
@@ -147,7 +147,7 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 	for pass := 0; pass < 2; pass++ {
 		for i, v := range vehicles {
 			n := 0
-			if pass == 0 && v.BV.Pseudonyms() < 2 {
+			if pass == 0 && v.BV.UsablePseudonyms(time.Now()) < 2 {
 				n = o.pseudonyms
 			}
 			if pass == 0 && n == 0 {
