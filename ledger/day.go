@@ -297,8 +297,14 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 				need[idx[t.Buyer]] -= t.Qty
 				spare[idx[t.Seller]] -= t.Qty
 			}
+			var sellers []int
+			for si := range cfg.Stations {
+				if spare[si] > 0 {
+					sellers = append(sellers, si)
+				}
+			}
 			for bi := range cfg.Stations {
-				for si := range cfg.Stations {
+				for _, si := range sellers {
 					if need[bi] <= 0 {
 						break
 					}
