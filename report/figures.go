@@ -72,15 +72,15 @@ func textStyle(size vg.Length) text.Style {
 }
 
 // chargingFigures renders every figure that c has data for, in page order.
-func chargingFigures(c *Charging) ([]figure, error) {
-	var figs []figure
+func chargingFigures(c *Charging) ([]Figure, error) {
+	var figs []Figure
 	add := func(svg, caption string, err error) error {
 		if err != nil {
 			return err
 		}
-		figs = append(figs, figure{
+		figs = append(figs, Figure{
 			SVG:     template.HTML(svg), // built by finishSVG from gonum's escaped output
-			Caption: fmt.Sprintf("Figure %d. %s", len(figs)+1, caption),
+			Caption: caption,
 		})
 		return nil
 	}

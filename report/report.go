@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"html/template"
@@ -115,21 +114,7 @@ func WriteCharging(w io.Writer, c *Charging) error {
 	if title == "" {
 		title = "gridveil report"
 	}
-	data := pageData{
-		Title:   title,
-		Summary: c.Summary,
-		Tables:  c.Tables,
-		Figures: figs,
-		Notes:   c.Notes,
-	}
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, data); err != nil {
-		return fmt.Errorf("report: executing template: %w", err)
-	}
-	if _, err := w.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("report: writing page: %w", err)
-	}
-	return nil
+	return WritePage(w, &Page{Title: title, Summary: c.Summary, Tables: c.Tables, Figures: figs, Notes: c.Notes})
 }
 
 // validate checks that every per-slot series has one finite value per
@@ -226,22 +211,7 @@ func seriesRef(name string, i int) string {
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
-// figure is one rendered figure of the page.
-type figure struct {
-	SVG     template.HTML // inline <svg> element produced by this package
-	Caption string
-}
-
-// pageData feeds pageTemplate.
-type pageData struct {
-	Title   string
-	Tables  []Table
-	Summary [][2]string
-	Figures []figure
-	Notes   []string
-}
-
-var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{"numeric": numeric}).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -256,6 +226,7 @@ table.summary{border-collapse:collapse;font-size:.93em}
 table.summary th,table.summary td{padding:3px 14px 3px 0;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 table.summary th{font-weight:600;color:#444;white-space:nowrap}
 table.summary td{font-variant-numeric:tabular-nums}
+table.summary td.n{text-align:right}
 figure{margin:1.2em 0 1.8em}
 figure svg{display:block;max-width:100%;height:auto}
 div.wide{overflow-x:auto}
@@ -269,7 +240,7 @@ footer{margin-top:2.5em;font-size:.8em;color:#777}
 <main>
 <h1>{{.Title}}</h1>
 {{- if .Summary}}
-<h2>Summary</h2>
+<h2>{{.SummaryTitle}}</h2>
 <table class="summary">
 <tbody>
 {{- range .Summary}}
@@ -284,7 +255,7 @@ footer{margin-top:2.5em;font-size:.8em;color:#777}
 <thead><tr>{{range .Header}}<th scope="col">{{.}}</th>{{end}}</tr></thead>
 <tbody>
 {{- range .Rows}}
-<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+<tr>{{range .}}<td{{if numeric .}} class="n"{{end}}>{{.}}</td>{{end}}</tr>
 {{- end}}
 </tbody>
 </table></div>
@@ -305,7 +276,7 @@ footer{margin-top:2.5em;font-size:.8em;color:#777}
 <p>{{.}}</p>
 {{- end}}
 {{- end}}
-<footer>Rendered by gridveil/report from the simulation's outputs; the figures are inline SVG.</footer>
+<footer>{{.Footer}}</footer>
 </main>
 </body>
 </html>

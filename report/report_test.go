@@ -222,7 +222,7 @@ func TestWriteCharging(t *testing.T) {
 		in: func() *Charging {
 			c := sample(0, 0, 0)
 			c.Curves = []XYFigure{{Title: "Order book", XLabel: "cumulative kWh", YLabel: "price", Step: true,
-				Curves: []XYSeries{{Name: "bids", X: []float64{0, 2, 5}, Y: []float64{9, 7, 4}}, {Name: "asks", X: []float64{0, 3}, Y: []float64{2, 6}}},
+				Curves:  []XYSeries{{Name: "bids", X: []float64{0, 2, 5}, Y: []float64{9, 7, 4}}, {Name: "asks", X: []float64{0, 3}, Y: []float64{2, 6}}},
 				Caption: "Depth of the book."}}
 			return c
 		},

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"html"
 	"html/template"
 	"image/color"
 	"io"
@@ -25,10 +23,10 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/gridveil/gridveil/grid"
 	"github.com/gridveil/gridveil/ldp"
+	"github.com/gridveil/gridveil/report"
 	"github.com/gridveil/gridveil/scenario"
 )
 
@@ -488,55 +486,16 @@ func ldpColor(n string) color.Color {
 	return color.Black
 }
 
-func ldpFont(size float64) font.Font {
-	return font.Font{Typeface: "Liberation", Variant: "Sans", Size: vg.Length(size)}
-}
-
+// newLDPPlot is a plot in the house style of package report, with the
+// legend inside the plot's top right corner.
 func newLDPPlot(title, xlabel, ylabel string) *plot.Plot {
-	p := plot.New()
-	p.Title.Text = title
-	p.Title.TextStyle.Font = ldpFont(11)
-	for _, a := range []*plot.Axis{&p.X, &p.Y} {
-		a.Label.TextStyle.Font = ldpFont(9.5)
-		a.Tick.Label.Font = ldpFont(8.5)
-	}
-	p.X.Label.Text, p.Y.Label.Text = xlabel, ylabel
-	g := plotter.NewGrid()
-	g.Vertical.Color = color.Gray{0xe4}
-	g.Horizontal.Color = color.Gray{0xe4}
-	p.Add(g)
-	p.Legend.TextStyle.Font = ldpFont(8.5)
+	p := report.NewPlot(title, xlabel, ylabel)
+	p.Legend.TextStyle.Font = font.Font{Typeface: "Liberation", Variant: "Sans", Size: vg.Points(8.5)}
 	p.Legend.Top = true
 	return p
 }
 
-// ldpSVG renders p as an inline <svg> element: no prolog, sized in CSS
-// pixels, with font fallbacks, and nothing that refers outside the page.
-func ldpSVG(p *plot.Plot, w, h vg.Length, label string) (svg string, err error) {
-	defer func() { // gonum/plot panics on some degenerate data
-		if r := recover(); r != nil {
-			svg, err = "", fmt.Errorf("drawing %q: %v", label, r)
-		}
-	}()
-	cv := vgsvg.New(w, h)
-	p.Draw(draw.New(cv))
-	var buf bytes.Buffer
-	if _, err := cv.WriteTo(&buf); err != nil {
-		return "", fmt.Errorf("drawing %q: %w", label, err)
-	}
-	doc := buf.String()
-	i := strings.Index(doc, "<svg")
-	j := strings.IndexByte(doc[max(i, 0):], '>')
-	if i < 0 || j < 0 {
-		return "", fmt.Errorf("drawing %q: no <svg> element in the plot output", label)
-	}
-	body := strings.ReplaceAll(doc[i+j+1:], "font-family:Liberation Sans;", "font-family:'Liberation Sans',Arial,Helvetica,sans-serif;")
-	ff := func(v vg.Length) string { return strconv.FormatFloat(float64(v), 'f', -1, 64) }
-	return fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" role="img" aria-label="%s">`,
-		ff(vg.Length(math.Round(float64(w)*4/3))), ff(vg.Length(math.Round(float64(h)*4/3))), ff(w), ff(h), html.EscapeString(label)) + body, nil
-}
-
-func ldpErrorFigure(c *ldpConfig, res *ldpResult) (string, error) {
+func ldpErrorFigure(c *ldpConfig, res *ldpResult) (template.HTML, error) {
 	p := newLDPPlot("Error of the mean estimate against epsilon", "epsilon per report", "RMSE of the mean [kW per meter]")
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	var ticks plot.ConstantTicks
@@ -587,10 +546,10 @@ func ldpErrorFigure(c *ldpConfig, res *ldpResult) (string, error) {
 		}
 		p.Legend.Add(name, l, sc)
 	}
-	return ldpSVG(p, 540, 330, "error against epsilon")
+	return report.PlotSVG(p, 540, 330, "error against epsilon")
 }
 
-func ldpHistogramFigure(res *ldpResult) (string, bool, error) {
+func ldpHistogramFigure(res *ldpResult) (template.HTML, bool, error) {
 	p := newLDPPlot(fmt.Sprintf("Histogram estimates at epsilon %g", res.Epsilon), "level [kW]", "fraction of readings")
 	found := false
 	for _, m := range res.Mechanisms {
@@ -621,30 +580,15 @@ func ldpHistogramFigure(res *ldpResult) (string, bool, error) {
 	if !found {
 		return "", false, nil
 	}
-	svg, err := ldpSVG(p, 540, 300, "histogram estimates")
+	svg, err := report.PlotSVG(p, 540, 300, "histogram estimates")
 	return svg, true, err
 }
 
-type ldpFigure struct {
-	SVG     template.HTML
-	Caption string
-}
-
-type ldpRow struct {
-	Name, Estimate, Error, CI, SDTheory, SDMeasured, Z, Worst string
-}
-
-type ldpPage struct {
-	Title   string
-	Summary [][2]string
-	Rows    []ldpRow
-	Figures []ldpFigure
-	Notes   []string
-}
-
 func writeLDPReport(w io.Writer, c *ldpConfig, res *ldpResult) error {
-	page := ldpPage{
-		Title: fmt.Sprintf("gridveil ldp: %d meters, epsilon %g, seed %d", c.meters, c.epsilon, c.seed),
+	page := &report.Page{
+		Title:        fmt.Sprintf("gridveil ldp: %d meters, epsilon %g, seed %d", c.meters, c.epsilon, c.seed),
+		SummaryTitle: "Set-up",
+		Footer:       "Rendered by gridveil ldp; the figures are inline SVG. Schema of ldp.json and the formulas: docs/LDP.md.",
 		Summary: [][2]string{
 			{"meters", strconv.Itoa(c.meters)},
 			{"readings", fmt.Sprintf("SCE household profile at %g h × Gamma(2) factor of mean 1; true mean %.4f kW", c.hour, res.Population.MeanKW)},
@@ -654,97 +598,40 @@ func writeLDPReport(w io.Writer, c *ldpConfig, res *ldpResult) error {
 			{"seed", strconv.FormatUint(c.seed, 10)},
 		},
 	}
+	tbl := report.Table{
+		Title:  "Mean reading per meter (kW), one round, and its spread over all rounds",
+		Header: []string{"mechanism", "estimate", "error", "95% interval", "sd theory", "sd measured", "variance z", "worst per-report variance"},
+	}
 	for _, m := range res.Mechanisms {
 		name := m.Name
 		if m.Levels > 0 {
 			name = fmt.Sprintf("%s (k=%d)", m.Name, m.Levels)
 		}
-		page.Rows = append(page.Rows, ldpRow{
-			Name: name, Estimate: fmt.Sprintf("%.4f", m.Mean.EstimateKW), Error: fmt.Sprintf("%+.4f", m.Mean.ErrorKW),
-			CI:       fmt.Sprintf("[%.4f, %.4f]", m.Mean.CI95KW[0], m.Mean.CI95KW[1]),
-			SDTheory: fmt.Sprintf("%.4f", math.Sqrt(m.Mean.TheoreticalVar)), SDMeasured: fmt.Sprintf("%.4f ± %.4f", math.Sqrt(m.Mean.EmpiricalVar), m.Mean.EmpiricalVarSE/(2*math.Sqrt(m.Mean.EmpiricalVar))),
-			Z: fmt.Sprintf("%+.2f", m.EmpiricalVarianceZ), Worst: fmt.Sprintf("%.3f", m.WorstVarianceDomain),
-		})
+		tbl.Rows = append(tbl.Rows, []string{name, fmt.Sprintf("%.4f", m.Mean.EstimateKW), fmt.Sprintf("%+.4f", m.Mean.ErrorKW),
+			fmt.Sprintf("[%.4f, %.4f]", m.Mean.CI95KW[0], m.Mean.CI95KW[1]),
+			fmt.Sprintf("%.4f", math.Sqrt(m.Mean.TheoreticalVar)), fmt.Sprintf("%.4f ± %.4f", math.Sqrt(m.Mean.EmpiricalVar), m.Mean.EmpiricalVarSE/(2*math.Sqrt(m.Mean.EmpiricalVar))),
+			fmt.Sprintf("%+.2f", m.EmpiricalVarianceZ), fmt.Sprintf("%.3f", m.WorstVarianceDomain)})
 	}
+	page.Tables = []report.Table{tbl}
 	svg, err := ldpErrorFigure(c, res)
 	if err != nil {
 		return err
 	}
-	page.Figures = append(page.Figures, ldpFigure{SVG: template.HTML(svg), Caption: fmt.Sprintf(
-		"Figure 1. Root mean squared error of the mean estimate (kW per meter) against each report's epsilon, %d meters: lines from the exact variance given the readings, dots measured over %d rounds.", c.meters, c.trials)})
+	page.Figures = append(page.Figures, report.Figure{SVG: svg, Caption: fmt.Sprintf(
+		"Root mean squared error of the mean estimate (kW per meter) against each report's epsilon, %d meters: lines from the exact variance given the readings, dots measured over %d rounds.", c.meters, c.trials)})
 	if svg, ok, err := ldpHistogramFigure(res); err != nil {
 		return err
 	} else if ok {
-		page.Figures = append(page.Figures, ldpFigure{SVG: template.HTML(svg), Caption: fmt.Sprintf(
-			"Figure 2. Histogram estimates of one round at epsilon %g (solid) against the expected histogram of the randomly rounded readings (dashed).", c.epsilon)})
+		page.Figures = append(page.Figures, report.Figure{SVG: svg, Caption: fmt.Sprintf(
+			"Histogram estimates of one round at epsilon %g (solid) against the expected histogram of the randomly rounded readings (dashed).", c.epsilon)})
 	}
 	page.Notes = []string{
 		"Every meter clips its reading to the public range and perturbs it once per round with the mechanism; the system operator debiases the reports into an unbiased estimate of the sum of the clipped readings. The mean divides it by the number of meters.",
 		"sd theory is the exact standard deviation of the estimate given the readings; sd measured is the standard deviation over the rounds (± its standard error); variance z is (measured − theoretical variance) / its standard error, which should be a standard normal draw. The 95% interval uses the worst-case variance over all readings, which the operator can compute without knowing any reading.",
 		"Worst per-report variance is in units of the [−1, 1] domain (DESIGN.md C5 quotes it at epsilon = 1: Duchi 4.68, piecewise 5.22, hybrid 4.29). Binary randomized response (grr, k=2) after randomised rounding is the same mechanism as Duchi's, so its line lies under Duchi's. Their error stops falling at large epsilon: their reports stay two-valued. grr and oue with many levels pay for their histogram resolution in the sum.",
 	}
-	var buf bytes.Buffer
-	if err := ldpTemplate.Execute(&buf, page); err != nil {
+	if err := report.WritePage(w, page); err != nil {
 		return fmt.Errorf("rendering report.html: %w", err)
 	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	return nil
 }
-
-var ldpTemplate = template.Must(template.New("ldp").Parse(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>
-body{margin:0;background:#fff;color:#1a1a1a;font:15px/1.5 "Liberation Sans",Arial,Helvetica,sans-serif}
-main{max-width:820px;margin:0 auto;padding:16px 20px 40px}
-h1{font-size:1.45em;margin:.4em 0 .6em}
-h2{font-size:1.1em;margin:1.6em 0 .5em;padding-bottom:.2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.9em}
-th,td{padding:3px 12px 3px 0;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-th{font-weight:600;color:#444}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-figure{margin:1.2em 0 1.8em}
-figure svg{display:block;max-width:100%;height:auto}
-figcaption{font-size:.9em;color:#444;margin-top:.3em}
-footer{margin-top:2.5em;font-size:.8em;color:#777}
-</style>
-</head>
-<body>
-<main>
-<h1>{{.Title}}</h1>
-<h2>Set-up</h2>
-<table>
-<tbody>
-{{- range .Summary}}
-<tr><th scope="row">{{index . 0}}</th><td>{{index . 1}}</td></tr>
-{{- end}}
-</tbody>
-</table>
-<h2>Mean reading per meter (kW), one round, and its spread over all rounds</h2>
-<table>
-<thead><tr><th>mechanism</th><th>estimate</th><th>error</th><th>95% interval</th><th>sd theory</th><th>sd measured</th><th>variance z</th><th>worst per-report variance</th></tr></thead>
-<tbody>
-{{- range .Rows}}
-<tr><td>{{.Name}}</td><td class="n">{{.Estimate}}</td><td class="n">{{.Error}}</td><td class="n">{{.CI}}</td><td class="n">{{.SDTheory}}</td><td class="n">{{.SDMeasured}}</td><td class="n">{{.Z}}</td><td class="n">{{.Worst}}</td></tr>
-{{- end}}
-</tbody>
-</table>
-<h2>Figures</h2>
-{{- range .Figures}}
-<figure>
-{{.SVG}}
-<figcaption>{{.Caption}}</figcaption>
-</figure>
-{{- end}}
-<h2>Notes</h2>
-{{- range .Notes}}
-<p>{{.}}</p>
-{{- end}}
-<footer>Rendered by gridveil ldp; the figures are inline SVG. Schema of ldp.json and the formulas: docs/LDP.md.</footer>
-</main>
-</body>
-</html>
-`))

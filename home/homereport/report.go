@@ -10,16 +10,13 @@
 package homereport
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"html"
 	"html/template"
 	"image/color"
 	"io"
 	"math"
 	"strconv"
-	"strings"
 
 	xfont "golang.org/x/image/font"
 	"gonum.org/v1/plot"
@@ -27,7 +24,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/gridveil/gridveil/report"
 )
 
 // ErrInvalid is wrapped by Write's errors for input it cannot draw.
@@ -79,9 +77,8 @@ type Data struct {
 }
 
 const (
-	figW    vg.Length = 600
-	figH    vg.Length = 280
-	pxPerPt           = 4.0 / 3.0
+	figW vg.Length = 600
+	figH vg.Length = 280
 )
 
 var palette = []color.Color{
@@ -99,13 +96,13 @@ func Write(w io.Writer, d *Data) error {
 	if err := validate(d); err != nil {
 		return err
 	}
-	var figs []figure
+	var figs []report.Figure
 	if len(d.SlotLabels) > 0 && len(d.Meters) > 0 {
 		svg, err := dayFigure(d)
 		if err != nil {
 			return fmt.Errorf("homereport: day figure: %w", err)
 		}
-		figs = append(figs, figure{template.HTML(svg), fmt.Sprintf(
+		figs = append(figs, report.Figure{SVG: template.HTML(svg), Caption: fmt.Sprintf(
 			"Home %d over one day. Top: household load (grey, dashed) and what the meter shows under each scheduler, kW per slot. Bottom: the EV battery's state of charge; the shaded span is the trip (the EV is away, the meter shows the bare load).", d.HomeID)})
 	}
 	if len(d.Front) > 0 {
@@ -113,19 +110,27 @@ func Write(w io.Writer, d *Data) error {
 		if err != nil {
 			return fmt.Errorf("homereport: front figure: %w", err)
 		}
-		figs = append(figs, figure{template.HTML(svg),
-			"Cost against privacy, means over the homes. The optimal scheduler traces a front as alpha runs from near privacy only (α=0.01, the costlier end) to near cost only (α=0.99, the cheaper end); the other schedulers do not depend on alpha and are single points. Left: the strongest NILM attack's F1 (what a user can believe). Right: R² between meter and load (the seed paper's measure)."})
+		figs = append(figs, report.Figure{SVG: template.HTML(svg),
+			Caption: "Cost against privacy, means over the homes. The optimal scheduler traces a front as alpha runs from near privacy only (α=0.01, the costlier end) to near cost only (α=0.99, the cheaper end); the other schedulers do not depend on alpha and are single points. Left: the strongest NILM attack's F1 (what a user can believe). Right: R² between meter and load (the seed paper's measure)."})
 	}
-	for i := range figs {
-		figs[i].Caption = fmt.Sprintf("Figure %d. %s", i+1, figs[i].Caption)
+	page := &report.Page{Title: d.Title, SummaryTitle: "Run", Summary: d.Summary, Figures: figs, Notes: d.Notes,
+		Footer: "Rendered by gridveil home; the figures are inline SVG. Formats and method: docs/HOME.md."}
+	if len(d.Table) > 0 {
+		t := report.Table{
+			Title:  "Every scheduler on the same homes and battery (means per home-day)",
+			Header: []string{"scheduler", "cost", "leakage Σ(ΔP)² [kW²]", "R²", "lagged R² (±4)", "MI [bit]", "attacker F1", "F1 CO", "F1 edge", "F1 habits only"},
+		}
+		f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+		for _, r := range d.Table {
+			t.Rows = append(t.Rows, []string{r.Scheduler, f(r.Cost, 3), f(r.Leakage, 2), f(r.R2, 3), f(r.LaggedR2, 3), f(r.MI, 3), f(r.F1, 3), f(r.F1CO, 3), f(r.F1Edge, 3), f(r.F1Prior, 3)})
+		}
+		t.Caption = "Attacker F1 is the strongest NILM attack's (the figure a user can believe); F1 habits only is what an attacker knowing only the household's habits achieves."
+		page.Tables = []report.Table{t}
 	}
-	data := page{Title: d.Title, Summary: d.Summary, Table: d.Table, Figures: figs, Notes: d.Notes}
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, data); err != nil {
+	if err := report.WritePage(w, page); err != nil {
 		return fmt.Errorf("homereport: %w", err)
 	}
-	_, err := w.Write(buf.Bytes())
-	return err
+	return nil
 }
 
 func validate(d *Data) error {
@@ -387,106 +392,9 @@ func frontFigure(pts []Point) (string, error) {
 	})
 }
 
-// render draws a figure into an inline <svg> element. gonum/plot panics
-// on some degenerate input; that becomes an error.
-func render(w, h vg.Length, label string, fn func(draw.Canvas)) (svg string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			svg, err = "", fmt.Errorf("plotting %s: %v", label, r)
-		}
-	}()
-	cv := vgsvg.New(w, h)
-	fn(draw.New(cv))
-	var buf bytes.Buffer
-	if _, err := cv.WriteTo(&buf); err != nil {
-		return "", err
-	}
-	doc := buf.String()
-	i := strings.Index(doc, "<svg")
-	j := strings.IndexByte(doc[max(i, 0):], '>')
-	if i < 0 || j < 0 {
-		return "", errors.New("no <svg> element in plot output")
-	}
-	body := strings.ReplaceAll(doc[i+j+1:], "font-family:Liberation Sans;", "font-family:'Liberation Sans',Arial,Helvetica,sans-serif;")
-	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	head := fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%s" height="%s" viewBox="0 0 %s %s" role="img" aria-label="%s">`,
-		f(math.Round(w.Points()*pxPerPt)), f(math.Round(h.Points()*pxPerPt)), f(w.Points()), f(h.Points()), html.EscapeString(label))
-	return head + body, nil
+// render draws a figure into an inline <svg> element in the house style
+// of package report.
+func render(w, h vg.Length, label string, fn func(draw.Canvas)) (string, error) {
+	svg, err := report.RenderSVG(w, h, label, fn)
+	return string(svg), err
 }
-
-type figure struct {
-	SVG     template.HTML // built by render from gonum's escaped output
-	Caption string
-}
-
-type page struct {
-	Title   string
-	Summary [][2]string
-	Table   []Row
-	Figures []figure
-	Notes   []string
-}
-
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"f": func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) },
-}).Parse(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>
-body{margin:0;background:#fff;color:#1a1a1a;font:15px/1.5 "Liberation Sans",Arial,Helvetica,sans-serif}
-main{max-width:860px;margin:0 auto;padding:16px 20px 40px}
-h1{font-size:1.45em;margin:.4em 0 .6em}
-h2{font-size:1.1em;margin:1.6em 0 .5em;padding-bottom:.2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.9em}
-th,td{padding:3px 10px 3px 0;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-th{font-weight:600;color:#444}
-figure{margin:1.2em 0 1.8em}
-figure svg{display:block;max-width:100%;height:auto}
-figcaption{font-size:.9em;color:#444;margin-top:.3em}
-</style>
-</head>
-<body>
-<main>
-<h1>{{.Title}}</h1>
-{{- if .Summary}}
-<h2>Run</h2>
-<table><tbody>
-{{- range .Summary}}
-<tr><th scope="row">{{index . 0}}</th><td>{{index . 1}}</td></tr>
-{{- end}}
-</tbody></table>
-{{- end}}
-{{- if .Table}}
-<h2>Every scheduler on the same homes and battery (means per home-day)</h2>
-<table>
-<thead><tr><th>scheduler</th><th>cost</th><th>leakage Σ(ΔP)² [kW²]</th><th>R²</th><th>lagged R² (±4)</th><th>MI [bit]</th><th>attacker F1</th><th>F1 CO</th><th>F1 edge</th><th>F1 habits only</th></tr></thead>
-<tbody>
-{{- range .Table}}
-<tr><td>{{.Scheduler}}</td><td class="n">{{f .Cost 3}}</td><td class="n">{{f .Leakage 2}}</td><td class="n">{{f .R2 3}}</td><td class="n">{{f .LaggedR2 3}}</td><td class="n">{{f .MI 3}}</td><td class="n"><b>{{f .F1 3}}</b></td><td class="n">{{f .F1CO 3}}</td><td class="n">{{f .F1Edge 3}}</td><td class="n">{{f .F1Prior 3}}</td></tr>
-{{- end}}
-</tbody>
-</table>
-{{- end}}
-{{- if .Figures}}
-<h2>Figures</h2>
-{{- range .Figures}}
-<figure>
-{{.SVG}}
-<figcaption>{{.Caption}}</figcaption>
-</figure>
-{{- end}}
-{{- end}}
-{{- if .Notes}}
-<h2>Notes</h2>
-{{- range .Notes}}
-<p>{{.}}</p>
-{{- end}}
-{{- end}}
-</main>
-</body>
-</html>
-`))
