@@ -59,9 +59,11 @@
 //     the ring with the scope's secret; revocation reaches every linked LAG
 //     at once and terminates the vehicle's sessions.
 //
-// Threat model. The CA is trusted (it can trace everyone and issue for
-// anyone, as in the seed). LAGs are honest but curious and may be
-// malicious toward vehicles; the network is controlled by the attacker.
+// Threat model (docs/SECURITY.md has it in full, with the certificateless
+// Type I and Type II adversaries of seed 004's notes). The CA is trusted
+// (it can trace everyone and issue for anyone, as in the seed). LAGs are
+// honest but curious and may be malicious toward vehicles; the network is
+// controlled by the attacker.
 // Protected against, each by a test (docs/AUTH.md lists them): replay of a
 // captured session or of forwarded evidence; impersonation of a LAG
 // without a CA certificate (or with an expired or revoked one) and of a
@@ -70,10 +72,12 @@
 // at once is refused by the CA and recorded as an Incident with the
 // identity); eavesdropping (no identity, group, battery value, answer or
 // credential reference on the wire); revoked and expired credentials;
-// downgrade of the scheme or version; the LAG learning a vehicle's
-// identity, battery status or discharge answer (fixed-length sealed
-// messages; aggregates over at least AggregateMin vehicles, never
-// differing by one).
+// downgrade of the scheme or version; a LAG, or LAGs together, linking
+// one vehicle's sessions beyond what is accepted below (pseudonym windows
+// are aligned on fixed periods; LSAG rings are fixed buckets of the group
+// list); the LAG learning a vehicle's identity, battery status or
+// discharge answer (fixed-length sealed messages; aggregates over at least
+// AggregateMin vehicles, never differing by one).
 //
 // Not protected against: a compromised CA; traffic analysis (timing, the
 // number of messages per session, which session answered when); what the
@@ -81,8 +85,8 @@
 // charging, full and discharging); an aggregate whose vehicles all agreed
 // or all declined (it reveals every answer); linkability that the design
 // accepts: LSAG sessions of one vehicle at one LAG within one epoch (one
-// hour) share a link tag, and a home LAG can link the resumptions of one
-// vehicle; denial of service; vehicles or LAGs whose own keys leak; the
+// hour) share a link tag, LSAG's anonymity set is the ring, and a home LAG
+// can link the resumptions of one vehicle; denial of service; vehicles or LAGs whose own keys leak; the
 // revocation list, which links the revoked vehicle's unexpired pseudonyms.
 // A CA restart forgets active sessions and open discharge requests' answers
 // (credentials, registrations and the use of every pseudonym persist).

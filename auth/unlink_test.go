@@ -935,3 +935,134 @@ func TestRingBuckets(t *testing.T) {
 		}
 	}
 }
+
+// answerViews runs one session per vehicle at one LAG: half of the
+// vehicles agree to discharge, half decline, each with its own battery
+// values, and returns the LAG's whole view of each (agreeing vehicles
+// first). With stop, the vehicles that agreed also report leaving the
+// discharging state, which a decliner never does (a leak by traffic, for
+// the sanity case).
+func answerViews(t *testing.T, perSide int, stop bool) (agree, decline []*lagView, secrets [][]byte) {
+	t.Helper()
+	n := newTestNet(t, CAConfig{})
+	n.now = day.Add(20 * time.Minute)
+	n.addLAG("home", "utility-a", LAGConfig{})
+	var bvs []*BV
+	for i := range 2 * perSide {
+		bvs = append(bvs, n.newBV(fmt.Sprintf("VIN-%04d", i), "utility-a", 1))
+	}
+	rec := newRecorder(n)
+	rec.syncLinks()
+	for _, i := range cryptoPerm(t, len(bvs)) {
+		b := bvs[i]
+		yes := i < perSide
+		soc, wh := uint16(900+i), int32(0x5EC00000+i*7919)
+		secrets = append(secrets, binary.BigEndian.AppendUint32(nil, uint32(wh)), binary.LittleEndian.AppendUint32(nil, uint32(wh)),
+			binary.BigEndian.AppendUint32(nil, uint32(-wh/4)), binary.LittleEndian.AppendUint32(nil, uint32(-wh/4)),
+			[]byte(fmt.Sprint(wh)), []byte(fmt.Sprintf(" %d.%d%%", soc/10, soc%10)))
+		rec.cur = &session{lag: "home", bv: b.RealID}
+		c := n.connect(b, "home", SessionOptions{Role: RoleStorage, Schemes: []Scheme{SchemePseudonym}, WillDischarge: yes})
+		n.mustCharging(c)
+		n.act(c, full(soc, wh))
+		out, _, err := n.ca.RequestDischarge(n.now, "home", Centralized, 7000, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.caOut(out)
+		n.run()
+		if len(c.s.View().Acks) != 1 || (c.s.State() == BVDischarging) != yes {
+			t.Fatalf("%s: state %s, view %+v, %v", b.RealID, c.s.State(), c.s.View(), c.err)
+		}
+		if stop && yes {
+			n.act(c, func(s *BVSession) ([]byte, error) {
+				return s.ReportStatus(StatusStopDischarg, Battery{SOCPermille: soc - 100, EnergyWh: -wh / 4})
+			})
+		}
+		rec.cur.keep = keep(c)
+		n.bye(c)
+		v := rec.view(rec.cur)
+		rec.cur = nil
+		if yes {
+			agree = append(agree, v)
+		} else {
+			decline = append(decline, v)
+		}
+		n.now = n.now.Add(13 * time.Second)
+	}
+	return agree, decline, secrets
+}
+
+// shapeTest compares every size in the views of two classes (each frame's
+// length, each field's length, how many fields) with the rank test and
+// returns the largest |z| and what it was about.
+func shapeTest(a, b []*lagView) (float64, string) {
+	feats := func(v *lagView) map[string]float64 {
+		f := map[string]float64{"fields": float64(len(v.order)), "frames": float64(len(v.lens))}
+		for i, l := range v.lens {
+			f[fmt.Sprintf("frame %d", i)] = float64(l)
+		}
+		for k, x := range v.fields {
+			f["length of "+k] = float64(len(x))
+		}
+		return f
+	}
+	keys := map[string]bool{}
+	var fa, fb []map[string]float64
+	for _, v := range a {
+		fa = append(fa, feats(v))
+	}
+	for _, v := range b {
+		fb = append(fb, feats(v))
+	}
+	for _, f := range append(slices.Clone(fa), fb...) {
+		for k := range f {
+			keys[k] = true
+		}
+	}
+	worst, what := 0.0, ""
+	for k := range keys {
+		col := func(fs []map[string]float64) []float64 {
+			var out []float64
+			for _, f := range fs {
+				x, ok := f[k]
+				if !ok {
+					x = -1
+				}
+				out = append(out, x)
+			}
+			return out
+		}
+		if z := math.Abs(rankZ(col(fa), col(fb))); z > worst {
+			worst, what = z, k
+		}
+	}
+	return worst, what
+}
+
+// TestLAGViewHidesAnswerAndBattery: on the LAG's whole view (every frame
+// in the clear, everything it keeps, its log), a vehicle that agrees to
+// discharge looks like one that declines, and no battery value appears.
+// The sanity case shows the comparison catches a difference: agreeing
+// vehicles that then report leaving the discharging state (traffic the
+// LAG sees, out of the design's scope) are told apart.
+func TestLAGViewHidesAnswerAndBattery(t *testing.T) {
+	agree, decline, secrets := answerViews(t, 30, false)
+	for _, v := range append(slices.Clone(agree), decline...) {
+		for _, s := range secrets {
+			if bytes.Contains(v.blob, s) {
+				t.Fatalf("a battery value (% x) is in the LAG's view", s)
+			}
+		}
+	}
+	if z, what := shapeTest(agree, decline); z > zMax {
+		t.Fatalf("the LAG tells Agree from Decline by the %s (z = %.1f)", what, z)
+	} else {
+		t.Logf("Agree against Decline: the largest difference, in the %s, has z = %.2f", what, z)
+	}
+	agree, decline, _ = answerViews(t, 30, true)
+	if z, what := shapeTest(agree, decline); z <= zMax {
+		t.Fatalf("the comparison misses the extra status of agreeing vehicles (largest z = %.1f, %s)", z, what)
+	} else {
+		t.Logf("sanity: agreeing vehicles that report leaving discharge are told apart by the %s (z = %.1f)", what, z)
+	}
+}
