@@ -196,20 +196,29 @@ func (c *channel) open(body []byte) ([]byte, error) {
 	if !c.ready() {
 		return nil, fmt.Errorf("%w: channel not established", ErrState)
 	}
+	pt, err := openTransport(c.dec, body)
+	if err != nil {
+		c.dead = true
+	}
+	return pt, err
+}
+
+// openTransport decrypts a frameData payload with a channel's receiving
+// cipher alone, so that a LAG can decrypt a session's frame outside its
+// lock while the session's sending cipher stays in use (Step). A failure
+// must kill the channel: the caller does that.
+func openTransport(dec *noise.CipherState, body []byte) ([]byte, error) {
 	var pt []byte
 	for {
 		if len(body) < 2 {
-			c.dead = true
 			return nil, fmt.Errorf("%w: truncated transport message", ErrChannel)
 		}
 		n := int(binary.BigEndian.Uint16(body))
 		if n < 17 || len(body)-2 < n {
-			c.dead = true
 			return nil, fmt.Errorf("%w: transport chunk of %d bytes", ErrChannel, n)
 		}
-		chunk, err := c.dec.Decrypt(nil, nil, body[2:2+n])
+		chunk, err := dec.Decrypt(nil, nil, body[2:2+n])
 		if err != nil {
-			c.dead = true
 			return nil, fmt.Errorf("%w: decryption: %w", ErrChannel, err)
 		}
 		body = body[2+n:]
@@ -218,12 +227,10 @@ func (c *channel) open(body []byte) ([]byte, error) {
 			break
 		}
 		if chunk[0] != 1 {
-			c.dead = true
 			return nil, fmt.Errorf("%w: continuation flag %d", ErrChannel, chunk[0])
 		}
 	}
 	if len(body) != 0 {
-		c.dead = true
 		return nil, fmt.Errorf("%w: %d bytes after the last chunk", ErrChannel, len(body))
 	}
 	return pt, nil

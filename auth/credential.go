@@ -110,10 +110,23 @@ type verifierEnv struct {
 // prepare decodes and checks everything about a credential but its
 // signatures, which the caller verifies in a batch (verifyChecks).
 func (env *verifierEnv) prepare(binding, challenge [32]byte, s Scheme, role Role, epoch int64, cred, sig []byte) (*check, error) {
+	c, err := decodeCheck(env.lagID, env.now, env.maxEpoch, binding, challenge, s, role, epoch, cred, sig)
+	if err != nil {
+		return nil, err
+	}
+	return c, env.resolve(c, sig)
+}
+
+// decodeCheck is the part of prepare that needs nothing but the request
+// and the time: the statement, the credential's decoding, sizes, the
+// pseudonym's validity window and the linking epoch. It reads no verifier
+// state, so a LAG runs it outside its lock (Step.Run); resolve does the
+// rest, in the same order of checks as before the split.
+func decodeCheck(lagID string, now time.Time, maxEpoch int64, binding, challenge [32]byte, s Scheme, role Role, epoch int64, cred, sig []byte) (*check, error) {
 	if !role.valid() {
 		return nil, fmt.Errorf("%w: role %d", ErrMalformed, role)
 	}
-	c := &check{stmt: authStatement(binding, challenge, env.lagID, s, role, epoch, cred), sig: sig}
+	c := &check{stmt: authStatement(binding, challenge, lagID, s, role, epoch, cred), sig: sig}
 	switch s {
 	case SchemePseudonym:
 		if epoch != 0 {
@@ -126,11 +139,8 @@ func (env *verifierEnv) prepare(binding, challenge [32]byte, s Scheme, role Role
 		if len(sig) != ed25519.SignatureSize {
 			return nil, fmt.Errorf("%w: signature of %d bytes", ErrMalformed, len(sig))
 		}
-		if err := cert.CheckValidity(env.now); err != nil {
+		if err := cert.CheckValidity(now); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrExpired, err)
-		}
-		if env.revoked(cert.Serial) {
-			return nil, fmt.Errorf("%w: pseudonym %x", ErrRevoked, cert.Serial[:4])
 		}
 		c.cred = &credMaterial{scheme: s, group: cert.Group, cert: cert}
 		copy(c.cred.ref[:], cert.Serial[:])
@@ -139,32 +149,47 @@ func (env *verifierEnv) prepare(binding, challenge [32]byte, s Scheme, role Role
 		if err != nil {
 			return nil, err
 		}
-		cur := Epoch(env.now)
-		if epoch < cur-env.maxEpoch || epoch > cur+env.maxEpoch {
+		cur := Epoch(now)
+		if epoch < cur-maxEpoch || epoch > cur+maxEpoch {
 			return nil, fmt.Errorf("%w: linking epoch %d, now %d", ErrExpired, epoch, cur)
 		}
-		g := env.groups[rr.Group]
-		if g == nil {
-			return nil, fmt.Errorf("%w: group %q", ErrUnknown, rr.Group)
-		}
-		ring, err := g.ring(rr.Members)
-		if err != nil {
-			return nil, err
-		}
-		lsig, err := lsag.ParseSignature(sig, ring.Len())
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
-		base, err := env.base(env.lagID, epoch)
-		if err != nil {
-			return nil, err
-		}
-		c.lsig = lsig
-		c.cred = &credMaterial{scheme: s, group: rr.Group, ref: lsig.Tag, rr: rr, ring: ring, base: base, epoch: epoch}
+		c.cred = &credMaterial{scheme: s, group: rr.Group, rr: rr, epoch: epoch}
 	default:
 		return nil, fmt.Errorf("%w: scheme %d", ErrDowngrade, s)
 	}
 	return c, nil
+}
+
+// resolve completes a decoded check against the verifier's state: the
+// revocation list for a pseudonym; the group's keys, the signature's
+// decoding for that ring and the linking base for LSAG.
+func (env *verifierEnv) resolve(c *check, sig []byte) error {
+	switch c.cred.scheme {
+	case SchemePseudonym:
+		if env.revoked(c.cred.cert.Serial) {
+			return fmt.Errorf("%w: pseudonym %x", ErrRevoked, c.cred.cert.Serial[:4])
+		}
+	case SchemeLSAG:
+		g := env.groups[c.cred.rr.Group]
+		if g == nil {
+			return fmt.Errorf("%w: group %q", ErrUnknown, c.cred.rr.Group)
+		}
+		ring, err := g.ring(c.cred.rr.Members)
+		if err != nil {
+			return err
+		}
+		lsig, err := lsag.ParseSignature(sig, ring.Len())
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		base, err := env.base(env.lagID, c.cred.epoch)
+		if err != nil {
+			return err
+		}
+		c.lsig = lsig
+		c.cred.ring, c.cred.base, c.cred.ref = ring, base, lsig.Tag
+	}
+	return nil
 }
 
 // verifyChecks verifies the signatures of prepared checks: pseudonym

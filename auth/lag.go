@@ -68,6 +68,8 @@ type lagSession struct {
 	reports   int
 	confirmed bool
 	v2vWh     int64
+	busy      bool // a Step holds this session's frame (Begin to Finish)
+	inBatch   bool // its request is in a Batch taken for verification
 }
 
 // LAG is a local aggregator's protocol core: it serves vehicles over
@@ -168,7 +170,7 @@ func (l *LAG) CADisconnected() Output {
 	var out Output
 	l.link, l.linkReady = nil, false
 	for _, s := range l.sessions {
-		if s.state == lsVerifying && s.entry != nil && !slices.Contains(l.awaitCA, s) && !slices.Contains(l.pending, s) {
+		if s.state == lsVerifying && s.entry != nil && !s.inBatch && !slices.Contains(l.awaitCA, s) && !slices.Contains(l.pending, s) {
 			l.reject(&out, s, fmt.Errorf("%w: link lost while verifying", ErrUnavailable))
 		}
 	}
@@ -217,8 +219,10 @@ func (l *LAG) Close(id ConnID) Output {
 		return out
 	}
 	delete(l.sessions, id)
-	l.pending = slices.DeleteFunc(l.pending, func(p *lagSession) bool { return p == s })
-	l.awaitCA = slices.DeleteFunc(l.awaitCA, func(p *lagSession) bool { return p == s })
+	if s.state == lsVerifying { // only then is it queued (a linear search)
+		l.pending = slices.DeleteFunc(l.pending, func(p *lagSession) bool { return p == s })
+		l.awaitCA = slices.DeleteFunc(l.awaitCA, func(p *lagSession) bool { return p == s })
+	}
 	if s.ch != nil && s.ch.enc != nil {
 		delete(l.byBinding, s.ch.binding)
 		if s.state == lsActive || s.state == lsAwaitGrant {
@@ -265,73 +269,225 @@ func (l *LAG) reject(out *Output, s *lagSession, err error) {
 
 // Receive processes one frame from a vehicle. Rejections are in the output
 // (a reject frame, the connection in Close, an event with the error); the
-// error is also returned.
+// error is also returned. It is Begin, Step.Run and Finish in a row.
 func (l *LAG) Receive(now time.Time, id ConnID, frame []byte) (Output, error) {
-	var out Output
+	st := l.Begin(now, id, frame)
+	st.Run()
+	return l.Finish(st)
+}
+
+// A Step is the handling of one vehicle frame, cut in three so that a
+// shell can do the costly part without the LAG's lock, for many sessions
+// at once on all cores:
+//
+//	st := l.Begin(now, id, frame) // under the lock; cheap
+//	st.Run()                      // no lock; the session's cryptography
+//	out, err := l.Finish(st)      // under the lock; cheap
+//
+// Run is where the cost is: the Noise handshake's two X25519 operations
+// and key pair, the transport decryption, the decoding of a credential
+// and the session signature on a later answer or status report. It uses
+// only what Begin handed it: the session's channel (all of it during the
+// handshake, only its receiving cipher afterwards, the LAG's sending side
+// staying with the session), and data that no longer changes (the LAG's
+// certificate and static key, the session's binding, challenge and
+// established credential). It reads and writes nothing else of the LAG,
+// so Runs of different sessions may overlap each other and any call on
+// the LAG. Finish applies the result under the same rules and in the same
+// order of checks as one Receive, so a sequence of frames gives the same
+// outcome whichever way it is driven (TestParallelMatchesSequential).
+//
+// One session has at most one Step in flight: Begin refuses a second with
+// ErrState without touching the session (frames of one connection arrive
+// in order, so a shell that reads each connection in one goroutine never
+// does this). A session closed while its Step ran is forgotten; Finish
+// then returns ErrUnknown and an empty output.
+type Step struct {
+	now   time.Time
+	id    ConnID
+	s     *lagSession // nil: nothing of the session may be touched
+	frame []byte
+	err   error
+	ran   bool
+
+	// lent by Begin
+	hs        *channel           // the handshake: the whole channel
+	dec       *noise.CipherState // afterwards: the receiving cipher only
+	offered   []Scheme
+	resumeOK  bool
+	lagID     string
+	binding   [32]byte
+	challenge [32]byte
+	choice    choice
+	scope     *ScopeBase
+	cred      *credMaterial
+
+	// Run's results
+	reply    []byte // the second handshake message
+	openErr  bool   // the transport message did not decrypt
+	msg      message
+	check    *check // a decoded credential (authReq), before resolve
+	checkErr error
+	sigDone  bool  // sigErr holds verifyAnon's verdict for cred
+	sigErr   error // on an answer or a status report
+}
+
+// Begin starts handling a vehicle's frame. The LAG's lock must be held.
+func (l *LAG) Begin(now time.Time, id ConnID, frame []byte) *Step {
+	st := &Step{now: now, id: id, frame: frame}
 	s := l.sessions[id]
-	if s == nil {
-		return out, fmt.Errorf("%w: session %d", ErrUnknown, id)
+	switch {
+	case s == nil:
+		st.err = fmt.Errorf("%w: session %d", ErrUnknown, id)
+		return st
+	case s.busy:
+		st.err = fmt.Errorf("%w: session %d already has a frame in progress", ErrState, id)
+		return st
 	}
-	if err := l.receive(now, s, frame, &out); err != nil {
+	st.s, s.busy = s, true
+	switch {
+	case len(frame) == 0:
+		st.err = fmt.Errorf("%w: empty frame", ErrMalformed)
+	case s.state == lsAwaitHS1:
+		if frame[0] != frameHS1 {
+			st.err = fmt.Errorf("%w: frame type %d before the handshake", ErrState, frame[0])
+			break
+		}
+		// Nothing else touches a channel whose handshake is not over; it is
+		// lent whole and given back by Finish.
+		st.hs, s.ch = s.ch, nil
+		st.offered, st.resumeOK = s.offered, s.resumeOK
+	case frame[0] != frameData:
+		st.err = fmt.Errorf("%w: frame type %d after the handshake", ErrState, frame[0])
+	case !s.ch.ready():
+		st.err = fmt.Errorf("%w: channel not established", ErrState)
+	default:
+		// The receiving cipher is this frame's alone; the sending one stays
+		// with the session, for what the LAG sends meanwhile.
+		st.dec, s.ch.dec = s.ch.dec, nil
+		st.lagID, st.binding, st.challenge, st.choice = l.cfg.Cert.LAGID, s.ch.binding, s.challenge, s.choice
+		st.scope, st.cred = s.scope, s.cred
+	}
+	return st
+}
+
+// Run does the step's cryptography. It needs no lock (see Step) and does
+// nothing the second time.
+func (st *Step) Run() {
+	if st.err != nil || st.ran {
+		return
+	}
+	st.ran = true
+	if st.hs != nil {
+		st.err = st.handshake()
+		return
+	}
+	pt, err := openTransport(st.dec, st.frame[1:])
+	if err != nil {
+		st.err, st.openErr = err, true
+		return
+	}
+	if st.msg, st.err = parseAny(pt); st.err != nil {
+		return
+	}
+	switch m := st.msg.(type) {
+	case *authReq:
+		epoch := int64(0)
+		if m.Scheme == SchemeLSAG && st.scope != nil {
+			epoch = st.scope.Epoch
+		}
+		st.check, st.checkErr = decodeCheck(st.lagID, st.now, 1, st.binding, st.challenge, m.Scheme, m.Role, epoch, m.Cred, m.Sig)
+	case *answerMsg:
+		if st.cred != nil {
+			st.sigDone, st.sigErr = true, st.cred.verifyAnon(anonStatement(st.binding, msgAnswer, m.ReqID[:], m.Sealed), m.Sig)
+		}
+	case *statusMsg:
+		if st.cred != nil {
+			st.sigDone, st.sigErr = true, st.cred.verifyAnon(anonStatement(st.binding, msgStatus, seqBytes(m.Seq), m.Sealed), m.Sig)
+		}
+	}
+}
+
+// handshake reads the vehicle's first Noise message (version, scheme,
+// resumption wish) and writes the second with a fresh challenge.
+func (st *Step) handshake() error {
+	payload, err := st.hs.read(st.frame[1:])
+	if err != nil {
+		return err
+	}
+	if err := decode(payload, &st.choice); err != nil {
+		return err
+	}
+	if st.choice.Version != ProtocolVersion {
+		return fmt.Errorf("%w: protocol version %d", ErrDowngrade, st.choice.Version)
+	}
+	if !slices.Contains(st.offered, st.choice.Scheme) {
+		return fmt.Errorf("%w: scheme %s was not offered", ErrDowngrade, st.choice.Scheme)
+	}
+	if st.choice.Resume && !st.resumeOK {
+		return fmt.Errorf("%w: resumption not offered", ErrState)
+	}
+	if st.challenge, err = random32(); err != nil {
+		return err
+	}
+	msg, err := st.hs.write(st.challenge[:])
+	if err != nil {
+		return err
+	}
+	st.reply = append([]byte{frameHS2}, msg...)
+	return nil
+}
+
+// Finish applies a step. The LAG's lock must be held. Rejections are in
+// the output, as for Receive.
+func (l *LAG) Finish(st *Step) (Output, error) {
+	var out Output
+	s := st.s
+	if s == nil {
+		return out, st.err
+	}
+	if l.sessions[st.id] != s {
+		return out, fmt.Errorf("%w: session %d closed while its frame was handled", ErrUnknown, st.id)
+	}
+	s.busy = false
+	st.Run() // if the shell did not: now, under the lock
+	if st.hs != nil {
+		s.ch = st.hs
+	}
+	if st.dec != nil {
+		s.ch.dec = st.dec
+		if st.openErr {
+			s.ch.dead = true // as channel.open does on failure
+		}
+	}
+	err := st.err
+	if err == nil {
+		err = l.apply(s, st, &out)
+	}
+	if err != nil {
 		l.reject(&out, s, err)
 		return out, err
 	}
 	return out, nil
 }
 
-func (l *LAG) receive(now time.Time, s *lagSession, frame []byte, out *Output) error {
-	if len(frame) == 0 {
-		return fmt.Errorf("%w: empty frame", ErrMalformed)
-	}
-	if s.state == lsAwaitHS1 {
-		if frame[0] != frameHS1 {
-			return fmt.Errorf("%w: frame type %d before the handshake", ErrState, frame[0])
-		}
-		payload, err := s.ch.read(frame[1:])
-		if err != nil {
-			return err
-		}
-		if err := decode(payload, &s.choice); err != nil {
-			return err
-		}
-		if s.choice.Version != ProtocolVersion {
-			return fmt.Errorf("%w: protocol version %d", ErrDowngrade, s.choice.Version)
-		}
-		if !slices.Contains(s.offered, s.choice.Scheme) {
-			return fmt.Errorf("%w: scheme %s was not offered", ErrDowngrade, s.choice.Scheme)
-		}
-		if s.choice.Resume && !s.resumeOK {
-			return fmt.Errorf("%w: resumption not offered", ErrState)
-		}
-		if s.challenge, err = random32(); err != nil {
-			return err
-		}
-		msg, err := s.ch.write(s.challenge[:])
-		if err != nil {
-			return err
-		}
+// apply is the part of a frame's handling that reads or changes the LAG's
+// state, with Run's results.
+func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
+	now := st.now
+	if st.hs != nil {
+		s.choice, s.challenge = st.choice, st.challenge
 		l.byBinding[s.ch.binding] = s.id
 		s.state = lsAwaitAuth
-		out.send(s.id, append([]byte{frameHS2}, msg...))
+		out.send(s.id, st.reply)
 		return nil
 	}
-	if frame[0] != frameData {
-		return fmt.Errorf("%w: frame type %d after the handshake", ErrState, frame[0])
-	}
-	pt, err := s.ch.open(frame[1:])
-	if err != nil {
-		return err
-	}
-	m, err := parseAny(pt)
-	if err != nil {
-		return err
-	}
-	switch m := m.(type) {
+	switch m := st.msg.(type) {
 	case *authReq:
 		if s.state != lsAwaitAuth || s.choice.Resume {
 			return fmt.Errorf("%w: authentication request", ErrState)
 		}
-		return l.auth(now, s, m)
+		return l.auth(now, s, m, st)
 	case *resumeReq:
 		if s.state != lsAwaitAuth || !s.choice.Resume {
 			return fmt.Errorf("%w: resumption request", ErrState)
@@ -348,13 +504,22 @@ func (l *LAG) receive(now time.Time, s *lagSession, frame []byte, out *Output) e
 		s.state = lsActive
 		l.toConfirm = append(l.toConfirm, s.ch.binding)
 		out.event(s.id, "authenticated", "%s", l.describe(s))
+		l.recordEvidence(now, out, s)
 		l.forwardOpen(now, s, out)
 		return nil
 	}
 	if s.state != lsActive {
-		return fmt.Errorf("%w: message %#x before access was granted", ErrState, m.kind())
+		return fmt.Errorf("%w: message %#x before access was granted", ErrState, st.msg.kind())
 	}
-	switch m := m.(type) {
+	// sigOK is Run's verdict on the session signature, or the check done
+	// now if Run had no credential to check it with.
+	sigOK := func(stmt, sig []byte) error {
+		if st.sigDone && st.cred == s.cred {
+			return st.sigErr
+		}
+		return s.cred.verifyAnon(stmt, sig)
+	}
+	switch m := st.msg.(type) {
 	case *answerMsg:
 		n, got := s.pending[m.ReqID]
 		if !got {
@@ -363,7 +528,7 @@ func (l *LAG) receive(now time.Time, s *lagSession, frame []byte, out *Output) e
 		if n >= maxAnswers {
 			return fmt.Errorf("%w: answer %d to request %x", ErrNotPermitted, n+1, m.ReqID[:4])
 		}
-		if err := s.cred.verifyAnon(anonStatement(s.ch.binding, msgAnswer, m.ReqID[:], m.Sealed), m.Sig); err != nil {
+		if err := sigOK(anonStatement(s.ch.binding, msgAnswer, m.ReqID[:], m.Sealed), m.Sig); err != nil {
 			return err
 		}
 		if len(m.Sealed) != sealedAnswerSize {
@@ -377,7 +542,7 @@ func (l *LAG) receive(now time.Time, s *lagSession, frame []byte, out *Output) e
 		if m.Seq != s.statusSeq+1 {
 			return fmt.Errorf("%w: status report %d after %d", ErrReplay, m.Seq, s.statusSeq)
 		}
-		if err := s.cred.verifyAnon(anonStatement(s.ch.binding, msgStatus, seqBytes(m.Seq), m.Sealed), m.Sig); err != nil {
+		if err := sigOK(anonStatement(s.ch.binding, msgStatus, seqBytes(m.Seq), m.Sealed), m.Sig); err != nil {
 			return err
 		}
 		if len(m.Sealed) != sealedStatusSize {
@@ -399,7 +564,7 @@ func (l *LAG) receive(now time.Time, s *lagSession, frame []byte, out *Output) e
 		out.Close = append(out.Close, s.id)
 		out.merge(l.Close(s.id))
 	default:
-		return fmt.Errorf("%w: message %#x from a vehicle", ErrState, m.kind())
+		return fmt.Errorf("%w: message %#x from a vehicle", ErrState, st.msg.kind())
 	}
 	return nil
 }
@@ -452,8 +617,10 @@ func (l *LAG) env(now time.Time) *verifierEnv {
 }
 
 // auth checks everything about a vehicle's credential but the signatures,
-// and queues it for the next Flush.
-func (l *LAG) auth(now time.Time, s *lagSession, m *authReq) error {
+// and queues it for the next Flush. Run decoded the credential (st.check);
+// what needs the LAG's state (revocation, group keys, linking base) is
+// resolved here.
+func (l *LAG) auth(now time.Time, s *lagSession, m *authReq, st *Step) error {
 	if m.Scheme != s.choice.Scheme {
 		return fmt.Errorf("%w: scheme %s after choosing %s", ErrDowngrade, m.Scheme, s.choice.Scheme)
 	}
@@ -464,8 +631,11 @@ func (l *LAG) auth(now time.Time, s *lagSession, m *authReq) error {
 		}
 		epoch = s.scope.Epoch
 	}
-	c, err := l.env(now).prepare(s.ch.binding, s.challenge, m.Scheme, m.Role, epoch, m.Cred, m.Sig)
-	if err != nil {
+	if st.checkErr != nil {
+		return st.checkErr
+	}
+	c := st.check
+	if err := l.env(now).resolve(c, m.Sig); err != nil {
 		return err
 	}
 	s.check, s.role, s.opKey = c, m.Role, m.OpKey
@@ -479,22 +649,98 @@ func (l *LAG) auth(now time.Time, s *lagSession, m *authReq) error {
 func (l *LAG) Pending() int { return len(l.pending) }
 
 // Flush verifies every queued authentication request, pseudonym
-// credentials in one batch, and sends those that pass to the CA in one
-// verification message. Those that fail are refused.
+// credentials in one batch, and sends those that pass to the CA in
+// verification messages (one per maxVerifyEntries). Those that fail are
+// refused. It is TakeBatch, Batch.Verify and ApplyBatch in a row.
 func (l *LAG) Flush(now time.Time) Output {
-	var out Output
-	if len(l.pending) == 0 {
-		return l.sendAwaiting(out)
-	}
-	batch := l.pending
+	b := l.TakeBatch()
+	b.Verify()
+	return l.ApplyBatch(now, b)
+}
+
+// A Batch is the authentication requests gathered since the last one,
+// taken out of the LAG so that their signatures can be verified without
+// its lock (Verify, or VerifyPart on several cores), then applied:
+//
+//	b := l.TakeBatch()            // under the lock
+//	b.VerifyPart(i, n)            // no lock; parts 0..n-1 may run at once
+//	out := l.ApplyBatch(now, b)   // under the lock, after every part
+//
+// A Batch holds only what the requests' checks need (statements,
+// signatures, certificates, rings: none of it changes once gathered) and
+// the CA's public key. Sessions closed meanwhile are skipped by ApplyBatch.
+type Batch struct {
+	ca       CAPublic
+	sessions []*lagSession
+	checks   []*check
+	errs     []error
+	done     []bool
+}
+
+// TakeBatch takes the queued authentication requests. The LAG's lock must
+// be held.
+func (l *LAG) TakeBatch() *Batch {
+	b := &Batch{ca: l.cfg.CA, sessions: l.pending}
 	l.pending = nil
-	checks := make([]*check, len(batch))
-	for i, s := range batch {
-		checks[i] = s.check
+	b.checks = make([]*check, len(b.sessions))
+	for i, s := range b.sessions {
+		b.checks[i] = s.check
+		s.inBatch = true
 	}
-	for i, err := range verifyChecks(l.cfg.CA, checks) {
-		s := batch[i]
-		if err != nil {
+	b.errs = make([]error, len(b.checks))
+	b.done = make([]bool, len(b.checks))
+	return b
+}
+
+// Len is the number of requests in the batch.
+func (b *Batch) Len() int { return len(b.checks) }
+
+// Verify verifies the whole batch.
+func (b *Batch) Verify() { b.VerifyPart(0, 1) }
+
+// VerifyPart verifies the i-th of n contiguous parts of the batch
+// (pseudonym credentials in one batch equation per part, LSAG signatures
+// one by one). Different parts touch different entries, so they may run
+// concurrently; a part verified twice is verified once.
+func (b *Batch) VerifyPart(i, n int) {
+	if n < 1 || i < 0 || i >= n {
+		return
+	}
+	lo, hi := len(b.checks)*i/n, len(b.checks)*(i+1)/n
+	if lo == hi || b.done[lo] {
+		return
+	}
+	copy(b.errs[lo:hi], verifyChecks(b.ca, b.checks[lo:hi]))
+	for k := lo; k < hi; k++ {
+		b.done[k] = true
+	}
+}
+
+// ApplyBatch refuses the requests that failed and sends the others to the
+// CA. The LAG's lock must be held, and every VerifyPart over.
+func (l *LAG) ApplyBatch(now time.Time, b *Batch) Output {
+	var out Output
+	var missed []int
+	for k, d := range b.done {
+		if !d {
+			missed = append(missed, k)
+		}
+	}
+	if len(missed) > 0 { // parts the shell did not verify: now, under the lock
+		cs := make([]*check, len(missed))
+		for j, k := range missed {
+			cs[j] = b.checks[k]
+		}
+		for j, err := range verifyChecks(b.ca, cs) {
+			b.errs[missed[j]], b.done[missed[j]] = err, true
+		}
+	}
+	for i, s := range b.sessions {
+		s.inBatch = false
+		if l.sessions[s.id] != s {
+			continue // closed while the batch was verified
+		}
+		if err := b.errs[i]; err != nil {
 			l.reject(&out, s, err)
 			continue
 		}
@@ -505,16 +751,23 @@ func (l *LAG) Flush(now time.Time) Output {
 	return l.sendAwaiting(out)
 }
 
+// maxVerifyEntries bounds one verification message to the CA: 1024
+// pseudonym entries are about 400 KiB, a tenth of the link's frame limit,
+// and the CA answers each message as soon as it is verified.
+const maxVerifyEntries = 1024
+
 func (l *LAG) sendAwaiting(out Output) Output {
 	if !l.linkReady || len(l.awaitCA) == 0 {
 		return out
 	}
-	m := &verifyMsg{}
-	for _, s := range l.awaitCA {
-		m.Entries = append(m.Entries, *s.entry)
+	for ss := range slices.Chunk(l.awaitCA, maxVerifyEntries) {
+		m := &verifyMsg{Entries: make([]verifyEntry, len(ss))}
+		for i, s := range ss {
+			m.Entries[i] = *s.entry
+		}
+		l.toCA(&out, m)
 	}
 	l.awaitCA = nil
-	l.toCA(&out, m)
 	return out
 }
 
@@ -555,6 +808,7 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 	l.toCA(out, &resumedNoteMsg{Binding: s.ch.binding, Origin: t.Origin, Role: m.Role})
 	l.toConfirm = append(l.toConfirm, s.ch.binding)
 	out.event(s.id, "resumed", "%s", l.describe(s))
+	l.recordEvidence(now, out, s)
 	l.forwardOpen(now, s, out)
 	return nil
 }
