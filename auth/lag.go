@@ -77,7 +77,10 @@ type lagSession struct {
 // asks the CA for permits over its Noise IK link, forwards the CA's
 // requests and the vehicles' sealed answers, confirms batches of gathered
 // vehicles with one signature, and resumes home vehicles with tickets. It
-// is a pure state machine and not safe for concurrent use.
+// is a pure state machine and not safe for concurrent use: its methods
+// need one lock. The costly work of a frame (Step.Run) and of a batch
+// verification (Batch.VerifyPart) is done outside it, so that a shell can
+// spread that work over every core; see Step and Batch.
 type LAG struct {
 	cfg       LAGConfig
 	static    staticKey

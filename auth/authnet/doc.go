@@ -8,7 +8,10 @@
 // (a 4-byte big-endian length, then the payload; at most 1 MiB from
 // vehicles, 4 MiB between LAG and CA). A LAG dials the CA and keeps that
 // link up, reconnecting with back-off. Authentication requests are batched
-// by a short window (BatchWindow) and verified together.
+// by a short window (BatchWindow) and verified together, in one part per
+// core. A vehicle's frame is handled in the core's three steps
+// (auth.Step): its cryptography runs in the connection's goroutine without
+// the LAG's lock, so handshakes use every core.
 //
 // Files (all written atomically: a temporary file in the same directory,
 // fsync, rename, fsync of the directory):

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -37,6 +38,10 @@ type LAGOptions struct {
 }
 
 // LAGServer serves the LAG core: vehicles over TCP, and a link to the CA.
+// One goroutine reads each vehicle's connection; the core's state is
+// under one lock, taken only around the cheap steps of a frame (Begin,
+// Finish) and of a batch (TakeBatch, ApplyBatch), so that handshakes,
+// decryption and signature checks of different vehicles run on all cores.
 type LAGServer struct {
 	mu      sync.Mutex
 	lag     *auth.LAG
@@ -226,8 +231,15 @@ func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
 		if err != nil {
 			return
 		}
+		// The frame's cryptography (handshake DHs, decryption, signature
+		// checks) runs between the two locked steps, so the connections'
+		// goroutines use every core.
 		s.mu.Lock()
-		out, err := s.lag.Receive(time.Now(), id, f)
+		st := s.lag.Begin(time.Now(), id, f)
+		s.mu.Unlock()
+		st.Run()
+		s.mu.Lock()
+		out, err := s.lag.Finish(st)
 		s.dispatch(out)
 		pending := s.lag.Pending()
 		s.mu.Unlock()
@@ -257,11 +269,30 @@ func (s *LAGServer) flusher(ctx context.Context) {
 			return
 		case <-time.After(s.opts.BatchWindow):
 		}
-		s.mu.Lock()
-		s.dispatch(s.lag.Flush(time.Now()))
-		s.mu.Unlock()
+		s.flush()
 	}
 }
+
+// flush verifies the gathered authentication requests without the lock,
+// in one part per core, while the vehicles' goroutines go on.
+func (s *LAGServer) flush() {
+	s.mu.Lock()
+	b := s.lag.TakeBatch()
+	s.mu.Unlock()
+	parts := min(runtime.GOMAXPROCS(0), max(1, b.Len()/minPart))
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Go(func() { b.VerifyPart(i, parts) })
+	}
+	wg.Wait()
+	s.mu.Lock()
+	s.dispatch(s.lag.ApplyBatch(time.Now(), b))
+	s.mu.Unlock()
+}
+
+// minPart is the fewest requests worth a part of their own: the batch
+// equation's cost per credential grows below a few dozen.
+const minPart = 32
 
 func (s *LAGServer) ticker(ctx context.Context) {
 	confirm := time.NewTicker(s.opts.ConfirmEvery)
