@@ -39,6 +39,10 @@ type CAConfig struct {
 	DischargePowerW uint32        // asked of each vehicle; default 7000
 	DischargeWindow time.Duration // default 1 h
 	DischargeMode   Mode          // default Centralized
+	// AdminKey is the X25519 public key of the operator who may trace and
+	// revoke over the CA's listener (Noise IK, see Admin); zero refuses
+	// every admin connection.
+	AdminKey [32]byte
 }
 
 func (c *CAConfig) defaults() {
@@ -128,6 +132,7 @@ const (
 	connNew caConnKind = iota
 	connEnrol
 	connLink
+	connAdmin
 )
 
 type caConn struct {
@@ -256,8 +261,11 @@ func (c *CA) Receive(now time.Time, id ConnID, frame []byte) (out Output, err er
 	if err != nil {
 		return out, err
 	}
-	if cn.kind == connEnrol {
+	switch cn.kind {
+	case connEnrol:
 		return c.enrol(now, id, cn, m)
+	case connAdmin:
+		return c.admin(now, id, m)
 	}
 	return c.fromLAG(now, id, cn, m)
 }
@@ -272,6 +280,9 @@ func (c *CA) handshake(now time.Time, id ConnID, cn *caConn, frame []byte) (Outp
 	case frameLink:
 		cn.kind = connLink
 		cn.ch, err = newChannel(noise.HandshakeIK, false, []byte(prologueLink), c.static, nil)
+	case frameAdmin:
+		cn.kind = connAdmin
+		cn.ch, err = newChannel(noise.HandshakeIK, false, []byte(prologueAdmin), c.static, nil)
 	default:
 		return out, fmt.Errorf("%w: first frame of type %d", ErrState, frame[0])
 	}
@@ -296,6 +307,12 @@ func (c *CA) handshake(now time.Time, id ConnID, cn *caConn, frame []byte) (Outp
 			return out, err
 		}
 		cn.lag = lagID
+	}
+	if cn.kind == connAdmin {
+		// Only the operator's key administers: not a LAG's, not anyone's.
+		if ps := cn.ch.hs.PeerStatic(); c.cfg.AdminKey == [32]byte{} || len(ps) != 32 || [32]byte(ps) != c.cfg.AdminKey {
+			return out, fmt.Errorf("%w: administration needs the CA's admin key", ErrNotPermitted)
+		}
 	}
 	msg, err := cn.ch.write(nil)
 	if err != nil {

@@ -156,6 +156,12 @@ func newMessage(kind uint8) message {
 		return new(enrolLAGMsg)
 	case msgEnrolLAGOK:
 		return new(enrolLAGOKMsg)
+	case msgAdminTrace:
+		return new(adminTraceMsg)
+	case msgAdminRevoke:
+		return new(adminRevokeMsg)
+	case msgAdminResult:
+		return new(adminResultMsg)
 	}
 	return nil
 }

@@ -24,6 +24,9 @@ type Event struct {
 	Kind   string
 	Detail string
 	Err    error
+	// Evidence is set on a LAG's "evidence" events: the record of a
+	// session it admitted, for the shell to keep (see Evidence).
+	Evidence *Evidence
 }
 
 func (e Event) String() string {

@@ -44,9 +44,9 @@ import (
 // them before) must be caught, and LSAG sessions at one LAG within one
 // epoch must be linked (that is how clones are detected).
 //
-// A LAG's persisted state (lag.key, cert) does not change with sessions,
-// so it distinguishes nothing; everything else it keeps per session is in
-// the view.
+// A LAG's persisted state is its keys and certificate, which do not change
+// with sessions, and its evidence file (one record per admitted session),
+// which is in the view; so is everything it keeps in memory per session.
 
 // zMax bounds |z| for an unlinkable distinguisher. With about 60
 // distinguishers in each of 5 honest cases, a false alarm has probability
@@ -360,6 +360,11 @@ func (r *recorder) view(s *session) *lagView {
 	}
 	for _, e := range s.events {
 		v.add("event."+e.Kind, []byte(e.String()))
+		if e.Evidence != nil {
+			// What the LAG stores for the CA to trace (its evidence file).
+			v.add("evidence", e.Evidence.Marshal())
+			v.addInt("evidence.time", e.Evidence.Time)
+		}
 	}
 	if s.keep != nil {
 		v.merge("", s.keep)

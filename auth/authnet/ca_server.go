@@ -42,6 +42,10 @@ const (
 	caPubFile   = "public.key"
 	caTokenFile = "enrol.token"
 	caStateFile = "state.json"
+	// AdminKeyFile holds the operator's X25519 private key, hex (0600):
+	// whoever reads it may trace and revoke through the running CA
+	// (gridveil ca trace, gridveil ca revoke).
+	AdminKeyFile = "admin.key"
 )
 
 // OpenCA loads the CA from its data directory, creating keys on first use.
@@ -53,6 +57,11 @@ func OpenCA(store *Store, cfg auth.CAConfig, log *slog.Logger, onEvent EventFunc
 	if err != nil {
 		return nil, err
 	}
+	admin, err := loadOrCreateAdminKey(store)
+	if err != nil {
+		return nil, err
+	}
+	cfg.AdminKey = [32]byte(admin.Public)
 	var ca *auth.CA
 	state, err := store.Read(caStateFile)
 	switch {
@@ -242,6 +251,13 @@ func (s *CAServer) serveConn(id auth.ConnID, p *peer) {
 		s.ca.Close(id)
 		delete(s.peers, id)
 		s.mu.Unlock()
+		// Let the writer send what is queued (a refusal says why) before
+		// the connection closes; its write deadline bounds the wait.
+		p.closeAfter()
+		select {
+		case <-p.done:
+		case <-time.After(writeTimeout):
+		}
 		p.close()
 	}()
 	for {

@@ -13,15 +13,17 @@
 // (auth.Step): its cryptography runs in the connection's goroutine without
 // the LAG's lock, so handshakes use every core.
 //
-// Files (all written atomically: a temporary file in the same directory,
-// fsync, rename, fsync of the directory):
+// Files (all but the evidence file written atomically: a temporary file in
+// the same directory, fsync, rename, fsync of the directory):
 //
 //	CA    ca.key (0600)    the CA's secrets (auth.CAKeys)
+//	      admin.key (0600) the operator's X25519 key, hex: traces and revokes through the running CA (RunAdmin)
 //	      public.key       the CA's public keys, hex: give it to LAGs and vehicles
 //	      enrol.token      the enrolment token, hex (0600): give it to enrolling parties
 //	      state.json       registrations, certified serials and their use, revocations
 //	LAG   lag.key (0600)   Noise static key, batch-signing key, ticket key
 //	      cert             the CA's certificate on the LAG
+//	      evidence.jsonl   (0600, appended) evidence of every admitted session, for the CA to trace
 //	BV    <id>.json (0600) the vehicle's keys, unused pseudonyms, group list, tickets
 //
 // Threat model. Protects against: a crash in the middle of a write

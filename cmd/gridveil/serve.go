@@ -80,9 +80,12 @@ Roles: ` + strings.Join(roleNames(), ", ") + `.
   ca    the central authority (DESIGN.md C6): enrols LAGs and vehicles,
         checks every session and issues permits, traces, revokes, asks for
         discharges. Writes public.key and enrol.token to its data directory:
-        LAGs and vehicles need both.
+        LAGs and vehicles need both; and admin.key, with which gridveil ca
+        traces and revokes through it.
   lag   a local aggregator: serves vehicles over Noise NK sessions and keeps
         a Noise IK link to the CA. Enrols itself with the CA on first start.
+        Appends the evidence of every session it admits to evidence.jsonl,
+        from which gridveil ca trace asks the CA who it was.
   ledger
         one validator of the consortium ledger (DESIGN.md C7, docs/LEDGER.md):
         a CometBFT node with the market application; --addr is its RPC
@@ -144,6 +147,21 @@ func eventPrinter(w io.Writer, who string, quiet bool) authnet.EventFunc {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(w, "%s %-4s %s\n", time.Now().Format("15:04:05.000"), who, e)
+	}
+}
+
+// keepEvidence appends the evidence of every session the LAG admits to its
+// evidence file, for the CA to trace later (gridveil ca trace), and passes
+// the other events on.
+func keepEvidence(l *authnet.EvidenceLog, log *slog.Logger, next authnet.EventFunc) authnet.EventFunc {
+	return func(e auth.Event) {
+		if e.Evidence == nil {
+			next(e)
+			return
+		}
+		if err := l.Append(e.Evidence); err != nil {
+			log.Error("keeping session evidence", "err", err)
+		}
 	}
 }
 
@@ -234,9 +252,14 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	evidence, err := authnet.OpenEvidenceLog(store)
+	if err != nil {
+		return err
+	}
+	defer evidence.Close()
 	ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)
 	srv, err := authnet.OpenLAG(ctx, store, authnet.LAGOptions{ID: o.lagID, Group: o.group, CAAddr: caAddr, CA: pub, Token: token, Schemes: schemes},
-		log, eventPrinter(out, "lag", o.quiet))
+		log, keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet)))
 	cancel()
 	if err != nil {
 		return err
