@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,7 +194,67 @@ func TestSimMarket(t *testing.T) {
 	if before != after || mf.Day.GridFees != mf.Day.Income.Total() || mf.Day.Income.Penalties <= 0 || contracts == 0 {
 		t.Fatalf("rights %d before, %d after; grid holds %d, income %+v; %d P2P contracts", before, after, mf.Day.GridFees, mf.Day.Income, contracts)
 	}
+	// Rolling prices: complementary slackness in every window, checked
+	// by recomputing demand from the choke prices at the posted price.
+	r := mf.Rolling
+	if r == nil || !r.Converged || len(r.Price) != len(mf.Day.Windows) {
+		t.Fatalf("rolling prices missing or unsettled: %+v", r)
+	}
+	byStation := stationDemand(t, a, len(mf.Day.Windows))
+	for w, win := range mf.Day.Windows {
+		var demand float64
+		for name, d := range byStation {
+			demand += d[w] * math.Max(0, 1-r.Price[w]/r.Choke[name])
+		}
+		margin := float64(win.Margin)
+		if r.Price[w] > 0 && math.Abs(demand-margin) > 1 || r.Price[w] == 0 && demand > margin+1 {
+			t.Fatalf("window %d: price %.3f, demand %.1f Wh at it, margin %.0f Wh", w, r.Price[w], demand, margin)
+		}
+	}
 	if _, err := run(t, "sim", "--market", "--market-margin", "1.5", "--out", t.TempDir()); err == nil {
 		t.Fatal("a margin above demand accepted")
 	}
+}
+
+// stationDemand rebuilds each station's demand per 30-minute window (Wh)
+// from instance.json and solution.json in dir: the EVs of the first feeder
+// at each bus, as sim --market defines its stations.
+func stationDemand(t *testing.T, dir string, windows int) map[string][]float64 {
+	t.Helper()
+	var inst struct {
+		DT      float64                 `json:"dt_hours"`
+		Feeders []struct{ Name string } `json:"feeders"`
+		EVs     []struct {
+			ID     string `json:"id"`
+			Feeder string `json:"feeder"`
+			Bus    string `json:"bus"`
+		} `json:"evs"`
+	}
+	var sol struct {
+		Schedules map[string][]float64 `json:"schedules"`
+	}
+	for name, v := range map[string]any{"instance.json": &inst, "solution.json": &sol} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spw := int(math.Round(0.5 / inst.DT))
+	out := map[string][]float64{}
+	for _, ev := range inst.EVs {
+		if ev.Feeder != inst.Feeders[0].Name {
+			continue
+		}
+		name := "station-" + ev.Bus
+		if out[name] == nil {
+			out[name] = make([]float64, windows)
+		}
+		for slot, x := range sol.Schedules[ev.ID] {
+			out[name][slot/spw] += math.Round(x * inst.DT * 1000)
+		}
+	}
+	return out
 }

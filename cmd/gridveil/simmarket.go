@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 
 	"github.com/spf13/pflag"
 
@@ -39,6 +40,71 @@ type MarketFile struct {
 	Margin   float64           `json:"margin_fraction"`
 	Stations []string          `json:"stations"`
 	Day      *ledger.DayResult `json:"day"`
+	Rolling  *RollingFile      `json:"rolling"`
+}
+
+// RollingFile is seed 003's rolling price formation run on the same day,
+// as the alternative to the auction: the platform posts one price per
+// window and moves it until the stations' price-responsive demand meets
+// the grid's margin.
+type RollingFile struct {
+	Choke      map[string]float64 `json:"choke_price"` // station -> price at which it takes nothing, milli-currency per kWh
+	Price      []float64          `json:"price"`       // per window, milli-currency per kWh
+	Demand     []float64          `json:"demand_wh"`   // per window at that price
+	Iterations int                `json:"iterations"`
+	Converged  bool               `json:"converged"`
+}
+
+// rollingBidder is a station under rolling prices: its demand falls
+// linearly from all of it at price 0 to nothing at its choke price.
+type rollingBidder struct {
+	base  []float64 // Wh per window
+	choke float64
+}
+
+// Demand implements market.Bidder.
+func (b rollingBidder) Demand(price, out []float64) {
+	for t := range out {
+		out[t] = b.base[t] * math.Max(0, 1-price[t]/b.choke)
+	}
+}
+
+// runRolling forms rolling prices for the day's windows. Each station's
+// choke price is drawn from the seed in [100, 900) milli-currency per kWh
+// (the auction's private values lie in [50, 500)).
+func runRolling(cfg ledger.DayConfig, seed uint64) (*RollingFile, error) {
+	W := len(cfg.Margin)
+	rng := rand.New(rand.NewPCG(seed, 0x726f6c6c)) // "roll"
+	rf := &RollingFile{Choke: map[string]float64{}}
+	bidders := make([]market.Bidder, len(cfg.Stations))
+	slope := make([]float64, W) // Wh per unit price, summed over stations
+	for i, st := range cfg.Stations {
+		b := rollingBidder{base: make([]float64, W), choke: math.Round(100 + 800*rng.Float64())}
+		for w, d := range st.Demand {
+			b.base[w] = float64(d)
+			slope[w] += float64(d) / b.choke
+		}
+		bidders[i] = b
+		rf.Choke[st.Name] = b.choke
+	}
+	// The dual ascent is stable for steps below 2 / slope; use 1 / slope,
+	// which settles each window's price in a few steps.
+	step := 1.0
+	for _, sl := range slope {
+		if sl > 0 {
+			step = math.Min(step, 1/sl)
+		}
+	}
+	margin, floor := make([]float64, W), make([]float64, W)
+	for w, m := range cfg.Margin {
+		margin[w] = float64(m)
+	}
+	res, err := market.RollingPrices(bidders, margin, floor, step, 0.5, 100_000)
+	if err != nil {
+		return nil, fmt.Errorf("rolling prices: %w", err)
+	}
+	rf.Price, rf.Demand, rf.Iterations, rf.Converged = res.Price, res.Demand, res.Iterations, res.Converged
+	return rf, nil
 }
 
 // runMarket turns the first feeder's EV buses into stations whose demand
@@ -125,7 +191,11 @@ func (f *marketFlags) runMarket(p *charging.Problem, m *scenario.Meta, sol *char
 	if err != nil {
 		return nil, err
 	}
-	out := &MarketFile{Schema: "gridveil/market/v1", Scenario: m.Scenario, Seed: m.Seed, Feeder: fd.Name, Margin: f.margin, Day: day}
+	rolling, err := runRolling(cfg, m.Seed)
+	if err != nil {
+		return nil, err
+	}
+	out := &MarketFile{Schema: "gridveil/market/v1", Scenario: m.Scenario, Seed: m.Seed, Feeder: fd.Name, Margin: f.margin, Day: day, Rolling: rolling}
 	for _, st := range stations {
 		out.Stations = append(out.Stations, st.Name)
 	}
@@ -247,11 +317,22 @@ func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFi
 			{Name: "traded P2P", Y: p2p}, {Name: "demand without rights", Y: unmet}},
 		Caption: "Per 30-minute delivery window: the stations' demand (what their EVs draw under the coordinated schedules), the grid company's load margin, the charging rights that changed hands in the double auction and in P2P contracts, and the demand left without rights after trading (charged penalties at delivery).",
 	}}
+	series := []report.Series{}
 	if anyPrice {
+		series = append(series, report.Series{Name: mf.Day.Rule + " auction price", Y: price})
+	}
+	if r := mf.Rolling; r != nil && len(r.Price) == len(labels) {
+		rp := make([]float64, len(r.Price))
+		for i, v := range r.Price {
+			rp[i] = v / 1000
+		}
+		series = append(series, report.Series{Name: "rolling price", Y: rp})
+	}
+	if len(series) > 0 {
 		figs = append(figs, report.LineFigure{
-			Title: "Clearing price", YLabel: "price [currency/kWh]", Labels: labels,
-			Series:  []report.Series{{Name: mf.Day.Rule + " price", Y: price}},
-			Caption: "The auction's clearing price per window (0 where nothing traded, or where a McAfee trade reduction priced buyers and sellers apart).",
+			Title: "Prices of charging rights", YLabel: "price [currency/kWh]", Labels: labels,
+			Series:  series,
+			Caption: "The auction's clearing price per window (0 where nothing traded, or where a McAfee trade reduction priced buyers and sellers apart), and seed 003's rolling price formation on the same day: the platform moves one price per window until the stations' price-responsive demand (falling linearly to zero at each station's choke price) meets the grid's margin. The two answer different questions: the auction reallocates rights rho x demand among stations; the rolling price curtails demand to the margin.",
 		})
 	}
 	return figs
