@@ -11,6 +11,8 @@ import (
 
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/flynn/noise"
+
+	"github.com/gridveil/gridveil/auth/wire"
 )
 
 // Frame types: the first byte of every frame payload on a connection.
@@ -188,6 +190,34 @@ func (c *channel) seal(pt []byte) ([]byte, error) {
 		out = binary.BigEndian.AppendUint16(out, uint16(len(ct)))
 		out = append(out, ct...)
 	}
+	return out, nil
+}
+
+// sealMsg is seal(encode(m)), built in one buffer: m is encoded straight
+// after the frame's header and encrypted in place, one allocation where
+// seal(encode(m)) makes four or five. Every message to a vehicle fits one
+// chunk; a longer one goes through seal. Same bytes either way.
+func (c *channel) sealMsg(m message) ([]byte, error) {
+	if !c.ready() {
+		return nil, fmt.Errorf("%w: channel not established", ErrState)
+	}
+	const hdr = 1 + 2 + 1 // frame type, chunk length, continuation flag
+	buf := make([]byte, hdr, 768)
+	buf[0] = frameData
+	w := wire.NewBuilder(append(buf, m.kind()))
+	m.put(w)
+	buf = w.Out()
+	if len(buf)-hdr > maxChunk {
+		return c.seal(buf[hdr:])
+	}
+	// The ciphertext overwrites the plaintext it starts at (an exact
+	// overlap, which AEAD.Seal allows).
+	out, err := c.enc.Encrypt(buf[:3], nil, buf[3:])
+	if err != nil {
+		c.dead = true
+		return nil, fmt.Errorf("%w: %w", ErrChannel, err)
+	}
+	binary.BigEndian.PutUint16(out[1:3], uint16(len(out)-3))
 	return out, nil
 }
 

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -60,6 +61,7 @@ type lagSession struct {
 	entry     *verifyEntry
 	check     *check
 	permit    *Permit
+	permitRaw []byte // the permit as the CA encoded it, which the grant MACs
 	resumed   bool
 	origin    [32]byte
 	pending   map[[16]byte]int // discharge requests forwarded -> answers given
@@ -84,6 +86,7 @@ type lagSession struct {
 type LAG struct {
 	cfg       LAGConfig
 	static    staticKey
+	ticketKey cipher.AEAD // AES-256-GCM under cfg.TicketKey; nil: no resumption
 	sessions  map[ConnID]*lagSession
 	byBinding map[[32]byte]ConnID
 	nextID    ConnID
@@ -138,8 +141,15 @@ func NewLAG(cfg LAGConfig, now time.Time) (*LAG, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tk cipher.AEAD
+	if cfg.TicketKey != [32]byte{} {
+		// Built once: each home admission issues a ticket.
+		if tk, err = newGCM(cfg.TicketKey); err != nil {
+			return nil, err
+		}
+	}
 	return &LAG{
-		cfg: cfg, static: static, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, nextID: 1,
+		cfg: cfg, static: static, ticketKey: tk, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, nextID: 1,
 		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, scopes: map[int64]ScopeBase{},
 		usedTickets: map[[32]byte]int64{}, origins: map[[32]byte]*originRec{}, requests: map[[16]byte]*DischargeRequest{},
 		dischAgg: map[[16]byte]Aggregate{},
@@ -239,7 +249,7 @@ func (l *LAG) toCA(out *Output, m message) {
 	if !l.linkReady {
 		return
 	}
-	b, err := l.link.seal(encode(m))
+	b, err := l.link.sealMsg(m)
 	if err != nil {
 		out.fail(ToCA, "link", err)
 		return
@@ -248,7 +258,7 @@ func (l *LAG) toCA(out *Output, m message) {
 }
 
 func (l *LAG) toBV(out *Output, s *lagSession, m message) {
-	b, err := s.ch.seal(encode(m))
+	b, err := s.ch.sealMsg(m)
 	if err != nil {
 		l.reject(out, s, err)
 		return
@@ -500,8 +510,7 @@ func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
 		if s.state != lsAwaitGrant {
 			return fmt.Errorf("%w: grant", ErrState)
 		}
-		pb := s.permit.Marshal()
-		if !macOK(s.opKey, m.MAC, "grant", s.ch.binding[:], pb) {
+		if !macOK(s.opKey, m.MAC, "grant", s.ch.binding[:], s.permitRaw) {
 			return fmt.Errorf("%w: grant", ErrBadMAC)
 		}
 		s.state = lsActive
@@ -830,16 +839,15 @@ func (l *LAG) issueTicket(now time.Time, origin [32]byte, notAfter int64) ([]byt
 	if err != nil {
 		return nil, secret, err
 	}
-	g, err := newGCM(l.cfg.TicketKey)
-	if err != nil {
-		return nil, secret, err
+	if l.ticketKey == nil {
+		return nil, secret, fmt.Errorf("%w: resumption disabled", ErrNotPermitted)
 	}
-	nonce := make([]byte, 12)
+	nonce := make([]byte, 12, 12+32+32+8+8+16)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, secret, err
 	}
 	pt := wire.NewBuilder(nil).Fixed(secret[:]).Fixed(origin[:]).I64(now.Unix()).I64(notAfter).Out()
-	return g.Seal(nonce, nonce, pt, l.ticketAAD()), secret, nil
+	return l.ticketKey.Seal(nonce, nonce, pt, l.ticketAAD()), secret, nil
 }
 
 func (l *LAG) ticketAAD() []byte {
@@ -847,17 +855,13 @@ func (l *LAG) ticketAAD() []byte {
 }
 
 func (l *LAG) openTicket(t []byte) (*ticketPlain, error) {
-	if l.cfg.TicketKey == [32]byte{} {
+	if l.ticketKey == nil {
 		return nil, fmt.Errorf("%w: resumption disabled", ErrNotPermitted)
-	}
-	g, err := newGCM(l.cfg.TicketKey)
-	if err != nil {
-		return nil, err
 	}
 	if len(t) < 12+16 {
 		return nil, fmt.Errorf("%w: ticket", ErrNoCredential)
 	}
-	pt, err := g.Open(nil, t[:12], t[12:], l.ticketAAD())
+	pt, err := l.ticketKey.Open(nil, t[:12], t[12:], l.ticketAAD())
 	if err != nil {
 		return nil, fmt.Errorf("%w: ticket does not open", ErrNoCredential)
 	}
@@ -990,7 +994,7 @@ func (l *LAG) verdict(now time.Time, v verdict, out *Output) {
 		l.reject(out, s, err)
 		return
 	}
-	s.permit = p
+	s.permit, s.permitRaw = p, v.Permit
 	pm := &permitMsg{Permit: v.Permit}
 	if p.Home && p.Service.Has(ServiceResume) && l.cfg.TicketKey != [32]byte{} {
 		notAfter := min(now.Add(l.cfg.TicketLifetime).Unix(), p.NotAfter)

@@ -1,11 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/flynn/noise"
 )
 
 // tamperer is a vehicle whose authentication request is damaged on the
@@ -219,5 +223,48 @@ func TestStepRules(t *testing.T) {
 	n.run()
 	if v := l.Sessions(); len(v) != 1 || v[0].ID != id {
 		t.Fatalf("sessions after the batch: %+v", v)
+	}
+}
+
+// TestSealMsg: sealMsg gives the frame seal(encode(m)) gives, for a short
+// message and one of several chunks, and the peer opens both.
+func TestSealMsg(t *testing.T) {
+	pair := func() (*channel, *channel) {
+		static, _ := dh25519{}.GenerateKeypair(rand.Reader)
+		sk, err := newStaticKey(static)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := newChannel(noise.HandshakeNK, true, nil, staticKey{}, sk.dh.Public)
+		b, _ := newChannel(noise.HandshakeNK, false, nil, sk, nil)
+		m1, _ := a.write(nil)
+		b.read(m1)
+		m2, _ := b.write(nil)
+		a.read(m2)
+		return a, b
+	}
+	big := &verifyMsg{}
+	for range 300 {
+		big.Entries = append(big.Entries, verifyEntry{Cred: make([]byte, 254), Sig: make([]byte, 64)})
+	}
+	for _, m := range []message{&grantMsg{}, &rejectMsg{Code: 3}, big} {
+		a, b := pair()
+		f1, err := a.sealMsg(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f2, err := a.seal(encode(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range [][]byte{f1, f2} {
+			pt, err := b.open(f[1:])
+			if err != nil || !bytes.Equal(pt, encode(m)) || f[0] != frameData {
+				t.Fatalf("%T: %v", m, err)
+			}
+		}
+		if len(f1) != len(f2) || !bytes.Equal(f1[:3], f2[:3]) {
+			t.Fatalf("%T: frames of %d and %d bytes", m, len(f1), len(f2))
+		}
 	}
 }

@@ -116,6 +116,7 @@ func BenchmarkLAGAdmitParallel(b *testing.B) {
 			n.t = b
 			d := &lagDriver{l: node.lag, workers: workersFor()}
 			var phases [5]time.Duration
+			var cpu time.Duration
 			b.StopTimer()
 			b.ResetTimer()
 			for range b.N {
@@ -135,9 +136,11 @@ func BenchmarkLAGAdmitParallel(b *testing.B) {
 				for i := range phases {
 					phases[i] += a.phases[i]
 				}
+				cpu += a.lagCPU
 				closeAll(n, node, a.ids)
 			}
 			b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N*count), "µs/vehicle")
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s")
 			for i, name := range []string{"handshake", "auth+batch", "permits", "grants", "confirm"} {
 				b.ReportMetric(phases[i].Seconds()/float64(b.N), name+"-s")
 			}
