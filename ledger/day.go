@@ -94,9 +94,9 @@ type DayWindow struct {
 	Price        int64       `json:"price"` // uniform or McAfee price, milli-currency per kWh; 0 if none
 	Contracts    int         `json:"p2p_contracts"`
 	P2PVolume    int64       `json:"p2p_wh"`
-	Unmet        int64       `json:"unmet_wh"`   // demand not covered by rights after trading
-	Excess       int64       `json:"excess_wh"`  // rights held beyond demand after trading
-	Income       Income      `json:"income"`     // what the grid company received
+	Unmet        int64       `json:"unmet_wh"`  // demand not covered by rights after trading
+	Excess       int64       `json:"excess_wh"` // rights held beyond demand after trading
+	Income       Income      `json:"income"`    // what the grid company received
 	Rejected     int         `json:"rejected_transactions"`
 	Congested    []string    `json:"congested_buses,omitempty"` // buses with a congestion fee posted
 }

@@ -28,10 +28,20 @@
 // arithmetic is integer throughout: Go may fuse floating-point multiply-adds
 // on some architectures, which would split the chain.
 //
+// After clearing, stations may settle P2P contracts that both parties
+// signed (the seller's signature over the contract, the buyer's over the
+// envelope); the grid company then reports metered delivery, which charges
+// penalties for deviating from rights and moves reputations. Reputation
+// levels bound whom a station may match (market.Reputation), and a
+// station's validator has voting power stake x reputation, handed to
+// CometBFT as validator updates. Each window records the grid company's
+// income by source. Driver and RunDay run the application block by block
+// on a simulated clock for the simulator; StartNode and InitNetwork run it
+// under real consensus.
+//
 // Threat model: any participant may send malformed, unsigned, replayed,
 // out-of-phase or over-quantity transactions; validators are trusted to
 // follow the protocol up to CometBFT's fault tolerance (fewer than a third
-// of the voting power Byzantine). Not yet here (issue 7): P2P contracts,
-// reputation-bounded matching on the ledger, metered delivery and
-// penalties, and stake- or reputation-weighted voting power.
+// of the voting power Byzantine). Stations' private values and demand are
+// public on the ledger: confidentiality of bids is not a goal here.
 package ledger
