@@ -662,7 +662,7 @@ func (l *LAG) Pending() int { return len(l.pending) }
 
 // Flush verifies every queued authentication request, pseudonym
 // credentials in one batch, and sends those that pass to the CA in
-// verification messages (one per maxVerifyEntries). Those that fail are
+// verification messages (of at most maxVerifyBytes). Those that fail are
 // refused. It is TakeBatch, Batch.Verify and ApplyBatch in a row.
 func (l *LAG) Flush(now time.Time) Output {
 	b := l.TakeBatch()
@@ -763,22 +763,28 @@ func (l *LAG) ApplyBatch(now time.Time, b *Batch) Output {
 	return l.sendAwaiting(out)
 }
 
-// maxVerifyEntries bounds one verification message to the CA: 1024
-// pseudonym entries are about 400 KiB, a tenth of the link's frame limit,
-// and the CA answers each message as soon as it is verified.
-const maxVerifyEntries = 1024
+// maxVerifyBytes bounds the entries of one verification message to the
+// CA, a quarter of the link's frame limit: 2600 pseudonym entries, or 110
+// LSAG entries over rings of the largest size. One message for 10,000
+// vehicles would pass the limit; several also let the CA answer the first
+// while the LAG still verifies.
+const maxVerifyBytes = 1 << 20
 
 func (l *LAG) sendAwaiting(out Output) Output {
 	if !l.linkReady || len(l.awaitCA) == 0 {
 		return out
 	}
-	for ss := range slices.Chunk(l.awaitCA, maxVerifyEntries) {
-		m := &verifyMsg{Entries: make([]verifyEntry, len(ss))}
-		for i, s := range ss {
-			m.Entries[i] = *s.entry
+	m, size := &verifyMsg{}, 0
+	for _, s := range l.awaitCA {
+		e := s.entry
+		n := 32 + 32 + 1 + 1 + 8 + 4 + len(e.Cred) + 4 + len(e.Sig)
+		if len(m.Entries) > 0 && size+n > maxVerifyBytes {
+			l.toCA(&out, m)
+			m, size = &verifyMsg{}, 0
 		}
-		l.toCA(&out, m)
+		m.Entries, size = append(m.Entries, *e), size+n
 	}
+	l.toCA(&out, m)
 	l.awaitCA = nil
 	return out
 }

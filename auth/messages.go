@@ -51,7 +51,7 @@ const (
 
 // Caps on variable fields.
 const (
-	maxCred      = pseudonym.MaxCertSize + 8 // a certificate, or a ring reference
+	maxCred      = max(pseudonym.MaxCertSize+8, 4+MaxID+4+4*MaxRingSize) // a certificate, or a ring reference (group, members) of the largest ring
 	maxTicket    = 256
 	maxPath      = 40
 	maxPseudo    = 1000 // pseudonym keys per enrolment request
