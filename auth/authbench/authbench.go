@@ -71,7 +71,7 @@ func Run(cfg Config, progress io.Writer) (*Result, error) {
 		cfg.Vehicles = 1000
 	}
 	if len(cfg.Rings) == 0 {
-		cfg.Rings = []int{16, 64}
+		cfg.Rings = []int{16, 64, 100}
 	}
 	if cfg.MinTime <= 0 {
 		cfg.MinTime = 300 * time.Millisecond

@@ -202,7 +202,7 @@ func FuzzParseVerify(f *testing.F) {
 
 func BenchmarkSign(b *testing.B) {
 	_, base := DeriveBase([]byte("s"), []byte("scope"))
-	for _, n := range []int{1, 16, 64} {
+	for _, n := range []int{1, 16, 64, 100} {
 		ring, keys := makeRing(b, n)
 		b.Run(fmt.Sprintf("ring=%d", n), func(b *testing.B) {
 			for b.Loop() {
@@ -216,7 +216,7 @@ func BenchmarkSign(b *testing.B) {
 
 func BenchmarkVerify(b *testing.B) {
 	_, base := DeriveBase([]byte("s"), []byte("scope"))
-	for _, n := range []int{1, 16, 64} {
+	for _, n := range []int{1, 16, 64, 100} {
 		ring, keys := makeRing(b, n)
 		sig, _ := Sign([]byte("m"), ring, 0, keys[0], base)
 		b.Run(fmt.Sprintf("ring=%d", n), func(b *testing.B) {

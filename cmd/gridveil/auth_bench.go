@@ -49,7 +49,7 @@ the time to admit 1000 vehicles at one LAG follows. See docs/AUTH.md.`,
 		},
 	}
 	cmd.Flags().IntVar(&vehicles, "vehicles", 1000, "vehicles admitted at one LAG for the end-to-end figure (LSAG: a tenth)")
-	cmd.Flags().StringVar(&rings, "rings", "16,64", "LSAG ring sizes")
+	cmd.Flags().StringVar(&rings, "rings", "16,64,100", "LSAG ring sizes")
 	cmd.Flags().DurationVar(&minTime, "min-time", 300*time.Millisecond, "minimum duration of each micro-benchmark")
 	return cmd
 }
