@@ -65,6 +65,9 @@ func StartNode(c NodeConfig) (*Node, error) {
 	conf.P2P.PersistentPeers = c.Peers
 	conf.P2P.AllowDuplicateIP = true
 	conf.P2P.AddrBookStrict = false
+	// Validators reach each other as persistent peers; without peer exchange
+	// no address book is saved to config/ by a goroutine that outlives Stop.
+	conf.P2P.PexReactor = false
 	conf.Instrumentation.Prometheus = false
 	conf.TxIndex.Indexer = "null"
 
