@@ -33,7 +33,8 @@ import (
 // Config says what to measure.
 type Config struct {
 	// Vehicles admitted at one LAG for the end-to-end figure of the
-	// pseudonym scheme (LSAG rows use a tenth, at least 20).
+	// pseudonym scheme (LSAG rows use a tenth, at least 20, rounded up to
+	// a whole number of rings).
 	Vehicles int
 	// Rings are the LSAG ring sizes to compare.
 	Rings []int
@@ -206,7 +207,10 @@ func lsagRow(cfg Config, k int) (Row, error) {
 	}
 	r.CredBytes = 4 + len("utility-a") + 4 + 4*k
 	r.SigBytes = lsag.Size(k)
-	r.MeasuredWith = max(20, cfg.Vehicles/10)
+	// A whole number of rings: vehicles draw their ring from buckets of k
+	// members, and a partial last bucket joins the one before it, which
+	// would give some vehicles a larger ring than the row says.
+	r.MeasuredWith = (max(20, cfg.Vehicles/10) + k - 1) / k * k
 	r.LAGUS, r.CAUS, err = admit(auth.SchemeLSAG, r.MeasuredWith, k)
 	r.Per1000S = r.LAGUS * 1000 / 1e6
 	return r, err
