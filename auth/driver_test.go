@@ -118,7 +118,7 @@ func (f *forger) Receive(now time.Time, frame []byte) ([][]byte, error) {
 type admission struct {
 	lagTime time.Duration    // wall time of the LAG's phases, all of them
 	lagCPU  time.Duration    // the process's CPU time (user and system) in them
-	phases  [5]time.Duration // handshake, auth + batch, permits, grants, confirmation
+	phases  [6]time.Duration // hello and handshake, requests, batch, permits, grants, confirmation
 	errs    []error          // per vehicle: the LAG's error for its session
 	ids     []ConnID
 	frames  int // frames the LAG sent to vehicles
@@ -241,7 +241,7 @@ func admitPhased(tb testing.TB, n *testNet, node *lagNode, d *lagDriver, vs []ph
 	lagRound(0) // first handshake message -> second, with the challenge
 	lagRound(1) // authentication requests, queued
 	var flushed Output
-	timed(1, func() { flushed = d.flush(n.now) })
+	timed(2, func() { flushed = d.flush(n.now) })
 	noteRejects(flushed)
 	// The CA answers each verification message (not timed).
 	var verdicts []Frame
@@ -256,7 +256,7 @@ func admitPhased(tb testing.TB, n *testNet, node *lagNode, d *lagDriver, vs []ph
 		verdicts = append(verdicts, co.Frames...)
 	}
 	var permits []Output
-	timed(2, func() {
+	timed(3, func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, f := range verdicts {
@@ -271,9 +271,9 @@ func admitPhased(tb testing.TB, n *testNet, node *lagNode, d *lagDriver, vs []ph
 		noteRejects(o)
 	}
 	toVehicles(permits, nil)
-	lagRound(3) // grants: access granted, sessions active
+	lagRound(4) // grants: access granted, sessions active
 	var confirm Output
-	timed(4, func() {
+	timed(5, func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		confirm = d.l.ConfirmBatch(n.now)

@@ -298,8 +298,9 @@ func (l *LAG) Receive(now time.Time, id ConnID, frame []byte) (Output, error) {
 //	out, err := l.Finish(st)      // under the lock; cheap
 //
 // Run is where the cost is: the Noise handshake's two X25519 operations
-// and key pair, the transport decryption, the decoding of a credential
-// and the session signature on a later answer or status report. It uses
+// and key pair, the transport decryption, the decoding of a credential,
+// the grant's MAC and the session signature on a later answer or status
+// report. It uses
 // only what Begin handed it: the session's channel (all of it during the
 // handshake, only its receiving cipher afterwards, the LAG's sending side
 // staying with the session), and data that no longer changes (the LAG's
@@ -334,6 +335,8 @@ type Step struct {
 	choice    choice
 	scope     *ScopeBase
 	cred      *credMaterial
+	opKey     [32]byte
+	permitRaw []byte // set once the CA's permit came: the grant's MAC covers it
 
 	// Run's results
 	reply    []byte // the second handshake message
@@ -343,6 +346,8 @@ type Step struct {
 	checkErr error
 	sigDone  bool  // sigErr holds verifyAnon's verdict for cred
 	sigErr   error // on an answer or a status report
+	macDone  bool  // macOK holds the grant MAC's check against permitRaw
+	macOK    bool
 }
 
 // Begin starts handling a vehicle's frame. The LAG's lock must be held.
@@ -379,7 +384,7 @@ func (l *LAG) Begin(now time.Time, id ConnID, frame []byte) *Step {
 		// with the session, for what the LAG sends meanwhile.
 		st.dec, s.ch.dec = s.ch.dec, nil
 		st.lagID, st.binding, st.challenge, st.choice = l.cfg.Cert.LAGID, s.ch.binding, s.challenge, s.choice
-		st.scope, st.cred = s.scope, s.cred
+		st.scope, st.cred, st.opKey, st.permitRaw = s.scope, s.cred, s.opKey, s.permitRaw
 	}
 	return st
 }
@@ -410,6 +415,10 @@ func (st *Step) Run() {
 			epoch = st.scope.Epoch
 		}
 		st.check, st.checkErr = decodeCheck(st.lagID, st.now, 1, st.binding, st.challenge, m.Scheme, m.Role, epoch, m.Cred, m.Sig)
+	case *grantMsg:
+		if st.permitRaw != nil {
+			st.macDone, st.macOK = true, macOK(st.opKey, m.MAC, "grant", st.binding[:], st.permitRaw)
+		}
 	case *answerMsg:
 		if st.cred != nil {
 			st.sigDone, st.sigErr = true, st.cred.verifyAnon(anonStatement(st.binding, msgAnswer, m.ReqID[:], m.Sealed), m.Sig)
@@ -510,7 +519,14 @@ func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
 		if s.state != lsAwaitGrant {
 			return fmt.Errorf("%w: grant", ErrState)
 		}
-		if !macOK(s.opKey, m.MAC, "grant", s.ch.binding[:], s.permitRaw) {
+		// The permit and the operator key never change once the permit
+		// came, so Run's check stands; without it (the permit came while
+		// the frame was on its way), check now.
+		ok := st.macOK
+		if !st.macDone {
+			ok = macOK(s.opKey, m.MAC, "grant", s.ch.binding[:], s.permitRaw)
+		}
+		if !ok {
 			return fmt.Errorf("%w: grant", ErrBadMAC)
 		}
 		s.state = lsActive

@@ -115,7 +115,7 @@ func BenchmarkLAGAdmitParallel(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", count), func(b *testing.B) {
 			n.t = b
 			d := &lagDriver{l: node.lag, workers: workersFor()}
-			var phases [5]time.Duration
+			var phases [6]time.Duration
 			var cpu time.Duration
 			b.StopTimer()
 			b.ResetTimer()
@@ -141,7 +141,7 @@ func BenchmarkLAGAdmitParallel(b *testing.B) {
 			}
 			b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N*count), "µs/vehicle")
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s")
-			for i, name := range []string{"handshake", "auth+batch", "permits", "grants", "confirm"} {
+			for i, name := range []string{"handshake", "requests", "batch", "permits", "grants", "confirm"} {
 				b.ReportMetric(phases[i].Seconds()/float64(b.N), name+"-s")
 			}
 		})
