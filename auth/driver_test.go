@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -118,6 +119,7 @@ func (f *forger) Receive(now time.Time, frame []byte) ([][]byte, error) {
 type admission struct {
 	lagTime time.Duration    // wall time of the LAG's phases, all of them
 	lagCPU  time.Duration    // the process's CPU time (user and system) in them
+	lagGCs  uint64           // garbage collections that ran during them
 	phases  [6]time.Duration // hello and handshake, requests, batch, permits, grants, confirmation
 	errs    []error          // per vehicle: the LAG's error for its session
 	ids     []ConnID
@@ -142,13 +144,14 @@ func admitPhased(tb testing.TB, n *testNet, node *lagNode, d *lagDriver, vs []ph
 		if bench != nil {
 			bench.StartTimer()
 		}
-		c := cpuTime()
+		c, g := cpuTime(), gcCycles()
 		t := time.Now()
 		// The label lets a CPU profile show the LAG's phases alone:
 		// go tool pprof -tagfocus phase=lag.
 		pprof.Do(context.Background(), pprof.Labels("phase", "lag"), func(context.Context) { f() })
 		e := time.Since(t)
 		a.lagCPU += cpuTime() - c
+		a.lagGCs += gcCycles() - g
 		if bench != nil {
 			bench.StopTimer()
 		}
@@ -304,4 +307,13 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// gcCycles is the number of garbage collections completed so far: the
+// benchmark's process holds every vehicle's state, which a collection
+// inside the LAG's phases would make the LAG pay for.
+func gcCycles() uint64 {
+	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(m)
+	return m[0].Value.Uint64()
 }

@@ -117,6 +117,7 @@ func BenchmarkLAGAdmitParallel(b *testing.B) {
 			d := &lagDriver{l: node.lag, workers: workersFor()}
 			var phases [6]time.Duration
 			var cpu time.Duration
+			var gcs uint64
 			b.StopTimer()
 			b.ResetTimer()
 			for range b.N {
@@ -137,10 +138,12 @@ func BenchmarkLAGAdmitParallel(b *testing.B) {
 					phases[i] += a.phases[i]
 				}
 				cpu += a.lagCPU
+				gcs += a.lagGCs
 				closeAll(n, node, a.ids)
 			}
 			b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N*count), "µs/vehicle")
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s")
+			b.ReportMetric(float64(gcs)/float64(b.N), "gcs")
 			for i, name := range []string{"handshake", "requests", "batch", "permits", "grants", "confirm"} {
 				b.ReportMetric(phases[i].Seconds()/float64(b.N), name+"-s")
 			}
