@@ -10,7 +10,12 @@
 // connections to close and events (what they learned); they do no I/O and
 // hold no clocks. Cryptographic randomness (keys, nonces, challenges,
 // ephemeral Noise keys) comes from crypto/rand only, never from a seeded
-// generator. Package authnet runs them over TCP.
+// generator. Package authnet runs them over TCP. A LAG also takes a frame
+// and a batch verification in steps (Step, Batch) whose costly middle part
+// (the handshake's DHs, decryption, signature checks) touches only one
+// session's or one batch's data and needs no lock, so that its shell can
+// spread that work over every core while the state machine itself stays
+// single-threaded and deterministic for a given order of calls.
 //
 // The protocol:
 //
