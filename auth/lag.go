@@ -300,14 +300,13 @@ func (l *LAG) Receive(now time.Time, id ConnID, frame []byte) (Output, error) {
 // Run is where the cost is: the Noise handshake's two X25519 operations
 // and key pair, the transport decryption, the decoding of a credential,
 // the grant's MAC and the session signature on a later answer or status
-// report. It uses
-// only what Begin handed it: the session's channel (all of it during the
-// handshake, only its receiving cipher afterwards, the LAG's sending side
-// staying with the session), and data that no longer changes (the LAG's
-// certificate and static key, the session's binding, challenge and
-// established credential). It reads and writes nothing else of the LAG,
-// so Runs of different sessions may overlap each other and any call on
-// the LAG. Finish applies the result under the same rules and in the same
+// report. It uses only what Begin handed it: the session's channel (all of
+// it during the handshake, only its receiving cipher afterwards, the
+// LAG's sending side staying with the session), and data that no longer
+// changes (the LAG's certificate and static key, the session's binding,
+// challenge, operator key, permit and established credential). It reads
+// and writes nothing else of the LAG, so Runs of different sessions may
+// overlap each other and any call on the LAG. Finish applies the result under the same rules and in the same
 // order of checks as one Receive, so a sequence of frames gives the same
 // outcome whichever way it is driven (TestParallelMatchesSequential).
 //
