@@ -290,9 +290,10 @@ func (s *LAGServer) flush() {
 	s.mu.Unlock()
 }
 
-// minPart is the fewest requests worth a part of their own: the batch
-// equation's cost per credential grows below a few dozen.
-const minPart = 32
+// minPart is the fewest requests worth a part of their own: below it a
+// part's fixed costs (a goroutine; the batch equation's terms for the base
+// point and the CA's key) become a noticeable share of its time.
+const minPart = 16
 
 func (s *LAGServer) ticker(ctx context.Context) {
 	confirm := time.NewTicker(s.opts.ConfirmEvery)
