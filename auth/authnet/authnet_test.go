@@ -59,6 +59,12 @@ type world struct {
 
 func startWorld(t *testing.T, dir string) *world {
 	t.Helper()
+	return startWorldWith(t, dir, nil)
+}
+
+// startWorldWith starts a world whose LAG options opt may change.
+func startWorldWith(t *testing.T, dir string, opt func(*LAGOptions)) *world {
+	t.Helper()
 	w := &world{dir: dir}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -87,8 +93,12 @@ func startWorld(t *testing.T, dir string) *world {
 		t.Fatal(err)
 	}
 	ls, _ := OpenStore(dir + "/lag")
-	w.lag, err = OpenLAG(ctx, ls, LAGOptions{ID: "lag-1", Group: "utility-a", CAAddr: w.caAddr, CA: w.ca.Public(), Token: token,
-		ConfirmEvery: 50 * time.Millisecond}, nil, record("lag"))
+	lo := LAGOptions{ID: "lag-1", Group: "utility-a", CAAddr: w.caAddr, CA: w.ca.Public(), Token: token,
+		ConfirmEvery: 50 * time.Millisecond}
+	if opt != nil {
+		opt(&lo)
+	}
+	w.lag, err = OpenLAG(ctx, ls, lo, nil, record("lag"))
 	if err != nil {
 		t.Fatal(err)
 	}
