@@ -251,14 +251,7 @@ func (s *CAServer) serveConn(id auth.ConnID, p *peer) {
 		s.ca.Close(id)
 		delete(s.peers, id)
 		s.mu.Unlock()
-		// Let the writer send what is queued (a refusal says why) before
-		// the connection closes; its write deadline bounds the wait.
-		p.closeAfter()
-		select {
-		case <-p.done:
-		case <-time.After(writeTimeout):
-		}
-		p.close()
+		p.drainAndClose()
 	}()
 	for {
 		_ = p.conn.SetReadDeadline(time.Now().Add(IdleTimeout))

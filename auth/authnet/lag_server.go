@@ -223,14 +223,7 @@ func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
 		s.dispatch(s.lag.Close(id))
 		delete(s.peers, id)
 		s.mu.Unlock()
-		// Let the writer send what is queued (a refusal says why) before
-		// the connection closes; its write deadline bounds the wait.
-		p.closeAfter()
-		select {
-		case <-p.done:
-		case <-time.After(writeTimeout):
-		}
-		p.close()
+		p.drainAndClose()
 	}()
 	for {
 		_ = p.conn.SetReadDeadline(time.Now().Add(IdleTimeout))

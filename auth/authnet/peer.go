@@ -70,6 +70,17 @@ func (p *peer) closeAfter() {
 	}
 }
 
+// drainAndClose lets the writer send what is queued (a refusal says why)
+// and then closes the connection; the write deadline bounds the wait.
+func (p *peer) drainAndClose() {
+	p.closeAfter()
+	select {
+	case <-p.done:
+	case <-time.After(writeTimeout):
+	}
+	p.close()
+}
+
 func (p *peer) close() {
 	p.once.Do(func() {
 		close(p.done)
