@@ -3,7 +3,6 @@ package authnet
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -197,16 +196,9 @@ func (s *CAServer) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
+		c, err := accept(ctx, ln)
+		if err != nil || c == nil {
+			return err
 		}
 		s.mu.Lock()
 		if len(s.peers) >= s.MaxConns {

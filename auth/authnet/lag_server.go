@@ -5,7 +5,6 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -179,16 +178,9 @@ func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Wait()
 	}()
 	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
+		c, err := accept(ctx, ln)
+		if err != nil || c == nil {
+			return err
 		}
 		s.mu.Lock()
 		if len(s.peers) >= s.opts.MaxConns {

@@ -1,6 +1,9 @@
 package authnet
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -86,4 +89,24 @@ func (p *peer) close() {
 		close(p.done)
 		p.conn.Close()
 	})
+}
+
+// accept waits for the next connection on ln. It returns (nil, nil) once
+// ctx is done (the listener was closed for it), retries after temporary
+// timeouts, and wraps any other error.
+func accept(ctx context.Context, ln net.Listener) (net.Conn, error) {
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		return nil, fmt.Errorf("accept: %w", err)
+	}
 }
