@@ -8,8 +8,9 @@ import "math"
 // < 2^28 kW in GF(P), far beyond any bus.
 const FixedScale = 1 << 32
 
-// encode64 maps v to Z_2^64 (two's complement).
-func encode64(v float64) uint64 { return uint64(int64(math.Round(v * FixedScale))) }
+// encode64 maps v to Z_2^64 (two's complement). It rounds half to even,
+// which the hardware does in one instruction; math.Round does not.
+func encode64(v float64) uint64 { return uint64(int64(math.RoundToEven(v * FixedScale))) }
 
 // decode64 maps a Z_2^64 sum back to kW.
 func decode64(u uint64) float64 { return float64(int64(u)) / FixedScale }

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"cmp"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
@@ -10,8 +11,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"math/bits"
 	mrand "math/rand/v2"
+	"slices"
+	"sync"
 	"unsafe"
 
 	"github.com/gridveil/gridveil/charging"
@@ -21,18 +26,20 @@ import (
 type MaskingConfig struct {
 	// Threshold is how many of a bus's vehicles must survive an iteration
 	// for its sum to be recovered, and how many colluding vehicles it
-	// takes to learn a key. 0 means a majority: floor(n/2) + 1 (at least 2
-	// on buses of two or more).
+	// takes to learn another's self-mask seed. 0 means a majority:
+	// floor(n/2) + 1 (at least 2 on buses of two or more).
 	Threshold int
-	// DropRate is the probability that a vehicle's report is lost in an
-	// iteration (the simulation of dropouts), from the seeded generator.
+	// DropRate is the probability that a vehicle's message is lost, in
+	// each phase of an iteration: its masked report, and its answer when
+	// the SO unmasks (simulated dropouts, from the seeded generator).
 	DropRate float64
 	// SingleMask leaves out the per-iteration self-masks (double masking).
 	// That is safe only against an SO that follows the protocol and a
 	// network that delivers on time: without self-masks, an SO that
-	// claims a vehicle dropped, or that reads a report arriving after the
-	// vehicle was declared dropped, unmasks that report. It saves two
-	// fresh AES-CTR streams per vehicle per iteration.
+	// claims a vehicle dropped, or that keeps a report arriving after the
+	// vehicle was declared dropped, unmasks that report (that one
+	// iteration's, not others'). It saves two ChaCha8 expansions and one
+	// seed sharing per vehicle per iteration.
 	SingleMask bool
 }
 
@@ -40,92 +47,135 @@ type MaskingConfig struct {
 // vehicles reported in an iteration, so its sum cannot be unmasked.
 var ErrTooFewSurvivors = errors.New("masking: too few vehicles survived to unmask the bus sum")
 
-// ErrRefused is returned when the SO asks an honest vehicle for both the
-// self-mask share and the key share of the same vehicle in one round: the
-// two together would unmask that vehicle's report.
-var ErrRefused = errors.New("masking: honest vehicle refuses to reveal both shares of one vehicle")
+// ErrRefused is returned when the SO asks honest vehicles, in one
+// iteration, both for a vehicle's self-mask seed shares and for their
+// pairwise masks with it: the two together would unmask that vehicle's
+// report.
+var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a vehicle's self-mask and their pairwise masks with it")
 
 // Masking is secure aggregation by pairwise masks with double masking, after
 // Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving
-// Machine Learning" (CCS 2017), run per bus and per iteration.
+// Machine Learning" (CCS 2017), run per bus over the iterations of the
+// coordination, with dropout recovery that reveals only the iteration's
+// masks.
 //
 // Set-up, once per bus: every vehicle i makes an X25519 key pair (s_i,
 // S_i); the LAG relays the public keys; each pair derives
-// k_ij = HKDF-SHA256(X25519(s_i, S_j)) and an AES-128-CTR stream from it.
-// Vehicle i splits s_i into Shamir shares (threshold t, in GF(2^61-1)) for
-// the other vehicles of its bus.
+// k_ij = HKDF-SHA256(X25519(s_i, S_j)) and keys AES-128-CTR with it. The
+// pair's keystream is cut into one segment per iteration r:
+// PRG(k_ij, r) = AES-CTR_{k_ij} blocks [r B, (r+1) B), B = ceil(T/2).
 //
-// Every iteration: vehicle i draws a fresh self-mask seed b_i (crypto
-// quality), shares it the same way, expands it with ChaCha8, and sends
+// Every iteration r, in three phases:
 //
-//	y_i = enc(x_i) + PRG(b_i) + sum_{j>i} PRG(k_ij) - sum_{j<i} PRG(k_ij)  in Z_2^64
+//  1. Report. Vehicle i draws a fresh self-mask seed b_i (crypto quality),
+//     Shamir-shares it (threshold t, in GF(2^61-1)) among the bus, and sends
+//     y_i = enc(x_i) + PRG(b_i) + sum_{j>i} PRG(k_ij, r) - sum_{j<i} PRG(k_ji, r)
+//     in Z_2^64, with enc the fixed-point encoding of FixedScale and PRG(b)
+//     ChaCha8 keyed by b. Reports from the set D of vehicles are lost.
+//  2. Corrections. The pairwise masks between survivors U cancel in
+//     sum_{i in U} y_i; those between U and D do not. Each survivor i sends
+//     c_i = sum_{j in D} ±PRG(k_ij, r), its masks of this iteration with
+//     the dropped, and the SO subtracts them. A survivor whose correction is
+//     lost moves to D: the SO subtracts its y_i and asks the others for
+//     their masks with it, until no answer is missing.
+//  3. Self-masks. For each survivor the SO collects t shares of b_i and
+//     subtracts PRG(b_i).
 //
-// with enc the fixed-point encoding of FixedScale. The SO adds the y of the
-// survivors U; pairwise masks between survivors cancel. For each survivor
-// it collects t shares of b_i and removes PRG(b_i); for each vehicle j that
-// dropped it collects t shares of s_j, recomputes k_ij for every survivor
-// and removes those masks. The result is sum_{i in U} x_i exactly, up to
-// fixed-point rounding. A dropped vehicle rejoins with a fresh key pair,
-// because its s_j is now known to the SO.
+// The result is sum_{i in U} x_i exactly, up to fixed-point rounding. If
+// fewer than t vehicles remain the bus cannot be unmasked that iteration
+// and the SO keeps its last sum.
+//
+// Why corrections rather than Bonawitz's Shamir-shared private keys: keys
+// persist over iterations here, and a revealed s_j would unmask every
+// earlier report of vehicle j (the SO holds those y_j and learnt their
+// b_j). A correction is one iteration's keystream segment, which says
+// nothing of other segments (PRF security of AES), so a vehicle that drops
+// keeps its key and its history stays hidden. The cost: every survivor must
+// answer, not just t of them; one that does not is treated as dropped.
 //
 // What it protects against: an honest-but-curious SO, or an eavesdropper on
 // any link, sees each y_i uniformly distributed in Z_2^64^T whatever x_i is
-// (PRG security of AES-CTR and ChaCha8, CDH in X25519): it learns the bus sum and
-// nothing else. Fewer than t colluding vehicles learn no key of another. An
-// SO that claims a survivor dropped, to learn its s_i after holding its
-// y_i, is refused: an honest vehicle never reveals both the b-share and the
-// s-share of one vehicle in one round (ErrRefused). Not protected: the SO
-// colluding with all but one vehicle of a bus learns the last one's x from
-// the sum (inherent in any exact sum); an active LAG that substitutes public
-// keys (keys must be authenticated, which is C6's job); a bus with a single
-// vehicle (its sum is its schedule).
+// (PRG security of AES-CTR and ChaCha8, CDH in X25519): it learns the bus
+// sums and nothing else. Fewer than t colluding vehicles learn no
+// self-mask seed of another. An SO that claims a survivor dropped, to get
+// the other vehicles' masks with it while holding its y_i, is refused: an
+// honest vehicle never reveals, in one iteration, both its share of b_j and
+// its mask with j (ErrRefused); with fewer than t corrupt vehicles one of
+// the two is missing. Not protected: the SO colluding with all but one
+// vehicle of a bus learns the last one's x from the sum (inherent in any
+// exact sum); an active LAG that substitutes public keys (keys must be
+// authenticated, which is C6's job); a bus with a single vehicle (its sum
+// is its schedule).
 type Masking struct {
-	cfg  MaskingConfig
-	p    *charging.Problem
-	seed uint64
-	bus  map[[2]int]*maskBus
-	rec  recorder
+	cfg     MaskingConfig
+	p       *charging.Problem
+	seed    uint64
+	bus     map[[2]int]*maskBus
+	rec     recorder
+	scratch sync.Pool // *maskScratch: per-iteration state, one per worker
 }
 
+// maskBus is what persists of a bus between iterations.
 type maskBus struct {
-	n, t               int
-	sk                 []*ecdh.PrivateKey
-	pk                 [][]byte
-	block              [][]cipher.Block  // block[i][j], i < j: AES keyed by k_ij
-	stream             [][]cipher.Stream // the pair's keystream, consumed in lockstep
-	keyShr             [][][keyChunks]fe // keyShr[j][i]: vehicle j's share of s_i
-	epoch              []int             // key generation of each vehicle
-	round              int               // iterations run, including the initial one
-	csprng             *mrand.ChaCha8    // seeds and polynomial coefficients; seeded from crypto/rand
-	prg                mrand.ChaCha8     // self-mask expansion, reseeded per mask
-	drop               *mrand.Rand       // simulated network losses; seeded
-	y, tmp             []uint64
-	lastDrop           []int     // vehicles (group order) whose reports were lost in the last round
-	lastSum            []float64 // the last sum the SO recovered
-	failed             int       // rounds in which too few vehicles reported
-	coef               []fe
-	shr                []fe
-	total              []uint64
-	survivors, dropped []int
-	revealed           map[int]byte
-	selfShr            [][][seedChunks]fe // selfShr[j][i]: vehicle j's share of b_i this round
-	seeds              [][16]byte
+	n, t     int
+	pk       [][]byte
+	stream   []cipher.Stream // per pair (i < j), at pairIndex: AES-CTR keyed by k_ij, one segment per round
+	round    int             // iterations run, including the initial one
+	drop     *mrand.Rand     // simulated network losses; seeded
+	lastDrop []int           // vehicles (group order) left out of the last round's sum
+	lastSum  []float64       // the last sum the SO recovered
+	failed   int             // rounds in which too few vehicles remained
+	trace    func(*maskRound)
 }
 
-const (
-	keyChunks  = 5 // 32-byte X25519 scalar in 7-byte field chunks
-	seedChunks = 3 // 16-byte AES seed in 7-byte chunks
-)
+// maskRound is what passed between a bus's vehicles and the SO in one
+// iteration, for tests that play the SO against the protocol.
+type maskRound struct {
+	round       int
+	y           [][]uint64       // each vehicle's report (all, lost or not)
+	seeds       [][16]byte       // each vehicle's self-mask seed (the vehicles' secret)
+	revealed    map[int][16]byte // self-mask seeds the SO reconstructed
+	corrections map[int][]uint64 // survivors' corrections, summed over the phase-2 passes
+	dropped     []int
+}
 
-// NewMasking runs the set-up round for every bus: key pairs, pairwise keys
-// and key shares. Its cost is O(n_b^2) X25519 operations per bus.
+// maskScratch holds one worker's per-iteration buffers and generators, so
+// that the hot loops touch memory that stays in cache rather than per-bus
+// allocations spread over the heap.
+type maskScratch struct {
+	csprng             *mrand.ChaCha8 // self-mask seeds and share polynomials; seeded from crypto/rand
+	prg                mrand.ChaCha8  // self-mask expansion, reseeded per mask
+	y, seg, total      []uint64
+	zero               []uint64 // keystream input: XORKeyStream over zeros
+	seeds              [][16]byte
+	shr                []fe // shr[(h*n+i)*seedChunks+c]: vehicle h's share of chunk c of b_i
+	coef, evals        []fe
+	revealed           []byte // per vehicle this round: 'c' (masks with it revealed) or 'b' (its seed)
+	survivors, dropped []int
+	answered           []int
+	holders            []int
+	xs                 []uint64
+	w                  []fe // Lagrange weights of holders, cached while holders repeat
+}
+
+const seedChunks = 3 // 16-byte seed in 7-byte field chunks
+
+// NewMasking runs the set-up round for every bus: key pairs and pairwise
+// keys. Its cost is O(n_b^2) X25519 operations per bus.
 func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool) (*Masking, error) {
-	if cfg.DropRate < 0 || cfg.DropRate >= 1 {
+	if cfg.DropRate < 0 || cfg.DropRate >= 1 || math.IsNaN(cfg.DropRate) {
 		return nil, fmt.Errorf("masking: drop rate %v must be in [0, 1)", cfg.DropRate)
 	}
 	m := &Masking{cfg: cfg, p: p, seed: seed, bus: map[[2]int]*maskBus{}, rec: newRecorder(p, "masking", record, 1)}
-	for k, evs := range groups(p) {
-		b, err := m.setup(k, len(evs))
+	gs := groups(p)
+	// Set buses up in the solver's order, (feeder, bus), so that the pair
+	// streams, allocated one after another, lie in memory in the order the
+	// iterations read them.
+	keys := slices.SortedFunc(maps.Keys(gs), func(a, b [2]int) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	})
+	for _, k := range keys {
+		b, err := m.setup(k, len(gs[k]))
 		if err != nil {
 			return nil, err
 		}
@@ -142,75 +192,39 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 	if t < 1 || t > n {
 		return nil, fmt.Errorf("masking: threshold %d must be in 1..%d (the vehicles at bus %v)", t, n, k)
 	}
-	var seed [32]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, fmt.Errorf("masking: %w", err)
-	}
 	b := &maskBus{
 		n: n, t: t,
-		sk: make([]*ecdh.PrivateKey, n), pk: make([][]byte, n),
-		block: make([][]cipher.Block, n), stream: make([][]cipher.Stream, n),
-		keyShr: make([][][keyChunks]fe, n), epoch: make([]int, n),
-		csprng: mrand.NewChaCha8(seed),
+		pk:     make([][]byte, n),
+		stream: make([]cipher.Stream, n*(n-1)/2),
 		drop:   mrand.New(mrand.NewPCG(m.seed^uint64(k[0])<<20^uint64(k[1]), 0x64726f70)),
-		coef:   make([]fe, t), shr: make([]fe, n), revealed: map[int]byte{}, selfShr: make([][][seedChunks]fe, n), seeds: make([][16]byte, n),
 	}
-	for i := range b.block {
-		b.block[i] = make([]cipher.Block, n)
-		b.stream[i] = make([]cipher.Stream, n)
-		b.keyShr[i] = make([][keyChunks]fe, n)
-		b.selfShr[i] = make([][seedChunks]fe, n)
-	}
-	for i := 0; i < n; i++ {
-		if err := b.newKey(i); err != nil {
-			return nil, err
+	sk := make([]*ecdh.PrivateKey, n)
+	for i := range sk {
+		key, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("masking: %w", err)
 		}
+		sk[i], b.pk[i] = key, key.PublicKey().Bytes()
 	}
+	var iv [aes.BlockSize]byte // each pair's keystream starts at segment 0
 	for i := 0; i < n; i++ {
 		for j := i + 1; j < n; j++ {
-			if err := b.pairKey(i, j); err != nil {
+			pub, err := ecdh.X25519().NewPublicKey(b.pk[j])
+			if err != nil {
+				return nil, fmt.Errorf("masking: %w", err)
+			}
+			blk, err := pairBlock(sk[i], pub, b.pk[i], b.pk[j])
+			if err != nil {
 				return nil, err
 			}
+			b.stream[pairIndex(i, j, n)] = cipher.NewCTR(blk, iv[:])
 		}
 	}
 	return b, nil
 }
 
-// newKey gives vehicle i a fresh X25519 key pair and shares its private key
-// among the bus.
-func (b *maskBus) newKey(i int) error {
-	sk, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return fmt.Errorf("masking: %w", err)
-	}
-	b.sk[i], b.pk[i] = sk, sk.PublicKey().Bytes()
-	b.epoch[i]++
-	chunks := toChunks(sk.Bytes(), keyChunks)
-	out := make([]fe, b.n)
-	for c, v := range chunks {
-		split(v, b.t, b.n, b.csprng.Uint64, b.coef, out)
-		for j := 0; j < b.n; j++ {
-			b.keyShr[j][i][c] = out[j]
-		}
-	}
-	return nil
-}
-
-// pairKey derives k_ij for i < j and starts their keystream at the current
-// round.
-func (b *maskBus) pairKey(i, j int) error {
-	pub, err := ecdh.X25519().NewPublicKey(b.pk[j])
-	if err != nil {
-		return fmt.Errorf("masking: %w", err)
-	}
-	blk, err := pairBlock(b.sk[i], pub, b.pk[i], b.pk[j])
-	if err != nil {
-		return err
-	}
-	b.block[i][j] = blk
-	b.stream[i][j] = nil // made on first use at the right offset
-	return nil
-}
+// pairIndex numbers the pairs i < j of n vehicles row by row.
+func pairIndex(i, j, n int) int { return i*(2*n-i-1)/2 + j - i - 1 }
 
 // pairBlock derives the AES key of a pair from one side's private key and
 // the other's public key; the info binds both public keys in a fixed order.
@@ -227,27 +241,17 @@ func pairBlock(sk *ecdh.PrivateKey, peer *ecdh.PublicKey, pkLow, pkHigh []byte) 
 	return aes.NewCipher(key)
 }
 
-// ctrAt returns AES-CTR positioned at the start of round r's mask of words
-// words (each round uses whole 16-byte blocks).
-func ctrAt(blk cipher.Block, r, words int) cipher.Stream {
-	blocks := uint64((words*8 + 15) / 16)
-	var iv [16]byte
-	binary.BigEndian.PutUint64(iv[8:], uint64(r)*blocks)
-	return cipher.NewCTR(blk, iv[:])
-}
-
 // keystream fills out with the next words of s, consuming whole 16-byte
-// blocks: out must have capacity for them (blockWords). Words are the
-// keystream's bytes read little-endian, on any host.
-func keystream(s cipher.Stream, out []uint64) {
-	n := blockWords(len(out))
-	w := out[:n]
-	clear(w)
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&w[0])), 8*n)
-	s.XORKeyStream(b, b)
+// blocks (out's length must be even), by XORing s over zero, a buffer of
+// at least len(out) zero words. Words are the keystream's bytes read
+// little-endian, on any host.
+func keystream(s cipher.Stream, out, zero []uint64) {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), 8*len(out))
+	z := unsafe.Slice((*byte)(unsafe.Pointer(&zero[0])), 8*len(out))
+	s.XORKeyStream(b, z)
 	if !littleEndian {
-		for i := range w {
-			w[i] = bits.ReverseBytes64(w[i])
+		for i := range out {
+			out[i] = bits.ReverseBytes64(out[i])
 		}
 	}
 }
@@ -269,15 +273,21 @@ func (m *Masking) Params() map[string]float64 {
 	return map[string]float64{"threshold": float64(m.cfg.Threshold), "drop_rate": m.cfg.DropRate, "single_mask": single, "fixed_scale": FixedScale}
 }
 
-// ReportBytes implements Mechanism: the masked vector, the self-mask seed's
-// shares for the other vehicles of a typical bus, and the shares revealed
-// in unmasking.
+// ReportBytes implements Mechanism: the masked vector; with self-masks, the
+// seed's shares for the other vehicles of the largest bus and the shares
+// revealed in unmasking; and a correction vector in the fraction of
+// iterations in which some other vehicle of the bus drops.
 func (m *Masking) ReportBytes(slots int) int {
 	n := 0
 	for _, b := range m.bus {
 		n = max(n, b.n)
 	}
-	return 8*slots + 2*8*seedChunks*max(n-1, 0)
+	bytes := float64(8 * slots)
+	if !m.cfg.SingleMask {
+		bytes += float64(2 * 8 * seedChunks * max(n-1, 0))
+	}
+	bytes += float64(8*slots) * (1 - math.Pow(1-m.cfg.DropRate, float64(max(n-1, 0))))
+	return int(math.Round(bytes))
 }
 
 // Exact implements Mechanism.
@@ -293,7 +303,7 @@ func (m *Masking) View() *View {
 }
 
 // FailedRounds returns how many iterations a bus could not be unmasked in
-// because fewer than the threshold of its vehicles reported.
+// because fewer than the threshold of its vehicles remained.
 func (m *Masking) FailedRounds() int {
 	n := 0
 	for _, b := range m.bus {
@@ -303,7 +313,8 @@ func (m *Masking) FailedRounds() int {
 }
 
 // LastDropped returns the positions, in the group's order, of the vehicles
-// of a bus whose reports were lost in the last iteration.
+// of a bus left out of the last iteration's sum: their report or their
+// correction was lost.
 func (m *Masking) LastDropped(feeder, bus int) []int {
 	if b := m.bus[[2]int{feeder, bus}]; b != nil {
 		return b.lastDrop
@@ -311,13 +322,47 @@ func (m *Masking) LastDropped(feeder, bus int) []int {
 	return nil
 }
 
-// PublicKeys returns the current mask public keys of a bus's vehicles, in
-// the group's order (what the LAG relays).
+// PublicKeys returns the mask public keys of a bus's vehicles, in the
+// group's order (what the LAG relays).
 func (m *Masking) PublicKeys(feeder, bus int) [][]byte {
 	if b := m.bus[[2]int{feeder, bus}]; b != nil {
 		return b.pk
 	}
 	return nil
+}
+
+// getScratch returns a worker's buffers sized for n vehicles, slots slots.
+func (m *Masking) getScratch(n, slots int) (*maskScratch, error) {
+	s, _ := m.scratch.Get().(*maskScratch)
+	if s == nil {
+		var seed [32]byte
+		if _, err := rand.Read(seed[:]); err != nil {
+			return nil, fmt.Errorf("masking: %w", err)
+		}
+		s = &maskScratch{csprng: mrand.NewChaCha8(seed)}
+	}
+	words := blockWords(slots)
+	grow := func(b []uint64, k int) []uint64 {
+		if cap(b) < k {
+			return make([]uint64, k)
+		}
+		return b[:k]
+	}
+	s.y = grow(s.y, n*slots)
+	s.seg = grow(s.seg, n*(n-1)/2*words)
+	s.total = grow(s.total, slots)
+	if len(s.zero) < words {
+		s.zero = make([]uint64, words)
+	}
+	if len(s.seeds) < n {
+		s.seeds = make([][16]byte, n)
+		s.shr = make([]fe, n*n*seedChunks)
+		s.coef = make([]fe, n)
+		s.evals = make([]fe, n)
+		s.revealed = make([]byte, n)
+	}
+	clear(s.revealed[:n])
+	return s, nil
 }
 
 // Aggregate implements charging.Aggregator: both the vehicles' side
@@ -327,214 +372,297 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	if b == nil || b.n != len(g.EVs) {
 		return fmt.Errorf("masking: bus %s was not set up for %d vehicles", busKey(m.p, g), len(g.EVs))
 	}
-	n := b.n
-	if len(b.y) < n*slots {
-		b.y = make([]uint64, n*slots)
-		b.tmp = make([]uint64, blockWords(slots))
+	s, err := m.getScratch(b.n, slots)
+	if err != nil {
+		return err
 	}
-	y, tmp := b.y[:n*slots], b.tmp[:slots]
-
-	// Vehicles' side.
-	for i := 0; i < n; i++ {
-		row, out := x[i*slots:(i+1)*slots], y[i*slots:(i+1)*slots]
-		for t, v := range row {
-			out[t] = encode64(v)
-		}
-		if m.cfg.SingleMask {
-			continue
-		}
-		// Fresh self-mask seed, shared among the bus.
-		b.csprng.Read(b.seeds[i][:])
-		chunks := toChunks(b.seeds[i][:], seedChunks)
-		shr := b.shr[:n]
-		for c, v := range chunks {
-			split(v, b.t, n, b.csprng.Uint64, b.coef, shr)
-			for j := 0; j < n; j++ {
-				b.selfShr[j][i][c] = shr[j]
-			}
-		}
-		selfMask(&b.prg, b.seeds[i], tmp)
-		for t := range out {
-			out[t] += tmp[t]
-		}
+	defer m.scratch.Put(s)
+	m.report(b, s, x, slots)
+	ok, err := m.unmask(b, s, slots)
+	if err != nil {
+		return err
 	}
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			if b.stream[i][j] == nil {
-				b.stream[i][j] = ctrAt(b.block[i][j], b.round, slots)
-			}
-			keystream(b.stream[i][j], tmp)
-			yi, yj := y[i*slots:(i+1)*slots], y[j*slots:(j+1)*slots]
-			for t, v := range tmp {
-				yi[t] += v
-				yj[t] -= v
-			}
-		}
-	}
-	// The network: some reports are lost.
-	survivors, dropped := b.survivors[:0], b.dropped[:0]
-	for i := 0; i < n; i++ {
-		if m.cfg.DropRate == 0 || b.drop.Float64() >= m.cfg.DropRate {
-			survivors = append(survivors, i)
-		} else {
-			dropped = append(dropped, i)
-		}
-	}
-	b.survivors, b.dropped = survivors, dropped
-	b.lastDrop = dropped
-	if len(survivors) < b.t {
-		// The SO cannot unmask this round. Nothing was revealed, so no key
-		// changes; the keystreams moved on, and so does the round. The SO
-		// keeps the bus's last sum for this iteration (stale by one), which
-		// the primal-dual iteration absorbs like any perturbation.
-		b.round++
+	b.round++ // every pair's keystream moved on by one segment, whatever happened
+	if !ok {
+		// The SO keeps the bus's last sum for this iteration (stale by
+		// one), which the primal-dual iteration absorbs like any
+		// perturbation.
 		b.failed++
 		if b.lastSum == nil {
-			return fmt.Errorf("%w: %d of %d at bus %s reported in iteration %d, threshold %d, and there is no earlier sum to fall back on", ErrTooFewSurvivors, len(survivors), n, busKey(m.p, g), iter, b.t)
+			return fmt.Errorf("%w: %d of %d at bus %s remained in iteration %d, threshold %d, and there is no earlier sum to fall back on", ErrTooFewSurvivors, len(s.survivors), b.n, busKey(m.p, g), iter, b.t)
 		}
 		copy(sum[:slots], b.lastSum)
 		return nil
 	}
-
-	// SO's side.
-	if len(b.total) < slots {
-		b.total = make([]uint64, slots)
-	}
-	total := b.total[:slots]
-	clear(total)
-	for _, i := range survivors {
-		for t, v := range y[i*slots : (i+1)*slots] {
-			total[t] += v
-		}
-	}
-	holders := survivors[:b.t] // whose shares the SO asks for
-	xs := make([]uint64, len(holders))
-	for k, h := range holders {
-		xs[k] = uint64(h + 1)
-	}
-	w, err := lagrangeAtZero(xs) // once per round: the holders do not change
-	if err != nil {
-		return err
-	}
-	revealed := b.revealed
-	clear(revealed)
-	for _, i := range survivors {
-		if m.cfg.SingleMask {
-			break
-		}
-		seed, err := b.recoverSeed(i, holders, w, revealed)
-		if err != nil {
-			return err
-		}
-		selfMask(&b.prg, seed, tmp)
-		for t, v := range tmp {
-			total[t] -= v
-		}
-	}
-	for _, j := range dropped {
-		sk, err := b.recoverKey(j, holders, w, revealed)
-		if err != nil {
-			return err
-		}
-		for _, i := range survivors {
-			lo, hi := min(i, j), max(i, j)
-			pub, err := ecdh.X25519().NewPublicKey(b.pk[i])
-			if err != nil {
-				return fmt.Errorf("masking: %w", err)
-			}
-			blk, err := pairBlock(sk, pub, b.pk[lo], b.pk[hi])
-			if err != nil {
-				return err
-			}
-			keystream(ctrAt(blk, b.round, slots), tmp)
-			// i added +PRG if i < j, -PRG if i > j; undo it.
-			for t, v := range tmp {
-				if i < j {
-					total[t] -= v
-				} else {
-					total[t] += v
-				}
-			}
-		}
-	}
-	for t, v := range total {
+	for t, v := range s.total {
 		sum[t] = decode64(v)
 	}
 	b.lastSum = append(b.lastSum[:0], sum[:slots]...)
-	m.rec.ints(iter, g, y, slots, sum)
-	b.round++
-	// Dropped vehicles rejoin with new keys: the SO now knows their old ones.
-	for _, j := range dropped {
-		if err := b.newKey(j); err != nil {
-			return err
-		}
-		for i := 0; i < n; i++ {
-			if i != j {
-				if err := b.pairKey(min(i, j), max(i, j)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	// Persistent streams of untouched pairs stay in lockstep; re-keyed
-	// pairs start at the next round (pairKey cleared them).
+	m.rec.ints(iter, g, s.y, slots, sum)
 	return nil
 }
 
-// selfMask expands a self-mask seed into words with ChaCha8 (math/rand/v2's
+// report is the vehicles' side of phase 1: every vehicle's masked report
+// into s.y, its self-mask seed shares into s.shr, and every pair's segment
+// of this round into s.seg (each vehicle keeps its own for phase 2).
+func (m *Masking) report(b *maskBus, s *maskScratch, x []float64, slots int) {
+	n := b.n
+	y := s.y
+	for i := 0; i < n; i++ {
+		row, out := x[i*slots:(i+1)*slots], y[i*slots:(i+1)*slots]
+		out = out[:len(row)]
+		if m.cfg.SingleMask {
+			for t, v := range row {
+				out[t] = encode64(v)
+			}
+			continue
+		}
+		// A fresh self-mask seed, shared among the bus, expanded straight
+		// into the report.
+		s.csprng.Read(s.seeds[i][:])
+		m.shareSeed(b, s, i)
+		seedPRG(&s.prg, s.seeds[i])
+		for t, v := range row {
+			out[t] = encode64(v) + s.prg.Uint64()
+		}
+	}
+	words := blockWords(slots)
+	p := 0
+	for i := 0; i < n; i++ {
+		yi := y[i*slots : (i+1)*slots]
+		for j := i + 1; j < n; j++ {
+			seg := s.seg[p*words : (p+1)*words]
+			keystream(b.stream[p], seg, s.zero)
+			yj := y[j*slots : (j+1)*slots]
+			yj = yj[:len(yi)]
+			for t, v := range seg[:len(yi)] {
+				yi[t] += v
+				yj[t] -= v
+			}
+			p++
+		}
+	}
+}
+
+// shareSeed Shamir-shares vehicle i's self-mask seed among the bus.
+func (m *Masking) shareSeed(b *maskBus, s *maskScratch, i int) {
+	n := b.n
+	var chunks [seedChunks]fe
+	toChunks(s.seeds[i][:], chunks[:])
+	for c, v := range chunks {
+		split(v, b.t, n, s.csprng.Uint64, s.coef, s.evals[:n])
+		for h, e := range s.evals[:n] {
+			s.shr[(h*n+i)*seedChunks+c] = e
+		}
+	}
+}
+
+// unmask is the network and the SO's side, phases 1 to 3. It reports false
+// when fewer than the threshold of vehicles remain; the SO's sum is then
+// s.total.
+func (m *Masking) unmask(b *maskBus, s *maskScratch, slots int) (bool, error) {
+	n, y := b.n, s.y
+	var tr *maskRound
+	if b.trace != nil {
+		tr = &maskRound{round: b.round, revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
+		for i := 0; i < n; i++ {
+			tr.y = append(tr.y, slices.Clone(y[i*slots:(i+1)*slots]))
+		}
+		tr.seeds = slices.Clone(s.seeds[:n])
+		defer func() { b.trace(tr) }()
+	}
+	lost := func() bool { return m.cfg.DropRate > 0 && b.drop.Float64() < m.cfg.DropRate }
+
+	// Phase 1: some reports are lost.
+	survivors, dropped := s.survivors[:0], s.dropped[:0]
+	for i := 0; i < n; i++ {
+		if lost() {
+			dropped = append(dropped, i)
+		} else {
+			survivors = append(survivors, i)
+		}
+	}
+	defer func() {
+		s.survivors, s.dropped = survivors, dropped
+		b.lastDrop = append(b.lastDrop[:0], dropped...)
+		if tr != nil {
+			tr.dropped = slices.Clone(dropped)
+		}
+	}()
+	if len(survivors) < b.t {
+		return false, nil
+	}
+	total := s.total
+	clear(total)
+	for _, i := range survivors {
+		yi := y[i*slots : (i+1)*slots]
+		yi = yi[:len(total)]
+		for t, v := range yi {
+			total[t] += v
+		}
+	}
+
+	// Phase 2: corrections for the dropped, until every survivor answered.
+	// done counts the dropped vehicles whose masks every current survivor
+	// has corrected.
+	for done := 0; done < len(dropped); {
+		pending := dropped[done:]
+		for _, j := range pending {
+			if s.revealed[j] == 'b' {
+				return false, ErrRefused
+			}
+			s.revealed[j] = 'c'
+		}
+		answered, next := s.answered[:0], len(dropped)
+		for _, i := range survivors {
+			if lost() {
+				// i's correction is lost: i leaves the sum, with the
+				// corrections it sent in earlier passes, and the others
+				// must now reveal their masks with it too.
+				yi := y[i*slots : (i+1)*slots]
+				for t, v := range yi[:len(total)] {
+					total[t] -= v
+				}
+				s.correct(total, n, slots, i, dropped[:done], true)
+				dropped = append(dropped, i)
+				continue
+			}
+			answered = append(answered, i)
+			s.correct(total, n, slots, i, dropped[done:next], false)
+			if tr != nil {
+				c := tr.corrections[i]
+				if c == nil {
+					c = make([]uint64, slots)
+					tr.corrections[i] = c
+				}
+				s.correct(c, n, slots, i, dropped[done:next], true)
+			}
+		}
+		s.answered = answered
+		survivors = append(survivors[:0], answered...)
+		if len(survivors) < b.t {
+			return false, nil
+		}
+		done = next
+	}
+	if m.cfg.SingleMask {
+		return true, nil
+	}
+
+	// Phase 3: the survivors' self-masks, from t answering holders' shares.
+	holders := s.holders[:0]
+	for _, h := range survivors {
+		if len(holders) == b.t {
+			break
+		}
+		if !lost() {
+			holders = append(holders, h)
+		}
+	}
+	s.holders = holders
+	if len(holders) < b.t {
+		return false, nil
+	}
+	w, err := s.weights(holders)
+	if err != nil {
+		return false, err
+	}
+	for _, i := range survivors {
+		seed, err := s.recoverSeed(i, n, holders, w)
+		if err != nil {
+			return false, err
+		}
+		if tr != nil {
+			tr.revealed[i] = seed
+		}
+		seedPRG(&s.prg, seed)
+		for t := range total {
+			total[t] -= s.prg.Uint64()
+		}
+	}
+	return true, nil
+}
+
+// correct subtracts from acc what vehicle i added to its report for its
+// masks with each of js: +PRG(k_ij) for a partner above it, -PRG for one
+// below. With undo it adds them instead, which is also i's correction
+// vector as it sends it.
+func (s *maskScratch) correct(acc []uint64, n, slots, i int, js []int, undo bool) {
+	words := blockWords(slots)
+	acc = acc[:slots]
+	for _, j := range js {
+		seg := s.seg[pairIndex(min(i, j), max(i, j), n)*words:]
+		seg = seg[:len(acc)]
+		if (i < j) != undo {
+			for t, v := range seg {
+				acc[t] -= v
+			}
+		} else {
+			for t, v := range seg {
+				acc[t] += v
+			}
+		}
+	}
+}
+
+// weights returns the Lagrange weights at zero for the holders' share
+// points, reusing the last ones when the holders are the same (the usual
+// case: no dropouts, the first t vehicles).
+func (s *maskScratch) weights(holders []int) ([]fe, error) {
+	if len(s.xs) == len(holders) && s.w != nil {
+		same := true
+		for k, h := range holders {
+			same = same && s.xs[k] == uint64(h+1)
+		}
+		if same {
+			return s.w, nil
+		}
+	}
+	s.xs = s.xs[:0]
+	for _, h := range holders {
+		s.xs = append(s.xs, uint64(h+1))
+	}
+	w, err := lagrangeAtZero(s.xs)
+	if err != nil {
+		s.w = nil
+		return nil, err
+	}
+	s.w = w
+	return w, nil
+}
+
+// seedPRG keys g with a self-mask seed: math/rand/v2's ChaCha8, a
 // cryptographically strong generator, keyed by the 16-byte seed
-// zero-padded to 32 bytes), reseeding g instead of allocating a new
-// generator. A fresh ChaCha8 costs about half of a fresh AES-CTR stream,
+// zero-padded to 32 bytes. Reseeding costs nothing beyond the expansion,
+// where a fresh AES-CTR stream costs two allocations and a key schedule,
 // and self-masks are fresh every round.
-func selfMask(g *mrand.ChaCha8, seed [16]byte, out []uint64) {
+func seedPRG(g *mrand.ChaCha8, seed [16]byte) {
 	var key [32]byte
 	copy(key[:], seed[:])
 	g.Seed(key)
-	for i := range out {
-		out[i] = g.Uint64()
-	}
 }
 
 // recoverSeed reconstructs b_i from the holders' shares, as the SO does;
-// each holder checks it has not revealed i's key share this round.
-func (b *maskBus) recoverSeed(i int, holders []int, w []fe, revealed map[int]byte) ([16]byte, error) {
-	if revealed[i] == 's' {
+// the holders refuse if they revealed their masks with i this round.
+func (s *maskScratch) recoverSeed(i, n int, holders []int, w []fe) ([16]byte, error) {
+	if s.revealed[i] == 'c' {
 		return [16]byte{}, ErrRefused
 	}
-	revealed[i] = 'b'
+	s.revealed[i] = 'b'
 	var chunks [seedChunks]fe
 	for c := range chunks {
 		for k, h := range holders {
-			chunks[c] = fadd(chunks[c], fmul(w[k], b.selfShr[h][i][c]))
+			chunks[c] = fadd(chunks[c], fmul(w[k], s.shr[(h*n+i)*seedChunks+c]))
 		}
 	}
 	var seed [16]byte
-	copy(seed[:], fromChunks(chunks[:], 16))
+	fromChunks(chunks[:], seed[:])
 	return seed, nil
 }
 
-// recoverKey reconstructs the private mask key of a vehicle that dropped.
-func (b *maskBus) recoverKey(j int, holders []int, w []fe, revealed map[int]byte) (*ecdh.PrivateKey, error) {
-	if revealed[j] == 'b' {
-		return nil, ErrRefused
-	}
-	revealed[j] = 's'
-	var chunks [keyChunks]fe
-	for c := range chunks {
-		for k, h := range holders {
-			chunks[c] = fadd(chunks[c], fmul(w[k], b.keyShr[h][j][c]))
-		}
-	}
-	sk, err := ecdh.X25519().NewPrivateKey(fromChunks(chunks[:], 32))
-	if err != nil {
-		return nil, fmt.Errorf("masking: reconstructed key: %w", err)
-	}
-	return sk, nil
-}
-
-// toChunks splits b into n field elements of 7 bytes each (zero-padded).
-func toChunks(b []byte, n int) []fe {
-	out := make([]fe, n)
+// toChunks splits b into len(out) field elements of 7 bytes each
+// (zero-padded).
+func toChunks(b []byte, out []fe) {
 	for c := range out {
 		var w [8]byte
 		lo := c * 7
@@ -543,16 +671,13 @@ func toChunks(b []byte, n int) []fe {
 		}
 		out[c] = binary.LittleEndian.Uint64(w[:])
 	}
-	return out
 }
 
-// fromChunks is the inverse of toChunks for a byte string of length size.
-func fromChunks(chunks []fe, size int) []byte {
-	out := make([]byte, 0, 7*len(chunks))
-	for _, v := range chunks {
+// fromChunks is the inverse of toChunks, filling out.
+func fromChunks(chunks []fe, out []byte) {
+	for c, v := range chunks {
 		var w [8]byte
 		binary.LittleEndian.PutUint64(w[:], v)
-		out = append(out, w[:7]...)
+		copy(out[min(c*7, len(out)):], w[:7])
 	}
-	return out[:size]
 }
