@@ -206,7 +206,7 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 		}
 		sk[i], b.pk[i] = key, key.PublicKey().Bytes()
 	}
-	var iv [aes.BlockSize]byte // each pair's keystream starts at segment 0
+	blocks := make([]cipher.Block, len(b.stream))
 	for i := 0; i < n; i++ {
 		for j := i + 1; j < n; j++ {
 			pub, err := ecdh.X25519().NewPublicKey(b.pk[j])
@@ -217,8 +217,16 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 			if err != nil {
 				return nil, err
 			}
-			b.stream[pairIndex(i, j, n)] = cipher.NewCTR(blk, iv[:])
+			blocks[pairIndex(i, j, n)] = blk
 		}
+	}
+	// The streams are made one after another, with no other allocation
+	// between them, so that a bus's lie next to each other in memory (each
+	// holds its own copy of the key schedule) and the iterations read them
+	// as one sweep.
+	var iv [aes.BlockSize]byte // each pair's keystream starts at segment 0
+	for p, blk := range blocks {
+		b.stream[p] = cipher.NewCTR(blk, iv[:])
 	}
 	return b, nil
 }
