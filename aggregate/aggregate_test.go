@@ -224,13 +224,15 @@ func TestMaskingDropout(t *testing.T) {
 			x[k] = rng.Float64() * 6.6
 		}
 		prev := append([]float64(nil), sum...)
+		before := m.FailedRounds()
 		err := m.Aggregate(iter, g, x, T, sum)
 		dropped := m.LastDropped(g.Feeder, g.Bus)
-		if err != nil && !(errors.Is(err, ErrTooFewSurvivors) && iter == 0) {
+		if err != nil {
 			t.Fatal(err)
 		}
-		if m.FailedRounds() > failed {
-			// Too few remained: the SO keeps its last sum.
+		if iter > 0 && m.FailedRounds() > before {
+			// Too few answered: the SO keeps its last sum. (A failed
+			// first round is run again instead.)
 			if maxDev(prev, sum) != 0 {
 				t.Fatalf("iteration %d: failed round changed the sum", iter)
 			}
@@ -254,7 +256,7 @@ func TestMaskingDropout(t *testing.T) {
 			}
 		}
 	}
-	if drops == 0 || failed == 0 || late == 0 || failed != m.FailedRounds() {
+	if drops == 0 || failed == 0 || late == 0 || failed > m.FailedRounds() {
 		t.Fatalf("%d dropouts, %d failed rounds (mechanism counts %d), %d rounds with a drop after a correction: the test should see all three", drops, failed, m.FailedRounds(), late)
 	}
 	for i, k := range m.PublicKeys(g.Feeder, g.Bus) {
@@ -287,18 +289,18 @@ func TestMaskingDropoutHidesOtherRounds(t *testing.T) {
 	g := firstBus(p)
 	b := m.bus[[2]int{g.Feeder, g.Bus}]
 	var rounds []*maskRound
-	b.trace = func(r *maskRound) { rounds = append(rounds, r) }
+	var xs [][]float64 // each round's true schedules
+	var x []float64
+	b.trace = func(r *maskRound) { rounds, xs = append(rounds, r), append(xs, x) }
 	T := p.Slots
 	rng := rand.New(rand.NewPCG(4, 4))
-	var xs [][]float64
 	sum := make([]float64, T)
 	for iter := 0; iter < 80; iter++ {
-		x := make([]float64, len(g.EVs)*T)
+		x = make([]float64, len(g.EVs)*T)
 		for k := range x {
 			x[k] = rng.Float64() * 6.6
 		}
-		xs = append(xs, x)
-		if err := m.Aggregate(iter, g, x, T, sum); err != nil && !errors.Is(err, ErrTooFewSurvivors) {
+		if err := m.Aggregate(iter, g, x, T, sum); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,9 +9,12 @@
 //   - None: schedules in the clear, the insecure baseline.
 //   - Obfuscation: seed 001's Algorithm 1 (m Gaussian-perturbed copies per
 //     slot, the SO subtracts the bus key n_b mu_b).
-//   - Masking: pairwise-mask secure aggregation with double masking and
-//     Shamir-shared keys for dropout recovery (Bonawitz et al., CCS 2017),
-//     on X25519, HKDF-SHA256 and AES-128-CTR from the standard library.
+//   - Masking: pairwise-mask secure aggregation with double masking
+//     (Bonawitz et al., CCS 2017), on X25519, HKDF-SHA256, AES-128-CTR and
+//     ChaCha8 from the standard library. Dropouts are recovered by the
+//     survivors revealing that iteration's masks with the dropped, not by
+//     Bonawitz's shared keys, because keys here last over iterations and a
+//     revealed key would unmask a vehicle's earlier reports.
 //   - Shamir: threshold secret sharing of each report among shareholders
 //     (Shamir 1979), over GF(2^61 - 1).
 //   - DP: the Gaussian mechanism per report, with a basic and a zCDP

@@ -129,14 +129,16 @@ type maskBus struct {
 }
 
 // maskRound is what passed between a bus's vehicles and the SO in one
-// iteration, for tests that play the SO against the protocol.
+// iteration: the SO's view for the recorder, and more for tests that play
+// the SO against the protocol.
 type maskRound struct {
 	round       int
 	y           [][]uint64       // each vehicle's report (all, lost or not)
+	reported    []bool           // whose report reached the SO
 	seeds       [][16]byte       // each vehicle's self-mask seed (the vehicles' secret)
 	revealed    map[int][16]byte // self-mask seeds the SO reconstructed
 	corrections map[int][]uint64 // survivors' corrections, summed over the phase-2 passes
-	dropped     []int
+	dropped     []int            // left out of the sum: report or correction lost
 }
 
 // maskScratch holds one worker's per-iteration buffers and generators, so
@@ -159,6 +161,9 @@ type maskScratch struct {
 }
 
 const seedChunks = 3 // 16-byte seed in 7-byte field chunks
+
+// maxFirstTries bounds how often the SO repeats a bus's first round.
+const maxFirstTries = 20
 
 // NewMasking runs the set-up round for every bus: key pairs and pairwise
 // keys. Its cost is O(n_b^2) X25519 operations per bus.
@@ -310,8 +315,9 @@ func (m *Masking) View() *View {
 	return m.rec.view(known, m.Params())
 }
 
-// FailedRounds returns how many iterations a bus could not be unmasked in
-// because fewer than the threshold of its vehicles remained.
+// FailedRounds returns how many rounds, summed over buses, could not be
+// unmasked because fewer than the threshold of a bus's vehicles answered.
+// A failed first round is repeated; a later one leaves the SO its last sum.
 func (m *Masking) FailedRounds() int {
 	n := 0
 	for _, b := range m.bus {
@@ -369,7 +375,6 @@ func (m *Masking) getScratch(n, slots int) (*maskScratch, error) {
 		s.evals = make([]fe, n)
 		s.revealed = make([]byte, n)
 	}
-	clear(s.revealed[:n])
 	return s, nil
 }
 
@@ -385,28 +390,45 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		return err
 	}
 	defer m.scratch.Put(s)
-	m.report(b, s, x, slots)
-	ok, err := m.unmask(b, s, slots)
-	if err != nil {
-		return err
+	var tr *maskRound
+	ok := false
+	// Without an earlier sum to fall back on, the SO runs the round again,
+	// with fresh masks, until enough vehicles answer.
+	for try := 0; !ok && (try == 0 || b.lastSum == nil && try < maxFirstTries); try++ {
+		m.report(b, s, x, slots)
+		if b.trace != nil || m.rec.on {
+			tr = &maskRound{round: b.round, seeds: slices.Clone(s.seeds[:b.n]), revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
+			for i := 0; i < b.n; i++ {
+				tr.y = append(tr.y, slices.Clone(s.y[i*slots:(i+1)*slots]))
+			}
+		}
+		ok, err = m.unmask(b, s, slots, tr)
+		b.round++ // every pair's keystream moved on by one segment, whatever happened
+		if b.trace != nil {
+			b.trace(tr)
+		}
+		if err != nil {
+			return err
+		}
+		if !ok {
+			b.failed++
+		}
 	}
-	b.round++ // every pair's keystream moved on by one segment, whatever happened
 	if !ok {
 		// The SO keeps the bus's last sum for this iteration (stale by
 		// one), which the primal-dual iteration absorbs like any
 		// perturbation.
-		b.failed++
 		if b.lastSum == nil {
-			return fmt.Errorf("%w: %d of %d at bus %s remained in iteration %d, threshold %d, and there is no earlier sum to fall back on", ErrTooFewSurvivors, len(s.survivors), b.n, busKey(m.p, g), iter, b.t)
+			return fmt.Errorf("%w: at bus %s in iteration %d, %d tries in a row had fewer than %d of its %d vehicles answer, and there is no earlier sum to fall back on: lower the drop rate or the threshold", ErrTooFewSurvivors, busKey(m.p, g), iter, maxFirstTries, b.t, b.n)
 		}
 		copy(sum[:slots], b.lastSum)
-		return nil
+	} else {
+		for t, v := range s.total {
+			sum[t] = decode64(v)
+		}
+		b.lastSum = append(b.lastSum[:0], sum[:slots]...)
 	}
-	for t, v := range s.total {
-		sum[t] = decode64(v)
-	}
-	b.lastSum = append(b.lastSum[:0], sum[:slots]...)
-	m.rec.ints(iter, g, s.y, slots, sum)
+	m.rec.masked(iter, g, tr, ok, slots, sum, b.pk)
 	return nil
 }
 
@@ -468,17 +490,11 @@ func (m *Masking) shareSeed(b *maskBus, s *maskScratch, i int) {
 // unmask is the network and the SO's side, phases 1 to 3. It reports false
 // when fewer than the threshold of vehicles remain; the SO's sum is then
 // s.total.
-func (m *Masking) unmask(b *maskBus, s *maskScratch, slots int) (bool, error) {
+//
+// tr, when not nil, receives what passed.
+func (m *Masking) unmask(b *maskBus, s *maskScratch, slots int, tr *maskRound) (bool, error) {
 	n, y := b.n, s.y
-	var tr *maskRound
-	if b.trace != nil {
-		tr = &maskRound{round: b.round, revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
-		for i := 0; i < n; i++ {
-			tr.y = append(tr.y, slices.Clone(y[i*slots:(i+1)*slots]))
-		}
-		tr.seeds = slices.Clone(s.seeds[:n])
-		defer func() { b.trace(tr) }()
-	}
+	clear(s.revealed[:n]) // what honest vehicles revealed this round
 	lost := func() bool { return m.cfg.DropRate > 0 && b.drop.Float64() < m.cfg.DropRate }
 
 	// Phase 1: some reports are lost.
@@ -488,6 +504,12 @@ func (m *Masking) unmask(b *maskBus, s *maskScratch, slots int) (bool, error) {
 			dropped = append(dropped, i)
 		} else {
 			survivors = append(survivors, i)
+		}
+	}
+	if tr != nil {
+		tr.reported = make([]bool, n)
+		for _, i := range survivors {
+			tr.reported[i] = true
 		}
 	}
 	defer func() {

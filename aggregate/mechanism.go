@@ -41,6 +41,15 @@ type View struct {
 	// shareholder the SO runs).
 	Reports map[int][][]float64 `json:"-"`
 	Words   map[int][][]uint64  `json:"-"`
+	// Masking only, by vehicle: its mask public key (relayed by the LAG);
+	// the self-mask seed the SO reconstructed from the others' shares; and
+	// the correction it sent, its masks of this iteration with vehicles
+	// that dropped out; and whether the SO's bus sum counts its report. A
+	// vehicle with a key and no words is one whose report was lost.
+	PublicKeys  map[int][]byte   `json:"-"`
+	Seeds       map[int][]byte   `json:"-"`
+	Corrections map[int][]uint64 `json:"-"`
+	InSum       map[int]bool     `json:"-"`
 	// Known is what the SO knows besides the reports, by bus key
 	// ("feeder/bus"): for obfuscation the key mu_b and the count n_b.
 	Known map[string]map[string]float64 `json:"known"`

@@ -21,11 +21,16 @@ type recorder struct {
 	reports map[int][][]float64
 	words   map[int][][]uint64
 	sums    map[string][]float64
+	keys    map[int][]byte
+	seeds   map[int][]byte
+	corr    map[int][]uint64
+	inSum   map[int]bool
 }
 
 func newRecorder(p *charging.Problem, name string, on bool, rows int) recorder {
 	return recorder{on: on, p: p, name: name, rows: rows, iter: -1,
-		reports: map[int][][]float64{}, words: map[int][][]uint64{}, sums: map[string][]float64{}, hist: map[int]*history{}}
+		reports: map[int][][]float64{}, words: map[int][][]uint64{}, sums: map[string][]float64{}, hist: map[int]*history{},
+		keys: map[int][]byte{}, seeds: map[int][]byte{}, corr: map[int][]uint64{}, inSum: map[int]bool{}}
 }
 
 // floats records float reports laid out EV after EV, rows rows of slots
@@ -74,11 +79,46 @@ func (r *recorder) ints(iter int, g charging.Group, msgs []uint64, slots int, su
 	r.sums[busKey(r.p, g)] = append([]float64(nil), sum[:slots]...)
 }
 
+// masked records what the SO received and learnt of a bus in one masking
+// iteration: the reports that reached it, the self-mask seeds it
+// reconstructed, the corrections survivors sent, the public keys, and
+// whose reports its sum counts (none if ok is false: it kept its last sum).
+func (r *recorder) masked(iter int, g charging.Group, rd *maskRound, ok bool, slots int, sum []float64, pk [][]byte) {
+	if !r.on || iter < 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.iter = max(r.iter, iter)
+	out := map[int]bool{}
+	for _, k := range rd.dropped {
+		out[k] = true
+	}
+	for k, ev := range g.EVs {
+		r.keys[ev] = pk[k]
+		r.inSum[ev] = ok && rd.reported[k] && !out[k]
+		delete(r.words, ev)
+		delete(r.seeds, ev)
+		delete(r.corr, ev)
+		if rd.reported[k] {
+			r.words[ev] = [][]uint64{rd.y[k][:slots]}
+		}
+		if s, ok := rd.revealed[k]; ok {
+			r.seeds[ev] = s[:]
+		}
+		if c := rd.corrections[k]; c != nil {
+			r.corr[ev] = c
+		}
+	}
+	r.sums[busKey(r.p, g)] = append([]float64(nil), sum[:slots]...)
+}
+
 func (r *recorder) view(known map[string]map[string]float64, params ...map[string]float64) *View {
 	if !r.on || r.iter < 0 {
 		return nil
 	}
-	v := &View{Mechanism: r.name, Iteration: r.iter, Slots: r.p.Slots, Reports: r.reports, Words: r.words, Known: known, BusSums: r.sums}
+	v := &View{Mechanism: r.name, Iteration: r.iter, Slots: r.p.Slots, Reports: r.reports, Words: r.words, Known: known, BusSums: r.sums,
+		PublicKeys: r.keys, Seeds: r.seeds, Corrections: r.corr, InSum: r.inSum}
 	if len(params) > 0 {
 		v.Params = params[0]
 	}

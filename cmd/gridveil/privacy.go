@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,7 +42,7 @@ func (f *privacyFlags) register(fl *pflag.FlagSet) {
 	fl.Float64Var(&f.obf.Mu[0], "obf-mu-min", 0, "obfuscation: bus keys mu_b are drawn from [min, max] kW")
 	fl.Float64Var(&f.obf.Mu[1], "obf-mu-max", 10, "obfuscation: see --obf-mu-min")
 	fl.IntVar(&f.mask.Threshold, "mask-threshold", 0, "masking: vehicles needed to unmask a bus (0: a majority)")
-	fl.Float64Var(&f.mask.DropRate, "mask-drop", 0, "masking: probability that a vehicle's report is lost in an iteration")
+	fl.Float64Var(&f.mask.DropRate, "mask-drop", 0, "masking: probability that a vehicle's message is lost, in each phase of an iteration (report, unmasking)")
 	fl.BoolVar(&f.mask.SingleMask, "mask-single", false, "masking: no self-masks (safe only against a protocol-following SO on a punctual network)")
 	fl.IntVar(&f.shamir.Holders, "shamir-holders", 3, "shamir: shareholders (LAGs and the SO)")
 	fl.IntVar(&f.shamir.Threshold, "shamir-threshold", 2, "shamir: shares needed to reconstruct a sum")
@@ -219,26 +221,43 @@ type soViewFile struct {
 }
 
 type soViewReport struct {
-	EV    string      `json:"ev"`
-	Bus   string      `json:"bus"`
-	KW    [][]float64 `json:"kw,omitempty"`
-	Words [][]uint64  `json:"words,omitempty"`
+	EV           string      `json:"ev"`
+	Bus          string      `json:"bus"`
+	KW           [][]float64 `json:"kw,omitempty"`
+	Words        [][]uint64  `json:"words,omitempty"`
+	PublicKey    string      `json:"public_key,omitempty"`
+	SelfMaskSeed string      `json:"self_mask_seed,omitempty"`
+	Correction   []uint64    `json:"correction,omitempty"`
+	InSum        *bool       `json:"in_sum,omitempty"`
 }
 
 func newSOView(p *charging.Problem, v *aggregate.View) *soViewFile {
 	out := &soViewFile{Schema: "gridveil/so-view/v1", Mechanism: v.Mechanism, Iteration: v.Iteration + 1, Slots: v.Slots, Params: v.Params, Known: v.Known, BusSums: v.BusSums}
-	var idx []int
+	seen := map[int]bool{}
 	for i := range v.Reports {
-		idx = append(idx, i)
+		seen[i] = true
 	}
 	for i := range v.Words {
-		idx = append(idx, i)
+		seen[i] = true
 	}
-	sort.Ints(idx)
+	for i := range v.PublicKeys {
+		seen[i] = true
+	}
+	idx := slices.Sorted(maps.Keys(seen))
 	for _, i := range idx {
 		ev := p.EVs[i]
 		f := &p.Feeders[ev.Feeder]
-		out.Reports = append(out.Reports, soViewReport{EV: ev.ID, Bus: f.Name + "/" + f.Buses[ev.Bus].Name, KW: v.Reports[i], Words: v.Words[i]})
+		r := soViewReport{EV: ev.ID, Bus: f.Name + "/" + f.Buses[ev.Bus].Name, KW: v.Reports[i], Words: v.Words[i], Correction: v.Corrections[i]}
+		if k := v.PublicKeys[i]; k != nil {
+			r.PublicKey = hex.EncodeToString(k)
+		}
+		if s := v.Seeds[i]; s != nil {
+			r.SelfMaskSeed = hex.EncodeToString(s)
+		}
+		if in, ok := v.InSum[i]; ok {
+			r.InSum = &in
+		}
+		out.Reports = append(out.Reports, r)
 	}
 	return out
 }
