@@ -1,7 +1,10 @@
 package aggregate
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"fmt"
+	mrand "math/rand/v2"
 	"sort"
 	"syscall"
 	"testing"
@@ -13,9 +16,10 @@ import (
 
 // BenchmarkIteration measures one coordination iteration (every EV's
 // update plus the mechanism's aggregation) per mechanism on regions of the
-// 96-slot scenario. ns/iteration is the difference between 20- and
-// 10-iteration solves divided by 10, so that set-up (solver and key
-// agreement) cancels. 10^5 EVs run only without -short.
+// 96-slot scenario, as medians over the iterations of a solve (see
+// perIteration), so that set-up (solver and key agreement) is left out.
+// 10^5 EVs run only without -short. Compare mechanisms within one run:
+// benchstat -col /mech.
 func BenchmarkIteration(b *testing.B) {
 	spec, err := scenario.Load("ieee13-region")
 	if err != nil {
@@ -29,7 +33,7 @@ func BenchmarkIteration(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, name := range []string{"none", "obfuscation", "masking", "shamir", "dp"} {
+		for _, name := range []string{"none", "obfuscation", "masking", "masking-single", "shamir", "dp"} {
 			b.Run(fmt.Sprintf("mech=%s/evs=%d", name, n), func(b *testing.B) {
 				var m Mechanism
 				switch name {
@@ -39,6 +43,10 @@ func BenchmarkIteration(b *testing.B) {
 					m, err = NewObfuscation(p, ObfuscationConfig{}, 1, false)
 				case "masking":
 					m, err = NewMasking(p, MaskingConfig{}, 1, false)
+				case "masking-single":
+					// Without self-masks: the honest-but-curious,
+					// punctual-network case (MaskingConfig.SingleMask).
+					m, err = NewMasking(p, MaskingConfig{SingleMask: true}, 1, false)
 				case "shamir":
 					m, err = NewShamir(p, ShamirConfig{}, false)
 				case "dp":
@@ -50,25 +58,6 @@ func BenchmarkIteration(b *testing.B) {
 				perIteration(b, p, m, n)
 			})
 		}
-	}
-}
-
-// BenchmarkMaskingSingle is masking without self-masks, for the
-// honest-but-curious, synchronous case (see MaskingConfig.SingleMask).
-func BenchmarkMaskingSingle(b *testing.B) {
-	spec, _ := scenario.Load("ieee13-region")
-	for _, n := range []int{10000, 100000} {
-		if n > 10000 && testing.Short() {
-			continue
-		}
-		p, _, _ := scenario.Build(spec, 1, n)
-		b.Run(fmt.Sprintf("evs=%d", n), func(b *testing.B) {
-			m, err := NewMasking(p, MaskingConfig{SingleMask: true}, 1, false)
-			if err != nil {
-				b.Fatal(err)
-			}
-			perIteration(b, p, m, n)
-		})
 	}
 }
 
@@ -110,4 +99,49 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkMaskPRG measures the mask generators for one 96-slot report:
+// the self-mask (ChaCha8 keyed by a fresh seed, as masking uses), the
+// fresh AES-128-CTR stream it would otherwise take (a key schedule and two
+// allocations), and a pair's persistent AES-CTR stream. The first is the
+// floor of double masking's cost: each vehicle and the SO expand one per
+// vehicle per iteration.
+func BenchmarkMaskPRG(b *testing.B) {
+	const slots = 96
+	out := make([]uint64, slots)
+	zero := make([]uint64, slots)
+	var seed [16]byte
+	b.Run("self=chacha8", func(b *testing.B) {
+		var g mrand.ChaCha8
+		for i := 0; b.Loop(); i++ {
+			seed[0] = byte(i)
+			seedPRG(&g, seed)
+			for t := range out {
+				out[t] = g.Uint64()
+			}
+		}
+	})
+	b.Run("self=aes-ctr-fresh", func(b *testing.B) {
+		var iv [aes.BlockSize]byte
+		for i := 0; b.Loop(); i++ {
+			seed[0] = byte(i)
+			blk, err := aes.NewCipher(seed[:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			keystream(cipher.NewCTR(blk, iv[:]), out, zero)
+		}
+	})
+	b.Run("pair=aes-ctr", func(b *testing.B) {
+		var iv [aes.BlockSize]byte
+		blk, err := aes.NewCipher(seed[:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		st := cipher.NewCTR(blk, iv[:])
+		for b.Loop() {
+			keystream(st, out, zero)
+		}
+	})
 }
