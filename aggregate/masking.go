@@ -82,8 +82,15 @@ var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a ve
 //     subtracts PRG(b_i).
 //
 // The result is sum_{i in U} x_i exactly, up to fixed-point rounding. If
-// fewer than t vehicles remain the bus cannot be unmasked that iteration
-// and the SO keeps its last sum.
+// fewer than t vehicles remain the bus cannot be unmasked that iteration.
+//
+// The SO coordinates on complete sums: in an iteration in which a vehicle
+// of the bus dropped, or the bus could not be unmasked, it uses the bus's
+// last complete sum. A partial sum leaves out the dropped vehicles' load,
+// an error that does not shrink, and the iteration never settles; a stale
+// complete sum's error vanishes as the schedules converge. A bus's first
+// round is run again, with fresh masks, until it completes. (A vehicle that
+// leaves for good is a change of the problem, not a dropout.)
 //
 // Why corrections rather than Bonawitz's Shamir-shared private keys: keys
 // persist over iterations here, and a revealed s_j would unmask every
@@ -123,7 +130,7 @@ type maskBus struct {
 	round    int             // iterations run, including the initial one
 	drop     *mrand.Rand     // simulated network losses; seeded
 	lastDrop []int           // vehicles (group order) left out of the last round's sum
-	lastSum  []float64       // the last sum the SO recovered
+	lastFull []float64       // the last complete sum the SO recovered
 	failed   int             // rounds in which too few vehicles remained
 	trace    func(*maskRound)
 }
@@ -139,6 +146,7 @@ type maskRound struct {
 	revealed    map[int][16]byte // self-mask seeds the SO reconstructed
 	corrections map[int][]uint64 // survivors' corrections, summed over the phase-2 passes
 	dropped     []int            // left out of the sum: report or correction lost
+	recovered   []float64        // the survivors' sum the SO recovered, kW (nil if it could not)
 }
 
 // maskScratch holds one worker's per-iteration buffers and generators, so
@@ -148,6 +156,7 @@ type maskScratch struct {
 	csprng             *mrand.ChaCha8 // self-mask seeds and share polynomials; seeded from crypto/rand
 	prg                mrand.ChaCha8  // self-mask expansion, reseeded per mask
 	y, seg, total      []uint64
+	recovered          []float64
 	zero               []uint64 // keystream input: XORKeyStream over zeros
 	seeds              [][16]byte
 	shr                []fe // shr[(h*n+i)*seedChunks+c]: vehicle h's share of chunk c of b_i
@@ -365,6 +374,9 @@ func (m *Masking) getScratch(n, slots int) (*maskScratch, error) {
 	s.y = grow(s.y, n*slots)
 	s.seg = grow(s.seg, n*(n-1)/2*words)
 	s.total = grow(s.total, slots)
+	if cap(s.recovered) < slots {
+		s.recovered = make([]float64, slots)
+	}
 	if len(s.zero) < words {
 		s.zero = make([]uint64, words)
 	}
@@ -391,10 +403,10 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	}
 	defer m.scratch.Put(s)
 	var tr *maskRound
-	ok := false
-	// Without an earlier sum to fall back on, the SO runs the round again,
-	// with fresh masks, until enough vehicles answer.
-	for try := 0; !ok && (try == 0 || b.lastSum == nil && try < maxFirstTries); try++ {
+	ok, complete := false, false
+	// Without an earlier complete sum to fall back on, the SO runs the
+	// round again, with fresh masks, until every vehicle answers.
+	for try := 0; try == 0 || !complete && b.lastFull == nil && try < maxFirstTries; try++ {
 		m.report(b, s, x, slots)
 		if b.trace != nil || m.rec.on {
 			tr = &maskRound{round: b.round, seeds: slices.Clone(s.seeds[:b.n]), revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
@@ -413,22 +425,38 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		if !ok {
 			b.failed++
 		}
+		complete = ok && len(b.lastDrop) == 0
 	}
-	if !ok {
-		// The SO keeps the bus's last sum for this iteration (stale by
-		// one), which the primal-dual iteration absorbs like any
-		// perturbation.
-		if b.lastSum == nil {
-			return fmt.Errorf("%w: at bus %s in iteration %d, %d tries in a row had fewer than %d of its %d vehicles answer, and there is no earlier sum to fall back on: lower the drop rate or the threshold", ErrTooFewSurvivors, busKey(m.p, g), iter, maxFirstTries, b.t, b.n)
-		}
-		copy(sum[:slots], b.lastSum)
-	} else {
+	// What the SO recovered: the survivors' sum.
+	recovered := s.recovered[:slots]
+	if ok {
 		for t, v := range s.total {
-			sum[t] = decode64(v)
+			recovered[t] = decode64(v)
 		}
-		b.lastSum = append(b.lastSum[:0], sum[:slots]...)
+		if tr != nil {
+			tr.recovered = slices.Clone(recovered)
+		}
 	}
-	m.rec.masked(iter, g, tr, ok, slots, sum, b.pk)
+	// What it coordinates on: a complete sum. A partial one leaves out the
+	// dropped vehicles' load, an error that does not shrink, and the
+	// iteration would never settle; the last complete sum is stale by a
+	// few iterations, an error that vanishes as the schedules converge.
+	switch {
+	case complete:
+		copy(sum[:slots], recovered)
+		b.lastFull = append(b.lastFull[:0], recovered...)
+	case b.lastFull != nil:
+		copy(sum[:slots], b.lastFull)
+	case ok:
+		copy(sum[:slots], recovered) // no complete round yet: the best there is
+	default:
+		return fmt.Errorf("%w: at bus %s in iteration %d, %d tries in a row had fewer than %d of its %d vehicles answer, and there is no earlier sum to fall back on: lower the drop rate or the threshold", ErrTooFewSurvivors, busKey(m.p, g), iter, maxFirstTries, b.t, b.n)
+	}
+	if ok {
+		m.rec.masked(iter, g, tr, true, slots, recovered, b.pk)
+	} else {
+		m.rec.masked(iter, g, tr, false, slots, sum, b.pk)
+	}
 	return nil
 }
 
