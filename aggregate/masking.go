@@ -43,8 +43,9 @@ type MaskingConfig struct {
 	SingleMask bool
 }
 
-// ErrTooFewSurvivors is returned when fewer than the threshold of a bus's
-// vehicles reported in an iteration, so its sum cannot be unmasked.
+// ErrTooFewSurvivors is returned when a bus's first round could not be
+// unmasked in maxFirstTries tries, each with fewer than the threshold of
+// its vehicles answering, so that the SO has no sum for it at all.
 var ErrTooFewSurvivors = errors.New("masking: too few vehicles survived to unmask the bus sum")
 
 // ErrRefused is returned when the SO asks honest vehicles, in one
@@ -515,11 +516,10 @@ func (m *Masking) shareSeed(b *maskBus, s *maskScratch, i int) {
 	}
 }
 
-// unmask is the network and the SO's side, phases 1 to 3. It reports false
-// when fewer than the threshold of vehicles remain; the SO's sum is then
-// s.total.
-//
-// tr, when not nil, receives what passed.
+// unmask is the network and the SO's side, phases 1 to 3. It leaves the
+// survivors' sum in s.total and reports true, or reports false when fewer
+// than the threshold of vehicles remain. tr, when not nil, receives what
+// passed.
 func (m *Masking) unmask(b *maskBus, s *maskScratch, slots int, tr *maskRound) (bool, error) {
 	n, y := b.n, s.y
 	clear(s.revealed[:n]) // what honest vehicles revealed this round
