@@ -36,13 +36,7 @@ func TestSimPrivacyCompare(t *testing.T) {
 			} `json:"attacks"`
 		} `json:"mechanisms"`
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "privacy.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &pj); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, filepath.Join(dir, "privacy.json"), &pj)
 	seen := map[string]bool{}
 	for _, m := range pj.Mechanisms {
 		seen[m.Mechanism] = true
@@ -96,13 +90,7 @@ func TestSimDumpViewMasking(t *testing.T) {
 			InSum      *bool      `json:"in_sum"`
 		} `json:"reports"`
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "so_view.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, filepath.Join(dir, "so_view.json"), &v)
 	if v.Schema != "gridveil/so-view/v1" || len(v.Reports) != 84 {
 		t.Fatalf("so_view.json: schema %q, %d vehicles", v.Schema, len(v.Reports))
 	}
@@ -151,5 +139,18 @@ func TestSimDumpViewMasking(t *testing.T) {
 	}
 	if lost == 0 || corrected == 0 || checked == 0 {
 		t.Fatalf("%d lost reports, %d corrections, %d buses checked: the run should show all three", lost, corrected, checked)
+	}
+}
+
+// readJSON decodes the JSON file at path into v, failing the test on any
+// error.
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }

@@ -128,13 +128,7 @@ func TestSimLDPBaseline(t *testing.T) {
 				Violations int     `json:"violations"`
 			} `json:"comparison"`
 		}
-		data, err := os.ReadFile(filepath.Join(dir, "ldp_baseline.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(data, &f); err != nil {
-			t.Fatal(err)
-		}
+		readJSON(t, filepath.Join(dir, "ldp_baseline.json"), &f)
 		return f.Comparison.RelGap
 	}
 	loose, tight := gap("8"), gap("0.5")
