@@ -145,3 +145,29 @@ func BenchmarkMaskPRG(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkMaskingSetup measures masking's set-up on a region of 10^4
+// EVs: key pairs and pairwise keys, and with authentication a pseudonym
+// certificate, a signature and a batch verification of the bus's list per
+// vehicle.
+func BenchmarkMaskingSetup(b *testing.B) {
+	spec, err := scenario.Load("ieee13-region")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 10000
+	p, _, err := scenario.Build(spec, 1, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, auth := range []bool{false, true} {
+		b.Run(fmt.Sprintf("auth=%v/evs=%d", auth, n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := NewMasking(p, MaskingConfig{Authenticate: auth}, 1, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/EV")
+		})
+	}
+}

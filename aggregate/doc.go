@@ -14,7 +14,9 @@
 //     ChaCha8 from the standard library. Dropouts are recovered by the
 //     survivors revealing that iteration's masks with the dropped, not by
 //     Bonawitz's shared keys, because keys here last over iterations and a
-//     revealed key would unmask a vehicle's earlier reports.
+//     revealed key would unmask a vehicle's earlier reports. Mask keys can
+//     be signed under pseudonym certificates of C6 (auth/pseudonym), so
+//     that the LAG relaying them cannot substitute its own.
 //   - Shamir: threshold secret sharing of each report among shareholders
 //     (Shamir 1979), over GF(2^61 - 1).
 //   - DP: the Gaussian mechanism per report, with a basic and a zCDP

@@ -33,6 +33,13 @@ type MaskingConfig struct {
 	// each phase of an iteration: its masked report, and its answer when
 	// the SO unmasks (simulated dropouts, from the seeded generator).
 	DropRate float64
+	// Authenticate has every vehicle sign its mask public key under a
+	// pseudonym certificate from the CA (C6, auth/pseudonym), and every
+	// vehicle check the list the LAG relays before agreeing keys, so that
+	// the LAG cannot substitute a key of its own. Without it the LAG is
+	// trusted to relay keys faithfully. It costs set-up only: a
+	// certificate, a signature and a batch verification per vehicle.
+	Authenticate bool
 	// SingleMask leaves out the per-iteration self-masks (double masking).
 	// That is safe only against an SO that follows the protocol and a
 	// network that delivers on time: without self-masks, an SO that
@@ -61,8 +68,11 @@ var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a ve
 // masks.
 //
 // Set-up, once per bus: every vehicle i makes an X25519 key pair (s_i,
-// S_i); the LAG relays the public keys; each pair derives
-// k_ij = HKDF-SHA256(X25519(s_i, S_j)) and keys AES-128-CTR with it. The
+// S_i); the LAG relays the public keys (with Authenticate, each signed
+// under a CA-certified pseudonym and checked by every vehicle:
+// checkAnnouncements); each pair derives k_ij = HKDF-SHA256(X25519(s_i,
+// S_j)) with the hash of the relayed list as info, and keys AES-128-CTR
+// with it. The
 // pair's keystream is cut into one segment per iteration r:
 // PRG(k_ij, r) = AES-CTR_{k_ij} blocks [r B, (r+1) B), B = ceil(T/2).
 //
@@ -111,13 +121,16 @@ var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a ve
 // its mask with j (ErrRefused); with fewer than t corrupt vehicles one of
 // the two is missing. Not protected: the SO colluding with all but one
 // vehicle of a bus learns the last one's x from the sum (inherent in any
-// exact sum); an active LAG that substitutes public keys (keys must be
-// authenticated, which is C6's job); a bus with a single vehicle (its sum
-// is its schedule).
+// exact sum); without Authenticate, an active LAG that substitutes public
+// keys; with it, a LAG working with as many certified vehicles as the bus
+// has others (what all-but-one collusion learns anyway); a bus with a
+// single vehicle (its sum is its schedule).
 type Masking struct {
 	cfg     MaskingConfig
 	p       *charging.Problem
 	seed    uint64
+	session [16]byte // names this coordination run in signed mask keys
+	ca      *maskCA  // with Authenticate
 	bus     map[[2]int]*maskBus
 	rec     recorder
 	scratch sync.Pool // *maskScratch: per-iteration state, one per worker
@@ -182,6 +195,16 @@ func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool
 		return nil, fmt.Errorf("masking: drop rate %v must be in [0, 1)", cfg.DropRate)
 	}
 	m := &Masking{cfg: cfg, p: p, seed: seed, bus: map[[2]int]*maskBus{}, rec: newRecorder(p, "masking", record, 1)}
+	if _, err := rand.Read(m.session[:]); err != nil {
+		return nil, fmt.Errorf("masking: %w", err)
+	}
+	if cfg.Authenticate {
+		ca, err := newMaskCA()
+		if err != nil {
+			return nil, err
+		}
+		m.ca = ca
+	}
 	gs := groups(p)
 	// Set buses up in the solver's order, (feeder, bus), so that the pair
 	// streams, allocated one after another, lie in memory in the order the
@@ -190,7 +213,7 @@ func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	for _, k := range keys {
-		b, err := m.setup(k, len(gs[k]))
+		b, err := m.setup(k, gs[k])
 		if err != nil {
 			return nil, err
 		}
@@ -199,7 +222,8 @@ func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool
 	return m, nil
 }
 
-func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
+func (m *Masking) setup(k [2]int, evs []int) (*maskBus, error) {
+	n := len(evs)
 	t := m.cfg.Threshold
 	if t == 0 {
 		t = max(n/2+1, min(2, n))
@@ -221,6 +245,25 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 		}
 		sk[i], b.pk[i] = key, key.PublicKey().Bytes()
 	}
+	var list []maskAnnounce // what the LAG relays
+	if m.ca != nil {
+		bus := busKey(m.p, charging.Group{Feeder: k[0], Bus: k[1]})
+		list = make([]maskAnnounce, n)
+		for i, ev := range evs {
+			a, err := m.ca.announce(m.p.EVs[ev].ID, m.session, bus, b.pk[i])
+			if err != nil {
+				return nil, err
+			}
+			list[i] = a
+		}
+		own := slices.Clone(list)
+		for i := range list {
+			if err := m.ca.checkAnnouncements(m.session, bus, list, i, own[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	th := transcript(b.pk, list)
 	blocks := make([]cipher.Block, len(b.stream))
 	for i := 0; i < n; i++ {
 		for j := i + 1; j < n; j++ {
@@ -228,7 +271,7 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 			if err != nil {
 				return nil, fmt.Errorf("masking: %w", err)
 			}
-			blk, err := pairBlock(sk[i], pub, b.pk[i], b.pk[j])
+			blk, err := pairBlock(sk[i], pub, th)
 			if err != nil {
 				return nil, err
 			}
@@ -250,13 +293,14 @@ func (m *Masking) setup(k [2]int, n int) (*maskBus, error) {
 func pairIndex(i, j, n int) int { return i*(2*n-i-1)/2 + j - i - 1 }
 
 // pairBlock derives the AES key of a pair from one side's private key and
-// the other's public key; the info binds both public keys in a fixed order.
-func pairBlock(sk *ecdh.PrivateKey, peer *ecdh.PublicKey, pkLow, pkHigh []byte) (cipher.Block, error) {
+// the other's public key; the info binds the transcript of the bus's key
+// list, which holds both public keys in a fixed order.
+func pairBlock(sk *ecdh.PrivateKey, peer *ecdh.PublicKey, transcript [32]byte) (cipher.Block, error) {
 	shared, err := sk.ECDH(peer)
 	if err != nil {
 		return nil, fmt.Errorf("masking: %w", err)
 	}
-	info := append(append([]byte("gridveil mask v1"), pkLow...), pkHigh...)
+	info := append([]byte("gridveil mask v2"), transcript[:]...)
 	key, err := hkdf.Key(sha256.New, shared, nil, string(info), 16)
 	if err != nil {
 		return nil, fmt.Errorf("masking: %w", err)
@@ -293,7 +337,11 @@ func (m *Masking) Params() map[string]float64 {
 	if m.cfg.SingleMask {
 		single = 1
 	}
-	return map[string]float64{"threshold": float64(m.cfg.Threshold), "drop_rate": m.cfg.DropRate, "single_mask": single, "fixed_scale": FixedScale}
+	auth := 0.0
+	if m.cfg.Authenticate {
+		auth = 1
+	}
+	return map[string]float64{"threshold": float64(m.cfg.Threshold), "drop_rate": m.cfg.DropRate, "single_mask": single, "authenticated": auth, "fixed_scale": FixedScale}
 }
 
 // ReportBytes implements Mechanism: the masked vector; with self-masks, the

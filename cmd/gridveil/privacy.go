@@ -43,6 +43,7 @@ func (f *privacyFlags) register(fl *pflag.FlagSet) {
 	fl.Float64Var(&f.obf.Mu[1], "obf-mu-max", 10, "obfuscation: see --obf-mu-min")
 	fl.IntVar(&f.mask.Threshold, "mask-threshold", 0, "masking: vehicles needed to unmask a bus (0: a majority)")
 	fl.Float64Var(&f.mask.DropRate, "mask-drop", 0, "masking: probability that a vehicle's message is lost, in each phase of an iteration (report, unmasking)")
+	fl.BoolVar(&f.mask.Authenticate, "mask-auth", true, "masking: vehicles sign their mask keys under CA-certified pseudonyms and check the list the LAG relays (false: trust the LAG)")
 	fl.BoolVar(&f.mask.SingleMask, "mask-single", false, "masking: no self-masks (safe only against a protocol-following SO on a punctual network)")
 	fl.IntVar(&f.shamir.Holders, "shamir-holders", 3, "shamir: shareholders (LAGs and the SO)")
 	fl.IntVar(&f.shamir.Threshold, "shamir-threshold", 2, "shamir: shares needed to reconstruct a sum")
