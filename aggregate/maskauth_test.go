@@ -4,6 +4,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"testing"
@@ -130,5 +131,33 @@ func TestPairKeysBindTranscript(t *testing.T) {
 	}
 	if x == z {
 		t.Fatal("a pair key does not depend on the list the LAG relayed")
+	}
+}
+
+// TestMaskingDetectsUncancelledMasks: a report altered in transit, as a
+// mask from a mismatched pair key would alter it, makes the SO stop with
+// ErrMasksDoNotCancel instead of coordinating on a sum of noise.
+func TestMaskingDetectsUncancelledMasks(t *testing.T) {
+	p := paper(t)
+	m, err := NewMasking(p, MaskingConfig{}, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := firstBus(p)
+	T := p.Slots
+	x := make([]float64, len(g.EVs)*T)
+	sum := make([]float64, T)
+	if err := m.Aggregate(0, g, x, T, sum); err != nil {
+		t.Fatal(err)
+	}
+	m.bus[[2]int{g.Feeder, g.Bus}].tamper = func(y []uint64) {
+		var w [8]byte
+		for tt := range T {
+			rand.Read(w[:])
+			y[tt] += binary.LittleEndian.Uint64(w[:]) // a foreign mask: uniform in Z_2^64
+		}
+	}
+	if err := m.Aggregate(1, g, x, T, sum); !errors.Is(err, ErrMasksDoNotCancel) {
+		t.Fatalf("a report with a foreign mask: %v, want ErrMasksDoNotCancel", err)
 	}
 }

@@ -55,6 +55,18 @@ type MaskingConfig struct {
 // its vehicles answering, so that the SO has no sum for it at all.
 var ErrTooFewSurvivors = errors.New("masking: too few vehicles survived to unmask the bus sum")
 
+// ErrMasksDoNotCancel is returned when a bus's recovered sum is beyond
+// anything its vehicles could draw: the masks did not cancel, because the
+// vehicles derived different pair keys (a LAG that relayed different key
+// lists to different vehicles) or a report was altered in transit.
+var ErrMasksDoNotCancel = errors.New("masking: the masks did not cancel")
+
+// MaxPlausibleKW bounds what one vehicle can draw in a slot, for the SO's
+// check that masks cancelled: a sum that did not is uniform over
+// +-2^31 kW, so a bound this loose still catches it in every slot but a
+// few in 10^4.
+const MaxPlausibleKW = 10000
+
 // ErrRefused is returned when the SO asks honest vehicles, in one
 // iteration, both for a vehicle's self-mask seed shares and for their
 // pairwise masks with it: the two together would unmask that vehicle's
@@ -147,6 +159,7 @@ type maskBus struct {
 	lastFull []float64       // the last complete sum the SO recovered
 	failed   int             // rounds in which too few vehicles remained
 	trace    func(*maskRound)
+	tamper   func(y []uint64) // tests only: alters reports in transit
 }
 
 // maskRound is what passed between a bus's vehicles and the SO in one
@@ -457,6 +470,9 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	// round again, with fresh masks, until every vehicle answers.
 	for try := 0; try == 0 || !complete && b.lastFull == nil && try < maxFirstTries; try++ {
 		m.report(b, s, x, slots)
+		if b.tamper != nil {
+			b.tamper(s.y[:b.n*slots])
+		}
 		if b.trace != nil || m.rec.on {
 			tr = &maskRound{round: b.round, seeds: slices.Clone(s.seeds[:b.n]), revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
 			for i := 0; i < b.n; i++ {
@@ -479,8 +495,12 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	// What the SO recovered: the survivors' sum.
 	recovered := s.recovered[:slots]
 	if ok {
+		limit := MaxPlausibleKW * float64(b.n)
 		for t, v := range s.total {
 			recovered[t] = decode64(v)
+			if math.Abs(recovered[t]) > limit {
+				return fmt.Errorf("%w at bus %s in iteration %d: slot %d sums to %.3g kW from %d vehicles; they derived different pair keys (was each shown the same key list?) or a report was altered", ErrMasksDoNotCancel, busKey(m.p, g), iter, t, recovered[t], b.n)
+			}
 		}
 		if tr != nil {
 			tr.recovered = slices.Clone(recovered)
