@@ -112,7 +112,9 @@ var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a ve
 // last complete sum. A partial sum leaves out the dropped vehicles' load,
 // an error that does not shrink, and the iteration never settles; a stale
 // complete sum's error vanishes as the schedules converge. A bus's first
-// round is run again, with fresh masks, until it completes. (A vehicle that
+// round is run again, with fresh masks, until it completes (at most
+// maxFirstTries times; failing that the SO starts from the last partial
+// sum). (A vehicle that
 // leaves for good is a change of the problem, not a dropout.)
 //
 // Why corrections rather than Bonawitz's Shamir-shared private keys: keys
@@ -465,7 +467,8 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	}
 	defer m.scratch.Put(s)
 	var tr *maskRound
-	ok, complete := false, false
+	ok, complete, recoveredAny := false, false, false
+	recovered := s.recovered[:slots] // the survivors' sum, of the last round that had one
 	// Without an earlier complete sum to fall back on, the SO runs the
 	// round again, with fresh masks, until every vehicle answers.
 	for try := 0; try == 0 || !complete && b.lastFull == nil && try < maxFirstTries; try++ {
@@ -489,12 +492,8 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		}
 		if !ok {
 			b.failed++
+			continue
 		}
-		complete = ok && len(b.lastDrop) == 0
-	}
-	// What the SO recovered: the survivors' sum.
-	recovered := s.recovered[:slots]
-	if ok {
 		limit := MaxPlausibleKW * float64(b.n)
 		for t, v := range s.total {
 			recovered[t] = decode64(v)
@@ -505,6 +504,8 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		if tr != nil {
 			tr.recovered = slices.Clone(recovered)
 		}
+		recoveredAny = true
+		complete = len(b.lastDrop) == 0
 	}
 	// What it coordinates on: a complete sum. A partial one leaves out the
 	// dropped vehicles' load, an error that does not shrink, and the
@@ -516,7 +517,7 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 		b.lastFull = append(b.lastFull[:0], recovered...)
 	case b.lastFull != nil:
 		copy(sum[:slots], b.lastFull)
-	case ok:
+	case recoveredAny:
 		copy(sum[:slots], recovered) // no complete round yet: the best there is
 	default:
 		return fmt.Errorf("%w: at bus %s in iteration %d, %d tries in a row had fewer than %d of its %d vehicles answer, and there is no earlier sum to fall back on: lower the drop rate or the threshold", ErrTooFewSurvivors, busKey(m.p, g), iter, maxFirstTries, b.t, b.n)
