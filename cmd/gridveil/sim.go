@@ -120,13 +120,22 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if f.priv.dumpView != "" && f.priv.dumpView != "so" {
 		return fmt.Errorf("--dump-view %q: only \"so\" (what the system operator received) is supported", f.priv.dumpView)
 	}
+	progress := newProgress(stderr, f.quiet, f.maxIter)
+	if f.priv.mechanism == "masking" {
+		// Key agreement (and with --mask-auth a certificate per vehicle)
+		// takes about half a millisecond per vehicle: a minute at 10^5.
+		progress.status(fmt.Sprintf("masking: agreeing keys among %d vehicles...", len(p.EVs)))
+	}
+	tMech := time.Now()
 	mech, err := f.priv.build(f.priv.mechanism, p, meta.Seed, f.priv.dumpView == "so")
+	setupTime := time.Since(tMech)
+	progress.done()
 	if err != nil {
 		return err
 	}
 
 	opt := f.priv.options(mech, charging.Options{MaxIter: f.maxIter, Workers: f.workers})
-	progress := newProgress(stderr, f.quiet, f.maxIter)
+	progress.started = time.Now()
 	opt.Progress = progress.update
 	t1 := time.Now()
 	var (
@@ -232,6 +241,8 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	}
 	if !mech.Exact() {
 		fmt.Fprintf(stdout, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), f.priv.iterations)
+	} else if mech.Name() == "masking" {
+		fmt.Fprintf(stdout, "  privacy      masking: the SO saw only per-bus sums; keys agreed in %s\n", setupTime.Round(time.Millisecond))
 	} else if mech.Name() != "none" {
 		fmt.Fprintf(stdout, "  privacy      %s: the SO saw only per-bus sums\n", mech.Name())
 	}
@@ -356,9 +367,19 @@ func (p *progress) update(s charging.Stats) {
 	p.drawn = true
 }
 
+// status shows msg on the progress line until the next update or done.
+func (p *progress) status(msg string) {
+	if !p.on {
+		return
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s", msg)
+	p.drawn = true
+}
+
 func (p *progress) done() {
 	if p.drawn {
 		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
 	}
 }
 
