@@ -15,8 +15,10 @@ import (
 	"math"
 	"math/bits"
 	mrand "math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/gridveil/gridveil/charging"
@@ -227,12 +229,32 @@ func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool
 	keys := slices.SortedFunc(maps.Keys(gs), func(a, b [2]int) int {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
-	for _, k := range keys {
-		b, err := m.setup(k, gs[k])
-		if err != nil {
-			return nil, err
+	// Buses set up independently, on every core: at 10^5 vehicles with
+	// certificates this is a minute of work on one. Each worker takes
+	// buses in order, so a bus's streams still lie back to back.
+	buses := make([]*maskBus, len(keys))
+	errs := make([]error, len(keys))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) {
+					return
+				}
+				buses[i], errs[i] = m.setup(keys[i], gs[keys[i]])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		m.bus[k] = b
+		m.bus[k] = buses[i]
 	}
 	return m, nil
 }
