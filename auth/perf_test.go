@@ -172,3 +172,21 @@ func admitNet(b *testing.B) (*testNet, *lagNode, []*BV) {
 	admitCache.n.t = b
 	return admitCache.n, admitCache.n.lags["lag-1"], admitCache.bvs
 }
+
+// BenchmarkEnrol: one op enrols n vehicles at a fresh CA, end to end (the
+// vehicle's request, the CA's certificates and signed group list, the
+// vehicle's checks). Its cost grows with the square of n: every answer
+// carries the whole group list.
+func BenchmarkEnrol(b *testing.B) {
+	for _, count := range []int{1000, 4000} {
+		b.Run(fmt.Sprintf("n=%d", count), func(b *testing.B) {
+			for b.Loop() {
+				n := newTestNet(b, CAConfig{}, "lag-1")
+				for i := range count {
+					n.newBV(fmt.Sprintf("VIN-%05d", i), "utility-a", 2)
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N*count), "µs/vehicle")
+		})
+	}
+}
