@@ -24,7 +24,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure gridveil on this machine (long runs; see docs/PERFORMANCE.md)",
 	}
-	cmd.AddCommand(newBenchChargingCmd(), newBenchObfuscationCmd(), newBenchAuthCmd())
+	cmd.AddCommand(newBenchChargingCmd(), newBenchObfuscationCmd(), newBenchPrivacyCmd(), newBenchAuthCmd())
 	return cmd
 }
 

@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -112,36 +111,6 @@ type Privacy struct {
 	Mechanisms  []PrivacyRow `json:"mechanisms"`
 }
 
-// iterationTime is the median time of one coordination iteration with a
-// mechanism made by mk, on one worker, without the recording the attacks
-// need: the median over 12 iterations, timed between the solver's progress
-// calls so that set-up (the solver's, key agreement) is left out. This is
-// BenchmarkIteration's method.
-func iterationTime(p *charging.Problem, mk func() (aggregate.Mechanism, error)) (time.Duration, error) {
-	mech, err := mk()
-	if err != nil {
-		return 0, err
-	}
-	var laps []time.Duration
-	var last time.Time
-	lap := func(charging.Stats) {
-		now := time.Now()
-		if !last.IsZero() {
-			laps = append(laps, now.Sub(last))
-		}
-		last = now
-	}
-	opt := charging.Options{Aggregator: mech, Workers: 1, MaxIter: 12, GapTol: 1e-300, RelTol: 1e-300, Progress: lap}
-	if _, err := charging.Solve(p, opt); err != nil {
-		return 0, err
-	}
-	if len(laps) == 0 {
-		return 0, nil
-	}
-	slices.Sort(laps)
-	return laps[len(laps)/2], nil
-}
-
 // comparePrivacy runs every mechanism on p, one worker each so that the
 // time per vehicle is CPU time, and scores them against the none optimum.
 func comparePrivacy(p *charging.Problem, m *scenario.Meta, f *privacyFlags, progress io.Writer) (*Privacy, error) {
@@ -158,7 +127,13 @@ func comparePrivacy(p *charging.Problem, m *scenario.Meta, f *privacyFlags, prog
 			return nil, err
 		}
 		fmt.Fprintf(progress, "  %-12s ", name)
-		d, err := iterationTime(p, func() (aggregate.Mechanism, error) { return f.build(name, p, m.Seed, false) })
+		// Timed on a separate instance without the recording the attacks
+		// need, on one worker so that its wall time is CPU time.
+		timed, err := f.build(name, p, m.Seed, false)
+		if err != nil {
+			return nil, err
+		}
+		d, _, err := iterationTime(p, timed, 1)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -152,5 +153,24 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestBenchPrivacy: one row per mechanism and size, none the reference,
+// and bad input named.
+func TestBenchPrivacy(t *testing.T) {
+	out, err := run(t, "bench", "privacy", "--evs", "300", "--mechanisms", "none,masking-single,dp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[1], "none") || !strings.HasSuffix(lines[1], "1.00") ||
+		!strings.Contains(lines[2], "masking-single") || !strings.Contains(lines[3], "dp") {
+		t.Fatalf("bench privacy printed:\n%s", out)
+	}
+	for _, bad := range [][]string{{"--evs", "ten"}, {"--mechanisms", "none,rot13"}} {
+		if _, err := run(t, append([]string{"bench", "privacy"}, bad...)...); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("bench privacy %v: %v, want an error naming %s", bad, err, bad[0])
+		}
 	}
 }
