@@ -266,7 +266,7 @@ func (m *Masking) setup(k [2]int, evs []int) (*maskBus, error) {
 		t = max(n/2+1, min(2, n))
 	}
 	if t < 1 || t > n {
-		return nil, fmt.Errorf("masking: threshold %d must be in 1..%d (the vehicles at bus %v)", t, n, k)
+		return nil, fmt.Errorf("masking: threshold %d must be in 1..%d, the vehicles at bus %s: lower it, or use 0 for a majority of each bus", t, n, busKey(m.p, charging.Group{Feeder: k[0], Bus: k[1]}))
 	}
 	b := &maskBus{
 		n: n, t: t,
