@@ -174,3 +174,28 @@ func TestBenchPrivacy(t *testing.T) {
 		}
 	}
 }
+
+// TestSimPrivacyBadInput: bad mechanism parameters are refused with an
+// error that names them, before any file is written.
+func TestSimPrivacyBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--privacy", "rot13"}, "rot13"},
+		{[]string{"--privacy", "masking", "--mask-drop", "1.5"}, "drop rate 1.5"},
+		{[]string{"--privacy", "masking", "--mask-threshold", "9"}, "threshold 9"},
+		{[]string{"--privacy", "none", "--dump-view", "ev"}, `--dump-view "ev"`},
+	}
+	for i, c := range cases {
+		out := filepath.Join(dir, string(rune('a'+i)))
+		_, err := run(t, append([]string{"sim", "-q", "--out", out}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one naming %q", c.args, err, c.want)
+		}
+		if ents, _ := os.ReadDir(out); len(ents) != 0 {
+			t.Errorf("%v: bad input left files in %s", c.args, out)
+		}
+	}
+}
