@@ -47,13 +47,9 @@ this machine's measured copy bandwidth.`,
 		Example: `  gridveil bench charging --evs 1000,10000,100000,1000000`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ns []int
-			for _, f := range strings.Split(sizes, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(f))
-				if err != nil || n <= 0 {
-					return fmt.Errorf("--evs %q: give positive integers separated by commas", sizes)
-				}
-				ns = append(ns, n)
+			ns, err := parseSizes(sizes)
+			if err != nil {
+				return err
 			}
 			spec, err := scenario.Load(scen)
 			if err != nil {
@@ -69,6 +65,19 @@ this machine's measured copy bandwidth.`,
 	fl.IntVar(&workers, "workers", 0, "goroutines (default: all cores)")
 	fl.IntVar(&maxIter, "max-iter", 2000, "iteration limit")
 	return cmd
+}
+
+// parseSizes reads --evs: region sizes separated by commas.
+func parseSizes(sizes string) ([]int, error) {
+	var ns []int
+	for _, f := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--evs %q: give positive integers separated by commas", sizes)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
 }
 
 func benchCharging(w io.Writer, spec *scenario.Spec, seed uint64, sizes []int, workers, maxIter int) error {

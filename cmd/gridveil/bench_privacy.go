@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -43,13 +42,9 @@ self-masks (--mask-single). The other mechanisms use sim's defaults.`,
   gridveil bench privacy --evs 100000 --mechanisms none,masking,masking-single`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ns []int
-			for _, f := range strings.Split(sizes, ",") {
-				n, err := strconv.Atoi(strings.TrimSpace(f))
-				if err != nil || n <= 0 {
-					return fmt.Errorf("--evs %q: give positive integers separated by commas", sizes)
-				}
-				ns = append(ns, n)
+			ns, err := parseSizes(sizes)
+			if err != nil {
+				return err
 			}
 			var names []string
 			for _, f := range strings.Split(mechs, ",") {
