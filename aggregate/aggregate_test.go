@@ -164,7 +164,9 @@ func TestExactMechanismsMatchNone(t *testing.T) {
 			t.Fatal(err)
 		}
 		sol := solveWith(t, p, drop, 5000)
-		if d := maxDev(sol.Aggregate, base.Aggregate); !sol.Converged || d > 1e-4 || drop.FailedRounds() == 0 && rate > 0.1 {
+		d := maxDev(sol.Aggregate, base.Aggregate)
+		t.Logf("masking, %.0f%% dropouts: %d iterations (none: %d), aggregate off none's by %.3g kW, %d failed rounds", 100*rate, sol.Iterations, base.Iterations, d, drop.FailedRounds())
+		if !sol.Converged || d > 1e-4 || drop.FailedRounds() == 0 && rate > 0.1 {
 			t.Errorf("masking, %.0f%% dropouts: converged %v in %d iterations, aggregate off none's by %.3g kW, %d failed rounds", 100*rate, sol.Converged, sol.Iterations, d, drop.FailedRounds())
 		}
 	}

@@ -157,7 +157,6 @@ type maskBus struct {
 	n, t     int
 	pk       [][]byte
 	stream   []cipher.Stream // per pair (i < j), at pairIndex: AES-CTR keyed by k_ij, one segment per round
-	round    int             // iterations run, including the initial one
 	drop     *mrand.Rand     // simulated network losses; seeded
 	lastDrop []int           // vehicles (group order) left out of the last round's sum
 	lastFull []float64       // the last complete sum the SO recovered
@@ -170,7 +169,6 @@ type maskBus struct {
 // iteration: the SO's view for the recorder, and more for tests that play
 // the SO against the protocol.
 type maskRound struct {
-	round       int
 	y           [][]uint64       // each vehicle's report (all, lost or not)
 	reported    []bool           // whose report reached the SO
 	seeds       [][16]byte       // each vehicle's self-mask seed (the vehicles' secret)
@@ -499,13 +497,12 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 			b.tamper(s.y[:b.n*slots])
 		}
 		if b.trace != nil || m.rec.on {
-			tr = &maskRound{round: b.round, seeds: slices.Clone(s.seeds[:b.n]), revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
+			tr = &maskRound{seeds: slices.Clone(s.seeds[:b.n]), revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
 			for i := 0; i < b.n; i++ {
 				tr.y = append(tr.y, slices.Clone(s.y[i*slots:(i+1)*slots]))
 			}
 		}
 		ok, err = m.unmask(b, s, slots, tr)
-		b.round++ // every pair's keystream moved on by one segment, whatever happened
 		if b.trace != nil {
 			b.trace(tr)
 		}
@@ -554,7 +551,9 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 
 // report is the vehicles' side of phase 1: every vehicle's masked report
 // into s.y, its self-mask seed shares into s.shr, and every pair's segment
-// of this round into s.seg (each vehicle keeps its own for phase 2).
+// of this round into s.seg (each vehicle keeps its own for phase 2). Every
+// pair's stream moves on by exactly one segment per call, whatever happens
+// in unmasking, which keeps the two ends of each pair in step.
 func (m *Masking) report(b *maskBus, s *maskScratch, x []float64, slots int) {
 	n := b.n
 	y := s.y

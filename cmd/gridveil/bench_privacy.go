@@ -82,32 +82,27 @@ func benchPrivacy(w io.Writer, spec *scenario.Spec, seed uint64, sizes []int, na
 			return err
 		}
 		var ref time.Duration
-		for _, name := range names {
-			t0 := time.Now()
-			g := f
-			if name == "masking-single" {
-				g.mask.SingleMask = true
-				name = "masking"
+		for _, label := range names {
+			mechanism, g := label, f
+			if label == "masking-single" {
+				mechanism, g.mask.SingleMask = "masking", true
 			}
-			mech, err := g.build(name, p, seed, false)
+			t0 := time.Now()
+			mech, err := g.build(mechanism, p, seed, false)
 			if err != nil {
 				return err
 			}
 			setup := time.Since(t0)
 			wall, cpu, err := iterationTime(p, mech, workers)
 			if err != nil {
-				return fmt.Errorf("%s at %d EVs: %w", name, n, err)
+				return fmt.Errorf("%s at %d EVs: %w", label, n, err)
 			}
-			if name == "none" {
+			if label == "none" {
 				ref = cpu
 			}
 			ratio := "-"
 			if ref > 0 {
 				ratio = fmt.Sprintf("%.2f", float64(cpu)/float64(ref))
-			}
-			label := name
-			if g.mask.SingleMask {
-				label = "masking-single"
 			}
 			fmt.Fprintf(w, row, n, label, fmt.Sprintf("%.1f", setup.Seconds()), fmt.Sprintf("%.1f", float64(wall.Microseconds())/1000),
 				fmt.Sprintf("%.0f", float64(cpu.Nanoseconds())/float64(len(p.EVs))), ratio)
