@@ -159,36 +159,62 @@ func (in *Instance) Problem() (*charging.Problem, *Meta, error) {
 // Solution is solution.json. It holds only results that the seed
 // determines; timings go to the terminal summary, so that the same seed
 // gives the same file byte for byte.
+//
+// Baseline, Aggregate, Objective, Voltages and the minimum are the grid's
+// true state under the schedules (charging.Evaluate on the true problem),
+// whatever the system operator believed; SOView holds what it believed
+// when that can differ (noisy sums, an estimated baseline).
 type Solution struct {
-	Schema     string               `json:"schema"`
-	Scenario   string               `json:"scenario"`
-	Seed       uint64               `json:"seed"`
-	Privacy    string               `json:"privacy"`
-	Iterations int                  `json:"iterations"`
-	Converged  bool                 `json:"converged"`
-	Objective  float64              `json:"objective"`
-	Gap        *float64             `json:"relative_gap"`
+	Schema       string               `json:"schema"`
+	Scenario     string               `json:"scenario"`
+	Seed         uint64               `json:"seed"`
+	Privacy      string               `json:"privacy"`
+	Iterations   int                  `json:"iterations"`
+	Converged    bool                 `json:"converged"`
+	Objective    float64              `json:"objective"`
+	Gap          *float64             `json:"relative_gap"`
+	Baseline     []float64            `json:"baseline_kw"`
+	Aggregate    []float64            `json:"aggregate_kw"`
+	EVEnergy     float64              `json:"ev_grid_energy_kwh"`
+	Schedules    map[string][]float64 `json:"schedules,omitempty"`
+	Voltages     map[string][]float64 `json:"voltages_pu"`
+	Duals        map[string][]float64 `json:"duals"`
+	MinVoltage   float64              `json:"min_voltage_pu"`
+	MinAt        string               `json:"min_voltage_at"`
+	Violations   int                  `json:"violations"`
+	MaxViolation float64              `json:"max_violation_pu"`
+	SOView       *SOView              `json:"so_view,omitempty"`
+}
+
+// SOView is what the system operator believed at the end of a run whose
+// view differs from the grid by construction: the aggregate and voltages
+// it computed from the sums it received, on the baseline it used.
+type SOView struct {
+	Why        string               `json:"why"`
 	Baseline   []float64            `json:"baseline_kw"`
 	Aggregate  []float64            `json:"aggregate_kw"`
-	Schedules  map[string][]float64 `json:"schedules,omitempty"`
+	Objective  float64              `json:"objective"`
 	Voltages   map[string][]float64 `json:"voltages_pu"`
-	Duals      map[string][]float64 `json:"duals"`
 	MinVoltage float64              `json:"min_voltage_pu"`
 	MinAt      string               `json:"min_voltage_at"`
 }
 
-// NewSolution describes sol for solution.json. Schedules are left out when
-// withSchedules is false (very large runs).
-func NewSolution(p *charging.Problem, m *Meta, sol *charging.Solution, privacy string, withSchedules bool) *Solution {
+// NewSolution describes a run for solution.json: the solver's record
+// (iterations, convergence, gap, duals, schedules) from sol and the grid's
+// state from g, which must be charging.Evaluate of sol.Schedules on p, the
+// true problem. Schedules are left out when withSchedules is false (very
+// large runs).
+func NewSolution(p *charging.Problem, m *Meta, sol *charging.Solution, g *charging.GridState, privacy string, withSchedules bool) *Solution {
 	out := &Solution{
 		Schema: SolutionSchema, Scenario: m.Scenario, Seed: m.Seed, Privacy: privacy,
-		Iterations: sol.Iterations, Converged: sol.Converged, Objective: sol.Objective,
-		Baseline: p.Baseline(), Aggregate: sol.Aggregate,
-		Voltages: map[string][]float64{}, Duals: map[string][]float64{}, MinVoltage: math.Inf(1),
+		Iterations: sol.Iterations, Converged: sol.Converged, Objective: g.Objective,
+		Baseline: p.Baseline(), Aggregate: g.Aggregate, EVEnergy: g.EVEnergy,
+		Voltages: map[string][]float64{}, Duals: map[string][]float64{},
+		Violations: g.Violations, MaxViolation: g.MaxViolation,
 	}
 	if !math.IsNaN(sol.Gap) {
-		g := sol.Gap
-		out.Gap = &g
+		gap := sol.Gap
+		out.Gap = &gap
 	}
 	if withSchedules {
 		out.Schedules = make(map[string][]float64, len(p.EVs))
@@ -199,17 +225,37 @@ func NewSolution(p *charging.Problem, m *Meta, sol *charging.Solution, privacy s
 	for fi, f := range p.Feeders {
 		for b := 1; b < len(f.Buses); b++ {
 			key := f.Name + "/" + f.Buses[b].Name
-			out.Voltages[key] = sol.Voltage[fi][b]
+			out.Voltages[key] = g.Voltage[fi][b]
 			out.Duals[key] = sol.Mu[fi][b]
-			for t, v := range sol.Voltage[fi][b] {
-				if v < out.MinVoltage {
-					out.MinVoltage = v
-					out.MinAt = fmt.Sprintf("%s slot %d", key, t)
+		}
+	}
+	if len(p.Feeders) > 0 && !math.IsInf(g.MinVoltage, 1) {
+		f := &p.Feeders[g.MinFeeder]
+		out.MinVoltage = g.MinVoltage
+		out.MinAt = fmt.Sprintf("%s/%s slot %d", f.Name, f.Buses[g.MinBus].Name, g.MinSlot)
+	}
+	return out
+}
+
+// NewSOView describes what the SO believed: sol's aggregate and voltages,
+// which the solver computed from the sums the SO received, on so, the
+// problem the SO solved (with --baseline ldp, its estimated baselines).
+// why says what makes the view differ from the grid.
+func NewSOView(so *charging.Problem, sol *charging.Solution, why string) *SOView {
+	v := &SOView{Why: why, Baseline: so.Baseline(), Aggregate: sol.Aggregate, Objective: sol.Objective, Voltages: map[string][]float64{}, MinVoltage: math.Inf(1)}
+	for fi, f := range so.Feeders {
+		for b := 1; b < len(f.Buses); b++ {
+			key := f.Name + "/" + f.Buses[b].Name
+			v.Voltages[key] = sol.Voltage[fi][b]
+			for t, u := range sol.Voltage[fi][b] {
+				if u < v.MinVoltage {
+					v.MinVoltage = u
+					v.MinAt = fmt.Sprintf("%s slot %d", key, t)
 				}
 			}
 		}
 	}
-	return out
+	return v
 }
 
 // WriteJSON writes v as compact JSON and a newline: series of thousands of

@@ -115,7 +115,7 @@ type Privacy struct {
 // time per vehicle is CPU time, and scores them against the none optimum.
 func comparePrivacy(p *charging.Problem, m *scenario.Meta, f *privacyFlags, progress io.Writer) (*Privacy, error) {
 	out := &Privacy{Schema: "gridveil/privacy/v1", Scenario: m.Scenario, Seed: m.Seed, EVs: len(p.EVs), Slots: p.Slots, Adversaries: aggregate.Adversaries}
-	var ref *charging.Solution
+	var ref *charging.GridState // none's optimum on the true grid
 	// One solve to warm caches and the allocator, so that the first
 	// mechanism timed is not charged for them.
 	if _, err := charging.Solve(p, charging.Options{Workers: 1}); err != nil {
@@ -141,16 +141,17 @@ func comparePrivacy(p *charging.Problem, m *scenario.Meta, f *privacyFlags, prog
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		// The true grid the schedules produce, not the SO's view of it:
+		// the deviation of a noisy mechanism is measured on the load the
+		// feeders carry, against none's optimum on the same true grid.
+		g, err := charging.Evaluate(p, sol.Schedules)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 		if name == "none" {
-			ref = sol
+			ref = g
 		}
-		// The true aggregate the schedules produce, not the SO's view of it.
-		agg := p.Baseline()
-		for _, x := range sol.Schedules {
-			for t, v := range x {
-				agg[t] += v
-			}
-		}
+		agg := g.Aggregate
 		row := PrivacyRow{
 			Mechanism: name, Params: mech.Params(), Iterations: sol.Iterations, Converged: sol.Converged,
 			BytesPerEVIter: mech.ReportBytes(p.Slots),

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/scenario"
 )
@@ -142,6 +143,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	var (
 		sol         *charging.Solution
 		ldpBaseline *LDPBaselineFile
+		soProblem   = p // the problem the SO solved: p, or p on LDP-estimated baselines
 	)
 	if f.base.source == "true" {
 		sol, err = charging.Solve(p, opt)
@@ -150,14 +152,24 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 			progress.done()
 			return fmt.Errorf("--baseline ldp runs with --privacy none; combine them in separate runs")
 		}
-		sol, ldpBaseline, err = f.base.solveOnLDP(p, meta.Seed, opt)
+		sol, soProblem, ldpBaseline, err = f.base.solveOnLDP(p, meta.Seed, opt)
 	}
 	progress.done()
 	if err != nil {
 		return err
 	}
 	solveTime := time.Since(t1)
+	// What the grid did: the true baselines plus the vehicles' schedules.
+	// The solution's own aggregate and voltages are the SO's view, which a
+	// noisy mechanism or an estimated baseline makes differ from it.
+	res, err := newSimResult(p, soProblem, sol, mech, ldpBaseline != nil)
+	if err != nil {
+		return err
+	}
 	extra := &reportExtras{}
+	if res.so != nil {
+		extra.lines = append(extra.lines, soViewFigure(p, meta, res))
+	}
 	if ldpBaseline != nil {
 		extra.tables = append(extra.tables, ldpBaselineTable(ldpBaseline))
 	}
@@ -191,9 +203,11 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
 		"solution.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, mech.Name(), !f.noSchedules))
+			out := scenario.NewSolution(p, meta, sol, res.grid, mech.Name(), !f.noSchedules)
+			out.SOView = res.so
+			return scenario.WriteJSON(w, out)
 		},
-		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol, extra) },
+		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, res, extra) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "build_seconds": buildTime.Seconds(), "solve_seconds": solveTime.Seconds(),
@@ -219,7 +233,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if err := writeAll(f.out, files); err != nil {
 		return err
 	}
-	printSummary(stdout, p, meta, sol, solveTime, f.out)
+	printSummary(stdout, p, meta, res, solveTime, f.out)
 	if l := ldpBaseline; l != nil {
 		fmt.Fprintf(stdout, "  ldp baseline %s, epsilon %.3g per reading (%.3g per meter over the horizon), %d meters: baseline RMSE %.1f kW per bus-slot;\n               on the true grid the schedules cost %+.3g%% over the true-baseline optimum, %d bus-slots below vmin\n",
 			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
@@ -384,34 +398,65 @@ func (p *progress) done() {
 	}
 }
 
-func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, sol *charging.Solution, solve time.Duration, out string) {
-	base := p.Baseline()
-	pk := func(a []float64) (lo, hi float64) {
-		lo, hi = math.Inf(1), math.Inf(-1)
-		for _, v := range a {
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
-		}
-		return
+// simResult is a finished run: the solver's record, the grid's true state
+// under its schedules, and, when they can differ, what the SO believed.
+type simResult struct {
+	sol  *charging.Solution
+	grid *charging.GridState
+	so   *scenario.SOView // nil when the SO's view is the grid's (exact sums on true baselines)
+	// soPriced counts the voltage limits the SO priced (mu > 0): the
+	// binding limits when its view is the grid's, its belief otherwise.
+	soPriced int
+}
+
+func newSimResult(p, soProblem *charging.Problem, sol *charging.Solution, mech aggregate.Mechanism, ldpBaseline bool) (*simResult, error) {
+	g, err := charging.Evaluate(p, sol.Schedules)
+	if err != nil {
+		return nil, err
 	}
-	bl, bh := pk(base)
-	al, ah := pk(sol.Aggregate)
+	r := &simResult{sol: sol, grid: g}
+	for fi := range sol.Mu {
+		for b := 1; b < len(sol.Mu[fi]); b++ {
+			for _, m := range sol.Mu[fi][b] {
+				if m > 0 {
+					r.soPriced++
+				}
+			}
+		}
+	}
+	var why []string
+	if !mech.Exact() {
+		why = append(why, fmt.Sprintf("--privacy %s: the per-bus sums the SO received are noisy", mech.Name()))
+	}
+	if ldpBaseline {
+		why = append(why, "--baseline ldp: the SO solved on its LDP estimates of the baselines")
+	}
+	if len(why) > 0 {
+		r.so = scenario.NewSOView(soProblem, sol, strings.Join(why, "; "))
+	}
+	return r, nil
+}
+
+func loadRange(a []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, v := range a {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return
+}
+
+func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResult, solve time.Duration, out string) {
+	sol, g := r.sol, r.grid
+	bl, bh := loadRange(p.Baseline())
+	al, ah := loadRange(g.Aggregate)
 	energy := 0.0
 	for _, ev := range p.EVs {
 		energy += ev.Energy
 	}
-	minV, where := math.Inf(1), ""
-	active := 0
-	for fi, f := range p.Feeders {
-		for b := 1; b < len(f.Buses); b++ {
-			for t, v := range sol.Voltage[fi][b] {
-				if v < minV {
-					minV, where = v, fmt.Sprintf("%s/%s at %s", f.Name, f.Buses[b].Name, scenario.SlotClock(m.Start, p.DT, t))
-				}
-				if sol.Mu[fi][b][t] > 0 {
-					active++
-				}
-			}
-		}
+	where := ""
+	if len(p.Feeders) > 0 {
+		f := &p.Feeders[g.MinFeeder]
+		where = fmt.Sprintf("%s/%s at %s", f.Name, f.Buses[g.MinBus].Name, scenario.SlotClock(m.Start, p.DT, g.MinSlot))
 	}
 	status := "converged"
 	if !sol.Converged {
@@ -424,8 +469,14 @@ func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, sol *charg
 	fmt.Fprintf(w, "gridveil sim: %s, seed %d\n", m.Scenario, m.Seed)
 	fmt.Fprintf(w, "  network      %d feeder(s), %d EVs, %d slots of %g min from %s, vmin %.3f pu\n", len(p.Feeders), len(p.EVs), p.Slots, p.DT*60, m.Start, p.VMin)
 	fmt.Fprintf(w, "  solver       %s in %d iterations, %s (%.3g ms/iteration), duality gap %s\n", status, sol.Iterations, solve.Round(time.Microsecond), float64(solve.Microseconds())/1000/float64(max(sol.Iterations, 1)), gap)
-	fmt.Fprintf(w, "  EV energy    %.1f kWh stored\n", energy)
+	fmt.Fprintf(w, "  EV energy    %.1f kWh stored, %.1f kWh drawn from the grid\n", energy, g.EVEnergy)
 	fmt.Fprintf(w, "  load         baseline %.0f-%.0f kW (peak/valley %.2f) -> with EVs %.0f-%.0f kW (%.2f)\n", bl, bh, bh/bl, al, ah, ah/al)
-	fmt.Fprintf(w, "  voltage      min %.4f pu (%s); %d binding limit(s)\n", minV, where, active)
+	if r.so == nil {
+		fmt.Fprintf(w, "  voltage      min %.4f pu (%s); %d bus-slot(s) below vmin; %d binding limit(s)\n", g.MinVoltage, where, g.Violations, r.soPriced)
+	} else {
+		fmt.Fprintf(w, "  voltage      min %.4f pu (%s); %d bus-slot(s) below vmin\n", g.MinVoltage, where, g.Violations)
+		sl, sh := loadRange(r.so.Aggregate)
+		fmt.Fprintf(w, "  SO's view    not the grid (%s):\n               it believed load %.0f-%.0f kW, min voltage %.4f pu, and priced %d limit(s)\n", r.so.Why, sl, sh, r.so.MinVoltage, r.soPriced)
+	}
 	fmt.Fprintf(w, "  files        %s\n", strings.Join([]string{filepath.Join(out, "report.html"), filepath.Join(out, "solution.json"), filepath.Join(out, "instance.json")}, ", "))
 }

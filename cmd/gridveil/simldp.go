@@ -38,36 +38,38 @@ type LDPBaselineFile struct {
 
 // solveOnLDP estimates the baseline from LDP meter readings, solves on the
 // estimate, and scores the schedules on the true grid against the optimum
-// on the true baseline. It returns the LDP-based solution.
-func (f *baselineFlags) solveOnLDP(p *charging.Problem, seed uint64, opt charging.Options) (*charging.Solution, *LDPBaselineFile, error) {
+// on the true baseline. It returns the LDP-based solution and the problem
+// the SO solved (p with its baselines replaced by the estimates), which
+// only says what the SO believed: the grid is still p.
+func (f *baselineFlags) solveOnLDP(p *charging.Problem, seed uint64, opt charging.Options) (*charging.Solution, *charging.Problem, *LDPBaselineFile, error) {
 	if f.source != "ldp" {
-		return nil, nil, fmt.Errorf("--baseline %q: use true or ldp", f.source)
+		return nil, nil, nil, fmt.Errorf("--baseline %q: use true or ldp", f.source)
 	}
 	mech, err := ldp.ParseName(f.mechanism)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--ldp-mechanism: %w", err)
+		return nil, nil, nil, fmt.Errorf("--ldp-mechanism: %w", err)
 	}
 	if (f.epsilon > 0) == (f.dayEpsilon > 0) {
-		return nil, nil, fmt.Errorf("--baseline ldp needs exactly one of --epsilon (per reading) and --day-epsilon (per meter and horizon)")
+		return nil, nil, nil, fmt.Errorf("--baseline ldp needs exactly one of --epsilon (per reading) and --day-epsilon (per meter and horizon)")
 	}
 	est, rep, err := ldp.EstimateBaseline(p, ldp.BaselineOptions{Mechanism: mech, Epsilon: f.epsilon, DayEpsilon: f.dayEpsilon, MetersPerBus: f.metersPerBus},
 		rand.New(rand.NewPCG(seed, 0x6c6470))) // "ldp"
 	if err != nil {
-		return nil, nil, fmt.Errorf("estimating the baseline: %w", err)
+		return nil, nil, nil, fmt.Errorf("estimating the baseline: %w", err)
 	}
 	sol, err := charging.Solve(est, opt)
 	if err != nil {
-		return nil, nil, fmt.Errorf("solving on the LDP estimate of the baseline (lowest estimated voltage %.4f pu): %w; raise --epsilon or --meters-per-bus", rep.MinVoltageEstimated, err)
+		return nil, nil, nil, fmt.Errorf("solving on the LDP estimate of the baseline (lowest estimated voltage %.4f pu): %w; raise --epsilon or --meters-per-bus", rep.MinVoltageEstimated, err)
 	}
 	ref, err := charging.Solve(p, opt)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cmp, err := ldp.Compare(p, ref, sol)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return sol, &LDPBaselineFile{Schema: "gridveil/ldp-baseline/v1", Estimate: rep, Comparison: cmp}, nil
+	return sol, est, &LDPBaselineFile{Schema: "gridveil/ldp-baseline/v1", Estimate: rep, Comparison: cmp}, nil
 }
 
 func ldpBaselineTable(l *LDPBaselineFile) report.Table {
