@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,6 +168,15 @@ func TestSimTrueGrid(t *testing.T) {
 			}
 			if math.Abs(sol.MinVoltage-minV) > 1e-9 || sol.Violations != below || math.Abs(sol.EVEnergy-energy) > 1e-6*energy {
 				t.Fatalf("min_voltage_pu %v (true %v), violations %d (true %d), ev_grid_energy_kwh %v (true %v)", sol.MinVoltage, minV, sol.Violations, below, sol.EVEnergy, energy)
+			}
+			// The report's figures are the true grid too: the load figure's
+			// energy and the voltage figure's margin.
+			html, err := os.ReadFile(filepath.Join(dir, "report.html"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("EVs draw %.1f kWh", energy); !strings.Contains(string(html), want) || below == 0 && strings.Contains(string(html), "The limit is violated") {
+				t.Fatalf("report.html lacks %q or reports a violation the true grid does not have", want)
 			}
 			if !strings.Contains(out, "bus-slot(s) below vmin") {
 				t.Fatalf("summary lacks the true grid's violation count:\n%s", out)
