@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -215,5 +216,37 @@ func TestSimTrueGrid(t *testing.T) {
 				t.Fatalf("summary lacks the true load %q:\n%s", want, out)
 			}
 		})
+	}
+}
+
+// TestSimExitRule: one rule for every mechanism. A run whose solver did not
+// pass its stopping test writes complete files that say converged: false
+// and exits 3; a converged run exits 0. Noisy mechanisms never pass the
+// test, so they always exit 3, with a message that says why.
+func TestSimExitRule(t *testing.T) {
+	for _, c := range []struct {
+		args      []string
+		converged bool
+		want      string
+	}{
+		{[]string{"--privacy", "dp", "--iterations", "30"}, false, "noisy sums"},
+		{[]string{"--privacy", "obfuscation", "--iterations", "30"}, false, "noisy sums"},
+		{[]string{"--scenario", "ieee13-stressed", "--max-iter", "20"}, false, "raise --max-iter"},
+		{[]string{"--privacy", "masking", "--mask-auth=false"}, true, ""},
+		{nil, true, ""},
+	} {
+		dir := t.TempDir()
+		_, err := run(t, append([]string{"sim", "--out", dir, "-q"}, c.args...)...)
+		var sol solutionFile
+		readJSON(t, filepath.Join(dir, "solution.json"), &sol)
+		var ee *exitError
+		switch {
+		case sol.Converged != c.converged:
+			t.Errorf("%v: solution.json says converged %v", c.args, sol.Converged)
+		case c.converged && err != nil:
+			t.Errorf("%v: a converged run failed: %v", c.args, err)
+		case !c.converged && (!errors.As(err, &ee) || ee.code != 3 || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: an unconverged run gave %v; want exit status 3 naming %q", c.args, err, c.want)
+		}
 	}
 }
