@@ -35,7 +35,7 @@ func (f *privacyFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.mechanism, "privacy", "none", "aggregation between EVs and the SO: "+strings.Join(mechanisms, "|"))
 	fl.BoolVar(&f.compare, "privacy-compare", false, "run every mechanism on the instance and write privacy.json and a comparison in the report")
 	fl.StringVar(&f.dumpView, "dump-view", "", `write what a party saw in the final iteration: "so" writes so_view.json`)
-	fl.IntVar(&f.iterations, "iterations", 200, "iterations for mechanisms with noisy sums (obfuscation, dp), which never meet the exact stopping test")
+	fl.IntVar(&f.iterations, "iterations", 200, "iterations for mechanisms with noisy sums (obfuscation, dp), which never meet the exact stopping test (so their runs exit 3)")
 	fl.IntVar(&f.obf.M, "obf-m", 10, "obfuscation: values sent per slot")
 	fl.Float64Var(&f.obf.Sigma, "obf-sigma", 3, "obfuscation: noise standard deviation, kW")
 	fl.Float64Var(&f.obf.Mu[0], "obf-mu-min", 0, "obfuscation: bus keys mu_b are drawn from [min, max] kW")

@@ -49,7 +49,10 @@ voltage limits on it, and writes into --out:
   report.html     a self-contained report with figures
 
 The same scenario and seed give the same instance.json and solution.json,
-byte for byte. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
+byte for byte. A run that did not converge still writes its files (they say
+converged: false) and exits with status 3, whatever the mechanism: noisy
+ones (obfuscation, dp) never pass the exact stopping test, so they always
+do. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
 		Example: `  gridveil sim
   gridveil sim --scenario ieee13-stressed --out out/stressed
   gridveil sim --scenario ieee13-paper --evs 10000 --seed 7 --out out/region
