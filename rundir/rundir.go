@@ -81,6 +81,35 @@ func (r *Result) Paths() []string {
 // holding files that no gridveil run recorded.
 var ErrForeignFiles = errors.New("output directory holds files gridveil did not write")
 
+// Check reports, before a long computation, the error Write would give for
+// dir: files no gridveil run recorded, unless force. A missing directory
+// is fine (Write creates it).
+func Check(dir string, force bool) error {
+	if force {
+		return nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	_, foreign, err := inspect(dir)
+	if err != nil {
+		return err
+	}
+	return foreignError(dir, foreign)
+}
+
+func foreignError(dir string, foreign []foreignFile) error {
+	if len(foreign) == 0 {
+		return nil
+	}
+	var list []string
+	for _, f := range foreign {
+		list = append(list, f.String())
+	}
+	return fmt.Errorf("%w: %s holds %s; give --out a new or empty directory, remove them, or add --force to write beside them (gridveil never removes files it did not write)",
+		ErrForeignFiles, dir, strings.Join(list, ", "))
+}
+
 // Write renders every file into dir (created if missing) and records the
 // run in dir's manifest. files maps a plain file name to a function that
 // writes its content. On any error nothing of this run is left in dir and
@@ -101,13 +130,10 @@ func Write(dir string, files map[string]func(io.Writer) error, opt Options) (res
 	if err != nil {
 		return nil, err
 	}
-	if len(foreign) > 0 && !opt.Force {
-		var list []string
-		for _, f := range foreign {
-			list = append(list, f.String())
+	if !opt.Force {
+		if err := foreignError(dir, foreign); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %s holds %s; give --out a new or empty directory, remove them, or add --force to write beside them (gridveil never removes files it did not write)",
-			ErrForeignFiles, dir, strings.Join(list, ", "))
 	}
 	res = &Result{Dir: dir}
 	for _, f := range foreign {

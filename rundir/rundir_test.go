@@ -112,6 +112,12 @@ func TestWriteRefusesForeignFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := names(t, dir)
+	if err := Check(dir, false); !errors.Is(err, ErrForeignFiles) || !strings.Contains(err.Error(), "notes.txt") {
+		t.Fatalf("Check: %v, want the foreign file named", err)
+	}
+	if Check(dir, true) != nil || Check(filepath.Join(dir, "absent"), false) != nil {
+		t.Fatal("Check refuses with force, or a directory that does not exist yet")
+	}
 	_, err := Write(dir, map[string]func(io.Writer) error{"solution.json": content("2")}, Options{})
 	if !errors.Is(err, ErrForeignFiles) {
 		t.Fatalf("got %v, want ErrForeignFiles", err)

@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -94,6 +93,7 @@ The same flags and seed give the same files, byte for byte, whatever
 	fl.IntVar(&f.workers, "workers", 0, "goroutines over homes (default: all cores); results do not depend on it")
 	fl.BoolVar(&f.noSeries, "no-series", false, "leave per-home series out of home.json (metrics stay), for large runs")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	addForceFlag(fl)
 	return cmd
 }
 
@@ -178,10 +178,12 @@ func runHome(cmd *cobra.Command, f *homeFlags) error {
 		},
 		"report.html": func(w io.Writer) error { return homereport.Write(w, homeReportData(f, &cfg, doc, out)) },
 	}
-	if err := writeAll(f.out, files); err != nil {
+	written, err := writeRun(cmd, f.out, files)
+	if err != nil {
 		return err
 	}
 	printHomeSummary(stdout, f, doc, elapsed)
+	printFiles(stdout, written)
 	return nil
 }
 
@@ -570,7 +572,6 @@ func printHomeSummary(w io.Writer, f *homeFlags, doc *homeDoc, elapsed time.Dura
 	}
 	pr("meter=load", doc.Reference)
 	tw.Flush()
-	fmt.Fprintf(w, "files: %s, %s\n", filepath.Join(f.out, "home.json"), filepath.Join(f.out, "report.html"))
 }
 
 // homeProgress counts finished homes on stderr when it is a terminal.

@@ -93,6 +93,7 @@ same files, byte for byte. docs/LDP.md documents the mechanisms and ldp.json.`,
 	fl.StringVar(&f.out, "out", filepath.Join("out", "ldp"), "directory for ldp.json and report.html (created if missing)")
 	fl.IntVar(&f.workers, "workers", 0, "goroutines (default: all cores); results do not depend on it")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	addForceFlag(fl)
 	return cmd
 }
 
@@ -282,10 +283,12 @@ func runLDP(cmd *cobra.Command, f *ldpFlags) error {
 		"ldp.json":    func(w io.Writer) error { return scenario.WriteJSON(w, res) },
 		"report.html": func(w io.Writer) error { return writeLDPReport(w, c, res) },
 	}
-	if err := writeAll(c.out, files); err != nil {
+	written, err := writeRun(cmd, c.out, files)
+	if err != nil {
 		return err
 	}
 	printLDPSummary(stdout, c, res)
+	printFiles(stdout, written)
 	return nil
 }
 
@@ -467,7 +470,6 @@ func printLDPSummary(w io.Writer, c *ldpConfig, res *ldpResult) {
 			math.Sqrt(m.Mean.TheoreticalVar), math.Sqrt(m.Mean.EmpiricalVar), m.EmpiricalVarianceZ)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "  files        %s, %s\n", filepath.Join(c.out, "report.html"), filepath.Join(c.out, "ldp.json"))
 }
 
 // ---- report.html ----

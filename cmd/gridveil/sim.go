@@ -1,22 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/rundir"
 	"github.com/gridveil/gridveil/scenario"
 )
 
@@ -45,8 +45,11 @@ voltage limits on it, and writes into --out:
 
   instance.json   the problem, enough to rebuild it without gridveil
   solution.json   schedules, aggregate load, voltages and multipliers
-  run.json        timings and machine facts (the only file that varies between runs)
+  run.json        timings, machine facts and every run parameter (varies between runs)
   report.html     a self-contained report with figures
+  manifest.json   the files this run wrote; a later run into --out removes
+                  the ones it does not write again, and refuses files gridveil
+                  did not write unless --force
 
 The same scenario and seed give the same instance.json and solution.json,
 byte for byte. A run that did not converge still writes its files (they say
@@ -75,6 +78,7 @@ do. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
 	f.priv.register(fl)
 	f.base.register(fl)
 	f.mkt.register(fl)
+	addForceFlag(fl)
 	return cmd
 }
 
@@ -123,6 +127,12 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	buildTime := time.Since(t0)
 	if f.priv.dumpView != "" && f.priv.dumpView != "so" {
 		return fmt.Errorf("--dump-view %q: only \"so\" (what the system operator received) is supported", f.priv.dumpView)
+	}
+	// Refuse a directory of someone else's files now, once the input is
+	// known good, not after a long solve.
+	force, _ := cmd.Flags().GetBool("force")
+	if err := rundir.Check(f.out, force); err != nil {
+		return err
 	}
 	progress := newProgress(stderr, f.quiet, f.maxIter)
 	if f.priv.mechanism == "masking" {
@@ -217,6 +227,8 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 				"seconds_per_iteration": solveTime.Seconds() / float64(max(sol.Iterations, 1)),
 				"workers":               opt.Workers, "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(),
 				"goos": runtime.GOOS, "goarch": runtime.GOARCH,
+				"scenario": meta.Scenario, "seed": meta.Seed, "privacy": mech.Name(), "privacy_params": mech.Params(),
+				"flags": runFlags(cmd.Flags()),
 			})
 		},
 	}
@@ -233,10 +245,11 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		v := mech.View()
 		files["so_view.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, newSOView(p, v)) }
 	}
-	if err := writeAll(f.out, files); err != nil {
+	written, err := writeRun(cmd, f.out, files)
+	if err != nil {
 		return err
 	}
-	printSummary(stdout, p, meta, res, solveTime, f.out)
+	printSummary(stdout, p, meta, res, solveTime)
 	if l := ldpBaseline; l != nil {
 		fmt.Fprintf(stdout, "  ldp baseline %s, epsilon %.3g per reading (%.3g per meter over the horizon), %d meters: baseline RMSE %.1f kW per bus-slot;\n               on the true grid the schedules cost %+.3g%% over the true-baseline optimum, %d bus-slots below vmin\n",
 			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
@@ -264,6 +277,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	} else if mech.Name() != "none" {
 		fmt.Fprintf(stdout, "  privacy      %s: the SO saw only per-bus sums\n", mech.Name())
 	}
+	printFiles(stdout, written)
 	// One rule for every mechanism: a run whose solver did not pass its
 	// certified stopping test exits 3, and its files say converged: false.
 	// A noisy mechanism never passes it, by design, so its runs always end
@@ -278,77 +292,46 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	return nil
 }
 
-// writeAll renders every file in memory-light temporary files inside dir
-// and renames them into place only when all succeeded, so that a failure
-// leaves no half-written result behind.
-func writeAll(dir string, files map[string]func(io.Writer) error) (err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating output directory: %w", err)
+// writeRun writes a command's run directory through package rundir: all
+// files or none, a manifest of what was written, the earlier run's stale
+// files removed, and files gridveil did not write refused unless --force.
+func writeRun(cmd *cobra.Command, dir string, files map[string]func(io.Writer) error) (*rundir.Result, error) {
+	force, _ := cmd.Flags().GetBool("force")
+	res, err := rundir.Write(dir, files, rundir.Options{Command: cmd.Name(), Force: force})
+	if err != nil {
+		return nil, err
 	}
-	tmp := map[string]string{}
-	defer func() {
-		if err != nil {
-			for _, t := range tmp {
-				os.Remove(t)
-			}
-		}
-	}()
-	for name, write := range files {
-		fh, err := os.CreateTemp(dir, "."+name+".*.tmp")
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		tmp[name] = fh.Name()
-		bw := &bufWriter{w: fh}
-		werr := write(bw)
-		if werr == nil {
-			werr = bw.flush()
-		}
-		if werr == nil {
-			werr = fh.Chmod(0o644) // CreateTemp makes 0600; results are for sharing
-		}
-		cerr := fh.Close()
-		if werr != nil {
-			return fmt.Errorf("writing %s: %w", name, werr)
-		}
-		if cerr != nil {
-			return fmt.Errorf("writing %s: %w", name, cerr)
-		}
-	}
-	for name, t := range tmp {
-		if err := os.Rename(t, filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		delete(tmp, name)
-	}
-	return nil
+	return res, nil
 }
 
-// bufWriter is a small buffered writer that remembers its first error.
-type bufWriter struct {
-	w   io.Writer
-	buf bytes.Buffer
-	err error
+// runFlags is every flag of the command with the value it had in this
+// run, given or default, so that run.json alone says how to repeat it
+// (mask drop rate, threshold, obfuscation m and sigma, DP epsilon...).
+func runFlags(fl *pflag.FlagSet) map[string]string {
+	out := map[string]string{}
+	fl.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "help" {
+			out[f.Name] = f.Value.String()
+		}
+	})
+	return out
 }
 
-func (b *bufWriter) Write(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	b.buf.Write(p)
-	if b.buf.Len() >= 1<<20 {
-		b.err = b.flush()
-	}
-	return len(p), b.err
+// addForceFlag registers --force on a command that writes a run directory.
+func addForceFlag(fl *pflag.FlagSet) {
+	fl.Bool("force", false, "write into --out even if it holds files no gridveil run recorded (they are kept, except those this run writes)")
 }
 
-func (b *bufWriter) flush() error {
-	if b.err != nil {
-		return b.err
+// printFiles lists every file a run wrote, and the earlier run's files it
+// removed or the foreign ones --force left beside it.
+func printFiles(w io.Writer, r *rundir.Result) {
+	fmt.Fprintf(w, "  files        %s\n", strings.Join(r.Paths(), ", "))
+	if len(r.Removed) > 0 {
+		fmt.Fprintf(w, "               removed the earlier run's %s\n", strings.Join(r.Removed, ", "))
 	}
-	_, err := b.w.Write(b.buf.Bytes())
-	b.buf.Reset()
-	return err
+	if len(r.Foreign) > 0 {
+		fmt.Fprintf(w, "               left in place, not from this run: %s\n", strings.Join(r.Foreign, ", "))
+	}
 }
 
 // progress draws a one-line progress bar on stderr when it is a terminal.
@@ -455,7 +438,7 @@ func loadRange(a []float64) (lo, hi float64) {
 	return
 }
 
-func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResult, solve time.Duration, out string) {
+func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResult, solve time.Duration) {
 	sol, g := r.sol, r.grid
 	bl, bh := loadRange(p.Baseline())
 	al, ah := loadRange(g.Aggregate)
@@ -488,5 +471,4 @@ func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResu
 		sl, sh := loadRange(r.so.Aggregate)
 		fmt.Fprintf(w, "  SO's view    not the grid (%s):\n               it believed load %.0f-%.0f kW, min voltage %.4f pu, and priced %d limit(s)\n", r.so.Why, sl, sh, r.so.MinVoltage, r.soPriced)
 	}
-	fmt.Fprintf(w, "  files        %s\n", strings.Join([]string{filepath.Join(out, "report.html"), filepath.Join(out, "solution.json"), filepath.Join(out, "instance.json")}, ", "))
 }
