@@ -120,7 +120,8 @@ func TestBadScenarios(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", "name: x\nslotz: 4\n", "field slotz not found"},
+		{"unknown field", "name: x\nslotz: 4\n", `unknown key "slotz" (line 2, column 1): at the top level the keys are name,`},
+		{"unknown nested field", "feeder:\n  buses:\n    - {name: s}\n    - {name: a, parent: s, r: 0.1}\n", `unknown key "feeder.buses[1].r" (line 4, column 28): in feeder.buses[1] the keys are name, parent, r_pu,`},
 		{"malformed", "name: [unclosed\n", "invalid scenario"},
 		{"empty", "", "empty"},
 		{"bad clock", "start: \"25:00\"\n", "not HH:MM"},

@@ -130,12 +130,19 @@ func Load(nameOrPath string) (*Spec, error) {
 // Parse reads a scenario from YAML. Unknown fields are errors, so that a
 // misspelt key is not silently ignored.
 func Parse(r io.Reader) (*Spec, error) {
-	dec := yaml.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading scenario: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var s Spec
 	if err := dec.Decode(&s); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrScenario)
+		}
+		if keys := unknownKeys(data); len(keys) > 0 {
+			return nil, fmt.Errorf("%w: %s; check the spelling against docs/FORMATS.md", ErrScenario, strings.Join(keys, "; "))
 		}
 		return nil, fmt.Errorf("%w: %w", ErrScenario, err)
 	}

@@ -87,8 +87,19 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if f.quiet {
 		stdout = io.Discard
 	}
-	if f.evs < 0 {
-		return fmt.Errorf("--evs %d: give a positive number of EVs", f.evs)
+	// Every count is checked where it is given: a zero or negative value
+	// would otherwise fall back to a default or be clamped silently.
+	if f.evs < 0 || f.evs == 0 && cmd.Flags().Changed("evs") {
+		return fmt.Errorf("--evs %d: give a positive number of EVs, or leave --evs out for the scenario's own fleet", f.evs)
+	}
+	if f.workers < 0 {
+		return fmt.Errorf("--workers %d: give a positive number of goroutines, or 0 for one per core", f.workers)
+	}
+	if f.maxIter <= 0 {
+		return fmt.Errorf("--max-iter %d: give a positive iteration limit", f.maxIter)
+	}
+	if f.priv.iterations <= 0 {
+		return fmt.Errorf("--iterations %d: give a positive number of iterations for the noisy mechanisms", f.priv.iterations)
 	}
 	t0 := time.Now()
 	var (

@@ -250,3 +250,33 @@ func TestSimExitRule(t *testing.T) {
 		}
 	}
 }
+
+// TestSimLooseInput: counts that used to be accepted silently are refused
+// by name, and an unknown scenario key is named by its place in the file
+// with the keys valid there, not by a Go type; nothing is written.
+func TestSimLooseInput(t *testing.T) {
+	dir := t.TempDir()
+	yml := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(yml, []byte("evs: {per_bus: 1, pmax_kw: 7, energy_kwh: [5, 10], colour: red}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--evs", "0"}, "--evs 0"},
+		{[]string{"--workers", "-3"}, "--workers -3"},
+		{[]string{"--max-iter", "0"}, "--max-iter 0"},
+		{[]string{"--privacy", "dp", "--iterations", "-1"}, "--iterations -1"},
+		{[]string{"--scenario", yml}, `unknown key "evs.colour" (line 1, column 52): in evs the keys are per_bus, buses, pmax_kw`},
+	} {
+		out := filepath.Join(dir, "out")
+		_, err := run(t, append([]string{"sim", "--out", out, "-q"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "scenario.EVSpec") {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+		if _, serr := os.Stat(out); serr == nil {
+			t.Errorf("%v: refused input left %s", c.args, out)
+		}
+	}
+}
