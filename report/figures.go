@@ -256,8 +256,14 @@ func evFigure(c *Charging) (string, string, error) {
 		_, mx := minMax(s.Y)
 		peak = math.Max(peak, mx)
 	}
-	capt := fmt.Sprintf("EV charging profiles (paper Fig. 4): charging power of %d EVs per slot; highest power %s kW.",
-		len(c.EVs), num(peak, 2))
+	var capt string
+	if c.EVTotal > len(c.EVs) {
+		capt = fmt.Sprintf("EV charging profiles (paper Fig. 4): charging power per slot of %d of the %d EVs of the fleet, an evenly spaced sample; highest power among them %s kW.",
+			len(c.EVs), c.EVTotal, num(peak, 2))
+	} else {
+		capt = fmt.Sprintf("EV charging profiles (paper Fig. 4): charging power of %d EVs per slot; highest power %s kW.",
+			len(c.EVs), num(peak, 2))
+	}
 	if many {
 		capt += fmt.Sprintf(" With more than %d profiles the lines are drawn thin and without a legend.", maxLegendEVs)
 	}

@@ -40,6 +40,7 @@ type Charging struct {
 	Baseline    []float64    // total baseline load per slot, kW
 	Aggregate   []float64    // baseline + EV charging per slot, kW (valley filled)
 	EVs         []Series     // a selection of EV charging profiles, kW per slot (paper Fig. 4)
+	EVTotal     int          // the fleet's size when EVs is a sample of it (the caption says so); 0: EVs is the fleet
 	Voltages    []Series     // bus voltage per slot, pu (paper Fig. 6); may be many buses
 	VMin        float64      // voltage limit, pu, drawn as a dashed line
 	Convergence []ConvPoint  // one point per solver iteration
@@ -229,9 +230,11 @@ table.summary td{font-variant-numeric:tabular-nums}
 table.summary td.n{text-align:right}
 figure{margin:1.2em 0 1.8em}
 figure svg{display:block;max-width:100%;height:auto}
-div.wide{overflow-x:auto}
+div.wide{overflow-x:auto;width:max-content;min-width:100%;max-width:96vw;position:relative;left:50%;transform:translateX(-50%)}
 table.data{font-size:.8em}
-table.data td,table.data th{padding-right:10px;white-space:nowrap}
+table.data td,table.data th{padding-right:10px}
+table.data th{white-space:normal;min-width:4em}
+table.data td.n{white-space:nowrap}
 figcaption,p.caption{font-size:.9em;color:#444;margin-top:.3em}
 footer{margin-top:2.5em;font-size:.8em;color:#777}
 </style>

@@ -182,6 +182,12 @@ func TestWriteCharging(t *testing.T) {
 		want:    []string{"charging power of 40 EVs", "drawn thin and without a legend"},
 		notWant: []string{"EV 1 @ 600<"},
 	}, {
+		name:    "a sample of the fleet says so",
+		in:      func() *Charging { c := sample(84, 5, 10); c.EVTotal = 504; return c },
+		figs:    4,
+		want:    []string{"84 of the 504 EVs of the fleet, an evenly spaced sample"},
+		notWant: []string{"charging power of 84 EVs"},
+	}, {
 		name:    "many buses as envelope",
 		in:      func() *Charging { return sample(3, 30, 10) },
 		figs:    4,
@@ -403,5 +409,32 @@ func TestWriteChargingWriterError(t *testing.T) {
 	err := WriteCharging(failWriter{}, sample(2, 2, 2))
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("got %v, want the writer's error", err)
+	}
+}
+
+// TestWidePageTables: a table wider than the text column (the privacy
+// comparison's 12 columns) is not clipped behind a scrollbar at the
+// column's width: its wrapper grows to the table's own width up to the
+// window's, and header cells may wrap; numbers stay on one line.
+func TestWidePageTables(t *testing.T) {
+	var buf bytes.Buffer
+	tbl := Table{Title: "wide", Header: []string{"mechanism", "deviation kW", "iterations", "SO", "SO, averaged", "eavesdropper", "EV", "EVs colluding", "SO + EVs", "prior", "bytes/EV/iter", "CPU µs/EV/iter"}}
+	tbl.Rows = [][]string{{"obfuscation", "15.6", "200", "0.96", "0.22", "0.35", "0.8", "0", "0", "0.83", "3840", "1.2"}}
+	if err := WritePage(&buf, &Page{Title: "t", Tables: []Table{tbl}}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		`<div class="wide"><table class="summary data">`,
+		"div.wide{overflow-x:auto;width:max-content;min-width:100%;max-width:96vw",
+		"table.data th{white-space:normal",
+		"table.data td.n{white-space:nowrap}",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "table.data td,table.data th{padding-right:10px;white-space:nowrap}") {
+		t.Error("every data cell is kept on one line, which makes wide tables overflow the column")
 	}
 }

@@ -38,6 +38,7 @@ func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, r *
 		c.SlotLabels = append(c.SlotLabels, scenario.SlotClock(m.Start, p.DT, t))
 	}
 	stride := max(1, (len(p.EVs)+maxProfiles-1)/maxProfiles)
+	c.EVTotal = len(p.EVs)
 	for i := 0; i < len(p.EVs); i += stride {
 		c.EVs = append(c.EVs, report.Series{Name: p.EVs[i].ID, Y: sol.Schedules[i]})
 	}
