@@ -20,6 +20,10 @@ type Vehicle struct {
 	need float64   // grid energy to draw, kW-slots
 	nu   float64   // last projection shift, the warm start of the next
 	x    []float64 // schedule, kW, one value per slot of the horizon
+
+	last     Report // the last report Answer produced, re-sent for a repeated broadcast
+	answered bool
+	done     bool
 }
 
 // NewVehicle starts a vehicle at the flat schedule that meets its demand
