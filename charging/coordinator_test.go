@@ -2,7 +2,7 @@ package charging
 
 import (
 	"errors"
-		"math"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
