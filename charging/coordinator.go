@@ -275,3 +275,32 @@ func (v *Vehicle) Answer(b *Broadcast, sender string, scratch []float64, idx []i
 
 // Done reports whether the vehicle has seen the end of the coordination.
 func (v *Vehicle) Done() bool { return v.done }
+
+// CoordinatorState is what a restarted SO needs besides the operator's
+// state: the round and its phase. It is taken between rounds (after
+// Advance), when no report of the new round has been counted yet; the
+// vehicles answer the re-sent round again, idempotently.
+type CoordinatorState struct {
+	Round    int
+	Phase    Phase
+	Operator OperatorState
+}
+
+// State returns the coordinator's state between rounds.
+func (c *Coordinator) State() CoordinatorState {
+	return CoordinatorState{Round: c.round, Phase: c.phase, Operator: c.op.State()}
+}
+
+// Restore resumes from a saved state: the round starts again with no
+// report counted.
+func (c *Coordinator) Restore(s CoordinatorState) error {
+	if s.Phase < PhaseStart || s.Phase > PhaseDone {
+		return fmt.Errorf("saved coordinator state has phase %d", s.Phase)
+	}
+	if err := c.op.Restore(s.Operator); err != nil {
+		return err
+	}
+	c.round, c.phase = s.Round, s.Phase
+	c.resetRound()
+	return nil
+}

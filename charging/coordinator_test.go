@@ -1,6 +1,8 @@
 package charging
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -12,7 +14,7 @@ import (
 // through its binary encoding, reports arrive in a shuffled order, and some
 // are delivered twice. It returns the vehicles' final schedules (in EV
 // order) and the coordinator.
-func memoryNet(t *testing.T, p *Problem, seed uint64) ([][]float64, *Coordinator) {
+func memoryNet(t *testing.T, p *Problem, seed uint64, restartAt int) ([][]float64, *Coordinator) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 1))
 	T := p.Slots
@@ -107,6 +109,28 @@ func memoryNet(t *testing.T, p *Problem, seed uint64) ([][]float64, *Coordinator
 		if _, _, err := co.Advance(); err != nil {
 			t.Fatal(err)
 		}
+		if rounds == restartAt {
+			// The SO crashes between rounds: a new process builds its
+			// cores from the configuration and the saved state alone.
+			var file bytes.Buffer
+			if err := gob.NewEncoder(&file).Encode(co.State()); err != nil {
+				t.Fatal(err)
+			}
+			var st CoordinatorState
+			if err := gob.NewDecoder(&file).Decode(&st); err != nil {
+				t.Fatal(err)
+			}
+			op2, err := NewOperator(OperatorConfig{Slots: T, DT: p.DT, VMin: p.VMin, Feeders: p.Feeders, Buses: buses, MaxPlugged: maxPlugged})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if co, err = NewCoordinator(op2, members); err != nil {
+				t.Fatal(err)
+			}
+			if err := co.Restore(st); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	out := make([][]float64, len(p.EVs))
 	for i := range vehicles {
@@ -132,7 +156,7 @@ func TestCoresOverMessagesMatchSolve(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			scheds, co := memoryNet(t, tc.p, 7)
+			scheds, co := memoryNet(t, tc.p, 7, -1)
 			op := co.Operator()
 			if !op.Converged() {
 				t.Fatalf("message protocol did not converge in %d iterations (gap %g)", op.Iteration(), op.Gap())
@@ -235,5 +259,32 @@ func TestCoordinatorRefuses(t *testing.T) {
 	}
 	if _, _, err := co.Advance(); err == nil {
 		t.Fatal("advanced a round with reports missing")
+	}
+}
+
+// TestCoordinatorRestartLosesNothing restarts the SO from its saved state
+// in the middle of the stressed run (multipliers active): the run goes on
+// to bit-identical schedules and aggregate, with no round repeated or
+// skipped.
+func TestCoordinatorRestartLosesNothing(t *testing.T) {
+	p := ieee13Problem(1, stressedFleet, 0.95)
+	want, co1 := memoryNet(t, p, 3, -1)
+	for _, at := range []int{0, 1, 150} {
+		got, co2 := memoryNet(t, p, 3, at)
+		if co2.Round() != co1.Round() || co2.Operator().Iteration() != co1.Operator().Iteration() {
+			t.Fatalf("restart at round %d: %d rounds, %d iterations; without restart %d, %d", at, co2.Round(), co2.Operator().Iteration(), co1.Round(), co1.Operator().Iteration())
+		}
+		for i := range want {
+			for tt := range want[i] {
+				if want[i][tt] != got[i][tt] {
+					t.Fatalf("restart at round %d: EV %d slot %d: %v, without restart %v", at, i, tt, got[i][tt], want[i][tt])
+				}
+			}
+		}
+		for tt, v := range co1.Operator().Aggregate() {
+			if co2.Operator().Aggregate()[tt] != v {
+				t.Fatalf("restart at round %d: aggregate differs in slot %d", at, tt)
+			}
+		}
 	}
 }

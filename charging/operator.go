@@ -508,3 +508,98 @@ func parallel(workers, n int, fn func(worker, i int)) {
 	}
 	wg.Wait()
 }
+
+// OperatorState is the part of an Operator's state that changes from
+// iteration to iteration: what a restarted SO needs to go on where it
+// stopped instead of starting the day again. Everything else follows
+// from the OperatorConfig. It is taken between iterations.
+type OperatorState struct {
+	Iter         int
+	Started      bool
+	LastGapCheck int
+	Gap          float64
+	Converged    bool
+	A, Prev      []float64
+	Sums         [][]float64
+	OldSums      [][]float64
+	Mu, Price    [][][]float64
+	V2           [][][]float64
+	History      []Stats
+}
+
+// State returns a deep copy of the operator's changing state.
+func (o *Operator) State() OperatorState {
+	c1 := func(v []float64) []float64 { return append([]float64(nil), v...) }
+	c2 := func(v [][]float64) [][]float64 {
+		out := make([][]float64, len(v))
+		for i := range v {
+			out[i] = c1(v[i])
+		}
+		return out
+	}
+	c3 := func(v [][][]float64) [][][]float64 {
+		out := make([][][]float64, len(v))
+		for i := range v {
+			out[i] = c2(v[i])
+		}
+		return out
+	}
+	return OperatorState{Iter: o.iter, Started: o.started, LastGapCheck: o.lastGapCheck, Gap: o.gap, Converged: o.converged,
+		A: c1(o.a), Prev: c1(o.prev), Sums: c2(o.sums), OldSums: c2(o.oldSums), Mu: c3(o.mu), Price: c3(o.price), V2: c3(o.v2),
+		History: append([]Stats(nil), o.history...)}
+}
+
+// Restore puts a state taken by State back, after checking that its shape
+// fits the operator's configuration (a state file from another scenario
+// is refused, not half applied).
+func (o *Operator) Restore(s OperatorState) error {
+	fit2 := func(what string, dst, src [][]float64) error {
+		if len(dst) != len(src) {
+			return fmt.Errorf("saved %s has %d rows, this configuration %d", what, len(src), len(dst))
+		}
+		for i := range dst {
+			if len(dst[i]) != len(src[i]) {
+				return fmt.Errorf("saved %s row %d has %d values, this configuration %d", what, i, len(src[i]), len(dst[i]))
+			}
+		}
+		return nil
+	}
+	if len(s.A) != o.T || len(s.Prev) != o.T {
+		return fmt.Errorf("saved aggregate has %d slots, this configuration %d", len(s.A), o.T)
+	}
+	if err := fit2("sums", o.sums, s.Sums); err != nil {
+		return err
+	}
+	if err := fit2("previous sums", o.oldSums, s.OldSums); err != nil {
+		return err
+	}
+	for _, m := range []struct {
+		what     string
+		dst, src [][][]float64
+	}{{"multipliers", o.mu, s.Mu}, {"prices", o.price, s.Price}, {"voltages", o.v2, s.V2}} {
+		if len(m.dst) != len(m.src) {
+			return fmt.Errorf("saved %s cover %d feeders, this configuration %d", m.what, len(m.src), len(m.dst))
+		}
+		for fi := range m.dst {
+			if err := fit2(m.what, m.dst[fi], m.src[fi]); err != nil {
+				return err
+			}
+		}
+	}
+	o.iter, o.started, o.lastGapCheck, o.gap, o.converged = s.Iter, s.Started, s.LastGapCheck, s.Gap, s.Converged
+	copy(o.a, s.A)
+	copy(o.prev, s.Prev)
+	for g := range o.sums {
+		copy(o.sums[g], s.Sums[g])
+		copy(o.oldSums[g], s.OldSums[g])
+	}
+	for fi := range o.mu {
+		for b := range o.mu[fi] {
+			copy(o.mu[fi][b], s.Mu[fi][b])
+			copy(o.price[fi][b], s.Price[fi][b])
+			copy(o.v2[fi][b], s.V2[fi][b])
+		}
+	}
+	o.history = append([]Stats(nil), s.History...)
+	return nil
+}
