@@ -137,12 +137,12 @@ func (c *Coordinator) Handle(bus int, r *Report) error {
 	if r.Feeder != b.Feeder || r.Bus != b.Bus {
 		return fmt.Errorf("%w: report names feeder %d bus %d on the subject of feeder %d bus %d", ErrBadReport, r.Feeder, r.Bus, b.Feeder, b.Bus)
 	}
-	if r.Round != c.round || c.phase == PhaseDone {
-		return fmt.Errorf("%w: report of round %d from %q, current round %d (%s)", ErrStaleReport, r.Round, r.Sender, c.round, c.phase)
-	}
 	k, ok := c.index[bus][r.Sender]
 	if !ok {
 		return fmt.Errorf("%w: %q at feeder %d bus %d", ErrUnknownSender, r.Sender, b.Feeder, b.Bus)
+	}
+	if r.Round != c.round || c.phase == PhaseDone {
+		return fmt.Errorf("%w: report of round %d from %q, current round %d (%s)", ErrStaleReport, r.Round, r.Sender, c.round, c.phase)
 	}
 	if r.Phase != c.phase || r.Iter != c.iter() {
 		return fmt.Errorf("%w: %q answered phase %s of iteration %d in round %d, which is phase %s of iteration %d", ErrBadReport, r.Sender, r.Phase, r.Iter, c.round, c.phase, c.iter())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -602,4 +603,42 @@ func (o *Operator) Restore(s OperatorState) error {
 	}
 	o.history = append([]Stats(nil), s.History...)
 	return nil
+}
+
+// OperatorConfig splits a problem into what the system operator knows: the
+// grid, the baselines, the voltage limit, which buses host how many
+// vehicles and the most plugged in at once. busEVs[g] lists the indices of
+// the EVs at bus g of cfg.Buses, in problem order; their local sets stay
+// with the vehicles.
+func (p *Problem) OperatorConfig(opt Options) (cfg OperatorConfig, busEVs [][]int) {
+	order := make([]int, len(p.EVs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		ea, eb := &p.EVs[order[a]], &p.EVs[order[b]]
+		if ea.Feeder != eb.Feeder {
+			return ea.Feeder < eb.Feeder
+		}
+		return ea.Bus < eb.Bus
+	})
+	plugged := make([]int, p.Slots)
+	cfg = OperatorConfig{Slots: p.Slots, DT: p.DT, VMin: p.VMin, Feeders: p.Feeders, Options: opt}
+	for pos, i := range order {
+		ev := &p.EVs[i]
+		if pos == 0 || ev.Feeder != p.EVs[order[pos-1]].Feeder || ev.Bus != p.EVs[order[pos-1]].Bus {
+			cfg.Buses = append(cfg.Buses, Bus{Feeder: ev.Feeder, Bus: ev.Bus})
+			busEVs = append(busEVs, order[pos:pos])
+		}
+		g := len(cfg.Buses) - 1
+		cfg.Buses[g].Vehicles++
+		busEVs[g] = busEVs[g][:len(busEVs[g])+1]
+		for t := ev.Arrive; t < ev.Depart; t++ {
+			plugged[t]++
+		}
+	}
+	for _, c := range plugged {
+		cfg.MaxPlugged = max(cfg.MaxPlugged, c)
+	}
+	return cfg, busEVs
 }

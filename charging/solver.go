@@ -3,7 +3,6 @@ package charging
 import (
 	"fmt"
 	"math"
-	"sort"
 )
 
 // Options tunes Solve. The zero value is usable.
@@ -113,42 +112,19 @@ func newSolver(p *Problem, opt Options) (*solver, error) {
 	}
 	T := p.Slots
 	s := &solver{p: p, opt: opt, T: T, workers: opt.Workers}
-	n := len(p.EVs)
-	s.order = make([]int, n)
-	for i := range s.order {
-		s.order[i] = i
-	}
-	sort.SliceStable(s.order, func(a, b int) bool {
-		ea, eb := &p.EVs[s.order[a]], &p.EVs[s.order[b]]
-		if ea.Feeder != eb.Feeder {
-			return ea.Feeder < eb.Feeder
-		}
-		return ea.Bus < eb.Bus
-	})
-	s.x = make([]float64, n*T)
-	s.veh = make([]Vehicle, n)
-	var buses []Bus
-	plugged := make([]int, T)
-	for pos, i := range s.order {
-		ev := &p.EVs[i]
-		if pos == 0 || ev.Feeder != p.EVs[s.order[pos-1]].Feeder || ev.Bus != p.EVs[s.order[pos-1]].Bus {
-			s.groups = append(s.groups, Group{Feeder: ev.Feeder, Bus: ev.Bus})
-			s.gstart = append(s.gstart, pos)
-			buses = append(buses, Bus{Feeder: ev.Feeder, Bus: ev.Bus})
-		}
-		g := len(s.groups) - 1
-		s.groups[g].EVs = s.order[s.gstart[g] : pos+1]
-		buses[g].Vehicles++
-		s.veh[pos] = NewVehicle(ev, T, p.DT, s.x[pos*T:(pos+1)*T])
-		for t := ev.Arrive; t < ev.Depart; t++ {
-			plugged[t]++
+	cfg, busEVs := p.OperatorConfig(opt)
+	s.x = make([]float64, len(p.EVs)*T)
+	s.veh = make([]Vehicle, len(p.EVs))
+	for g, evs := range busEVs {
+		s.gstart = append(s.gstart, len(s.order))
+		s.groups = append(s.groups, Group{Feeder: cfg.Buses[g].Feeder, Bus: cfg.Buses[g].Bus, EVs: evs})
+		for _, i := range evs {
+			pos := len(s.order)
+			s.order = append(s.order, i)
+			s.veh[pos] = NewVehicle(&p.EVs[i], T, p.DT, s.x[pos*T:(pos+1)*T])
 		}
 	}
-	maxPlugged := 0
-	for _, c := range plugged {
-		maxPlugged = max(maxPlugged, c)
-	}
-	s.op, err = NewOperator(OperatorConfig{Slots: T, DT: p.DT, VMin: p.VMin, Feeders: p.Feeders, Buses: buses, MaxPlugged: maxPlugged, Options: opt})
+	s.op, err = NewOperator(cfg)
 	if err != nil {
 		return nil, err
 	}

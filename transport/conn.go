@@ -41,6 +41,9 @@ func Connect(urls, name string, wait time.Duration, log *slog.Logger) (*Conn, er
 		nats.ReconnectBufSize(8 << 20),
 		nats.PingInterval(5 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // our own Close
+			}
 			c.Disconnect.Add(1)
 			log.Warn("disconnected from NATS", "err", err)
 		}),
@@ -112,8 +115,14 @@ func (c *Conn) Subscribe(subject, queue string, h Handler) (func() error, error)
 	return s.Unsubscribe, nil
 }
 
-// Flush waits until the server has everything published so far.
+// Flush waits until the server has everything published so far, for at
+// most 10 s when ctx has no deadline of its own.
 func (c *Conn) Flush(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
 	if err := c.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("flushing to NATS: %w", err)
 	}
