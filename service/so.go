@@ -31,7 +31,9 @@ type SOConfig struct {
 	// Linger is how long the final broadcast is repeated so that every
 	// vehicle hears the end (default 4 resends).
 	Linger time.Duration
-	Log    *slog.Logger
+	// Pace is the least time between rounds (0: as fast as reports come).
+	Pace time.Duration
+	Log  *slog.Logger
 	// Progress, if set, is called after every completed iteration.
 	Progress func(charging.Stats)
 }
@@ -198,6 +200,13 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 			}
 			if completed && cfg.Progress != nil {
 				cfg.Progress(st)
+			}
+			if cfg.Pace > 0 {
+				select {
+				case <-time.After(cfg.Pace):
+				case <-ctx.Done():
+					return res, ctx.Err()
+				}
 			}
 			if err := publish(); err != nil {
 				return res, err
