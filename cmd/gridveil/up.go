@@ -125,9 +125,11 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	p, meta := pl.Problem, pl.Meta
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
-		"solution.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, "none", true)) },
-		"so.json":       func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
-		"report.html":   func(w io.Writer) error { return writeChargingReport(w, p, meta, sol, &reportExtras{}) },
+		"solution.json": func(w io.Writer) error {
+			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, "none", true))
+		},
+		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
+		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol, &reportExtras{}) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,
