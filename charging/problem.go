@@ -149,14 +149,4 @@ func baselineMinVoltage(f *Feeder, slots int) (v float64, bus, slot int) {
 }
 
 // Baseline returns D(t), the region's total baseline active load, kW.
-func (p *Problem) Baseline() []float64 {
-	d := make([]float64, p.Slots)
-	for fi := range p.Feeders {
-		for _, row := range p.Feeders[fi].BaseP {
-			for t, v := range row {
-				d[t] += v
-			}
-		}
-	}
-	return d
-}
+func (p *Problem) Baseline() []float64 { return regionBaseline(p.Feeders, p.Slots) }

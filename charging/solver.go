@@ -3,10 +3,6 @@ package charging
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sort"
-	"sync"
-	"sync/atomic"
 )
 
 // Options tunes Solve. The zero value is usable.
@@ -76,6 +72,12 @@ type Solution struct {
 // maps schedules to voltage constraints, the iteration converges to a
 // saddle point (Condat 2013, Vu 2013); the extrapolated voltage in step 4
 // is what the plain Arrow-Hurwicz update of the paper lacks.
+//
+// Solve is the in-process driver of the two cores that run as separate
+// parties in a deployment: one Vehicle per EV (steps 2 and its report) and
+// the Operator (steps 1 and 4). The Aggregator stands for the network and
+// the privacy mechanism between them. The certificate uses LowerBound, which
+// shares no code with either core.
 func Solve(p *Problem, opt Options) (*Solution, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -92,266 +94,74 @@ type solver struct {
 	opt   Options
 	T     int
 	order []int     // solver position -> EV index
-	x     []float64 // [position][slot]
-	nu    []float64 // last projection shift per position (warm start)
-	need  []float64 // grid energy per position, kW-slots
+	x     []float64 // [position][slot]: the vehicles' schedules, back to back
+	veh   []Vehicle // per position; schedules are rows of x
 
-	groups  []Group
-	gstart  []int       // first position of each group
-	sums    [][]float64 // per group, this iteration
-	oldSums [][]float64 // per group, previous iteration
+	groups []Group
+	gstart []int // first position of each group
 
-	d, a    []float64 // baseline and aggregate
-	tau     float64
-	sigma   []float64     // per feeder
-	mu      [][][]float64 // [f][b][t]
-	price   [][][]float64 // [f][b][t]
-	v2base  [][][]float64 // baseline-only V^2, [f][b][t]
-	v2      [][][]float64 // V^2 with current sums
-	busOf   [][]int       // [f][b] -> group index, -1 if no EVs
+	op      *Operator
 	workers int
-	scratch [][]float64 // per worker, max(T, 3*buses) values
+	scratch [][]float64 // per worker, T values
 }
 
 func newSolver(p *Problem, opt Options) (*solver, error) {
-	if opt.MaxIter <= 0 {
-		opt.MaxIter = 5000
-	}
-	if opt.RelTol <= 0 {
-		opt.RelTol = 1e-9
-	}
-	if opt.VoltTol <= 0 {
-		opt.VoltTol = 1e-6
-	}
-	if opt.GapTol <= 0 {
-		opt.GapTol = 1e-10
-	}
-	if opt.Step == 0 {
-		opt.Step = 1
-	}
-	if !(opt.Step > 0 && opt.Step < 2) {
-		return nil, fmt.Errorf("primal step scale %v must be in (0, 2)", opt.Step)
-	}
-	if opt.DualStep == 0 {
-		opt.DualStep = 0.9
-	}
-	if !(opt.DualStep > 0 && opt.DualStep <= 1) {
-		return nil, fmt.Errorf("dual step scale %v must be in (0, 1]", opt.DualStep)
-	}
-	if opt.Aggregator == nil {
-		opt.Aggregator = Exact{}
-	}
-	if opt.Workers <= 0 {
-		opt.Workers = runtime.GOMAXPROCS(0)
+	opt, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	T := p.Slots
 	s := &solver{p: p, opt: opt, T: T, workers: opt.Workers}
-	n := len(p.EVs)
-	s.order = make([]int, n)
-	for i := range s.order {
-		s.order[i] = i
-	}
-	sort.SliceStable(s.order, func(a, b int) bool {
-		ea, eb := &p.EVs[s.order[a]], &p.EVs[s.order[b]]
-		if ea.Feeder != eb.Feeder {
-			return ea.Feeder < eb.Feeder
-		}
-		return ea.Bus < eb.Bus
-	})
-	s.x = make([]float64, n*T)
-	s.nu = make([]float64, n)
-	s.need = make([]float64, n)
-	s.busOf = make([][]int, len(p.Feeders))
-	for fi := range p.Feeders {
-		s.busOf[fi] = make([]int, len(p.Feeders[fi].Buses))
-		for b := range s.busOf[fi] {
-			s.busOf[fi][b] = -1
+	cfg, busEVs := p.OperatorConfig(opt)
+	s.x = make([]float64, len(p.EVs)*T)
+	s.veh = make([]Vehicle, len(p.EVs))
+	for g, evs := range busEVs {
+		s.gstart = append(s.gstart, len(s.order))
+		s.groups = append(s.groups, Group{Feeder: cfg.Buses[g].Feeder, Bus: cfg.Buses[g].Bus, EVs: evs})
+		for _, i := range evs {
+			pos := len(s.order)
+			s.order = append(s.order, i)
+			s.veh[pos] = NewVehicle(&p.EVs[i], T, p.DT, s.x[pos*T:(pos+1)*T])
 		}
 	}
-	plugged := make([]float64, T)
-	for pos, i := range s.order {
-		ev := &p.EVs[i]
-		s.need[pos] = ev.Need(p.DT)
-		s.nu[pos] = math.NaN()
-		if pos == 0 || ev.Feeder != p.EVs[s.order[pos-1]].Feeder || ev.Bus != p.EVs[s.order[pos-1]].Bus {
-			s.busOf[ev.Feeder][ev.Bus] = len(s.groups)
-			s.groups = append(s.groups, Group{Feeder: ev.Feeder, Bus: ev.Bus})
-			s.gstart = append(s.gstart, pos)
-		}
-		g := &s.groups[len(s.groups)-1]
-		g.EVs = s.order[s.gstart[len(s.groups)-1] : pos+1]
-		// Start from the flat schedule that meets the demand.
-		w := ev.Depart - ev.Arrive
-		row := s.x[pos*T : (pos+1)*T]
-		for t := ev.Arrive; t < ev.Depart; t++ {
-			row[t] = s.need[pos] / float64(w)
-			plugged[t]++
-		}
-	}
-	maxBuses := 0
-	for fi := range p.Feeders {
-		maxBuses = max(maxBuses, len(p.Feeders[fi].Buses))
+	s.op, err = NewOperator(cfg)
+	if err != nil {
+		return nil, err
 	}
 	s.scratch = make([][]float64, s.workers)
 	for w := range s.scratch {
-		s.scratch[w] = make([]float64, max(T, 3*maxBuses))
-	}
-	s.sums = make([][]float64, len(s.groups))
-	s.oldSums = make([][]float64, len(s.groups))
-	for g := range s.groups {
-		s.sums[g] = make([]float64, T)
-		s.oldSums[g] = make([]float64, T)
-	}
-	L := 1.0
-	for _, c := range plugged {
-		L = math.Max(L, c)
-	}
-	s.tau = opt.Step / L
-	s.d = p.Baseline()
-	s.a = make([]float64, T)
-
-	nf := len(p.Feeders)
-	s.mu = make([][][]float64, nf)
-	s.price = make([][][]float64, nf)
-	s.v2base = make([][][]float64, nf)
-	s.v2 = make([][][]float64, nf)
-	s.sigma = make([]float64, nf)
-	for fi := range p.Feeders {
-		f := &p.Feeders[fi]
-		nb := len(f.Buses)
-		s.mu[fi] = alloc2(nb, T)
-		s.price[fi] = alloc2(nb, T)
-		s.v2base[fi] = alloc2(nb, T)
-		s.v2[fi] = alloc2(nb, T)
-		pt, qt, v2, sc := make([]float64, nb), make([]float64, nb), make([]float64, nb), make([]float64, nb)
-		for t := 0; t < T; t++ {
-			for b := 0; b < nb; b++ {
-				pt[b], qt[b] = f.BaseP[b][t], f.BaseQ[b][t]
-			}
-			f.VoltageSquared(pt, qt, v2, sc)
-			for b := 0; b < nb; b++ {
-				s.v2base[fi][b][t] = v2[b]
-			}
-		}
-		// Condat-Vu: 1/tau - sigma ||K||^2 >= L/2.
-		k2 := s.normK2(fi)
-		if k2 > 0 {
-			s.sigma[fi] = opt.DualStep * (1/s.tau - L/2) / k2
-		}
+		s.scratch[w] = make([]float64, T)
 	}
 	return s, nil
 }
 
-func alloc2(n, m int) [][]float64 {
-	flat := make([]float64, n*m)
-	out := make([][]float64, n)
-	for i := range out {
-		out[i] = flat[i*m : (i+1)*m : (i+1)*m]
-	}
-	return out
-}
-
-// normK2 returns the largest eigenvalue of K K^T for one feeder and slot,
-// where K maps every vehicle's power to the feeder's squared voltages:
-// (2/S)^2 R diag(n_b) R with n_b vehicles at bus b. It is an upper bound
-// over slots, since fewer vehicles are plugged in at other times.
-func (s *solver) normK2(fi int) float64 {
-	f := &s.p.Feeders[fi].Feeder
-	nb := len(f.Buses)
-	count := make([]float64, nb)
-	for gi, g := range s.groups {
-		if g.Feeder == fi {
-			count[g.Bus] = float64(len(s.groups[gi].EVs))
-		}
-	}
-	v, w, z := make([]float64, nb), make([]float64, nb), make([]float64, nb)
-	for b := 1; b < nb; b++ {
-		v[b] = 1
-	}
-	lam := 0.0
-	for it := 0; it < 200; it++ {
-		f.MulR(v, w)
-		for b := range w {
-			w[b] *= count[b]
-		}
-		f.MulR(w, z)
-		z[0] = 0
-		norm := 0.0
-		for _, e := range z {
-			norm += e * e
-		}
-		norm = math.Sqrt(norm)
-		if norm == 0 {
-			return 0
-		}
-		next := 0.0
-		for b := range z {
-			next += z[b] * v[b]
-		}
-		vn := 0.0
-		for b := range v {
-			vn += v[b] * v[b]
-		}
-		next /= vn
-		for b := range z {
-			v[b] = z[b] / norm
-		}
-		if math.Abs(next-lam) <= 1e-12*next {
-			lam = next
-			break
-		}
-		lam = next
-	}
-	c := 2 / f.SBase
-	// Power iteration converges from below; pad by 1% to stay an upper bound.
-	return 1.01 * c * c * lam
-}
-
 func (s *solver) run() (*Solution, error) {
-	p, T := s.p, s.T
+	p, T, op := s.p, s.T, s.op
 	// Initial aggregate from the starting schedules.
-	if err := s.aggregate(-1); err != nil {
+	if err := s.aggregate(-1, op.Sums()); err != nil {
 		return nil, err
 	}
-	s.collect()
+	op.Start()
 	sol := &Solution{Gap: math.NaN()}
-	prev := make([]float64, T)
-	lastGapCheck := -1000
-	for k := 0; k < s.opt.MaxIter; k++ {
-		copy(prev, s.a)
-		for g := range s.sums {
-			s.oldSums[g], s.sums[g] = s.sums[g], s.oldSums[g]
-		}
-		if err := s.aggregate(k); err != nil {
+	for !op.Done() {
+		k := op.Iteration()
+		if err := s.aggregate(k, op.Next()); err != nil {
 			return nil, err
 		}
-		s.collect()
-		viol := s.updateDuals()
-		st := Stats{Iter: k + 1, Objective: Objective(s.a), Violation: viol, Gap: math.NaN()}
-		peak := 0.0
-		for t := 0; t < T; t++ {
-			st.Change = math.Max(st.Change, math.Abs(s.a[t]-prev[t]))
-			peak = math.Max(peak, math.Abs(s.a[t]))
+		st, certify := op.Update()
+		if certify {
+			st = op.Certify(LowerBound(p, op.Aggregate(), op.Mu()))
 		}
-		done := false
-		if st.Change <= s.opt.RelTol*peak && viol <= s.opt.VoltTol && k-lastGapCheck >= 10 {
-			lastGapCheck = k
-			st.Gap = (st.Objective - LowerBound(p, s.a, s.mu)) / st.Objective
-			sol.Gap = st.Gap
-			done = st.Gap <= s.opt.GapTol
-		}
-		sol.History = append(sol.History, st)
 		if s.opt.Progress != nil {
 			s.opt.Progress(st)
 		}
-		sol.Iterations = k + 1
-		if done {
-			sol.Converged = true
-			break
-		}
 	}
-	sol.Objective = Objective(s.a)
-	sol.Aggregate = append([]float64(nil), s.a...)
+	sol.Iterations = op.Iteration()
+	sol.Converged = op.Converged()
+	sol.Gap = op.Gap()
+	sol.History = op.History()
+	sol.Objective = Objective(op.Aggregate())
+	sol.Aggregate = append([]float64(nil), op.Aggregate()...)
 	// Put the schedules in the problem's EV order in place (following the
 	// permutation's cycles with one spare row), so that a million-EV
 	// solution does not need a second copy of every schedule.
@@ -360,41 +170,43 @@ func (s *solver) run() (*Solution, error) {
 	for i := range sol.Schedules {
 		sol.Schedules[i] = s.x[i*T : (i+1)*T : (i+1)*T]
 	}
-	sol.Mu = s.mu
+	sol.Mu = op.Mu()
 	// Squared voltages become voltages in place: the solver is done with them.
-	for fi := range s.v2 {
-		for b := range s.v2[fi] {
-			for t, v := range s.v2[fi][b] {
-				s.v2[fi][b][t] = math.Sqrt(max(v, 0))
+	v2 := op.VoltageSquared()
+	for fi := range v2 {
+		for b := range v2[fi] {
+			for t, v := range v2[fi][b] {
+				v2[fi][b][t] = math.Sqrt(max(v, 0))
 			}
 		}
 	}
-	sol.Voltage = s.v2
+	sol.Voltage = v2
 	return sol, nil
 }
 
-// aggregate runs every vehicle's primal update (skipped when iter < 0) and
-// the per-bus aggregation, spread over the workers by group. Each group is
-// handled by exactly one goroutine in a fixed order, so the result does not
-// depend on scheduling.
-func (s *solver) aggregate(iter int) error {
+// aggregate runs every vehicle's step on the operator's broadcast (skipped
+// when iter < 0, for the starting schedules) and the per-bus aggregation
+// into sums, spread over the workers by group. Each group is handled by
+// exactly one goroutine in a fixed order, so the result does not depend on
+// scheduling.
+func (s *solver) aggregate(iter int, sums [][]float64) error {
 	ng := len(s.groups)
 	errs := make([]error, ng)
+	tau, a := s.op.Tau(), s.op.Aggregate()
 	work := func(w, g int) {
 		grp := s.groups[g]
 		first := s.gstart[g]
 		if iter >= 0 {
-			price := s.price[grp.Feeder][grp.Bus]
-			y := s.scratch[w][:s.T]
+			price := s.op.Price(g)
+			y := s.scratch[w]
 			for k := range grp.EVs {
-				pos := first + k
-				s.step(pos, price, y)
+				s.veh[first+k].Step(tau, a, price, y)
 			}
 		}
 		x := s.x[first*s.T : (first+len(grp.EVs))*s.T]
-		errs[g] = s.opt.Aggregator.Aggregate(iter, grp, x, s.T, s.sums[g])
+		errs[g] = s.opt.Aggregator.Aggregate(iter, grp, x, s.T, sums[g])
 	}
-	s.parallel(ng, work)
+	parallel(s.workers, ng, work)
 	for g, err := range errs {
 		if err != nil {
 			grp := s.groups[g]
@@ -402,126 +214,6 @@ func (s *solver) aggregate(iter int) error {
 		}
 	}
 	return nil
-}
-
-// step is one vehicle's primal update: it sees only its own local set and
-// the SO's broadcast (aggregate and its bus's price).
-func (s *solver) step(pos int, price, y []float64) {
-	ev := &s.p.EVs[s.order[pos]]
-	row := s.x[pos*s.T : (pos+1)*s.T]
-	a, d := ev.Arrive, ev.Depart
-	win := y[a:d]
-	for t := a; t < d; t++ {
-		win[t-a] = row[t] - s.tau*(s.a[t]+price[t])
-	}
-	s.nu[pos] = Project(win, ev.PMax, s.need[pos], s.nu[pos], row[a:d])
-}
-
-// collect sums the per-bus sums into the aggregate and refreshes voltages.
-func (s *solver) collect() {
-	for t := range s.a {
-		s.a[t] = s.d[t]
-	}
-	for g := range s.groups {
-		for t, v := range s.sums[g] {
-			s.a[t] += v
-		}
-	}
-}
-
-// updateDuals is the SO's step, feeder by feeder in parallel: it refreshes
-// the voltages from the new sums, takes the dual step on the extrapolated
-// sums, computes the next broadcast prices, and returns the largest
-// violation vmin - V.
-func (s *solver) updateDuals() float64 {
-	nf := len(s.p.Feeders)
-	worst := make([]float64, nf) // lowest V^2 per feeder
-	s.parallel(nf, func(w, fi int) { worst[fi] = s.feederDual(fi, s.scratch[w]) })
-	lowest := math.Inf(1)
-	for _, v := range worst {
-		lowest = min(lowest, v)
-	}
-	return s.p.VMin - math.Sqrt(max(lowest, 0))
-}
-
-func (s *solver) feederDual(fi int, buf []float64) float64 {
-	f := &s.p.Feeders[fi].Feeder
-	nb := len(f.Buses)
-	load, ext, out := buf[:nb], buf[nb:2*nb], buf[2*nb:]
-	c := 2 / f.SBase
-	vmin2 := s.p.VMin * s.p.VMin
-	mu, v2, v2base, price := s.mu[fi], s.v2[fi], s.v2base[fi], s.price[fi]
-	lowest := math.Inf(1)
-	for t := 0; t < s.T; t++ {
-		clear(load)
-		clear(ext)
-		for b := 1; b < nb; b++ {
-			if g := s.busOf[fi][b]; g >= 0 {
-				load[b] = s.sums[g][t]
-				ext[b] = 2*s.sums[g][t] - s.oldSums[g][t]
-			}
-		}
-		f.MulR(load, out)
-		v2[0][t] = v2base[0][t]
-		for b := 1; b < nb; b++ {
-			v := v2base[b][t] - c*out[b]
-			v2[b][t] = v
-			lowest = min(lowest, v)
-		}
-		if s.sigma[fi] == 0 {
-			continue
-		}
-		f.MulR(ext, out)
-		nonzero := false
-		for b := 1; b < nb; b++ {
-			m := max(0, mu[b][t]+s.sigma[fi]*(vmin2-(v2base[b][t]-c*out[b])))
-			mu[b][t] = m
-			load[b] = m // reuse as the multiplier vector for the price
-			nonzero = nonzero || m != 0
-		}
-		// The price each bus's vehicles see next: w_b = (2/S) (R mu)_b.
-		if !nonzero {
-			for b := range price {
-				price[b][t] = 0
-			}
-			continue
-		}
-		load[0] = 0
-		f.MulR(load, out)
-		for b := 0; b < nb; b++ {
-			price[b][t] = c * out[b]
-		}
-	}
-	return lowest
-}
-
-// parallel runs fn(worker, i) for i in 0..n-1 on the workers. Each index
-// is handled once, and callers write only to state owned by that index (or
-// to the worker's scratch space), so the outcome does not depend on
-// scheduling.
-func (s *solver) parallel(n int, fn func(worker, i int)) {
-	if s.workers <= 1 || n < 2 {
-		for i := 0; i < n; i++ {
-			fn(0, i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < min(s.workers, n); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				fn(w, i)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // permuteToEVOrder moves row pos of x to row order[pos]. It runs once, at

@@ -1,0 +1,306 @@
+package charging
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// The message protocol of coordinated charging between parties. The SO's
+// side is a Coordinator (an Operator plus rounds, membership and
+// idempotent report handling); each vehicle's side is Vehicle.Answer. Both
+// are pure: the services move the messages (transport), the tests and the
+// simulator may move them in memory. One round:
+//
+//	SO -> every bus:      Broadcast{Round r, Phase, Iter, Tau, A, w_b}
+//	vehicle -> SO:        Report{Round r, Sender, schedule or bound}
+//	SO, all reports in:   Advance (Start, Update, Certify), next round
+//
+// Phases follow one another as PhaseStart (the starting schedules), then
+// PhaseStep rounds, a PhaseBound round whenever the stopping tests hold
+// (the vehicles' bound terms certify the gap, DESIGN.md C2's certificate
+// without any local set reaching the SO), and PhaseDone at the end.
+
+// Typed refusals of Coordinator.Handle. A service logs them with the
+// subject and carries on.
+var (
+	// ErrStaleReport: a report for another round than the current one
+	// (late, replayed, or from the future).
+	ErrStaleReport = errors.New("report is not for the current round")
+	// ErrUnknownSender: a report from a vehicle that has not joined the bus.
+	ErrUnknownSender = errors.New("report from a vehicle that has not joined this bus")
+	// ErrBadReport: a report whose content does not fit the round.
+	ErrBadReport = errors.New("report does not fit the round")
+)
+
+// Coordinator is the system operator's protocol core: it runs an Operator
+// over rounds of broadcasts and reports. It knows which vehicles joined
+// each bus (by session pseudonym, never by identity) and accepts one report
+// per vehicle and round; a repeated report is ignored, so delivery may be
+// at-least-once. A bus's sum is formed in the order of its members, so the
+// result does not depend on the order reports arrive in.
+type Coordinator struct {
+	op      *Operator
+	members [][]string       // per bus, sorted
+	index   []map[string]int // per bus: sender -> position in members
+	round   int
+	phase   Phase
+	got     [][]bool      // per bus, per member: reported this round
+	values  [][][]float64 // per bus, per member: reported schedule
+	bounds  [][]float64   // per bus, per member: reported bound term
+	missing int           // reports still due this round
+}
+
+// NewCoordinator starts the SO's side of the protocol. members[g] lists
+// the session pseudonyms of the vehicles at bus g of the operator's Buses;
+// their count must match the bus's Vehicles.
+func NewCoordinator(op *Operator, members [][]string) (*Coordinator, error) {
+	buses := op.Buses()
+	if len(members) != len(buses) {
+		return nil, fmt.Errorf("%w: %d member lists for %d buses", ErrInvalidProblem, len(members), len(buses))
+	}
+	c := &Coordinator{op: op, phase: PhaseStart}
+	for g, m := range members {
+		if len(m) != buses[g].Vehicles {
+			return nil, fmt.Errorf("%w: bus %d (feeder %d, bus %d) has %d members but %d vehicles", ErrInvalidProblem, g, buses[g].Feeder, buses[g].Bus, len(m), buses[g].Vehicles)
+		}
+		s := slices.Clone(m)
+		slices.Sort(s)
+		idx := make(map[string]int, len(s))
+		for i, id := range s {
+			if _, dup := idx[id]; dup || id == "" {
+				return nil, fmt.Errorf("%w: bus %d lists member %q twice or empty", ErrInvalidProblem, g, id)
+			}
+			idx[id] = i
+		}
+		c.members = append(c.members, s)
+		c.index = append(c.index, idx)
+		c.got = append(c.got, make([]bool, len(s)))
+		vals := make([][]float64, len(s))
+		for i := range vals {
+			vals[i] = make([]float64, op.T)
+		}
+		c.values = append(c.values, vals)
+		c.bounds = append(c.bounds, make([]float64, len(s)))
+	}
+	c.resetRound()
+	return c, nil
+}
+
+// Operator returns the operator the coordinator drives.
+func (c *Coordinator) Operator() *Operator { return c.op }
+
+// Round is the current round number.
+func (c *Coordinator) Round() int { return c.round }
+
+// Phase is what the current round asks of the vehicles.
+func (c *Coordinator) Phase() Phase { return c.phase }
+
+// Missing is the number of reports still due in the current round.
+func (c *Coordinator) Missing() int { return c.missing }
+
+// Members returns the sorted session pseudonyms of bus g's vehicles.
+func (c *Coordinator) Members(g int) []string { return c.members[g] }
+
+// Broadcast returns the current round's broadcast to bus g.
+func (c *Coordinator) Broadcast(g int) Broadcast {
+	b := c.op.Buses()[g]
+	m := Broadcast{Round: c.round, Iter: c.iter(), Phase: c.phase, Feeder: b.Feeder, Bus: b.Bus, Tau: c.op.Tau()}
+	if c.phase == PhaseStep || c.phase == PhaseBound {
+		m.Aggregate = c.op.Aggregate()
+		m.Price = c.op.Price(g)
+	}
+	return m
+}
+
+// iter is the iteration the current round's reports belong to.
+func (c *Coordinator) iter() int {
+	switch c.phase {
+	case PhaseStart:
+		return -1
+	case PhaseStep:
+		return c.op.Iteration()
+	}
+	return c.op.Iteration() - 1
+}
+
+// Handle takes one vehicle's report. It returns nil for a report it
+// accepted or had already accepted (a duplicate changes nothing), and a
+// typed error for one it refused. bus is the index of the bus whose
+// subject the report came on.
+func (c *Coordinator) Handle(bus int, r *Report) error {
+	if bus < 0 || bus >= len(c.members) {
+		return fmt.Errorf("%w: bus %d does not exist", ErrBadReport, bus)
+	}
+	b := c.op.Buses()[bus]
+	if r.Feeder != b.Feeder || r.Bus != b.Bus {
+		return fmt.Errorf("%w: report names feeder %d bus %d on the subject of feeder %d bus %d", ErrBadReport, r.Feeder, r.Bus, b.Feeder, b.Bus)
+	}
+	k, ok := c.index[bus][r.Sender]
+	if !ok {
+		return fmt.Errorf("%w: %q at feeder %d bus %d", ErrUnknownSender, r.Sender, b.Feeder, b.Bus)
+	}
+	if r.Round != c.round || c.phase == PhaseDone {
+		return fmt.Errorf("%w: report of round %d from %q, current round %d (%s)", ErrStaleReport, r.Round, r.Sender, c.round, c.phase)
+	}
+	if r.Phase != c.phase || r.Iter != c.iter() {
+		return fmt.Errorf("%w: %q answered phase %s of iteration %d in round %d, which is phase %s of iteration %d", ErrBadReport, r.Sender, r.Phase, r.Iter, c.round, c.phase, c.iter())
+	}
+	if c.got[bus][k] {
+		return nil // at-least-once delivery: the first copy counted
+	}
+	switch c.phase {
+	case PhaseStart, PhaseStep:
+		if len(r.Values) != c.op.T {
+			return fmt.Errorf("%w: %q reported %d slots, the horizon has %d", ErrBadReport, r.Sender, len(r.Values), c.op.T)
+		}
+		copy(c.values[bus][k], r.Values)
+	case PhaseBound:
+		if math.IsNaN(r.Bound) || math.IsInf(r.Bound, 0) {
+			return fmt.Errorf("%w: %q reported bound %v", ErrBadReport, r.Sender, r.Bound)
+		}
+		c.bounds[bus][k] = r.Bound
+	}
+	c.got[bus][k] = true
+	c.missing--
+	return nil
+}
+
+// Ready reports whether every report of the round is in.
+func (c *Coordinator) Ready() bool { return c.missing == 0 && c.phase != PhaseDone }
+
+// Advance consumes a complete round and moves to the next: the starting
+// sums start the operator, a step round updates it (and asks for bounds
+// when the stopping tests hold), a bound round certifies the gap. It
+// returns the iteration's statistics when an iteration completed.
+func (c *Coordinator) Advance() (Stats, bool, error) {
+	if !c.Ready() {
+		return Stats{}, false, fmt.Errorf("round %d (%s) still waits for %d reports", c.round, c.phase, c.missing)
+	}
+	var st Stats
+	completed := false
+	switch c.phase {
+	case PhaseStart:
+		c.sumInto(c.op.Sums())
+		c.op.Start()
+		c.phase = PhaseStep
+	case PhaseStep:
+		c.sumInto(c.op.Next())
+		var certify bool
+		st, certify = c.op.Update()
+		completed = true
+		if certify {
+			c.phase = PhaseBound
+		}
+	case PhaseBound:
+		q := c.op.BoundBase()
+		for g := range c.bounds {
+			for _, v := range c.bounds[g] {
+				q += v
+			}
+		}
+		st = c.op.Certify(q)
+		completed = true
+		c.phase = PhaseStep
+	}
+	if c.phase != PhaseBound && c.op.Done() {
+		c.phase = PhaseDone
+	}
+	c.round++
+	c.resetRound()
+	return st, completed, nil
+}
+
+// sumInto forms each bus's sum in member order: the same bits whatever
+// order the reports arrived in.
+func (c *Coordinator) sumInto(sums [][]float64) {
+	for g := range sums {
+		clear(sums[g])
+		for _, row := range c.values[g] {
+			for t, v := range row {
+				sums[g][t] += v
+			}
+		}
+	}
+}
+
+func (c *Coordinator) resetRound() {
+	c.missing = 0
+	if c.phase == PhaseDone {
+		return
+	}
+	for g := range c.got {
+		clear(c.got[g])
+		c.missing += len(c.got[g])
+	}
+}
+
+// Answer is the vehicle's protocol step: its report for a broadcast of its
+// bus, or false when the broadcast asks for none (PhaseDone) or is older
+// than one it already answered. A broadcast it has just answered gets the
+// same report again without a second step, so the SO may re-send a round
+// after a restart or a lost message. scratch needs one float and one index
+// per slot.
+func (v *Vehicle) Answer(b *Broadcast, sender string, scratch []float64, idx []int) (Report, bool) {
+	if b.Phase == PhaseDone {
+		v.done = true
+		return Report{}, false
+	}
+	if v.answered && b.Round < v.last.Round {
+		return Report{}, false
+	}
+	if v.answered && b.Round == v.last.Round {
+		return v.last, true
+	}
+	T := len(v.x)
+	if (b.Phase == PhaseStep || b.Phase == PhaseBound) && (len(b.Aggregate) != T || len(b.Price) != T) {
+		return Report{}, false
+	}
+	r := Report{Round: b.Round, Iter: b.Iter, Phase: b.Phase, Feeder: v.ev.Feeder, Bus: v.ev.Bus, Sender: sender}
+	switch b.Phase {
+	case PhaseStart:
+		r.Values = v.x
+	case PhaseStep:
+		v.Step(b.Tau, b.Aggregate, b.Price, scratch)
+		r.Values = v.x
+	case PhaseBound:
+		r.Bound = v.Bound(b.Aggregate, b.Price, idx)
+	default:
+		return Report{}, false
+	}
+	v.last, v.answered = r, true
+	return r, true
+}
+
+// Done reports whether the vehicle has seen the end of the coordination.
+func (v *Vehicle) Done() bool { return v.done }
+
+// CoordinatorState is what a restarted SO needs besides the operator's
+// state: the round and its phase. It is taken between rounds (after
+// Advance), when no report of the new round has been counted yet; the
+// vehicles answer the re-sent round again, idempotently.
+type CoordinatorState struct {
+	Round    int
+	Phase    Phase
+	Operator OperatorState
+}
+
+// State returns the coordinator's state between rounds.
+func (c *Coordinator) State() CoordinatorState {
+	return CoordinatorState{Round: c.round, Phase: c.phase, Operator: c.op.State()}
+}
+
+// Restore resumes from a saved state: the round starts again with no
+// report counted.
+func (c *Coordinator) Restore(s CoordinatorState) error {
+	if s.Phase < PhaseStart || s.Phase > PhaseDone {
+		return fmt.Errorf("saved coordinator state has phase %d", s.Phase)
+	}
+	if err := c.op.Restore(s.Operator); err != nil {
+		return err
+	}
+	c.round, c.phase = s.Round, s.Phase
+	c.resetRound()
+	return nil
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/service"
+	"github.com/gridveil/gridveil/transport"
+)
+
+// platformFlags are gridveil serve's flags for the platform roles (nats,
+// so, ev): the day's plan, which every party derives alike, and the bus.
+type platformFlags struct {
+	nats     string
+	scenario string
+	seed     uint64
+	evs      int
+	host     int
+	hosts    int
+	maxIter  int
+	resend   time.Duration
+	pace     time.Duration
+	cluster  string
+	clAddr   string
+	routes   string
+}
+
+var platformServeFlags platformFlags
+
+// defaultNATSAddr is the embedded NATS server's client address.
+const defaultNATSAddr = "127.0.0.1:4222"
+
+// faultKillSO, set to an iteration number, makes the SO role kill itself
+// with SIGKILL right after it has saved that iteration's state: a fault
+// injection point for the crash tests of docs/PLATFORM.md, so the crash
+// lands at a chosen place, not wherever a timer happens to fire.
+const faultKillSO = "GRIDVEIL_FAULT_SO_SIGKILL_AT_ITERATION"
+
+func init() {
+	serveRoles["nats"] = serveNATS
+	serveRoles["so"] = serveSO
+	serveRoles["ev"] = serveEV
+	serveFlagHooks = append(serveFlagHooks, func(fs *pflag.FlagSet) {
+		f := &platformServeFlags
+		fs.StringVar(&f.nats, "nats", "", "so, ev: NATS server or cluster, nats://host:port[,...] (default: --data/nats/addr if present, else nats://"+defaultNATSAddr+")")
+		fs.StringVar(&f.scenario, "scenario", "ieee13-paper", "so, ev: the day's scenario (every party must be given the same)")
+		fs.Uint64Var(&f.seed, "seed", 0, "so, ev: the scenario's seed (default: the scenario's own)")
+		fs.IntVar(&f.evs, "evs", 0, "so, ev: number of EVs (default: the scenario's)")
+		fs.IntVar(&f.host, "host", 0, "ev: which host this process is, 0..--hosts-1")
+		fs.IntVar(&f.hosts, "hosts", 1, "ev: how many EV host processes share the vehicles")
+		fs.IntVar(&f.maxIter, "max-iter", 5000, "so: iteration limit")
+		fs.DurationVar(&f.resend, "resend", 500*time.Millisecond, "so: re-send a round that made no progress for this long")
+		fs.DurationVar(&f.pace, "pace", 0, "so: least time between rounds (0: as fast as the reports come)")
+		fs.StringVar(&f.cluster, "cluster", "", "nats: join a NATS cluster of this name")
+		fs.StringVar(&f.clAddr, "cluster-addr", "127.0.0.1:0", "nats: this node's route address in the cluster")
+		fs.StringVar(&f.routes, "routes", "", "nats: other nodes' route URLs, nats://host:port,...")
+	})
+}
+
+// natsURL resolves the bus address: the flag, else the address the nats
+// role recorded under the same --data, else the default.
+func natsURL(data, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "nats", "addr")); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return "nats://" + defaultNATSAddr
+}
+
+func roleLog(cmd *cobra.Command, role string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("role", role)
+}
+
+func (f *platformFlags) plan(cmd *cobra.Command) (*day.Plan, error) {
+	return day.Load(f.scenario, f.seed, cmd.Flags().Changed("seed"), f.evs)
+}
+
+// serveNATS runs the embedded NATS server (one node, or one of a cluster).
+func serveNATS(cmd *cobra.Command, o *serveOptions) error {
+	f := platformServeFlags
+	addr := o.addr
+	if addr == "" {
+		addr = defaultNATSAddr
+	}
+	host, portStr, err := splitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	cfg := transport.ServerConfig{Host: host, Port: port, Log: roleLog(cmd, "nats")}
+	if f.cluster != "" {
+		ch, cp, err := splitHostPort(f.clAddr)
+		if err != nil {
+			return fmt.Errorf("--cluster-addr %q: %w", f.clAddr, err)
+		}
+		if ch != host {
+			return fmt.Errorf("--cluster-addr %q must be on the same host as --addr %q", f.clAddr, addr)
+		}
+		cfg.Cluster, cfg.ClusterPort = f.cluster, atoiOr(cp, 0)
+		cfg.Name = "gridveil-" + portStr
+		if f.routes != "" {
+			cfg.Routes = strings.Split(f.routes, ",")
+		}
+	}
+	srv, err := transport.StartServer(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	dir := filepath.Join(o.data, "nats")
+	if err := day.WriteText(filepath.Join(dir, "addr"), srv.ClientURL()+"\n"); err != nil {
+		return err
+	}
+	if u := srv.ClusterURL(); u != "" {
+		if err := day.WriteText(filepath.Join(dir, "route"), u+"\n"); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "nats: listening on %s%s; stop with Ctrl-C\n", srv.ClientURL(), map[bool]string{true: ", routes on " + srv.ClusterURL(), false: ""}[srv.ClusterURL() != ""])
+	<-o.ctx.Done()
+	return nil
+}
+
+func splitHostPort(a string) (string, string, error) {
+	i := strings.LastIndex(a, ":")
+	if i < 0 {
+		return "", "", errors.New("give host:port")
+	}
+	if _, err := strconv.Atoi(a[i+1:]); err != nil {
+		return "", "", errors.New("the port is not a number")
+	}
+	return a[:i], a[i+1:], nil
+}
+
+func atoiOr(s string, def int) int {
+	if v, err := strconv.Atoi(s); err == nil {
+		return v
+	}
+	return def
+}
+
+// serveSO runs the system operator's coordination for one day, saving
+// its state in --data/so/state after every round, and writes
+// --data/so/so.json at the end.
+func serveSO(cmd *cobra.Command, o *serveOptions) error {
+	f := platformServeFlags
+	pl, err := f.plan(cmd)
+	if err != nil {
+		return err
+	}
+	log := roleLog(cmd, "so")
+	dir := filepath.Join(o.data, "so")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	url := natsURL(o.data, f.nats)
+	conn, err := transport.Connect(url, "so", 30*time.Second, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cfg, members := pl.SO(charging.Options{MaxIter: f.maxIter})
+	killAt := -1
+	if v := os.Getenv(faultKillSO); v != "" {
+		killAt = atoiOr(v, -1)
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "so: %s, seed %d: %d vehicles on %d buses, coordinating over %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), len(cfg.Buses), url)
+	res, err := service.RunSO(o.ctx, service.SOConfig{Operator: cfg, Members: members, Conn: conn, StateFile: filepath.Join(dir, "state"),
+		Resend: f.resend, Pace: f.pace, Log: log,
+		Progress: func(st charging.Stats) {
+			if st.Iter%10 == 0 || !isNaN(st.Gap) {
+				fmt.Fprintf(out, "so: iteration %d objective %.6g change %.3g kW violation %.3g pu gap %.3g\n", st.Iter, st.Objective, st.Change, st.Violation, st.Gap)
+			}
+			if st.Iter == killAt {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	sr := day.NewSOResult(pl, res.Coordinator, res.Resumed, res.Resent, res.Refused)
+	if err := day.WriteJSONFile(filepath.Join(dir, "so.json"), sr); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "so: done after %d iterations (converged %v, %d rounds re-sent, refused %v); %s\n", sr.Iterations, sr.Converged, sr.Resent, sr.Refused, filepath.Join(dir, "so.json"))
+	return nil
+}
+
+func isNaN(v float64) bool { return v != v }
+
+// serveEV hosts every --hosts-th vehicle of the day, from the --host-th,
+// and writes their final schedules to --data/ev-HOST/schedules.json.
+func serveEV(cmd *cobra.Command, o *serveOptions) error {
+	f := platformServeFlags
+	pl, err := f.plan(cmd)
+	if err != nil {
+		return err
+	}
+	evs, ids, which, err := pl.Host(f.host, f.hosts)
+	if err != nil {
+		return err
+	}
+	log := roleLog(cmd, "ev").With("host", f.host)
+	url := natsURL(o.data, f.nats)
+	conn, err := transport.Connect(url, fmt.Sprintf("ev-%d", f.host), 30*time.Second, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "ev %d/%d: hosting %d vehicles over %s\n", f.host, f.hosts, len(evs), url)
+	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log})
+	if err != nil {
+		return err
+	}
+	hs := &day.HostSchedules{Schema: day.SchedulesSchema, Host: f.host, Hosts: f.hosts, Index: which, Schedules: res.Schedules}
+	for _, ev := range evs {
+		hs.IDs = append(hs.IDs, ev.ID)
+	}
+	path := filepath.Join(o.data, fmt.Sprintf("ev-%d", f.host), "schedules.json")
+	if err := day.WriteJSONFile(path, hs); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "ev %d/%d: done, %d reports sent; %s\n", f.host, f.hosts, res.Answered, path)
+	return nil
+}

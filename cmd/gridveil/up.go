@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/scenario"
+)
+
+type upFlags struct {
+	scenario string
+	seed     uint64
+	evs      int
+	hosts    int
+	maxIter  int
+	out      string
+	data     string
+	nats     string
+	pace     time.Duration
+	quiet    bool
+}
+
+func newUpCmd() *cobra.Command {
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run one day with every party as its own process over NATS",
+		Long: `up runs a day of the platform with every party as its own OS process
+(gridveil serve --role ...): the NATS server (unless --nats names one), the
+system operator and --hosts EV host processes that share the vehicles.
+The vehicles and the SO coordinate over NATS, each vehicle holding only its
+own local set; the SO saves its state after every round, and a crashed SO
+is started again and resumes. When the day ends, up writes into --out the
+same files as gridveil sim (instance.json, solution.json from the vehicles'
+own schedules, report.html, run.json) plus so.json (the SO's own view) and
+events.log (every line every party printed). Ctrl-C stops every party.
+
+For the same scenario and seed, up and sim give the same aggregate load
+within 1e-6 kW. What up does not run yet (metering, homes, authentication,
+market, discharging as parties): docs/PLATFORM.md.`,
+		Example: `  gridveil up
+  gridveil up --scenario ieee13-stressed --hosts 3 --out out/up
+  gridveil up --nats nats://10.0.0.5:4222,nats://10.0.0.6:4222`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.scenario, "scenario", "ieee13-paper", "built-in scenario name, scenario YAML file, or instance.json")
+	fl.Uint64Var(&f.seed, "seed", 0, "random seed for the scenario's draws (default: the scenario's own seed)")
+	fl.IntVar(&f.evs, "evs", 0, "number of EVs (default: the scenario's)")
+	fl.IntVar(&f.hosts, "hosts", 2, "EV host processes")
+	fl.IntVar(&f.maxIter, "max-iter", 5000, "iteration limit")
+	fl.StringVar(&f.out, "out", "out/up", "directory for the output files")
+	fl.StringVar(&f.data, "data", "", "the parties' data directory (default: OUT/parties)")
+	fl.StringVar(&f.nats, "nats", "", "use this NATS server or cluster (nats://host:port[,...]) instead of starting one")
+	fl.DurationVar(&f.pace, "pace", 0, "least time between coordination rounds (0: as fast as the reports come)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	return cmd
+}
+
+func runUp(cmd *cobra.Command, f *upFlags) error {
+	stdout := cmd.OutOrStdout()
+	if f.quiet {
+		stdout = io.Discard
+	}
+	if f.hosts <= 0 {
+		return fmt.Errorf("--hosts %d: give at least one EV host process", f.hosts)
+	}
+	if f.maxIter <= 0 {
+		return fmt.Errorf("--max-iter %d: give a positive iteration limit", f.maxIter)
+	}
+	// Every party builds the same plan; building it here first refuses a
+	// bad scenario before any process starts.
+	pl, err := day.Load(f.scenario, f.seed, cmd.Flags().Changed("seed"), f.evs)
+	if err != nil {
+		return err
+	}
+	if f.hosts > len(pl.Problem.EVs) {
+		return fmt.Errorf("--hosts %d: the day has only %d vehicles", f.hosts, len(pl.Problem.EVs))
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the gridveil binary to start the parties: %w", err)
+	}
+	data := f.data
+	if data == "" {
+		data = filepath.Join(f.out, "parties")
+	}
+	parent := cmd.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var events bytes.Buffer
+	fmt.Fprintf(stdout, "gridveil up: %s, seed %d: %d vehicles in %d EV host processes, SO, %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), f.hosts,
+		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
+	t0 := time.Now()
+	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Events: &events, Progress: stdout})
+	elapsed := time.Since(t0)
+	// The events log is written whatever happened: it is what explains a
+	// failed day.
+	if werr := writeAll(f.out, map[string]func(io.Writer) error{"events.log": func(w io.Writer) error { _, err := w.Write(events.Bytes()); return err }}); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return fmt.Errorf("the day did not complete: %w (every party's output: %s)", err, filepath.Join(f.out, "events.log"))
+	}
+	sol, err := day.Assemble(pl, res.SO, res.Hosts)
+	if err != nil {
+		return err
+	}
+	p, meta := pl.Problem, pl.Meta
+	files := map[string]func(io.Writer) error{
+		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
+		"solution.json": func(w io.Writer) error {
+			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, "none", true))
+		},
+		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
+		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol, &reportExtras{}) },
+		"run.json": func(w io.Writer) error {
+			return scenario.WriteJSON(w, map[string]any{
+				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,
+				"restarts": res.Restarts, "rounds": res.SO.Rounds, "rounds_resent": res.SO.Resent, "refused": res.SO.Refused,
+				"gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
+			})
+		},
+	}
+	if err := writeAll(f.out, files); err != nil {
+		return err
+	}
+	printSummary(stdout, p, meta, sol, elapsed, f.out)
+	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, refused %v; so.json, events.log, parties' files in %s\n",
+		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], res.SO.Refused, data)
+	if !sol.Converged {
+		return &exitError{code: 3, err: fmt.Errorf("did not converge in %d iterations; the files in %s say converged: false", sol.Iterations, f.out)}
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// asMain makes this test binary act as the gridveil binary when gridveil
+// up starts it as a party (os.Executable is the test binary in tests).
+const asMain = "GRIDVEIL_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type solutionFile struct {
+	Iterations int                  `json:"iterations"`
+	Converged  bool                 `json:"converged"`
+	Baseline   []float64            `json:"baseline_kw"`
+	Aggregate  []float64            `json:"aggregate_kw"`
+	Schedules  map[string][]float64 `json:"schedules"`
+	MinVoltage float64              `json:"min_voltage_pu"`
+}
+
+func readSolution(t *testing.T, path string) solutionFile {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s solutionFile
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// checkUpLikeSim checks a day run by gridveil up against gridveil sim on
+// the same scenario and seed: the aggregate from the vehicles' own
+// schedules within 1e-6 kW, every schedule within 1e-6 kW, and the file's
+// aggregate equal to baseline plus schedules.
+func checkUpLikeSim(t *testing.T, upDir, simDir string) {
+	t.Helper()
+	u, s := readSolution(t, filepath.Join(upDir, "solution.json")), readSolution(t, filepath.Join(simDir, "solution.json"))
+	if !u.Converged {
+		t.Fatal("the day over processes did not converge")
+	}
+	recomputed := append([]float64(nil), u.Baseline...)
+	for _, x := range u.Schedules {
+		for tt, v := range x {
+			recomputed[tt] += v
+		}
+	}
+	worst, self := 0.0, 0.0
+	for tt := range s.Aggregate {
+		worst = math.Max(worst, math.Abs(u.Aggregate[tt]-s.Aggregate[tt]))
+		self = math.Max(self, math.Abs(u.Aggregate[tt]-recomputed[tt]))
+	}
+	if worst > 1e-6 || self > 1e-9 {
+		t.Fatalf("up's aggregate off sim's by %g kW, off its own schedules by %g kW", worst, self)
+	}
+	if len(u.Schedules) != len(s.Schedules) {
+		t.Fatalf("up has %d schedules, sim %d", len(u.Schedules), len(s.Schedules))
+	}
+	t.Logf("up: %d iterations (sim %d), aggregate within %.2g kW of sim's", u.Iterations, s.Iterations, worst)
+}
+
+// TestUpMatchesSim runs the day as real OS processes (the NATS server, the
+// SO and three EV hosts, each started by gridveil up) and compares it with
+// the in-process simulation.
+func TestUpMatchesSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	out, err := run(t, "up", "--scenario", "ieee13-stressed", "--hosts", "3", "--out", up)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, f := range []string{"instance.json", "solution.json", "so.json", "report.html", "run.json", "events.log"} {
+		if _, err := os.Stat(filepath.Join(up, f)); err != nil {
+			t.Errorf("up wrote no %s", f)
+		}
+	}
+	if _, err := run(t, "sim", "--scenario", "ieee13-stressed", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	a, _ := os.ReadFile(filepath.Join(up, "instance.json"))
+	b, _ := os.ReadFile(filepath.Join(sim, "instance.json"))
+	if string(a) != string(b) {
+		t.Error("up and sim built different instances from the same scenario and seed")
+	}
+}
+
+// TestUpSOKilledResumes kills the SO process with SIGKILL right after it
+// saved iteration 10 (a fault injection point, so the crash lands at the
+// same place on any machine): up starts it again, it resumes from its
+// state file at iteration 11 instead of starting the day again, and the
+// day ends as sim's does.
+func TestUpSOKilledResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv(faultKillSO, "10")
+	up, sim := t.TempDir(), t.TempDir()
+	out, err := run(t, "up", "--out", up)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var runFile struct {
+		Restarts map[string]int `json:"restarts"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "run.json"))
+	if err := json.Unmarshal(b, &runFile); err != nil {
+		t.Fatal(err)
+	}
+	if runFile.Restarts["so"] != 1 {
+		t.Fatalf("SO restarted %d times, want 1 (run.json %s)", runFile.Restarts["so"], b)
+	}
+	var so struct {
+		Resumed bool `json:"resumed"`
+	}
+	b, _ = os.ReadFile(filepath.Join(up, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil || !so.Resumed {
+		t.Fatalf("the final SO did not resume from its state: %s", b)
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	if !strings.Contains(string(events), "killed by killed") && !strings.Contains(string(events), "was killed by") {
+		t.Errorf("events.log does not record the crash")
+	}
+	if !strings.Contains(string(events), "resumed from saved state") || !strings.Contains(string(events), "iteration=10") {
+		t.Errorf("events.log does not show the SO resuming after iteration 10")
+	}
+	if strings.Count(string(events), "so: iteration 10 ") != 1 {
+		t.Errorf("iteration 10 completed %d times: the restarted SO repeated work", strings.Count(string(events), "so: iteration 10 "))
+	}
+	if _, err := run(t, "sim", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+}
+
+// TestUpRefusesBadInput checks that a day that cannot run is refused
+// before any process starts, naming the problem, with nothing written.
+func TestUpRefusesBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--hosts", "0"}, "--hosts 0"},
+		{[]string{"--evs", "-4"}, "--evs -4"},
+		{[]string{"--scenario", "no-such-scenario"}, "no-such-scenario"},
+		{[]string{"--hosts", "500"}, "only 84 vehicles"},
+	} {
+		dir := filepath.Join(t.TempDir(), "out")
+		_, err := run(t, append([]string{"up", "--out", dir}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("up %v: %v, want an error naming %q", c.args, err, c.want)
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Errorf("up %v wrote %s", c.args, dir)
+		}
+	}
+}

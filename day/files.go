@@ -1,0 +1,219 @@
+package day
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/gridveil/gridveil/charging"
+)
+
+// Schemas of the files the parties leave (docs/PLATFORM.md).
+const (
+	SOResultSchema  = "gridveil/so-result/v1"
+	SchedulesSchema = "gridveil/host-schedules/v1"
+)
+
+// SOResult is so.json, what the system operator ends the day with: its
+// own view (the sums it was told), never a vehicle's schedule.
+type SOResult struct {
+	Schema     string           `json:"schema"`
+	Scenario   string           `json:"scenario"`
+	Seed       uint64           `json:"seed"`
+	EVs        int              `json:"evs"`
+	Iterations int              `json:"iterations"`
+	Converged  bool             `json:"converged"`
+	Gap        *float64         `json:"relative_gap"`
+	Rounds     int              `json:"rounds"`
+	Resumed    bool             `json:"resumed"`
+	Resent     int              `json:"rounds_resent"`
+	Refused    map[string]int   `json:"refused"`
+	Aggregate  []float64        `json:"so_view_aggregate_kw"`
+	Mu         [][][]float64    `json:"duals"`
+	History    []charging.Stats `json:"-"`
+}
+
+// NewSOResult describes a finished coordinator for so.json.
+func NewSOResult(pl *Plan, co *charging.Coordinator, resumed bool, resent int, refused map[string]int) *SOResult {
+	op := co.Operator()
+	r := &SOResult{Schema: SOResultSchema, Scenario: pl.Meta.Scenario, Seed: pl.Meta.Seed, EVs: len(pl.Problem.EVs),
+		Iterations: op.Iteration(), Converged: op.Converged(), Rounds: co.Round(), Resumed: resumed, Resent: resent,
+		Refused: refused, Aggregate: op.Aggregate(), Mu: op.Mu(), History: op.History()}
+	if g := op.Gap(); !math.IsNaN(g) {
+		r.Gap = &g
+	}
+	return r
+}
+
+// HostSchedules is a host's schedules file: each hosted vehicle's final
+// schedule, by its index in the plan. In a deployment each vehicle keeps
+// its own; a run's files gather them as the day's ground truth.
+type HostSchedules struct {
+	Schema    string      `json:"schema"`
+	Host      int         `json:"host"`
+	Hosts     int         `json:"hosts"`
+	Index     []int       `json:"ev_index"`
+	IDs       []string    `json:"ev_ids"`
+	Schedules [][]float64 `json:"schedules_kw"`
+}
+
+// WriteJSONFile writes v to path durably: a temporary file, fsync'd and
+// renamed, so that a reader never sees half a file.
+func WriteJSONFile(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadJSONFile reads a file written by WriteJSONFile.
+func ReadJSONFile(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Assemble builds the day's solution from what the parties left: the
+// vehicles' own schedules (so the aggregate and voltages are the true
+// grid's: the true baseline plus the schedules) and the SO's multipliers
+// and convergence. Every vehicle of the plan must be in exactly one host
+// file.
+func Assemble(pl *Plan, so *SOResult, hosts []*HostSchedules) (*charging.Solution, error) {
+	p := pl.Problem
+	T := p.Slots
+	sched := make([][]float64, len(p.EVs))
+	for _, h := range hosts {
+		if len(h.Index) != len(h.Schedules) {
+			return nil, fmt.Errorf("host %d's file lists %d vehicles and %d schedules", h.Host, len(h.Index), len(h.Schedules))
+		}
+		for k, i := range h.Index {
+			if i < 0 || i >= len(p.EVs) || len(h.Schedules[k]) != T {
+				return nil, fmt.Errorf("host %d's file has a schedule for vehicle %d of %d slots; the plan has %d vehicles of %d slots", h.Host, i, len(h.Schedules[k]), len(p.EVs), T)
+			}
+			if sched[i] != nil {
+				return nil, fmt.Errorf("vehicle %d is in two hosts' files", i)
+			}
+			sched[i] = h.Schedules[k]
+		}
+	}
+	for i := range sched {
+		if sched[i] == nil {
+			return nil, fmt.Errorf("no host reported vehicle %d (%s): a host process did not finish", i, p.EVs[i].ID)
+		}
+	}
+	if len(so.Mu) != len(p.Feeders) {
+		return nil, errors.New("so.json's multipliers do not match the plan's feeders")
+	}
+	sol := &charging.Solution{Iterations: so.Iterations, Converged: so.Converged, Gap: math.NaN(), Schedules: sched, Mu: so.Mu, History: so.History}
+	if so.Gap != nil {
+		sol.Gap = *so.Gap
+	}
+	sol.Aggregate, sol.Voltage = TrueGrid(p, sched)
+	sol.Objective = charging.Objective(sol.Aggregate)
+	return sol, nil
+}
+
+// TrueGrid is the grid the schedules make: the aggregate D(t) + sum_i
+// x_i(t) from the true baseline, and every bus's LinDistFlow voltage with
+// the true baseline plus the schedules of its vehicles.
+func TrueGrid(p *charging.Problem, sched [][]float64) ([]float64, [][][]float64) {
+	T := p.Slots
+	agg := p.Baseline()
+	load := make([][][]float64, len(p.Feeders)) // [f][b][t] EV load
+	for fi := range p.Feeders {
+		load[fi] = make([][]float64, len(p.Feeders[fi].Buses))
+		for b := range load[fi] {
+			load[fi][b] = make([]float64, T)
+		}
+	}
+	for i, x := range sched {
+		ev := &p.EVs[i]
+		for t, v := range x {
+			agg[t] += v
+			load[ev.Feeder][ev.Bus][t] += v
+		}
+	}
+	volt := make([][][]float64, len(p.Feeders))
+	for fi := range p.Feeders {
+		f := &p.Feeders[fi]
+		n := len(f.Buses)
+		volt[fi] = make([][]float64, n)
+		for b := range volt[fi] {
+			volt[fi][b] = make([]float64, T)
+		}
+		pt, qt, v2, sc := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+		for t := 0; t < T; t++ {
+			for b := 0; b < n; b++ {
+				pt[b], qt[b] = f.BaseP[b][t]+load[fi][b][t], f.BaseQ[b][t]
+			}
+			f.VoltageSquared(pt, qt, v2, sc)
+			for b := 0; b < n; b++ {
+				volt[fi][b][t] = math.Sqrt(math.Max(v2[b], 0))
+			}
+		}
+	}
+	return agg, volt
+}
+
+// WriteText writes a small text file (an address, a pid) durably.
+func WriteText(path, text string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

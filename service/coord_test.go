@@ -1,0 +1,332 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/scenario"
+	"github.com/gridveil/gridveil/transport"
+)
+
+func problem(t *testing.T, name string) *charging.Problem {
+	t.Helper()
+	sp, err := scenario.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := scenario.Build(sp, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }
+
+// day runs the SO and hosts EV processes' worth of vehicles (split
+// round-robin) over NATS at url. during, if set, runs once the SO has
+// completed the iteration given, in the test's goroutine.
+type dayRun struct {
+	so     *SOResult
+	scheds [][]float64 // per EV of the problem
+	soErr  error
+}
+
+func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string, hosts int, stateFile string, progress func(charging.Stats)) dayRun {
+	t.Helper()
+	cfg, busEVs := p.OperatorConfig(charging.Options{})
+	members := make([][]string, len(busEVs))
+	for g, evs := range busEVs {
+		for _, i := range evs {
+			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
+		}
+	}
+	var wg sync.WaitGroup
+	out := dayRun{scheds: make([][]float64, len(p.EVs))}
+	var mu sync.Mutex
+	for h := 0; h < hosts; h++ {
+		var evs []charging.EV
+		var ids []string
+		var which []int
+		for i := h; i < len(p.EVs); i += hosts {
+			evs = append(evs, p.EVs[i])
+			ids = append(ids, "ps-"+p.EVs[i].ID)
+			which = append(which, i)
+		}
+		conn, err := transport.Connect(urls, fmt.Sprintf("ev-%d", h), 10*time.Second, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
+			if err != nil {
+				t.Errorf("EV host %d: %v", h, err)
+				return
+			}
+			mu.Lock()
+			for k, i := range which {
+				out.scheds[i] = res.Schedules[k]
+			}
+			mu.Unlock()
+		}()
+	}
+	conn, err := transport.Connect(urls, "so", 10*time.Second, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	out.so, out.soErr = RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: conn, StateFile: stateFile, Resend: 200 * time.Millisecond, Log: testLog(t), Progress: progress})
+	if out.soErr == nil {
+		wg.Wait()
+	}
+	return out
+}
+
+func checkAgainstSolve(t *testing.T, p *charging.Problem, d dayRun) {
+	t.Helper()
+	if d.soErr != nil {
+		t.Fatal(d.soErr)
+	}
+	want, err := charging.Solve(p, charging.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := d.so.Coordinator.Operator()
+	if !op.Converged() {
+		t.Fatalf("SO ended without a certified optimum after %d iterations", op.Iteration())
+	}
+	agg := p.Baseline()
+	for i, x := range d.scheds {
+		if x == nil {
+			t.Fatalf("EV %d never reported its final schedule", i)
+		}
+		for tt, v := range x {
+			agg[tt] += v
+		}
+	}
+	worst := 0.0
+	for tt := range agg {
+		worst = math.Max(worst, math.Abs(agg[tt]-want.Aggregate[tt]))
+	}
+	t.Logf("%d iterations (in-process %d), aggregate from the vehicles' schedules within %.2g kW of Solve's; %d rounds re-sent", op.Iteration(), want.Iterations, worst, d.so.Resent)
+	if worst > 1e-6 {
+		t.Fatalf("aggregate over NATS off the in-process solver's by %g kW", worst)
+	}
+}
+
+// TestCoordinationOverNATS runs the SO and three EV hosts as separate
+// parties over an embedded NATS server on loopback: the day converges to
+// the in-process solver's aggregate within 1e-6 kW.
+func TestCoordinationOverNATS(t *testing.T) {
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := problem(t, "ieee13-paper")
+	checkAgainstSolve(t, p, runDay(t, ctx, p, srv.ClientURL(), 3, "", nil))
+}
+
+// TestCoordinationSurvivesNATSRestart stops the NATS server in the middle
+// of the day and starts it again on the same port: every party
+// reconnects, the SO re-sends the round in flight, and the day completes
+// with the in-process result.
+func TestCoordinationSurvivesNATSRestart(t *testing.T) {
+	port := freePort(t)
+	srv, err := transport.StartServer(transport.ServerConfig{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	restarted := make(chan struct{})
+	progress := func(st charging.Stats) {
+		if st.Iter == 5 {
+			once.Do(func() {
+				srv.Shutdown()
+				go func() {
+					defer close(restarted)
+					time.Sleep(300 * time.Millisecond)
+					s2, err := transport.StartServer(transport.ServerConfig{Port: port})
+					if err != nil {
+						t.Errorf("restarting NATS: %v", err)
+						return
+					}
+					srv = s2
+				}()
+			})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := problem(t, "ieee13-paper")
+	d := runDay(t, ctx, p, fmt.Sprintf("nats://127.0.0.1:%d", port), 2, "", progress)
+	<-restarted // the outage happened mid-day: at iteration 5 of 28
+	defer srv.Shutdown()
+	checkAgainstSolve(t, p, d)
+}
+
+// TestSOResumesFromState stops the SO mid-day (its context ends, as a
+// crash would stop it, with the state file written after each round) and
+// starts a new SO on the same state file: it resumes at the saved round,
+// not at the start, and the day ends with the in-process result.
+func TestSOResumesFromState(t *testing.T) {
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	p := problem(t, "ieee13-paper")
+	state := filepath.Join(t.TempDir(), "so.state")
+	cfg, busEVs := p.OperatorConfig(charging.Options{})
+	members := make([][]string, len(busEVs))
+	for g, evs := range busEVs {
+		for _, i := range evs {
+			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The vehicles, in one host that lives through the SO's restart.
+	hostConn, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostConn.Close()
+	ids := make([]string, len(p.EVs))
+	for i := range p.EVs {
+		ids[i] = "ps-" + p.EVs[i].ID
+	}
+	hostDone := make(chan *EVHostResult, 1)
+	go func() {
+		res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hostConn, Log: testLog(t)})
+		if err != nil {
+			t.Errorf("EV host: %v", err)
+		}
+		hostDone <- res
+	}()
+	soConn, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer soConn.Close()
+	crashCtx, crash := context.WithCancel(ctx)
+	_, err = RunSO(crashCtx, SOConfig{Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if st.Iter == 10 {
+				crash()
+			}
+		}})
+	if err == nil {
+		t.Fatal("the first SO finished before the crash")
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after 10 iterations: %v", err)
+	}
+	var firstResumed int
+	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if firstResumed == 0 {
+				firstResumed = st.Iter
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed || firstResumed < 11 {
+		t.Fatalf("the restarted SO did not resume: resumed %v, first iteration it completed %d", res.Resumed, firstResumed)
+	}
+	h := <-hostDone
+	if h == nil {
+		t.Fatal("EV host failed")
+	}
+	checkAgainstSolve(t, p, dayRun{so: res, scheds: h.Schedules})
+}
+
+// TestSORefusesMalformed sends the SO garbage, oversized, forged and
+// replayed messages on report subjects while a day runs: each is refused
+// with its reason, and the day completes with the in-process result.
+func TestSORefusesMalformed(t *testing.T) {
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	p := problem(t, "ieee13-paper")
+	evil, err := transport.Connect(srv.ClientURL(), "evil", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	b := p.EVs[0].Bus
+	subj := transport.CoordReport(0, b)
+	var once sync.Once
+	progress := func(st charging.Stats) {
+		if st.Iter != 3 {
+			return
+		}
+		once.Do(func() {
+			stranger, _ := (&charging.Report{Round: 4, Iter: 3, Phase: charging.PhaseStep, Feeder: 0, Bus: b, Sender: "not-a-member", Values: make([]float64, p.Slots)}).MarshalBinary()
+			replay, _ := (&charging.Report{Round: 0, Iter: -1, Phase: charging.PhaseStart, Feeder: 0, Bus: b, Sender: "ps-" + p.EVs[0].ID, Values: make([]float64, p.Slots)}).MarshalBinary()
+			for _, m := range []struct {
+				subj string
+				data []byte
+			}{
+				{subj, []byte("garbage")},
+				{subj, make([]byte, charging.MaxMessageSize+10)},
+				{subj, stranger},
+				{subj, replay},
+				{"gridveil.v1.coord.f0.b999.report", stranger},
+				{"gridveil.v1.coord.fx.report", stranger},
+			} {
+				if err := evil.Publish(m.subj, m.data); err != nil {
+					t.Error(err)
+				}
+			}
+			// At the server before the SO sends the next round, so they
+			// reach it while the day still runs.
+			if err := evil.Flush(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := runDay(t, ctx, p, srv.ClientURL(), 2, "", progress)
+	checkAgainstSolve(t, p, d)
+	t.Logf("refused: %v", d.so.Refused)
+	for _, reason := range []string{"malformed", "unknown sender", "stale", "no such bus"} {
+		if d.so.Refused[reason] == 0 {
+			t.Errorf("nothing refused as %q: %v", reason, d.so.Refused)
+		}
+	}
+}

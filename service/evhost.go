@@ -1,0 +1,120 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/transport"
+)
+
+// EVHostConfig configures a process that hosts many vehicles.
+type EVHostConfig struct {
+	Slots int
+	DT    float64
+	// EVs are the hosted vehicles' local sets; each vehicle sees only its
+	// own. Senders[i] is EV i's session pseudonym on the bus.
+	EVs     []charging.EV
+	Senders []string
+	Conn    *transport.Conn
+	Log     *slog.Logger
+}
+
+// EVHostResult is what the hosted vehicles ended with.
+type EVHostResult struct {
+	Schedules [][]float64 // per hosted EV, kW per slot
+	Answered  int         // reports sent (re-sends included)
+	Ignored   int         // broadcasts dropped as malformed or not for a hosted bus
+}
+
+// RunEVHost answers the SO's broadcasts for every hosted vehicle until
+// each has seen the end of the coordination or ctx ends.
+func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Senders) != len(cfg.EVs) {
+		return nil, fmt.Errorf("%d vehicles but %d pseudonyms", len(cfg.EVs), len(cfg.Senders))
+	}
+	vs := make([]charging.Vehicle, len(cfg.EVs))
+	byBus := map[[2]int][]int{}
+	for i := range cfg.EVs {
+		vs[i] = charging.NewVehicle(&cfg.EVs[i], cfg.Slots, cfg.DT, nil)
+		k := [2]int{cfg.EVs[i].Feeder, cfg.EVs[i].Bus}
+		byBus[k] = append(byBus[k], i)
+	}
+	type msg struct {
+		subject string
+		data    []byte
+	}
+	in := make(chan msg, 1024)
+	var unsubs []func() error
+	defer func() {
+		for _, u := range unsubs {
+			_ = u()
+		}
+	}()
+	for k := range byBus {
+		u, err := cfg.Conn.Subscribe(transport.CoordBroadcast(k[0], k[1]), "", func(s string, d []byte) {
+			select {
+			case in <- msg{s, d}:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		unsubs = append(unsubs, u)
+	}
+	if err := cfg.Conn.Flush(ctx); err != nil {
+		return nil, err
+	}
+	res := &EVHostResult{}
+	scratch, idx := make([]float64, cfg.Slots), make([]int, cfg.Slots)
+	left := len(vs)
+	for left > 0 {
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case m := <-in:
+			var b charging.Broadcast
+			if err := b.UnmarshalBinary(m.data); err != nil {
+				res.Ignored++
+				log.Warn("refused message", "subject", m.subject, "reason", "malformed", "err", err)
+				continue
+			}
+			f, bus, _, err := transport.ParseCoord(m.subject)
+			if err != nil || f != b.Feeder || bus != b.Bus {
+				res.Ignored++
+				log.Warn("refused message", "subject", m.subject, "reason", "broadcast names another bus")
+				continue
+			}
+			for _, i := range byBus[[2]int{f, bus}] {
+				wasDone := vs[i].Done()
+				r, ok := vs[i].Answer(&b, cfg.Senders[i], scratch, idx)
+				if !wasDone && vs[i].Done() {
+					left--
+				}
+				if !ok {
+					continue
+				}
+				data, err := r.MarshalBinary()
+				if err != nil {
+					return res, err
+				}
+				if err := cfg.Conn.Publish(transport.CoordReport(f, bus), data); err != nil {
+					log.Warn("report not sent; the SO will ask again", "err", err)
+					continue
+				}
+				res.Answered++
+			}
+		}
+	}
+	_ = cfg.Conn.Flush(ctx)
+	for i := range vs {
+		res.Schedules = append(res.Schedules, append([]float64(nil), vs[i].Schedule()...))
+	}
+	return res, nil
+}

@@ -1,0 +1,269 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/transport"
+)
+
+// SOConfig configures the system operator's coordination service.
+type SOConfig struct {
+	Operator charging.OperatorConfig
+	// Members[g] are the pseudonyms of the vehicles that joined bus g of
+	// Operator.Buses.
+	Members [][]string
+	Conn    *transport.Conn
+	// StateFile, if set, is where the SO saves its state after every round
+	// and resumes from at start.
+	StateFile string
+	// Resend is how long a round may go without progress before its
+	// broadcasts go out again (default 500 ms).
+	Resend time.Duration
+	// Linger is how long the final broadcast is repeated so that every
+	// vehicle hears the end (default 4 resends).
+	Linger time.Duration
+	// Pace is the least time between rounds (0: as fast as reports come).
+	Pace time.Duration
+	Log  *slog.Logger
+	// Progress, if set, is called after every completed iteration.
+	Progress func(charging.Stats)
+}
+
+// SOResult is what the SO ends the day with.
+type SOResult struct {
+	Coordinator *charging.Coordinator
+	Resumed     bool // started from a saved state
+	Refused     map[string]int
+	Resent      int // times a round went out again for lack of progress (the final round's repeats not counted)
+}
+
+// ErrStateFile is wrapped by errors about the SO's state file.
+var ErrStateFile = errors.New("SO state file")
+
+const stateMagic = "gridveil SO state v1\n"
+
+// RunSO runs the SO's side of coordinated charging until the coordination
+// is done or ctx ends.
+func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
+	if cfg.Resend <= 0 {
+		cfg.Resend = 500 * time.Millisecond
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 4 * cfg.Resend
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	op, err := charging.NewOperator(cfg.Operator)
+	if err != nil {
+		return nil, err
+	}
+	co, err := charging.NewCoordinator(op, cfg.Members)
+	if err != nil {
+		return nil, err
+	}
+	res := &SOResult{Coordinator: co, Refused: map[string]int{}}
+	if cfg.StateFile != "" {
+		st, ok, err := loadState(cfg.StateFile)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if err := co.Restore(st); err != nil {
+				return nil, fmt.Errorf("%w %s does not fit this scenario: %w; remove it to start the day again", ErrStateFile, cfg.StateFile, err)
+			}
+			res.Resumed = true
+			log.Info("resumed from saved state", "file", cfg.StateFile, "round", st.Round, "iteration", op.Iteration(), "phase", st.Phase.String())
+		}
+	}
+	busIndex := map[[2]int]int{}
+	for g, b := range op.Buses() {
+		busIndex[[2]int{b.Feeder, b.Bus}] = g
+	}
+	type msg struct {
+		subject string
+		data    []byte
+	}
+	in := make(chan msg, 4096)
+	unsub, err := cfg.Conn.Subscribe(transport.CoordReports(-1), "", func(s string, d []byte) {
+		select {
+		case in <- msg{s, d}:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer unsub()
+
+	refuse := func(subject, reason string, err error) {
+		res.Refused[reason]++
+		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
+	}
+	publish := func() error {
+		for g, b := range op.Buses() {
+			bc := co.Broadcast(g)
+			data, err := bc.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := cfg.Conn.Publish(transport.CoordBroadcast(b.Feeder, b.Bus), data); err != nil {
+				// The connection is down: the resend timer tries again.
+				log.Warn("broadcast not sent", "round", co.Round(), "err", err)
+				return nil
+			}
+		}
+		return nil
+	}
+	if err := publish(); err != nil {
+		return nil, err
+	}
+	timer := time.NewTicker(cfg.Resend)
+	defer timer.Stop()
+	progressed := false
+	var lingerEnd time.Time
+	for {
+		if co.Phase() == charging.PhaseDone {
+			if lingerEnd.IsZero() {
+				lingerEnd = time.Now().Add(cfg.Linger)
+			}
+			if !time.Now().Before(lingerEnd) {
+				_ = cfg.Conn.Flush(ctx)
+				return res, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-timer.C:
+			if !progressed || co.Phase() == charging.PhaseDone {
+				if co.Phase() != charging.PhaseDone {
+					res.Resent++
+					log.Info("round re-sent", "round", co.Round(), "phase", co.Phase().String(), "missing", co.Missing())
+				}
+				if err := publish(); err != nil {
+					return res, err
+				}
+			}
+			progressed = false
+		case m := <-in:
+			f, b, _, err := transport.ParseCoord(m.subject)
+			if err != nil {
+				refuse(m.subject, "subject", err)
+				continue
+			}
+			g, ok := busIndex[[2]int{f, b}]
+			if !ok {
+				refuse(m.subject, "no such bus", fmt.Errorf("feeder %d bus %d hosts no vehicles", f, b))
+				continue
+			}
+			var r charging.Report
+			if err := r.UnmarshalBinary(m.data); err != nil {
+				refuse(m.subject, "malformed", err)
+				continue
+			}
+			if err := co.Handle(g, &r); err != nil {
+				switch {
+				case errors.Is(err, charging.ErrStaleReport):
+					// Late copies after a resend are normal: not worth a warning.
+					res.Refused["stale"]++
+					log.Debug("stale report", "subject", m.subject, "err", err)
+				case errors.Is(err, charging.ErrUnknownSender):
+					refuse(m.subject, "unknown sender", err)
+				default:
+					refuse(m.subject, "bad report", err)
+				}
+				continue
+			}
+			if !co.Ready() {
+				continue
+			}
+			st, completed, err := co.Advance()
+			if err != nil {
+				return res, err
+			}
+			progressed = true
+			if cfg.StateFile != "" {
+				if err := saveState(cfg.StateFile, co.State()); err != nil {
+					return res, err
+				}
+			}
+			if completed && cfg.Progress != nil {
+				cfg.Progress(st)
+			}
+			if cfg.Pace > 0 {
+				select {
+				case <-time.After(cfg.Pace):
+				case <-ctx.Done():
+					return res, ctx.Err()
+				}
+			}
+			if err := publish(); err != nil {
+				return res, err
+			}
+		}
+	}
+}
+
+// saveState writes the state durably: a temporary file, fsync'd, renamed
+// over the old one, and the directory fsync'd, so a crash leaves either
+// the old state or the new, never a torn one.
+func saveState(path string, st charging.CoordinatorState) error {
+	var buf bytes.Buffer
+	buf.WriteString(stateMagic)
+	if err := gob.NewEncoder(&buf).Encode(st); err != nil {
+		return fmt.Errorf("%w: encoding: %w", ErrStateFile, err)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".so-state-*")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStateFile, err)
+	}
+	_, err = f.Write(buf.Bytes())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("%w %s: %w", ErrStateFile, path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func loadState(path string) (charging.CoordinatorState, bool, error) {
+	var st charging.CoordinatorState
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("%w %s: %w", ErrStateFile, path, err)
+	}
+	if !bytes.HasPrefix(data, []byte(stateMagic)) {
+		return st, false, fmt.Errorf("%w %s is not an SO state file; remove it or choose another --state", ErrStateFile, path)
+	}
+	if err := gob.NewDecoder(bytes.NewReader(data[len(stateMagic):])).Decode(&st); err != nil {
+		return st, false, fmt.Errorf("%w %s is damaged (%w); remove it to start the day again", ErrStateFile, path, err)
+	}
+	return st, true, nil
+}
