@@ -107,86 +107,47 @@ func ReadJSONFile(path string, v any) error {
 	return nil
 }
 
-// Assemble builds the day's solution from what the parties left: the
-// vehicles' own schedules (so the aggregate and voltages are the true
-// grid's: the true baseline plus the schedules) and the SO's multipliers
-// and convergence. Every vehicle of the plan must be in exactly one host
-// file.
-func Assemble(pl *Plan, so *SOResult, hosts []*HostSchedules) (*charging.Solution, error) {
+// Assemble builds the day's record from what the parties left: the
+// vehicles' own schedules and the SO's multipliers, convergence and view
+// of the aggregate (sol), and the grid the schedules make on the true
+// problem (g, charging.Evaluate), which is what the files report as the
+// grid. Every vehicle of the plan must be in exactly one host file.
+func Assemble(pl *Plan, so *SOResult, hosts []*HostSchedules) (*charging.Solution, *charging.GridState, error) {
 	p := pl.Problem
 	T := p.Slots
 	sched := make([][]float64, len(p.EVs))
 	for _, h := range hosts {
 		if len(h.Index) != len(h.Schedules) {
-			return nil, fmt.Errorf("host %d's file lists %d vehicles and %d schedules", h.Host, len(h.Index), len(h.Schedules))
+			return nil, nil, fmt.Errorf("host %d's file lists %d vehicles and %d schedules", h.Host, len(h.Index), len(h.Schedules))
 		}
 		for k, i := range h.Index {
 			if i < 0 || i >= len(p.EVs) || len(h.Schedules[k]) != T {
-				return nil, fmt.Errorf("host %d's file has a schedule for vehicle %d of %d slots; the plan has %d vehicles of %d slots", h.Host, i, len(h.Schedules[k]), len(p.EVs), T)
+				return nil, nil, fmt.Errorf("host %d's file has a schedule for vehicle %d of %d slots; the plan has %d vehicles of %d slots", h.Host, i, len(h.Schedules[k]), len(p.EVs), T)
 			}
 			if sched[i] != nil {
-				return nil, fmt.Errorf("vehicle %d is in two hosts' files", i)
+				return nil, nil, fmt.Errorf("vehicle %d is in two hosts' files", i)
 			}
 			sched[i] = h.Schedules[k]
 		}
 	}
 	for i := range sched {
 		if sched[i] == nil {
-			return nil, fmt.Errorf("no host reported vehicle %d (%s): a host process did not finish", i, p.EVs[i].ID)
+			return nil, nil, fmt.Errorf("no host reported vehicle %d (%s): a host process did not finish", i, p.EVs[i].ID)
 		}
 	}
-	if len(so.Mu) != len(p.Feeders) {
-		return nil, errors.New("so.json's multipliers do not match the plan's feeders")
+	if len(so.Mu) != len(p.Feeders) || len(so.Aggregate) != T {
+		return nil, nil, errors.New("so.json does not match the plan's feeders and horizon")
 	}
-	sol := &charging.Solution{Iterations: so.Iterations, Converged: so.Converged, Gap: math.NaN(), Schedules: sched, Mu: so.Mu, History: so.History}
+	g, err := charging.Evaluate(p, sched)
+	if err != nil {
+		return nil, nil, err
+	}
+	sol := &charging.Solution{Iterations: so.Iterations, Converged: so.Converged, Gap: math.NaN(), Schedules: sched, Mu: so.Mu,
+		History: so.History, Aggregate: so.Aggregate, Objective: charging.Objective(so.Aggregate)}
 	if so.Gap != nil {
 		sol.Gap = *so.Gap
 	}
-	sol.Aggregate, sol.Voltage = TrueGrid(p, sched)
-	sol.Objective = charging.Objective(sol.Aggregate)
-	return sol, nil
-}
-
-// TrueGrid is the grid the schedules make: the aggregate D(t) + sum_i
-// x_i(t) from the true baseline, and every bus's LinDistFlow voltage with
-// the true baseline plus the schedules of its vehicles.
-func TrueGrid(p *charging.Problem, sched [][]float64) ([]float64, [][][]float64) {
-	T := p.Slots
-	agg := p.Baseline()
-	load := make([][][]float64, len(p.Feeders)) // [f][b][t] EV load
-	for fi := range p.Feeders {
-		load[fi] = make([][]float64, len(p.Feeders[fi].Buses))
-		for b := range load[fi] {
-			load[fi][b] = make([]float64, T)
-		}
-	}
-	for i, x := range sched {
-		ev := &p.EVs[i]
-		for t, v := range x {
-			agg[t] += v
-			load[ev.Feeder][ev.Bus][t] += v
-		}
-	}
-	volt := make([][][]float64, len(p.Feeders))
-	for fi := range p.Feeders {
-		f := &p.Feeders[fi]
-		n := len(f.Buses)
-		volt[fi] = make([][]float64, n)
-		for b := range volt[fi] {
-			volt[fi][b] = make([]float64, T)
-		}
-		pt, qt, v2, sc := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
-		for t := 0; t < T; t++ {
-			for b := 0; b < n; b++ {
-				pt[b], qt[b] = f.BaseP[b][t]+load[fi][b][t], f.BaseQ[b][t]
-			}
-			f.VoltageSquared(pt, qt, v2, sc)
-			for b := 0; b < n; b++ {
-				volt[fi][b][t] = math.Sqrt(math.Max(v2[b], 0))
-			}
-		}
-	}
-	return agg, volt
+	return sol, g, nil
 }
 
 // WriteText writes a small text file (an address, a pid) durably.

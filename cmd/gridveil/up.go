@@ -14,7 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/rundir"
 	"github.com/gridveil/gridveil/scenario"
 )
 
@@ -29,6 +31,7 @@ type upFlags struct {
 	nats     string
 	pace     time.Duration
 	quiet    bool
+	force    bool
 }
 
 func newUpCmd() *cobra.Command {
@@ -66,6 +69,7 @@ market, discharging as parties): docs/PLATFORM.md.`,
 	fl.StringVar(&f.nats, "nats", "", "use this NATS server or cluster (nats://host:port[,...]) instead of starting one")
 	fl.DurationVar(&f.pace, "pace", 0, "least time between coordination rounds (0: as fast as the reports come)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	fl.BoolVar(&f.force, "force", false, "write into --out even if it holds files gridveil did not write (they are kept)")
 	return cmd
 }
 
@@ -103,45 +107,59 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var events bytes.Buffer
+	if err := rundir.Check(f.out, f.force); err != nil {
+		return err
+	}
+	var eventLines bytes.Buffer
 	fmt.Fprintf(stdout, "gridveil up: %s, seed %d: %d vehicles in %d EV host processes, SO, %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), f.hosts,
 		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
 	t0 := time.Now()
 	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
-		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Events: &events, Progress: stdout})
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Events: &eventLines, Progress: stdout})
 	elapsed := time.Since(t0)
 	// The events log is written whatever happened: it is what explains a
 	// failed day.
-	if werr := writeAll(f.out, map[string]func(io.Writer) error{"events.log": func(w io.Writer) error { _, err := w.Write(events.Bytes()); return err }}); werr != nil && err == nil {
-		err = werr
-	}
+	events := func(w io.Writer) error { _, err := w.Write(eventLines.Bytes()); return err }
 	if err != nil {
+		if _, werr := writeRun(cmd, f.out, map[string]func(io.Writer) error{"events.log": events}); werr != nil {
+			return fmt.Errorf("the day did not complete: %w (and its events.log could not be written: %v)", err, werr)
+		}
 		return fmt.Errorf("the day did not complete: %w (every party's output: %s)", err, filepath.Join(f.out, "events.log"))
 	}
-	sol, err := day.Assemble(pl, res.SO, res.Hosts)
+	sol, g, err := day.Assemble(pl, res.SO, res.Hosts)
 	if err != nil {
 		return err
 	}
 	p, meta := pl.Problem, pl.Meta
+	// The SO's sums were exact and its baselines true, so its view is the
+	// grid's: no so_view (as in sim with --privacy none).
+	r, err := newSimResult(p, p, sol, aggregate.NewNone(p, false), false)
+	if err != nil {
+		return err
+	}
+	r.grid = g
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
 		"solution.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, "none", true))
+			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, g, "none", true))
 		},
 		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
-		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, sol, &reportExtras{}) },
+		"events.log":  events,
+		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, r, &reportExtras{}) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,
 				"restarts": res.Restarts, "rounds": res.SO.Rounds, "rounds_resent": res.SO.Resent, "refused": res.SO.Refused,
-				"gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
+				"flags": runFlags(cmd.Flags()), "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
 			})
 		},
 	}
-	if err := writeAll(f.out, files); err != nil {
+	written, err := writeRun(cmd, f.out, files)
+	if err != nil {
 		return err
 	}
-	printSummary(stdout, p, meta, sol, elapsed, f.out)
+	printSummary(stdout, p, meta, r, elapsed)
+	printFiles(stdout, written)
 	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, refused %v; so.json, events.log, parties' files in %s\n",
 		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], res.SO.Refused, data)
 	if !sol.Converged {

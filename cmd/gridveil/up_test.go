@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type solutionFile struct {
+type upSolution struct {
 	Iterations int                  `json:"iterations"`
 	Converged  bool                 `json:"converged"`
 	Baseline   []float64            `json:"baseline_kw"`
@@ -30,13 +30,13 @@ type solutionFile struct {
 	MinVoltage float64              `json:"min_voltage_pu"`
 }
 
-func readSolution(t *testing.T, path string) solutionFile {
+func readSolution(t *testing.T, path string) upSolution {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s solutionFile
+	var s upSolution
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
