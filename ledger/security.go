@@ -75,8 +75,12 @@ func (s *State) busLoads(win *Window) []int64 {
 		}
 	}
 	// Rights held by sell orders are still the seller's load until the
-	// clearing moves them.
+	// clearing moves them; after it, what was not sold is back in Rights
+	// and must not count twice (the P2P phase's check runs then).
 	for _, o := range win.Orders {
+		if win.Cleared {
+			break
+		}
 		if o.Side != market.Sell {
 			continue
 		}

@@ -305,6 +305,13 @@ func (s *State) assign(win *Window) {
 // trade at once: rights to buyers, money to sellers, fees and the surplus
 // to the grid company, and what orders held back returned.
 func (s *State) clear(win *Window) {
+	// The line security check starts from the loads with the sell orders'
+	// rights still at the sellers' buses: taken before the window counts
+	// as cleared, after which busLoads leaves the orders out.
+	var watts []int64
+	if s.Grid != nil {
+		watts = s.busLoads(win)
+	}
 	win.Cleared = true
 	rule, _ := market.ParseRule(s.Params.Rule)
 	orders := make([]market.Order, len(win.Orders))
@@ -322,10 +329,6 @@ func (s *State) clear(win *Window) {
 	// The line security check (seed 003): each match in turn, with the
 	// rights it would move; a match that fails is unsuccessful and its
 	// orders keep their reservations, returned below.
-	var watts []int64
-	if s.Grid != nil {
-		watts = s.busLoads(win)
-	}
 	for _, t := range res.Trades {
 		if r := s.secure(watts, win, t.Buyer, t.Seller, t.Qty); r != nil {
 			r.Trade = t
