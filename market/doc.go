@@ -30,8 +30,7 @@
 // first rejected price, truthful for single-unit sellers (tested against
 // every misreport).
 //
-// Window phases, the satisfaction rate, initial rights and settlement run
-// in package ledger. Still to come for C7 (issue 7): congestion fees with
-// the grid's line security check, P2P contracts signed by both parties,
-// metered delivery and penalties, and sim --market.
+// Window phases, the satisfaction rate, initial rights, the line security
+// check, P2P contracts, settlement, metering and penalties run in package
+// ledger.
 package market
