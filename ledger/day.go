@@ -75,37 +75,122 @@ type DayConfig struct {
 	Seed     uint64
 }
 
-// DayWindow is one window's outcome.
+// DayWindow is one window's outcome, with everything a third party needs
+// to re-derive it from the file alone: the posted headroom and fees, each
+// station's demand and rights, every order with its owner and sequence,
+// every auction match (settled or refused by the security check, and
+// why), McAfee's reduced units, and every P2P contract.
 type DayWindow struct {
-	Index        int         `json:"index"`
-	Demand       int64       `json:"demand_wh"`
-	Margin       int64       `json:"margin_wh"`
-	Rho          float64     `json:"satisfaction_rate"`
-	RightsBefore int64       `json:"rights_before_wh"` // initial rights, floor(rho x demand) per station
-	Orders       int         `json:"orders"`
-	Bids         int         `json:"bids"`
-	Asks         int         `json:"asks"`
-	BidWh        int64       `json:"bid_wh"` // depth: Wh asked for by buy orders
-	AskWh        int64       `json:"ask_wh"` // and offered by sell orders
-	Book         []BookLevel `json:"book"`   // every order: bids by falling price, then asks by rising price
-	Trades       int         `json:"trades"`
-	Failed       int         `json:"failed_security_checks"`
-	Volume       int64       `json:"volume_wh"`
-	Price        int64       `json:"price"` // uniform or McAfee price, milli-currency per kWh; 0 if none
-	Contracts    int         `json:"p2p_contracts"`
-	P2PVolume    int64       `json:"p2p_wh"`
-	Unmet        int64       `json:"unmet_wh"`  // demand not covered by rights after trading
-	Excess       int64       `json:"excess_wh"` // rights held beyond demand after trading
-	Income       Income      `json:"income"`    // what the grid company received
-	Rejected     int         `json:"rejected_transactions"`
-	Congested    []string    `json:"congested_buses,omitempty"` // buses with a congestion fee posted
+	Index        int     `json:"index"`
+	Demand       int64   `json:"demand_wh"`
+	Margin       int64   `json:"margin_wh"`
+	Rho          float64 `json:"satisfaction_rate"`
+	RhoPPM       int64   `json:"rho_ppm"`          // the rate as the ledger computes it: min(10^6, floor(10^6 margin / demand))
+	RightsBefore int64   `json:"rights_before_wh"` // initial rights, floor(rho_ppm x demand / 10^6) per station
+	// Posted by the grid company with the margin: each bus's V^2 headroom
+	// (nano-pu^2) that the line security check holds matches to, and its
+	// congestion fee (milli-currency per kWh bought at the bus).
+	Headroom      map[string]int64 `json:"headroom_npu2,omitempty"`
+	CongestionFee map[string]int64 `json:"congestion_fee,omitempty"`
+	Rights        []WindowRights   `json:"rights"` // per station with demand or rights
+	Orders        int              `json:"orders"`
+	Bids          int              `json:"bids"`
+	Asks          int              `json:"asks"`
+	BidWh         int64            `json:"bid_wh"` // depth: Wh asked for by buy orders
+	AskWh         int64            `json:"ask_wh"` // and offered by sell orders
+	Book          []BookOrder      `json:"book"`   // every order: bids by falling price, then asks by rising price, ties by seq
+	Trades        int              `json:"trades"`
+	Failed        int              `json:"failed_security_checks"`
+	AuctionTrades []DayTrade       `json:"auction_trades"`    // settled matches, in matching order
+	Refused       []DayRefusal     `json:"refused,omitempty"` // matches the security check refused, in matching order
+	Reduced       []DayReduction   `json:"reduced,omitempty"` // McAfee's trade reduction: kept out of P2P
+	Volume        int64            `json:"volume_wh"`
+	Price         int64            `json:"price"`         // uniform or McAfee price, milli-currency per kWh; 0 if none
+	P2P           []DayContract    `json:"p2p,omitempty"` // contracts in submission order, settled or refused
+	Contracts     int              `json:"p2p_contracts"` // settled
+	P2PVolume     int64            `json:"p2p_wh"`        // settled
+	Unmet         int64            `json:"unmet_wh"`      // demand not covered by rights after trading
+	Excess        int64            `json:"excess_wh"`     // rights held beyond demand after trading
+	Income        Income           `json:"income"`        // what the grid company received
+	Rejected      int              `json:"rejected_transactions"`
+	Congested     []string         `json:"congested_buses,omitempty"` // buses with a congestion fee posted
 }
 
-// BookLevel is one order of a window's book.
-type BookLevel struct {
-	Side  string `json:"side"`
-	Price int64  `json:"price"` // milli-currency per kWh
-	Wh    int64  `json:"wh"`
+// WindowRights is one station's rights in one window.
+type WindowRights struct {
+	Station   string `json:"station"`
+	Demand    int64  `json:"demand_wh"`
+	Initial   int64  `json:"initial_wh"`   // assigned at the satisfaction phase
+	Final     int64  `json:"final_wh"`     // after the auction and P2P
+	Delivered int64  `json:"delivered_wh"` // metered
+	Penalty   int64  `json:"penalty"`      // charged for |delivered - final|, milli-currency
+}
+
+// BookOrder is one order of a window's book.
+type BookOrder struct {
+	ID      string `json:"id"`      // the ledger's order ID
+	Station string `json:"station"` // its owner
+	Seq     uint64 `json:"seq"`     // submission sequence: time priority
+	Side    string `json:"side"`
+	Price   int64  `json:"price"` // milli-currency per kWh
+	Wh      int64  `json:"wh"`
+}
+
+// DayTrade is one match: the two orders, their owners, the energy and
+// what the buyer pays and the seller receives per kWh.
+type DayTrade struct {
+	Buy         string `json:"buy_order"`
+	Sell        string `json:"sell_order"`
+	Buyer       string `json:"buyer"`
+	Seller      string `json:"seller"`
+	Wh          int64  `json:"wh"`
+	BuyerPrice  int64  `json:"buyer_price"`
+	SellerPrice int64  `json:"seller_price"`
+}
+
+// DayRefusal is a match the line security check refused.
+type DayRefusal struct {
+	DayTrade
+	Bus    string `json:"bus"`              // first bus that would end beyond its headroom
+	Before int64  `json:"drop_before_npu2"` // its V^2 drop before the move
+	After  int64  `json:"drop_after_npu2"`  // and after
+	Limit  int64  `json:"headroom_npu2"`
+	Reason string `json:"reason"`
+}
+
+// DayReduction is a unit McAfee's trade reduction removed from an order.
+type DayReduction struct {
+	Order   string `json:"order"`
+	Station string `json:"station"`
+	Side    string `json:"side"`
+	Wh      int64  `json:"wh"`
+}
+
+// DayContract is a P2P contract: the residual orders it matched and
+// whether the ledger settled it (if not, the ledger's reason).
+type DayContract struct {
+	ID      string `json:"id"`
+	Buy     string `json:"buy_order"`
+	Sell    string `json:"sell_order"`
+	Buyer   string `json:"buyer"`
+	Seller  string `json:"seller"`
+	Wh      int64  `json:"wh"`
+	Price   int64  `json:"price"` // milli-currency per kWh, paid by the buyer to the seller
+	Settled bool   `json:"settled"`
+	Refused string `json:"refused,omitempty"`
+}
+
+// DayParams are the ledger's parameters for the day, recorded so that the
+// day can be audited from the file: fees, penalty, the matching
+// restriction, what each station starts with, and the feeder model the
+// security check runs on.
+type DayParams struct {
+	Chain          string     `json:"chain"`
+	FeePPM         int64      `json:"fee_ppm"`         // fee on each trade's value, paid by the buyer
+	Penalty        int64      `json:"penalty_per_kwh"` // milli-currency per kWh of deviation
+	Levels         int        `json:"reputation_levels"`
+	OpeningBalance int64      `json:"opening_balance"` // every station's, milli-currency
+	Grid           *GridModel `json:"grid,omitempty"`
 }
 
 // DayStationResult is one station's day: rights before and after trading,
@@ -128,6 +213,7 @@ type DayStationResult struct {
 // DayResult is a market day.
 type DayResult struct {
 	Rule     string             `json:"rule"`
+	Params   DayParams          `json:"params"`
 	Windows  []DayWindow        `json:"windows"`
 	Stations []DayStationResult `json:"stations"`
 	Balances map[string]int64   `json:"balances"`  // station name -> milli-currency at the end
@@ -138,6 +224,10 @@ type DayResult struct {
 	Blocks   int64              `json:"blocks"`
 }
 
+// OpeningBalance is what every station holds at the start of a RunDay,
+// milli-currency.
+const OpeningBalance = 1_000_000_000
+
 // RunDay trades every window of cfg through the ledger application on a
 // simulated clock and returns the outcome. Each window goes through seed
 // 003's cycle, one block per step: demand and margin, initial rights,
@@ -146,11 +236,14 @@ type DayResult struct {
 //
 // Each station has a private value per window drawn from the seed: above
 // the median it bids for what its rights lack, below it offers half its
-// rights. In the P2P phase the unfilled part of a bid buys, in station
-// order, from the unfilled parts of asks whose value is not above its own,
-// at the midpoint of the two values; both sign the contract. The metered delivery is each station's demand (what its EVs
-// draw under the coordinated schedules), so rights short of demand cost
-// penalties. Keys derive from the seed too, so the day reproduces exactly.
+// rights. In the P2P phase the orders' residuals (market.Residual: less
+// their settled fills and McAfee's reduced units) are matched by
+// market.MatchP2P, price-time priority at the midpoint of the two limits;
+// the seller signs each contract and the buyer submits it, and the ledger
+// settles it or refuses it (the line security check). The metered
+// delivery is each station's demand (what its EVs draw under the
+// coordinated schedules), so rights short of demand cost penalties. Keys
+// derive from the seed too, so the day reproduces exactly.
 func RunDay(cfg DayConfig) (*DayResult, error) {
 	W := len(cfg.Margin)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d6b74)) // "mkt"
@@ -166,11 +259,14 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		Accounts: map[string]Account{hexOf(gridKey): {Role: RoleGrid}}}
 	keys := make([]ed25519.PrivateKey, len(cfg.Stations))
 	hexKeys := make([]string, len(cfg.Stations))
+	idx := map[string]int{} // hex key -> station
 	for i, st := range cfg.Stations {
 		keys[i] = key("station " + st.Name)
 		hexKeys[i] = hexOf(keys[i])
-		g.Accounts[hexKeys[i]] = Account{Role: RoleStation, Balance: 1_000_000_000, Bus: st.Bus}
+		idx[hexKeys[i]] = i
+		g.Accounts[hexKeys[i]] = Account{Role: RoleStation, Balance: OpeningBalance, Bus: st.Bus}
 	}
+	name := func(k string) string { return cfg.Stations[idx[k]].Name }
 	d, err := NewDriver(g)
 	if err != nil {
 		return nil, err
@@ -183,7 +279,8 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		return tx
 	}
 	const min = 60_000
-	res := &DayResult{Rule: cfg.Rule, Balances: map[string]int64{}}
+	res := &DayResult{Rule: cfg.Rule, Balances: map[string]int64{},
+		Params: DayParams{Chain: cfg.Chain, FeePPM: cfg.FeePPM, Penalty: cfg.Penalty, OpeningBalance: OpeningBalance, Grid: cfg.Grid}}
 	stRes := make([]DayStationResult, len(cfg.Stations))
 	for i, st := range cfg.Stations {
 		stRes[i].Name, stRes[i].Bus = st.Name, st.Bus
@@ -197,8 +294,10 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		start := win * 30 * min
 		rejected := 0
 		var s *State
+		var results []*abci.ExecTxResult
 		block := func(minutesBefore int64, txs [][]byte) error {
 			rs, err := d.Block(start-minutesBefore*min, txs)
+			results = rs
 			for _, r := range rs {
 				if r.Code != 0 {
 					rejected++
@@ -242,8 +341,10 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 			return wstate.Rights[hexKeys[i]]
 		}
 		dw := DayWindow{Index: w, Demand: total, Margin: cfg.Margin[w]}
+		initial := make([]int64, len(cfg.Stations))
 		for i := range cfg.Stations {
 			r := rightsOf(i)
+			initial[i] = r
 			dw.RightsBefore += r
 			stRes[i].RightsBefore += r
 			stRes[i].Demand += cfg.Stations[i].Demand[w]
@@ -274,82 +375,67 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		}
 		wstate = s.Windows[win]
 
-		// P2P for what the auction left: the unfilled parts of the orders
-		// (a McAfee trade reduction, a match the security check refused, a
-		// reputation bound) trade bilaterally where the buyer values
-		// rights at least as much as the seller.
+		// P2P for what the auction left: the residuals of the orders (a
+		// match the security check refused, a reputation bound, a
+		// self-trade skipped; never McAfee's reduced units) matched by
+		// price-time priority.
 		txs = nil
 		if wstate != nil {
-			need := make([]int64, len(cfg.Stations))
-			spare := make([]int64, len(cfg.Stations))
-			idx := map[string]int{}
-			for i, k := range hexKeys {
-				idx[k] = i
+			orders := make([]market.Order, len(wstate.Orders))
+			for i, o := range wstate.Orders {
+				orders[i] = o.Order
 			}
-			for _, o := range wstate.Orders {
-				if o.Side == market.Buy {
-					need[idx[o.Trader]] += o.Qty
-				} else {
-					spare[idx[o.Trader]] += o.Qty
+			matches, err := market.MatchP2P(market.Residual(orders, wstate.Trades, wstate.Reduced), nil)
+			if err != nil {
+				return nil, fmt.Errorf("ledger: window %d: %w", w, err)
+			}
+			for _, m := range matches {
+				c := Contract{ID: fmt.Sprintf("%d-%s-%s", win, m.Buy, m.Sell), Window: win, Buyer: m.Buyer, Seller: m.Seller, Wh: m.Qty, Price: m.BuyerPrice}
+				sig, err := SignContract(c, cfg.Chain, keys[idx[m.Seller]])
+				if err != nil {
+					return nil, err
 				}
-			}
-			for _, t := range wstate.Trades {
-				need[idx[t.Buyer]] -= t.Qty
-				spare[idx[t.Seller]] -= t.Qty
-			}
-			var sellers []int
-			for si := range cfg.Stations {
-				if spare[si] > 0 {
-					sellers = append(sellers, si)
-				}
-			}
-			for bi := range cfg.Stations {
-				for _, si := range sellers {
-					if need[bi] <= 0 {
-						break
-					}
-					if si == bi || spare[si] <= 0 || values[si] > values[bi] {
-						continue
-					}
-					q := min64(need[bi], min64(spare[si], rightsOf(si)))
-					if q <= 0 {
-						continue
-					}
-					c := Contract{ID: fmt.Sprintf("%d-%d-%d", win, bi, si), Window: win, Buyer: hexKeys[bi], Seller: hexKeys[si], Wh: q, Price: (values[bi] + values[si]) / 2}
-					sig, err := SignContract(c, cfg.Chain, keys[si])
-					if err != nil {
-						return nil, err
-					}
-					txs = append(txs, sign(keys[bi], Body{Type: "p2p", Window: win, Contract: &c, CounterSig: sig}))
-					need[bi] -= q
-					spare[si] -= q
-				}
+				txs = append(txs, sign(keys[idx[m.Buyer]], Body{Type: "p2p", Window: win, Contract: &c, CounterSig: sig}))
+				dw.P2P = append(dw.P2P, DayContract{ID: c.ID, Buy: m.Buy, Sell: m.Sell, Buyer: name(m.Buyer), Seller: name(m.Seller), Wh: m.Qty, Price: c.Price})
 			}
 		}
 		if err := block(10, txs); err != nil {
 			return nil, err
 		}
+		for i := range dw.P2P {
+			if r := results[i]; r.Code == 0 {
+				dw.P2P[i].Settled = true
+			} else {
+				dw.P2P[i].Refused = r.Log
+			}
+		}
 		wstate = s.Windows[win]
 
 		// Delivery: the grid company meters what each station drew.
+		penalty := make([]int64, len(cfg.Stations))
 		if wstate != nil {
 			delivered := map[string]int64{}
 			for i, st := range cfg.Stations {
 				delivered[hexKeys[i]] = st.Demand[w]
+				penalty[i] = s.Accounts[hexKeys[i]].Balance
 			}
 			if err := block(-1, [][]byte{sign(gridKey, Body{Type: "delivery", Window: win, Delivered: delivered})}); err != nil {
 				return nil, err
 			}
 			wstate = s.Windows[win]
+			for i := range cfg.Stations {
+				penalty[i] -= s.Accounts[hexKeys[i]].Balance // metering moves nothing else
+			}
 		}
 
 		dw.Rejected = rejected
 		if wstate != nil {
 			dw.Rho = float64(wstate.RhoPPM) / 1e6
+			dw.RhoPPM = wstate.RhoPPM
+			dw.Headroom, dw.CongestionFee = wstate.Slack, wstate.Congestion
 			dw.Trades, dw.Failed, dw.Price = len(wstate.Trades), len(wstate.Failed), wstate.Price
 			dw.Orders = len(wstate.Orders)
 			for _, o := range wstate.Orders {
-				lvl := BookLevel{Side: o.Side.String(), Price: o.Price, Wh: o.Qty}
 				if o.Side == market.Buy {
 					dw.Bids++
 					dw.BidWh += o.Qty
@@ -357,26 +443,35 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 					dw.Asks++
 					dw.AskWh += o.Qty
 				}
-				dw.Book = append(dw.Book, lvl)
+				dw.Book = append(dw.Book, BookOrder{ID: o.ID, Station: name(o.Trader), Seq: o.Seq, Side: o.Side.String(), Price: o.Price, Wh: o.Qty})
 			}
 			sort.SliceStable(dw.Book, func(a, b int) bool {
 				x, y := dw.Book[a], dw.Book[b]
 				if x.Side != y.Side {
 					return x.Side == market.Buy.String()
 				}
-				if x.Side == market.Buy.String() {
-					return x.Price > y.Price
+				if x.Price != y.Price {
+					if x.Side == market.Buy.String() {
+						return x.Price > y.Price
+					}
+					return x.Price < y.Price
 				}
-				return x.Price < y.Price
+				return x.Seq < y.Seq
 			})
-			idx := map[string]int{}
-			for i, k := range hexKeys {
-				idx[k] = i
+			dayTrade := func(t market.Trade) DayTrade {
+				return DayTrade{Buy: t.Buy, Sell: t.Sell, Buyer: name(t.Buyer), Seller: name(t.Seller), Wh: t.Qty, BuyerPrice: t.BuyerPrice, SellerPrice: t.SellerPrice}
 			}
 			for _, t := range wstate.Trades {
+				dw.AuctionTrades = append(dw.AuctionTrades, dayTrade(t))
 				dw.Volume += t.Qty
 				stRes[idx[t.Buyer]].Bought += t.Qty
 				stRes[idx[t.Seller]].Sold += t.Qty
+			}
+			for _, f := range wstate.Failed {
+				dw.Refused = append(dw.Refused, DayRefusal{DayTrade: dayTrade(f.Trade), Bus: f.Bus, Before: f.Before, After: f.After, Limit: f.Limit, Reason: f.Reason()})
+			}
+			for _, r := range wstate.Reduced {
+				dw.Reduced = append(dw.Reduced, DayReduction{Order: r.Order, Station: name(r.Trader), Side: r.Side.String(), Wh: r.Qty})
 			}
 			for _, c := range wstate.Contracts {
 				dw.Contracts++
@@ -386,6 +481,9 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 			}
 			for i, st := range cfg.Stations {
 				r := wstate.Rights[hexKeys[i]]
+				if st.Demand[w] > 0 || r > 0 || initial[i] > 0 {
+					dw.Rights = append(dw.Rights, WindowRights{Station: st.Name, Demand: st.Demand[w], Initial: initial[i], Final: r, Delivered: st.Demand[w], Penalty: penalty[i]})
+				}
 				stRes[i].RightsAfter += r
 				diff := st.Demand[w] - r
 				if diff > 0 {
@@ -427,11 +525,4 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 	res.AppHash = fmt.Sprintf("%x", s.Hash())
 	res.Blocks = d.Height
 	return res, nil
-}
-
-func min64(a, b int64) int64 {
-	if a < b {
-		return a
-	}
-	return b
 }

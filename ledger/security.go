@@ -75,8 +75,12 @@ func (s *State) busLoads(win *Window) []int64 {
 		}
 	}
 	// Rights held by sell orders are still the seller's load until the
-	// clearing moves them.
+	// clearing moves them; after it, what was not sold is back in Rights
+	// and must not count twice (the P2P phase's check runs then).
 	for _, o := range win.Orders {
+		if win.Cleared {
+			break
+		}
 		if o.Side != market.Sell {
 			continue
 		}
@@ -89,19 +93,36 @@ func (s *State) busLoads(win *Window) []int64 {
 	return watts
 }
 
+// Refusal is a match or contract the line security check refused, and
+// why: the first bus (in feeder order) that the move would push beyond
+// both its posted headroom and where it already was.
+type Refusal struct {
+	market.Trade
+	Bus    string `json:"bus"`
+	Before int64  `json:"drop_before_npu2"` // the bus's V^2 drop before the move, nano-pu^2
+	After  int64  `json:"drop_after_npu2"`  // and after it
+	Limit  int64  `json:"headroom_npu2"`    // the headroom posted for it
+}
+
+// Reason says in words why the move was refused.
+func (r *Refusal) Reason() string {
+	return fmt.Sprintf("bus %s: V^2 drop %d nano-pu^2 after the move exceeds its headroom %d and its %d before", r.Bus, r.After, r.Limit, r.Before)
+}
+
 // secure reports whether moving qty Wh of rights from seller to buyer keeps
 // every bus within the headroom the grid company posted for the window
 // (slack: V_base^2 - vmin^2 in nano-pu^2): no bus may end beyond both its
 // headroom and where it already was. Without a grid model or posted
-// headroom every trade passes.
-func (s *State) secure(watts []int64, win *Window, buyer, seller string, qty int64) bool {
+// headroom every trade passes. A refused move comes back as a Refusal
+// (with Trade left for the caller to fill), an accepted one as nil.
+func (s *State) secure(watts []int64, win *Window, buyer, seller string, qty int64) *Refusal {
 	if s.Grid == nil || len(win.Slack) == 0 {
-		return true
+		return nil
 	}
 	g := s.Grid
 	bb, sb := g.index(s.Accounts[buyer].Bus), g.index(s.Accounts[seller].Bus)
 	if bb == sb {
-		return true // a move within one bus changes no voltage
+		return nil // a move within one bus changes no voltage
 	}
 	before := g.drops(watts)
 	after := append([]int64(nil), watts...)
@@ -118,8 +139,8 @@ func (s *State) secure(watts []int64, win *Window, buyer, seller string, qty int
 			continue
 		}
 		if da[j] > max(limit, before[j]) {
-			return false
+			return &Refusal{Bus: g.Buses[j].Name, Before: before[j], After: da[j], Limit: limit}
 		}
 	}
-	return true
+	return nil
 }

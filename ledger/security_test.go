@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -92,5 +93,43 @@ func TestSecurityCheck(t *testing.T) {
 	grid.nonce = 0
 	if err := deliver(t, s, grid.tx(t, Body{Type: "margin", Window: 7, Wh: 1, Slack: map[string]int64{"999": 1}}), at(7, 28)); err == nil {
 		t.Fatal("headroom for an unknown bus accepted")
+	}
+}
+
+// TestBusLoadsAfterClearing: once the book is cleared, what sell orders
+// held is back in the sellers' rights, so the loads the P2P phase's
+// security check starts from are the rights alone (2 W per Wh), not the
+// unsold offers counted twice.
+func TestBusLoadsAfterClearing(t *testing.T) {
+	model, _ := ieee13Model()
+	grid, far, near := newParty(1), newParty(20), newParty(21)
+	g := Genesis{Params: Params{Chain: "test", MinuteMillis: minute, Rule: "uniform"}, Grid: model,
+		Accounts: map[string]Account{grid.key: {Role: RoleGrid}, far.key: {Role: RoleStation, Balance: 10_000_000, Bus: "652"}, near.key: {Role: RoleStation, Balance: 10_000_000, Bus: "632"}}}
+	s, err := NewState(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const w = 7
+	mustDeliver(t, s, far, Body{Type: "demand", Window: w, Wh: 10_000}, at(w, 28))
+	mustDeliver(t, s, near, Body{Type: "demand", Window: w, Wh: 50_000}, at(w, 28))
+	mustDeliver(t, s, grid, Body{Type: "margin", Window: w, Wh: 60_000}, at(w, 26))
+	s.BeginBlock(1, at(w, 24))
+	// An ask nobody takes: after clearing, all 30 kWh are near's rights again.
+	mustDeliver(t, s, near, Body{Type: "order", Window: w, Side: "sell", Price: 100, Wh: 30_000}, at(w, 22))
+	want := func() []int64 {
+		out := make([]int64, len(model.Buses))
+		win := s.Windows[w]
+		out[model.index("652")] = 2 * win.Rights[far.key]
+		out[model.index("632")] = 2 * win.Rights[near.key]
+		return out
+	}
+	win := s.Windows[w]
+	before := s.busLoads(win)
+	if before[model.index("632")] != 2*50_000 {
+		t.Fatalf("during bidding, bus 632 carries %d W, want its 50 kWh of rights (20 kWh held, 30 kWh offered) as 100 kW", before[model.index("632")])
+	}
+	s.BeginBlock(2, at(w, 18))
+	if got := s.busLoads(win); fmt.Sprint(got) != fmt.Sprint(want()) {
+		t.Fatalf("after clearing the loads are %v, the rights give %v", got, want())
 	}
 }

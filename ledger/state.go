@@ -68,9 +68,12 @@ type Window struct {
 	// by a station there.
 	Slack      map[string]int64 `json:"slack,omitempty"`
 	Congestion map[string]int64 `json:"congestion,omitempty"`
-	Failed     []market.Trade   `json:"failed,omitempty"`    // matches the security check refused
-	Contracts  []Contract       `json:"contracts,omitempty"` // P2P contracts settled
-	Metered    bool             `json:"metered"`             // delivery reported and penalties charged
+	Failed     []Refusal        `json:"failed,omitempty"` // matches the security check refused, with the bus that failed
+	// Reduced are the units McAfee's trade reduction removed; the P2P
+	// phase must not re-trade them (market.Residual).
+	Reduced   []market.Reduction `json:"reduced,omitempty"`
+	Contracts []Contract         `json:"contracts,omitempty"` // P2P contracts settled
+	Metered   bool               `json:"metered"`             // delivery reported and penalties charged
 	// Income is what the grid company received from this window.
 	Income Income `json:"income"`
 }
@@ -302,6 +305,13 @@ func (s *State) assign(win *Window) {
 // trade at once: rights to buyers, money to sellers, fees and the surplus
 // to the grid company, and what orders held back returned.
 func (s *State) clear(win *Window) {
+	// The line security check starts from the loads with the sell orders'
+	// rights still at the sellers' buses: taken before the window counts
+	// as cleared, after which busLoads leaves the orders out.
+	var watts []int64
+	if s.Grid != nil {
+		watts = s.busLoads(win)
+	}
 	win.Cleared = true
 	rule, _ := market.ParseRule(s.Params.Rule)
 	orders := make([]market.Order, len(win.Orders))
@@ -315,16 +325,14 @@ func (s *State) clear(win *Window) {
 		res = &market.Result{}
 	}
 	win.Price = res.Price
+	win.Reduced = res.Reduced
 	// The line security check (seed 003): each match in turn, with the
 	// rights it would move; a match that fails is unsuccessful and its
 	// orders keep their reservations, returned below.
-	var watts []int64
-	if s.Grid != nil {
-		watts = s.busLoads(win)
-	}
 	for _, t := range res.Trades {
-		if !s.secure(watts, win, t.Buyer, t.Seller, t.Qty) {
-			win.Failed = append(win.Failed, t)
+		if r := s.secure(watts, win, t.Buyer, t.Seller, t.Qty); r != nil {
+			r.Trade = t
+			win.Failed = append(win.Failed, *r)
 			continue
 		}
 		if watts != nil {
@@ -543,8 +551,10 @@ func (s *State) check(b *Body, signer string, nowMs int64) error {
 		if need := tradeValue(c.Wh, c.Price) + tradeValue(c.Wh, c.Price)*s.Params.FeePPM/1_000_000 + s.congestionFee(win, c.Buyer, c.Wh); acc.Balance < need {
 			return fmt.Errorf("%w: the contract costs %d, the buyer holds %d", ErrFunds, need, acc.Balance)
 		}
-		if s.Grid != nil && !s.secure(s.busLoads(win), win, c.Buyer, c.Seller, c.Wh) {
-			return fmt.Errorf("%w: the contract fails the line security check", ErrValue)
+		if s.Grid != nil {
+			if r := s.secure(s.busLoads(win), win, c.Buyer, c.Seller, c.Wh); r != nil {
+				return fmt.Errorf("%w: the contract fails the line security check at %s", ErrValue, r.Reason())
+			}
 		}
 	case "delivery":
 		if acc.Role != RoleGrid {

@@ -88,6 +88,20 @@ type Result struct {
 	Volume  int64 // Wh traded
 	Price   int64 // the uniform or McAfee price when there is one, else 0
 	Surplus int64 // what buyers pay minus what sellers receive, milli-currency (>= 0)
+	// Reduced are the units McAfee's trade reduction took out: the k-th
+	// bid unit and the k-th ask unit (1 Wh each) of the price-time ranked
+	// book. They must not trade again in the same window (see Residual),
+	// or the reduction is undone and the rule stops being truthful.
+	Reduced []Reduction
+}
+
+// Reduction is one unit that McAfee's trade reduction removed from an
+// order.
+type Reduction struct {
+	Order  string // order ID
+	Trader string
+	Side   Side
+	Qty    int64 // Wh (always 1: the rule's unit)
 }
 
 // ErrOrder is wrapped by every rejection of an order.
@@ -127,36 +141,10 @@ type Allowed func(buyer, seller string) bool
 // refuses, is skipped and the match goes on with the next ask: it never
 // ends the matching. The orders are not modified.
 func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
-	bids := make([]Order, 0, len(orders))
-	asks := make([]Order, 0, len(orders))
-	seen := make(map[string]struct{}, len(orders))
-	for i := range orders {
-		o := orders[i]
-		if err := o.Validate(); err != nil {
-			return nil, err
-		}
-		if _, dup := seen[o.ID]; dup {
-			return nil, fmt.Errorf("%w %s: id used twice", ErrOrder, o.ID)
-		}
-		seen[o.ID] = struct{}{}
-		if o.Side == Buy {
-			bids = append(bids, o)
-		} else {
-			asks = append(asks, o)
-		}
+	bids, asks, err := sortBook(orders)
+	if err != nil {
+		return nil, err
 	}
-	slices.SortFunc(bids, func(a, b Order) int {
-		if c := cmp.Compare(b.Price, a.Price); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
-	slices.SortFunc(asks, func(a, b Order) int {
-		if c := cmp.Compare(a.Price, b.Price); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
 	// The uniform and McAfee prices come from where supply meets demand,
 	// ignoring who owns which order; only orders at least as good as the
 	// marginal unit take part, so that every trade is individually
@@ -165,6 +153,7 @@ func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
 	limit := int64(-1) // no limit
 	k := efficientVolume(bids, asks)
 	var uniform, mcBuy, mcSell int64
+	var reduced []Reduction
 	switch rule {
 	case Uniform:
 		if k > 0 {
@@ -179,11 +168,15 @@ func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
 		if k > 0 {
 			bk, _ := unitAt(bids, k)
 			ak, _ := unitAt(asks, k)
+			if limit < k {
+				b, a := orderAt(bids, k), orderAt(asks, k)
+				reduced = []Reduction{{Order: b.ID, Trader: b.Trader, Side: Buy, Qty: 1}, {Order: a.ID, Trader: a.Trader, Side: Sell, Qty: 1}}
+			}
 			bids, asks = atLeast(bids, bk), atMost(asks, ak)
 		}
 	}
 	trades := match(bids, asks, allowed, limit)
-	res := &Result{Trades: trades}
+	res := &Result{Trades: trades, Reduced: reduced}
 	for _, t := range trades {
 		res.Volume += t.Qty
 	}
@@ -212,6 +205,42 @@ func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
 		res.Surplus += value(t.Qty, t.BuyerPrice) - value(t.Qty, t.SellerPrice)
 	}
 	return res, nil
+}
+
+// sortBook validates orders and splits them into bids, highest price
+// first, and asks, lowest first, ties by Seq: price-time priority.
+func sortBook(orders []Order) (bids, asks []Order, err error) {
+	bids = make([]Order, 0, len(orders))
+	asks = make([]Order, 0, len(orders))
+	seen := make(map[string]struct{}, len(orders))
+	for i := range orders {
+		o := orders[i]
+		if err := o.Validate(); err != nil {
+			return nil, nil, err
+		}
+		if _, dup := seen[o.ID]; dup {
+			return nil, nil, fmt.Errorf("%w %s: id used twice", ErrOrder, o.ID)
+		}
+		seen[o.ID] = struct{}{}
+		if o.Side == Buy {
+			bids = append(bids, o)
+		} else {
+			asks = append(asks, o)
+		}
+	}
+	slices.SortFunc(bids, func(a, b Order) int {
+		if c := cmp.Compare(b.Price, a.Price); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
+	slices.SortFunc(asks, func(a, b Order) int {
+		if c := cmp.Compare(a.Price, b.Price); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
+	return bids, asks, nil
 }
 
 // value is the payment for qty Wh at price per kWh, rounded down to whole
@@ -267,6 +296,18 @@ func unitAt(side []Order, k int64) (price int64, ok bool) {
 		k -= o.Qty
 	}
 	return 0, false
+}
+
+// orderAt returns the order holding the k-th unit (1-based) of a sorted
+// side; the caller knows the side has at least k units.
+func orderAt(side []Order, k int64) Order {
+	for _, o := range side {
+		if k <= o.Qty {
+			return o
+		}
+		k -= o.Qty
+	}
+	return Order{}
 }
 
 // mcafeeVolume is the number of units McAfee's rule trades, ignoring

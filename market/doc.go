@@ -11,7 +11,15 @@
 // which is truthful and never runs a deficit for single-unit traders
 // without matching restrictions (tested against every misreport on random
 // books). Gains from trade are maximal among all matchings (tested against
-// brute force).
+// brute force). McAfee's result names the units its trade reduction
+// removed.
+//
+// MatchP2P is the P2P phase's matching of what the auction left
+// (Residual): price-time priority, each match at the midpoint of the two
+// limits rounded down, checked against brute force over every matching.
+// Residual keeps McAfee's reduced units out of P2P, so that the two phases
+// together stay truthful for single-unit traders (tested exhaustively; the
+// same test shows the gain a trader gets if they were re-traded).
 //
 // Reputation ranks stations into levels that bound whom each may match
 // (seed 003) and updates scores from delivery against rights and ratings.
@@ -22,8 +30,7 @@
 // first rejected price, truthful for single-unit sellers (tested against
 // every misreport).
 //
-// Window phases, the satisfaction rate, initial rights and settlement run
-// in package ledger. Still to come for C7 (issue 7): congestion fees with
-// the grid's line security check, P2P contracts signed by both parties,
-// metered delivery and penalties, and sim --market.
+// Window phases, the satisfaction rate, initial rights, the line security
+// check, P2P contracts, settlement, metering and penalties run in package
+// ledger.
 package market

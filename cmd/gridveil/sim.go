@@ -202,7 +202,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		if marketOut, err = f.mkt.runMarket(p, meta, sol); err != nil {
 			return err
 		}
-		extra.tables = append(extra.tables, marketTable(marketOut, meta, p.DT), marketStationTable(marketOut))
+		extra.tables = append(extra.tables, marketTables(marketOut, meta, p.DT)...)
 		extra.lines = append(extra.lines, marketFigures(marketOut, meta, p.DT)...)
 		if d := marketDepth(marketOut, meta, p.DT); d != nil {
 			extra.curves = append(extra.curves, *d)

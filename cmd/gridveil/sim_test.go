@@ -185,7 +185,11 @@ func TestSimMarket(t *testing.T) {
 	for _, w := range mf.Day.Windows {
 		contracts += int64(w.Contracts)
 	}
-	if before != after || mf.Day.GridFees != mf.Day.Income.Total() || mf.Day.Income.Penalties <= 0 || contracts == 0 {
+	// McAfee's reduced units stay out of P2P, and nothing else is left
+	// unmatched in this day (the security check does not bind, there are no
+	// reputation bounds), so P2P trades nothing: re-trading the reduced
+	// units would undo the reduction in every window.
+	if before != after || mf.Day.GridFees != mf.Day.Income.Total() || mf.Day.Income.Penalties <= 0 || contracts != 0 {
 		t.Fatalf("rights %d before, %d after; grid holds %d, income %+v; %d P2P contracts", before, after, mf.Day.GridFees, mf.Day.Income, contracts)
 	}
 	// Rolling prices: complementary slackness in every window, checked

@@ -21,6 +21,12 @@ type marketFlags struct {
 	margin  float64
 	feePPM  int64
 	penalty int64
+	// headroom is the share of each bus's voltage headroom the grid
+	// company posts for trading. The coordinated schedules already meet
+	// the voltage limits and buyers only buy what they lack, so at 1 the
+	// line security check cannot refuse a match; a smaller share (a
+	// reserve, e.g. for forecast error) makes it bind.
+	headroom float64
 }
 
 func (f *marketFlags) register(fl *pflag.FlagSet) {
@@ -29,6 +35,7 @@ func (f *marketFlags) register(fl *pflag.FlagSet) {
 	fl.Float64Var(&f.margin, "market-margin", 0.8, "the grid company's load margin as a fraction of the stations' demand in each window (seed 003: rights = margin / demand)")
 	fl.Int64Var(&f.feePPM, "market-fee-ppm", 10_000, "fee on each trade's value to the grid company, parts per million")
 	fl.Int64Var(&f.penalty, "market-penalty", 500, "penalty per kWh of deviation from rights, milli-currency")
+	fl.Float64Var(&f.headroom, "market-headroom", 1, "share of each bus's voltage headroom the grid company posts for the line security check; below 1 it keeps a reserve and the check refuses matches that would use it")
 }
 
 // MarketFile is market.json.
@@ -38,6 +45,7 @@ type MarketFile struct {
 	Seed     uint64            `json:"seed"`
 	Feeder   string            `json:"feeder"`
 	Margin   float64           `json:"margin_fraction"`
+	Headroom float64           `json:"headroom_fraction"` // share of the baseline's voltage headroom posted for the security check
 	Stations []string          `json:"stations"`
 	Day      *ledger.DayResult `json:"day"`
 	Rolling  *RollingFile      `json:"rolling"`
@@ -120,6 +128,9 @@ func (f *marketFlags) runMarket(p *charging.Problem, m *scenario.Meta, sol *char
 	if !(f.margin > 0 && f.margin <= 1) {
 		return nil, fmt.Errorf("--market-margin %v: give a fraction in (0, 1]", f.margin)
 	}
+	if !(f.headroom > 0 && f.headroom <= 1) {
+		return nil, fmt.Errorf("--market-headroom %v: give the share of the voltage headroom to post, a fraction in (0, 1]", f.headroom)
+	}
 	fd := &p.Feeders[0]
 	spw := max(1, int(math.Round(0.5/p.DT))) // slots per 30-minute window
 	W := (p.Slots + spw - 1) / spw
@@ -179,7 +190,7 @@ func (f *marketFlags) runMarket(p *charging.Problem, m *scenario.Meta, sol *char
 		}
 		for b := 1; b < n; b++ {
 			h := v2[b] - p.VMin*p.VMin
-			slack[fd.Buses[b].Name] = int64(math.Max(0, h) * 1e9)
+			slack[fd.Buses[b].Name] = int64(f.headroom * math.Max(0, h) * 1e9)
 			if h < 1.5*tight {
 				fee[fd.Buses[b].Name] = 50
 			}
@@ -195,7 +206,7 @@ func (f *marketFlags) runMarket(p *charging.Problem, m *scenario.Meta, sol *char
 	if err != nil {
 		return nil, err
 	}
-	out := &MarketFile{Schema: "gridveil/market/v1", Scenario: m.Scenario, Seed: m.Seed, Feeder: fd.Name, Margin: f.margin, Day: day, Rolling: rolling}
+	out := &MarketFile{Schema: "gridveil/market/v2", Scenario: m.Scenario, Seed: m.Seed, Feeder: fd.Name, Margin: f.margin, Headroom: f.headroom, Day: day, Rolling: rolling}
 	for _, st := range stations {
 		out.Stations = append(out.Stations, st.Name)
 	}
@@ -229,6 +240,48 @@ func marketTable(mf *MarketFile, m *scenario.Meta, dt float64) report.Table {
 	return t
 }
 
+// marketTables are the market's report tables: windows, stations, and the
+// matches the line security check refused, when it refused any.
+func marketTables(mf *MarketFile, m *scenario.Meta, dt float64) []report.Table {
+	ts := []report.Table{marketTable(mf, m, dt), marketStationTable(mf)}
+	if t, ok := marketRefusedTable(mf, m, dt); ok {
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// marketRefusedTable lists every auction match and P2P contract the line
+// security check refused, with the bus that would have gone beyond its
+// headroom; ok is false when nothing was refused.
+func marketRefusedTable(mf *MarketFile, m *scenario.Meta, dt float64) (report.Table, bool) {
+	t := report.Table{
+		Title:  "Trades refused by the line security check",
+		Header: []string{"window", "phase", "buyer", "seller", "kWh", "bus", "V^2 drop before / after / headroom [1e-3 pu^2]", "ledger's reason"},
+	}
+	spw := max(1, int(math.Round(0.5/dt)))
+	milli := func(n int64) string { return fmt.Sprintf("%.3f", float64(n)/1e6) }
+	p2pRefused := 0
+	for _, w := range mf.Day.Windows {
+		clock := scenario.SlotClock(m.Start, dt, w.Index*spw)
+		for _, r := range w.Refused {
+			t.Rows = append(t.Rows, []string{clock, "auction", r.Buyer, r.Seller, fmt.Sprintf("%.1f", float64(r.Wh)/1000), r.Bus,
+				milli(r.Before) + " / " + milli(r.After) + " / " + milli(r.Limit), r.Reason})
+		}
+		for _, c := range w.P2P {
+			if !c.Settled {
+				p2pRefused++
+				t.Rows = append(t.Rows, []string{clock, "P2P", c.Buyer, c.Seller, fmt.Sprintf("%.1f", float64(c.Wh)/1000), "", "", c.Refused})
+			}
+		}
+	}
+	if len(t.Rows) == 0 {
+		return t, false
+	}
+	t.Caption = fmt.Sprintf("Each auction match, in matching order, and each P2P contract moves rights from seller to buyer only if no bus then ends beyond both the V^2 headroom the grid company posted for the window (%.0f%% of what the baseline leaves above vmin, --market-headroom) and where it already was (LinDistFlow in integers on the ledger, 2 W per Wh of rights). A refused match leaves its orders' units for the P2P phase, whose contracts face the same check. %d P2P contracts were refused as well; their reasons are the ledger's.",
+		100*mf.Headroom, p2pRefused)
+	return t, true
+}
+
 // marketStationTable shows each station's rights before and after trading
 // over the day.
 func marketStationTable(mf *MarketFile) report.Table {
@@ -246,12 +299,13 @@ func marketStationTable(mf *MarketFile) report.Table {
 	return t
 }
 
-// marketDepth is the order book of the window with the most orders: bids
-// by falling price and asks by rising price against cumulative energy.
+// marketDepth is the order book of the window with the most energy bid
+// and offered (the earliest of equals): bids by falling price and asks by
+// rising price against cumulative energy.
 func marketDepth(mf *MarketFile, m *scenario.Meta, dt float64) *report.XYFigure {
 	best := -1
 	for i, w := range mf.Day.Windows {
-		if len(w.Book) > 0 && (best < 0 || len(w.Book) > len(mf.Day.Windows[best].Book)) {
+		if len(w.Book) > 0 && (best < 0 || w.BidWh+w.AskWh > mf.Day.Windows[best].BidWh+mf.Day.Windows[best].AskWh) {
 			best = i
 		}
 	}
@@ -283,13 +337,16 @@ func marketDepth(mf *MarketFile, m *scenario.Meta, dt float64) *report.XYFigure 
 	}
 	spw := max(1, int(math.Round(0.5/dt)))
 	price := "no single clearing price"
-	if w.Price > 0 {
+	switch {
+	case w.Price > 0:
 		price = fmt.Sprintf("cleared at %.3f /kWh", float64(w.Price)/1000)
+	case len(w.Reduced) > 0 && len(w.AuctionTrades) > 0:
+		price = fmt.Sprintf("trade reduction: buyers paid %.3f and sellers received %.3f /kWh", float64(w.AuctionTrades[0].BuyerPrice)/1000, float64(w.AuctionTrades[0].SellerPrice)/1000)
 	}
 	return &report.XYFigure{
 		Title: "Order book, window " + scenario.SlotClock(m.Start, dt, w.Index*spw), XLabel: "cumulative energy [kWh]", YLabel: "price [currency/kWh]", Step: true,
 		Curves: []report.XYSeries{bids, asks},
-		Caption: fmt.Sprintf("The book of the busiest window (%d bids for %.1f kWh, %d asks for %.1f kWh; %s rule, %s, %.1f kWh traded): demand and supply curves as the auction sees them. Where the bid staircase lies above the ask staircase, rights trade.",
+		Caption: fmt.Sprintf("The book of the window with the most energy bid and offered (%d bids for %.1f kWh, %d asks for %.1f kWh; %s rule, %s, %.1f kWh traded): demand and supply curves as the auction sees them, orders in price-time priority. Where the bid staircase lies above the ask staircase, rights trade.",
 			w.Bids, float64(w.BidWh)/1000, w.Asks, float64(w.AskWh)/1000, mf.Day.Rule, price, float64(w.Volume)/1000),
 	}
 }
@@ -300,7 +357,6 @@ func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFi
 	spw := max(1, int(math.Round(0.5/dt)))
 	var labels []string
 	demand, margin, volume, p2p, unmet, price := []float64{}, []float64{}, []float64{}, []float64{}, []float64{}, []float64{}
-	anyPrice := false
 	for _, w := range mf.Day.Windows {
 		labels = append(labels, scenario.SlotClock(m.Start, dt, w.Index*spw))
 		demand = append(demand, float64(w.Demand)/1000)
@@ -309,7 +365,6 @@ func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFi
 		p2p = append(p2p, float64(w.P2PVolume)/1000)
 		unmet = append(unmet, float64(w.Unmet)/1000)
 		price = append(price, float64(w.Price)/1000)
-		anyPrice = anyPrice || w.Price > 0
 	}
 	figs := []report.LineFigure{{
 		Title: "Charging rights per window", YLabel: "energy [kWh]", Labels: labels,
@@ -317,9 +372,44 @@ func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFi
 			{Name: "traded P2P", Y: p2p}, {Name: "demand without rights", Y: unmet}},
 		Caption: "Per 30-minute delivery window: the stations' demand (what their EVs draw under the coordinated schedules), the grid company's load margin, the charging rights that changed hands in the double auction and in P2P contracts, and the demand left without rights after trading (charged penalties at delivery).",
 	}}
+	// What the auction's trades were priced at, per window: volume-weighted
+	// means of what buyers paid and sellers received (equal under the
+	// uniform rule and under McAfee without a trade reduction).
+	buyP, sellP := make([]float64, len(labels)), make([]float64, len(labels))
+	traded, reductions, apart := 0, 0, false
+	for i, w := range mf.Day.Windows {
+		var wh, bm, sm int64
+		for _, t := range w.AuctionTrades {
+			wh += t.Wh
+			bm += t.Wh * t.BuyerPrice
+			sm += t.Wh * t.SellerPrice
+		}
+		if wh > 0 {
+			traded++
+			buyP[i], sellP[i] = float64(bm)/float64(wh)/1000, float64(sm)/float64(wh)/1000
+			apart = apart || bm != sm
+			if len(w.Reduced) > 0 {
+				reductions++
+			}
+		}
+	}
 	series := []report.Series{}
-	if anyPrice {
-		series = append(series, report.Series{Name: mf.Day.Rule + " auction price", Y: price})
+	var caption string
+	switch {
+	case traded == 0:
+		caption = "No auction trade took place. "
+	case mf.Day.Rule == "uniform":
+		series = append(series, report.Series{Name: "uniform clearing price", Y: price})
+		caption = "The auction's uniform clearing price per window (the midpoint of the bid and ask of the last unit where demand meets supply; 0 where nothing traded). "
+	case mf.Day.Rule == "mcafee" && apart:
+		series = append(series, report.Series{Name: "McAfee: buyers pay", Y: buyP}, report.Series{Name: "McAfee: sellers receive", Y: sellP})
+		caption = fmt.Sprintf("What McAfee's rule charged buyers and paid sellers per window (0 where nothing traded). In %d of the %d windows with trades the midpoint of the first excluded bid and ask fell outside the last included ones, so the rule dropped one unit (1 Wh) and priced the two sides apart: buyers pay the last included bid, sellers receive the last included ask, and the grid company keeps the difference; there is no single auction price. The dropped unit is kept out of the P2P phase. ", reductions, traded)
+	case mf.Day.Rule == "mcafee":
+		series = append(series, report.Series{Name: "McAfee price", Y: price})
+		caption = "McAfee's single price per window (the midpoint of the first excluded bid and ask, which lay between the last included ones in every window with trades; 0 where nothing traded). "
+	default:
+		series = append(series, report.Series{Name: "pay-as-bid: buyers pay (mean)", Y: buyP}, report.Series{Name: "pay-as-bid: sellers receive (mean)", Y: sellP})
+		caption = "Under pay-as-bid each buyer pays its own bid and each seller receives its own ask: the volume-weighted means per window (0 where nothing traded); the grid company keeps the spread. "
 	}
 	if r := mf.Rolling; r != nil && len(r.Price) == len(labels) {
 		rp := make([]float64, len(r.Price))
@@ -327,12 +417,12 @@ func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFi
 			rp[i] = v / 1000
 		}
 		series = append(series, report.Series{Name: "rolling price", Y: rp})
+		caption += "The rolling price is seed 003's rolling price formation on the same day: the platform moves one price per window until the stations' price-responsive demand (falling linearly to zero at each station's choke price) meets the grid's margin. The two answer different questions: the auction reallocates rights rho x demand among stations; the rolling price curtails demand to the margin."
 	}
 	if len(series) > 0 {
 		figs = append(figs, report.LineFigure{
 			Title: "Prices of charging rights", YLabel: "price [currency/kWh]", Labels: labels,
-			Series:  series,
-			Caption: "The auction's clearing price per window (0 where nothing traded, or where a McAfee trade reduction priced buyers and sellers apart), and seed 003's rolling price formation on the same day: the platform moves one price per window until the stations' price-responsive demand (falling linearly to zero at each station's choke price) meets the grid's margin. The two answer different questions: the auction reallocates rights rho x demand among stations; the rolling price curtails demand to the margin.",
+			Series: series, Caption: caption,
 		})
 	}
 	return figs
