@@ -155,8 +155,14 @@ func TestServeRoles(t *testing.T) {
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
-	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "ca, lag") {
-		t.Fatalf("unknown role: %v", err)
+	err := cmd.Execute()
+	if err == nil {
+		t.Fatal("unknown role accepted")
+	}
+	for _, role := range []string{"ca", "lag", "ledger", "nats", "so", "ev"} {
+		if !strings.Contains(err.Error(), role) {
+			t.Errorf("the refusal of an unknown role does not list %q: %v", role, err)
+		}
 	}
 }
 
