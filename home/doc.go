@@ -47,7 +47,10 @@
 // equation, so a move to a higher level charges (s = 1) and a move to a
 // lower level discharges (s = 0): the binary s(t) is exact, not relaxed.
 // The trip is one forced move: the SOC at return is the highest grid level
-// at or below the exact SOC after driving, so the grid rounds the trip's
+// at or below the SOC after driving, the battery equation run slot by slot
+// with the trip's energy spread evenly over the away slots (not the whole
+// energy debited after n slots of self-discharge, which is lower by
+// E (1 - sum_{k<n} (1-delta)^k / n)), so the grid rounds the trip's
 // energy up by less than one step (E_bat h); the schedule reports that
 // rounding as part of P_drive. Within this set of grid schedules the result
 // is the global optimum up to floating-point rounding; the continuous

@@ -322,6 +322,14 @@ func (a *Attacker) Edges(meter []float64) Detection {
 	return det
 }
 
+// Detections runs the three attacks that Evaluate scores on one meter
+// series: combinatorial optimisation, edge detection and the habits-only
+// prior (for the meter's length). It is what a third party needs, with the
+// ground truth, to recompute the attacker's F1.
+func (a *Attacker) Detections(meter []float64) (co, edge, prior Detection) {
+	return a.CO(meter), a.Edges(meter), a.Prior(len(meter))
+}
+
 // Score is an attack's result against the ground truth.
 type Score struct {
 	F1     float64            // macro F1 over scored kinds that were on or detected; 0 if none

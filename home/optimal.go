@@ -136,12 +136,20 @@ func newDP(p *Problem, levels int) (*dp, error) {
 		return nil, fmt.Errorf("%w: end-of-day SOC %v is above the grid's top level", ErrInfeasible, p.SOCEnd)
 	}
 	if d.dep >= 0 {
+		// The return level: the battery equation run slot by slot over the
+		// trip, the energy spread evenly (what Problem.Check and docs/HOME.md
+		// state), then rounded down to the grid. Debiting the whole trip
+		// after n slots of self-discharge, rho^n x - E, subtracts
+		// E (1 - sum_{k<n} rho^k / n) too much and lands a level too low
+		// whenever the true SOC sits just above a level.
 		n := d.ret - d.dep
-		shrink := math.Pow(d.rho, float64(n))
-		e := p.Trip.EnergyKWh() / b.CapacityKWh
+		e := p.Trip.EnergyKWh() / float64(n) / b.CapacityKWh
 		d.phi = make([]int, K)
 		for a := range K {
-			exact := d.level(a)*shrink - e
+			exact := d.level(a)
+			for range n {
+				exact = exact*d.rho - e
+			}
 			c := int(math.Floor((exact-d.lo)/d.h + gridEps))
 			if c < d.allow[d.ret] || a < d.allow[d.dep] {
 				c = -1

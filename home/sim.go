@@ -162,9 +162,8 @@ func Evaluate(hd *HomeDay, s *Schedule, att *Attacker) Metrics {
 	m.MI = MutualInformation(s.Meter, p.Load)
 	m.EndSOC = s.SOC[len(s.SOC)-1]
 	if att != nil {
-		co := F1(att.CO(s.Meter), hd.Truth)
-		ed := F1(att.Edges(s.Meter), hd.Truth)
-		pr := F1(att.Prior(len(s.Meter)), hd.Truth)
+		dco, ded, dpr := att.Detections(s.Meter)
+		co, ed, pr := F1(dco, hd.Truth), F1(ded, hd.Truth), F1(dpr, hd.Truth)
 		m.F1CO, m.F1Edge, m.F1Prior = co.F1, ed.F1, pr.F1
 		best, by := co, "co"
 		if ed.F1 > best.F1 {

@@ -38,6 +38,7 @@ type homeFlags struct {
 	trainHomes  int
 	workers     int
 	noSeries    bool
+	groundTruth bool
 	quiet       bool
 }
 
@@ -92,6 +93,7 @@ The same flags and seed give the same files, byte for byte, whatever
 	fl.IntVar(&f.trainHomes, "train-homes", 200, "households the NILM attacker is trained on (disjoint from the scored homes)")
 	fl.IntVar(&f.workers, "workers", 0, "goroutines over homes (default: all cores); results do not depend on it")
 	fl.BoolVar(&f.noSeries, "no-series", false, "leave per-home series out of home.json (metrics stay), for large runs")
+	fl.BoolVar(&f.groundTruth, "ground-truth", false, "add each home's appliance ground truth and every attack's detections to home.json, enough to recompute the attacker's F1 from the file (about 2.6 kB more per home at 15-minute slots)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	addForceFlag(fl)
 	return cmd
@@ -103,6 +105,9 @@ type homeOutcome struct {
 	results []home.Result
 	sweep   []home.Result
 	raw     home.Metrics // the meter showing the bare load (no EV)
+	// With --ground-truth, per result: the CO and edge detections, as
+	// intervals (the prior's is the same for every meter, see attackerDoc).
+	detected []detectedDoc
 }
 
 func homeConfig(f *homeFlags) (home.Config, []string, error) {
@@ -252,6 +257,14 @@ func simulateHome(f *homeFlags, cfg *home.Config, scheds []home.Scheduler, att *
 	}
 	o := homeOutcome{hd: hd, results: res}
 	o.raw = home.Evaluate(hd, &home.Schedule{Meter: hd.Problem.Load, SOC: []float64{0}}, att)
+	if f.groundTruth {
+		// The attacks are run again rather than kept by Evaluate, so that
+		// runs without the flag hold no per-slot verdicts in memory.
+		for _, r := range res {
+			co, edge, _ := att.Detections(r.Schedule.Meter)
+			o.detected = append(o.detected, detectedDoc{CO: onIntervals(co[:]), Edge: onIntervals(edge[:])})
+		}
+	}
 	if f.sweep {
 		if o.sweep, err = home.Sweep(hd, home.DefaultAlphas, cfg.Levels, att); err != nil {
 			return homeOutcome{}, err
@@ -306,6 +319,42 @@ type attackerDoc struct {
 	SigmaKW       float64              `json:"sigma_kw"`
 	StatesKW      map[string][]float64 `json:"states_kw"`
 	MaxRunSlots   map[string]int       `json:"max_run_slots"`
+	// PriorOn (--ground-truth) is the habits-only attack's detection, the
+	// same for every meter of the run's length.
+	PriorOn intervals `json:"prior_on,omitempty"`
+}
+
+// intervals maps an appliance kind to the slots it was on (ground truth)
+// or detected on, as half-open slot ranges [start, end), ascending and
+// disjoint. A kind that is never on is left out.
+type intervals map[string][][2]int
+
+// onIntervals turns per-kind, per-slot flags into intervals.
+func onIntervals(rows [][]bool) intervals {
+	out := intervals{}
+	for k, row := range rows {
+		var iv [][2]int
+		for t := 0; t < len(row); t++ {
+			if !row[t] {
+				continue
+			}
+			s := t
+			for t < len(row) && row[t] {
+				t++
+			}
+			iv = append(iv, [2]int{s, t})
+		}
+		if len(iv) > 0 {
+			out[home.Kind(k).String()] = iv
+		}
+	}
+	return out
+}
+
+// detectedDoc is one meter's detections by the two attacks that read it.
+type detectedDoc struct {
+	CO   intervals `json:"co"`
+	Edge intervals `json:"edge"`
 }
 
 type stat struct {
@@ -355,6 +404,7 @@ type resultDoc struct {
 	F1Prior     float64            `json:"f1_prior"`
 	F1ByKind    map[string]float64 `json:"f1_by_kind"`
 	EndSOC      float64            `json:"end_soc"`
+	Detected    *detectedDoc       `json:"detected,omitempty"`
 	MeterKW     []float64          `json:"meter_kw,omitempty"`
 	SOC         []float64          `json:"soc,omitempty"`
 	ChargeKW    []float64          `json:"charge_kw,omitempty"`
@@ -368,6 +418,7 @@ type homeDayDoc struct {
 	SOC0       float64              `json:"soc0"`
 	SOCEnd     float64              `json:"soc_end"`
 	Trip       *tripDoc             `json:"trip"`
+	Truth      intervals            `json:"truth,omitempty"`
 	LoadKW     []float64            `json:"load_kw,omitempty"`
 	Results    map[string]resultDoc `json:"results"`
 }
@@ -388,6 +439,10 @@ func homeDocument(f *homeFlags, cfg *home.Config, scheds []home.Scheduler, att *
 		name := home.Kind(k).String()
 		doc.Attacker.StatesKW[name] = append([]float64{}, att.States[k]...)
 		doc.Attacker.MaxRunSlots[name] = att.MaxRun[k]
+	}
+	if f.groundTruth {
+		prior := att.Prior(doc.Slots)
+		doc.Attacker.PriorOn = onIntervals(prior[:])
 	}
 	for si, s := range scheds {
 		doc.Schedulers = append(doc.Schedulers, s.Name())
@@ -426,10 +481,16 @@ func homeDocument(f *homeFlags, cfg *home.Config, scheds []home.Scheduler, att *
 		if !f.noSeries {
 			hd.LoadKW = p.Load
 		}
-		for _, r := range o.results {
+		if f.groundTruth {
+			hd.Truth = onIntervals(o.hd.Truth[:])
+		}
+		for ri, r := range o.results {
 			m := r.Metrics
 			rd := resultDoc{Cost: m.Cost, Leakage: m.Leakage, Objective: m.Objective, R2: m.R2, LaggedR2: m.LaggedR2, Lag: m.Lag,
 				MI: m.MI, F1: m.F1, F1By: m.F1By, F1CO: m.F1CO, F1Edge: m.F1Edge, F1Prior: m.F1Prior, F1ByKind: m.F1ByKind, EndSOC: m.EndSOC}
+			if f.groundTruth {
+				rd.Detected = &o.detected[ri]
+			}
 			if !f.noSeries {
 				s := r.Schedule
 				rd.MeterKW, rd.SOC, rd.ChargeKW, rd.DischargeKW, rd.DriveKW = s.Meter, s.SOC, s.Charge, s.Discharge, s.Drive

@@ -48,6 +48,7 @@ type ldpFlags struct {
 	seed      uint64
 	out       string
 	workers   int
+	readings  bool
 	quiet     bool
 }
 
@@ -67,7 +68,8 @@ which measures the estimators' variance against the theory. It writes into
 --out:
 
   ldp.json      per mechanism: estimate, truth, error, confidence interval,
-                theoretical and empirical variance, histogram, error per epsilon
+                theoretical and empirical variance, histogram, error per epsilon;
+                how the readings were drawn (and, with --readings, every one)
   report.html   a self-contained report: the error of every mechanism against
                 epsilon, the histograms, and the numbers
 
@@ -92,6 +94,7 @@ same files, byte for byte. docs/LDP.md documents the mechanisms and ldp.json.`,
 	fl.Uint64Var(&f.seed, "seed", 1, "random seed")
 	fl.StringVar(&f.out, "out", filepath.Join("out", "ldp"), "directory for ldp.json and report.html (created if missing)")
 	fl.IntVar(&f.workers, "workers", 0, "goroutines (default: all cores); results do not depend on it")
+	fl.BoolVar(&f.readings, "readings", false, "also write every meter's true reading into ldp.json (population.readings_kw, about 19 bytes per meter), to recompute the truth and the errors without regenerating the readings")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	addForceFlag(fl)
 	return cmd
@@ -177,6 +180,9 @@ func (c *ldpConfig) levelsFor(n ldp.Name) int {
 	}
 	return 0
 }
+
+// ldpReadingsRule is how ldpReadings draws, as ldp.json states it.
+const ldpReadingsRule = "x_i = base_kw * (E1 + E2) / 2 for meters i = 0..meters-1 in order, E1 then E2 = rand.New(rand.NewPCG(seed, 0)).ExpFloat64() (Go math/rand/v2); a reading is clipped to [0, max_kw] before it is perturbed"
 
 // ldpReadings draws the readings: SCE(hour) times (E1 + E2)/2, E ~ Exp(1).
 func ldpReadings(meters int, hour float64, rng *rand.Rand) []float64 {
@@ -311,6 +317,17 @@ type ldpPopulation struct {
 	MeanKW   float64 `json:"mean_kw"`    // of the clipped readings
 	RawSumKW float64 `json:"raw_sum_kw"` // before clipping
 	Clipped  int     `json:"clipped"`    // readings above max_kw
+	// Generator says how the readings were drawn, enough to regenerate
+	// them from the seed; ReadingsKW (--readings) lists them.
+	Generator  ldpGenerator `json:"generator"`
+	ReadingsKW []float64    `json:"readings_kw,omitempty"`
+}
+
+// ldpGenerator is the seed-reproducible description of the readings.
+type ldpGenerator struct {
+	BaseKW float64   `json:"base_kw"` // SCE household profile at hour
+	PCG    [2]uint64 `json:"pcg"`     // the stream's seed and sequence
+	Rule   string    `json:"rule"`
 }
 
 type ldpMechanism struct {
@@ -378,6 +395,10 @@ func ldpMoments(x []float64) (mean, variance, se float64) {
 
 func newLDPResult(c *ldpConfig, xs []float64, jobs []*ldpJob) (*ldpResult, error) {
 	res := &ldpResult{Schema: "gridveil/ldp/v1", Seed: c.seed, Meters: c.meters, MaxKW: c.maxKW, Hour: c.hour, Trials: c.trials, Epsilon: c.epsilon, Epsilons: c.sweep}
+	res.Population.Generator = ldpGenerator{BaseKW: grid.SCEResidential.At(c.hour), PCG: [2]uint64{c.seed, 0}, Rule: ldpReadingsRule}
+	if c.readings {
+		res.Population.ReadingsKW = xs
+	}
 	for _, x := range xs {
 		res.Population.RawSumKW += x
 		res.Population.SumKW += math.Min(x, c.maxKW)

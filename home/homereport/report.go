@@ -98,7 +98,7 @@ func Write(w io.Writer, d *Data) error {
 	}
 	var figs []report.Figure
 	if len(d.SlotLabels) > 0 && len(d.Meters) > 0 {
-		svg, err := dayFigure(d)
+		svg, err := svgOf(dayFigure(d))
 		if err != nil {
 			return fmt.Errorf("homereport: day figure: %w", err)
 		}
@@ -106,7 +106,7 @@ func Write(w io.Writer, d *Data) error {
 			"Home %d over one day. Top: household load (grey, dashed) and what the meter shows under each scheduler, kW per slot. Bottom: the EV battery's state of charge; the shaded span is the trip (the EV is away, the meter shows the bare load).", d.HomeID)})
 	}
 	if len(d.Front) > 0 {
-		svg, err := frontFigure(d.Front)
+		svg, err := svgOf(frontFigure(d.Front))
 		if err != nil {
 			return fmt.Errorf("homereport: front figure: %w", err)
 		}
@@ -188,14 +188,70 @@ func newPlot(title, x, y string) *plot.Plot {
 		a.Tick.Label.Font = sans(vg.Points(8))
 	}
 	p.X.Label.Text, p.Y.Label.Text = x, y
-	p.Legend.TextStyle.Font = sans(vg.Points(8))
-	p.Legend.Top = true
-	p.Legend.Left = true
-	p.Legend.ThumbnailWidth = vg.Points(14)
+	// No entries go to p.Legend: it would be drawn inside the frame, over
+	// the data. Each figure has one legend column beside its plots.
 	g := plotter.NewGrid()
 	g.Vertical.Color, g.Horizontal.Color = rgb(0xe6e6e6), rgb(0xe6e6e6)
 	p.Add(g)
 	return p
+}
+
+// legendPt is the legends' text size: larger than the axis labels (9 pt),
+// since the legend is what tells six overlapping lines apart.
+const legendPt = 10.5
+
+// newLegend returns a legend in the figures' style, for a column outside
+// the plots' frames.
+func newLegend() *plot.Legend {
+	l := plot.NewLegend()
+	l.TextStyle.Font = sans(vg.Points(legendPt))
+	l.Top, l.Left = true, true
+	l.ThumbnailWidth = vg.Points(24)
+	l.Padding = vg.Points(4)
+	return &l
+}
+
+// figure is a grid of plots with one legend column to the right of all of
+// them, so that no legend covers data.
+type figure struct {
+	plots      []*plot.Plot // row-major, rows x cols
+	rows, cols int
+	legend     *plot.Legend
+	w, h       vg.Length // the plots' area; the legend column is added to w
+	label      string
+}
+
+// legendGap separates the plots from the legend column.
+const legendGap = vg.Length(10)
+
+// legendWidth is the legend column's width.
+func (f *figure) legendWidth() vg.Length {
+	r := f.legend.Rectangle(draw.Canvas{})
+	return r.Max.X - r.Min.X + 2*legendGap
+}
+
+// layout splits the figure's canvas into the plots' tiles and the legend
+// column; the column starts below the first row's title.
+func (f *figure) layout(c draw.Canvas) (tiles []draw.Canvas, legend draw.Canvas) {
+	plots, legend := c, c
+	plots.Max.X = c.Max.X - f.legendWidth()
+	legend.Min.X = plots.Max.X + legendGap
+	legend.Max.Y -= vg.Points(22)
+	t := draw.Tiles{Rows: f.rows, Cols: f.cols, PadX: vg.Points(12), PadY: vg.Points(10), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(4)}
+	for i := range f.plots {
+		tiles = append(tiles, t.At(plots, i%f.cols, i/f.cols))
+	}
+	return tiles, legend
+}
+
+func (f *figure) svg() (string, error) {
+	return render(f.w+f.legendWidth(), f.h, f.label, func(dc draw.Canvas) {
+		tiles, legend := f.layout(dc)
+		for i, p := range f.plots {
+			p.Draw(tiles[i])
+		}
+		f.legend.Draw(legend)
+	})
 }
 
 func line(xy plotter.XYs, c color.Color, width float64, dashed bool) (*plotter.Line, error) {
@@ -253,7 +309,8 @@ func awayBand(p *plot.Plot, away [2]int, ymax float64) error {
 	return nil
 }
 
-func dayFigure(d *Data) (string, error) {
+func dayFigure(d *Data) (*figure, error) {
+	leg := newLegend()
 	top := newPlot(fmt.Sprintf("Home %d: load and meter", d.HomeID), "", "power [kW]")
 	ymax := 0.0
 	for _, v := range d.Load {
@@ -264,15 +321,18 @@ func dayFigure(d *Data) (string, error) {
 			ymax = math.Max(ymax, v)
 		}
 	}
-	if err := awayBand(top, d.Away, 1.3*ymax+0.1); err != nil {
-		return "", err
+	ytop := 1.05*ymax + 0.1 // the legend is outside: no headroom needed
+	if err := awayBand(top, d.Away, ytop); err != nil {
+		return nil, err
 	}
 	l, err := line(slotXY(d.Load), rgb(0x555555), 1.2, true)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	top.Add(l)
-	top.Legend.Add("load", l)
+	leg.Add("load", l)
+	// One legend for both panels: scheduler i has the same colour in the
+	// meter and the SOC panel.
 	for i, s := range d.Meters {
 		w := 1.0
 		if i == 0 {
@@ -280,39 +340,38 @@ func dayFigure(d *Data) (string, error) {
 		}
 		l, err := line(slotXY(s.Y), palette[i%len(palette)], w, false)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		top.Add(l)
-		top.Legend.Add(s.Name, l)
+		leg.Add(s.Name, l)
 	}
 	top.X.Tick.Marker = clockTicks(d.SlotLabels, false)
 	top.X.Min, top.X.Max = 0, float64(len(d.SlotLabels))
-	top.Y.Min, top.Y.Max = 0, 1.3*ymax+0.1
+	top.Y.Min, top.Y.Max = 0, ytop
 
 	bot := newPlot("State of charge", "time", "SOC")
-	if err := awayBand(bot, d.Away, 1.15); err != nil {
-		return "", err
+	if err := awayBand(bot, d.Away, 1); err != nil {
+		return nil, err
 	}
 	for i, s := range d.SOC {
 		l, err := line(slotXY(s.Y), palette[i%len(palette)], 1.3, false)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		bot.Add(l)
-		bot.Legend.Add(s.Name, l)
+		if i >= len(d.Meters) || d.Meters[i].Name != s.Name {
+			leg.Add(s.Name+" (SOC)", l)
+		}
 	}
 	bot.X.Tick.Marker = clockTicks(d.SlotLabels, true)
 	bot.X.Min, bot.X.Max = 0, float64(len(d.SlotLabels))
-	bot.Y.Min, bot.Y.Max = 0, 1.15
-	return render(figW, 2*figH, "load, meter and SOC", func(dc draw.Canvas) {
-		tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: vg.Points(10), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}
-		top.Draw(tiles.At(dc, 0, 0))
-		bot.Draw(tiles.At(dc, 0, 1))
-	})
+	bot.Y.Min, bot.Y.Max = 0, 1
+	return &figure{plots: []*plot.Plot{top, bot}, rows: 2, cols: 1, legend: leg, w: figW, h: 2 * figH, label: "load, meter and SOC"}, nil
 }
 
-func frontFigure(pts []Point) (string, error) {
+func frontFigure(pts []Point) (*figure, error) {
 	var plots []*plot.Plot
+	leg := newLegend()
 	for _, m := range []struct {
 		title, ylabel string
 		get           func(Point) float64
@@ -333,20 +392,22 @@ func frontFigure(pts []Point) (string, error) {
 		if len(front) > 0 {
 			l, err := line(front, palette[0], 1.6, false)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			sc, err := plotter.NewScatter(front)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			sc.GlyphStyle = draw.GlyphStyle{Color: palette[0], Radius: vg.Points(2), Shape: draw.CircleGlyph{}}
 			p.Add(l, sc)
-			p.Legend.Add("optimal (α sweep)", l, sc)
+			if len(plots) == 0 { // both panels share the legend
+				leg.Add("optimal (α sweep)", l, sc)
+			}
 			// Label the two ends.
 			ends := plotter.XYLabels{XYs: plotter.XYs{front[0], front[len(front)-1]}, Labels: []string{labels[0], labels[len(labels)-1]}}
 			lab, err := plotter.NewLabels(ends)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			for i := range lab.TextStyle {
 				lab.TextStyle[i].Font = sans(vg.Points(7.5))
@@ -361,21 +422,23 @@ func frontFigure(pts []Point) (string, error) {
 			}
 			sc, err := plotter.NewScatter(plotter.XYs{{X: q.Cost, Y: m.get(q)}})
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			shapes := []draw.GlyphDrawer{draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PlusGlyph{}, draw.CrossGlyph{}, draw.RingGlyph{}}
 			sc.GlyphStyle = draw.GlyphStyle{Color: palette[k%len(palette)], Radius: vg.Points(3.2), Shape: shapes[(k-1)%len(shapes)]}
 			p.Add(sc)
-			p.Legend.Add(q.Scheduler, sc)
+			if len(plots) == 0 {
+				leg.Add(q.Scheduler, sc)
+			}
 			k++
 		}
 		p.Y.Min = 0
-		// Room above the data for the legend in the top-left corner.
+		// Room above the data for the end labels only; the legend is outside.
 		hi := 0.0
 		for _, q := range pts {
 			hi = math.Max(hi, m.get(q))
 		}
-		p.Y.Max = math.Max(1.6*hi, 0.05)
+		p.Y.Max = math.Max(1.12*hi, 0.05)
 		lo, hiX := math.Inf(1), math.Inf(-1)
 		for _, q := range pts {
 			lo, hiX = math.Min(lo, q.Cost), math.Max(hiX, q.Cost)
@@ -384,12 +447,14 @@ func frontFigure(pts []Point) (string, error) {
 		p.X.Min, p.X.Max = lo-pad, hiX+pad
 		plots = append(plots, p)
 	}
-	return render(figW, figH*1.15, "cost against privacy", func(dc draw.Canvas) {
-		tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(12), PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}
-		for i, p := range plots {
-			p.Draw(tiles.At(dc, i, 0))
-		}
-	})
+	return &figure{plots: plots, rows: 1, cols: 2, legend: leg, w: figW, h: figH * 1.15, label: "cost against privacy"}, nil
+}
+
+func svgOf(f *figure, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return f.svg()
 }
 
 // render draws a figure into an inline <svg> element in the house style

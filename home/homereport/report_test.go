@@ -6,6 +6,10 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 func sample() *Data {
@@ -66,5 +70,54 @@ func TestWriteInvalid(t *testing.T) {
 	}
 	if err := Write(&bytes.Buffer{}, nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("nil: %v", err)
+	}
+}
+
+// TestLegendsOutsideFrames: in both figures no plot carries a legend of
+// its own (it would be drawn inside the frame, over the data); the one
+// legend sits in a column right of every plot's data area and inside the
+// figure, lists every series, and its text is at least 10 pt (issue 12
+// item 5: the legends were 8 pt and inside the frames).
+func TestLegendsOutsideFrames(t *testing.T) {
+	d := sample()
+	day, err := dayFigure(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front, err := frontFigure(d.Front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		f       *figure
+		entries int
+	}{
+		{"day", day, 1 + len(d.Meters)}, // load and every meter; SOC lines share the meters' colours
+		{"front", front, 2},             // the optimal front and nill's point
+	} {
+		f := c.f
+		w := f.w + f.legendWidth()
+		dc := draw.New(vgimg.New(w, f.h))
+		tiles, col := f.layout(dc)
+		leg := f.legend.Rectangle(col)
+		if f.legend.TextStyle.Font.Size < vg.Points(10) {
+			t.Errorf("%s: legend text %v pt, want at least 10", c.name, f.legend.TextStyle.Font.Size.Points())
+		}
+		entry := f.legend.TextStyle.Rectangle("x").Max.Y
+		if got := (leg.Max.Y - leg.Min.Y + f.legend.Padding) / (entry + f.legend.Padding); math.Abs(float64(got)-float64(c.entries)) > 0.01 {
+			t.Errorf("%s: legend has %.2f entries, want %d", c.name, got, c.entries)
+		}
+		if leg.Max.X > dc.Max.X || leg.Min.Y < dc.Min.Y {
+			t.Errorf("%s: legend %v leaves the figure %v", c.name, leg, dc.Rectangle)
+		}
+		for i, p := range f.plots {
+			if r := p.Legend.Rectangle(tiles[i]); r.Max.Y != r.Min.Y {
+				t.Errorf("%s: plot %d draws its own legend inside its frame", c.name, i)
+			}
+			if data := p.DataCanvas(tiles[i]); data.Max.X > leg.Min.X {
+				t.Errorf("%s: plot %d's data area ends at x = %v, right of the legend's start %v", c.name, i, data.Max.X, leg.Min.X)
+			}
+		}
 	}
 }
