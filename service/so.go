@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -198,8 +200,11 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 					return res, err
 				}
 			}
-			if completed && cfg.Progress != nil {
-				cfg.Progress(st)
+			if completed {
+				publishProgress(cfg.Conn, log, co, st)
+				if cfg.Progress != nil {
+					cfg.Progress(st)
+				}
 			}
 			if cfg.Pace > 0 {
 				select {
@@ -266,4 +271,36 @@ func loadState(path string) (charging.CoordinatorState, bool, error) {
 		return st, false, fmt.Errorf("%w %s is damaged (%w); remove it to start the day again", ErrStateFile, path, err)
 	}
 	return st, true, nil
+}
+
+// Progress is what the SO publishes on transport.CoordProgress after each
+// completed iteration.
+type Progress struct {
+	Schema    string    `json:"schema"` // gridveil/coord-progress/v1
+	Iter      int       `json:"iteration"`
+	Round     int       `json:"round"`
+	Objective float64   `json:"objective"`
+	Change    float64   `json:"change_kw"`
+	Violation float64   `json:"violation_pu"`
+	Gap       *float64  `json:"relative_gap"` // null when not certified this iteration
+	Converged bool      `json:"converged"`
+	Aggregate []float64 `json:"so_view_aggregate_kw"`
+}
+
+func publishProgress(conn *transport.Conn, log *slog.Logger, co *charging.Coordinator, st charging.Stats) {
+	op := co.Operator()
+	p := Progress{Schema: "gridveil/coord-progress/v1", Iter: st.Iter, Round: co.Round(), Objective: st.Objective, Change: st.Change,
+		Violation: st.Violation, Converged: op.Converged(), Aggregate: op.Aggregate()}
+	if !math.IsNaN(st.Gap) {
+		g := st.Gap
+		p.Gap = &g
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		log.Error("encoding progress", "err", err)
+		return
+	}
+	if err := conn.Publish(transport.CoordProgress, data); err != nil {
+		log.Debug("progress not published", "err", err)
+	}
 }

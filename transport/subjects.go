@@ -35,3 +35,9 @@ func ParseCoord(subject string) (feeder, bus int, kind string, err error) {
 	}
 	return feeder, bus, kind, nil
 }
+
+// CoordProgress is the subject on which the SO publishes each completed
+// iteration's statistics (JSON, charging.Stats plus the SO's view of the
+// aggregate), for dashboards and monitors. It carries only what the SO
+// already holds: per-bus sums never appear on it.
+const CoordProgress = "gridveil.v1.coord.progress"
