@@ -63,7 +63,11 @@ again (a sealed status). It prints what each vehicle learned; the CA and the
 LAG print what they learned in their own output.
 
 Vehicles keep their keys, pseudonyms and tickets in --data/bv, so a second
-run resumes at the home LAG with a ticket (--resume).`,
+run resumes at the home LAG with a ticket (--resume). A vehicle that holds
+credentials goes to the LAG even when the CA does not renew them (it says
+so): after gridveil ca revoke, the revoked vehicle is refused by the LAG
+and the others resume. New vehicles need the CA running: without it the
+command fails and writes nothing.`,
 		Example: `  gridveil agent bv --count 5
   gridveil agent bv --count 3 --scheme lsag --ring 8
   gridveil agent bv --count 4 --decline 2 --role supply`,

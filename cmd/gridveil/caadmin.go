@@ -217,8 +217,10 @@ identity (as enrolled: the vehicle's identifier, e.g. BV-001). The CA puts
 the vehicle's unexpired pseudonyms on its revocation list, marks its LSAG
 key revoked, ends its active sessions and pushes the new list to every
 linked LAG at once; from then on every LAG refuses the vehicle by itself,
-resumption tickets issued before are void, and the CA refuses to enrol it
-again. A LAG that is not linked gets the list when it links.`,
+its resumption tickets included (other vehicles' tickets stay valid), and
+the CA refuses to enrol it again. A LAG that is not linked gets the list
+when it links. The next gridveil agent bv shows it: the revoked vehicle is
+refused at the LAG, the others resume with their tickets.`,
 		Example: `  gridveil ca revoke BV-002`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -86,7 +86,8 @@ Roles: ` + strings.Join(roleNames(), ", ") + `.
         LAGs and vehicles need both; and admin.key, with which gridveil ca
         traces and revokes through it.
   lag   a local aggregator: serves vehicles over Noise NK sessions and keeps
-        a Noise IK link to the CA. Enrols itself with the CA on first start.
+        a Noise IK link to the CA. Enrols itself with the CA on first start;
+        started before the CA, it waits for it (--ca-wait, default 30s).
         Appends the evidence of every session it admits to evidence.jsonl,
         from which gridveil ca trace asks the CA who it was.
   ledger
@@ -97,7 +98,9 @@ Roles: ` + strings.Join(roleNames(), ", ") + `.
 
 Every role keeps its keys and state in --data/<role> (a LAG in
 --data/lag-<id>), written atomically, and listens on loopback unless --addr
-says otherwise. The address actually bound is written to <dir>/addr. Each
+says otherwise. A role binds its port before it writes any file, and the
+address actually bound is written to <dir>/addr last, once it is ready; a
+start that fails removes what it wrote in a directory it created. Each
 role prints what it learns, one line per event (--quiet: only errors).
 Wire format and threat model: docs/AUTH.md.`,
 		Example: `  gridveil serve --role ca &
