@@ -64,7 +64,7 @@ func newCACmd() *cobra.Command {
 		Use:   "ca",
 		Short: "Administer a running central authority: trace a session, revoke a vehicle",
 		Long: `ca administers the central authority that gridveil serve --role ca runs
-(DESIGN.md C6, docs/AUTH.md). It does not open the CA's data directory:
+(docs/ARCHITECTURE.md C6, docs/AUTH.md). It does not open the CA's data directory:
 it asks the running CA over the CA's own listener, in a Noise IK session
 authenticated by the operator's admin key (<data>/ca/admin.key, mode 0600,
 created by the CA on first start). The CA refuses any other key, LAGs'

@@ -80,7 +80,7 @@ func newServeCmd() *cobra.Command {
 
 Roles: ` + strings.Join(roleNames(), ", ") + `.
 
-  ca    the central authority (DESIGN.md C6): enrols LAGs and vehicles,
+  ca    the central authority (docs/ARCHITECTURE.md C6): enrols LAGs and vehicles,
         checks every session and issues permits, traces, revokes, asks for
         discharges. Writes public.key and enrol.token to its data directory:
         LAGs and vehicles need both; and admin.key, with which gridveil ca
@@ -91,7 +91,7 @@ Roles: ` + strings.Join(roleNames(), ", ") + `.
         Appends the evidence of every session it admits to evidence.jsonl,
         from which gridveil ca trace asks the CA who it was.
   ledger
-        one validator of the consortium ledger (DESIGN.md C7, docs/LEDGER.md):
+        one validator of the consortium ledger (docs/ARCHITECTURE.md C7, docs/LEDGER.md):
         a CometBFT node with the market application; --addr is its RPC
         address (default 127.0.0.1:26657), its home --home (default
         --data/ledger). Without --genesis a new home gets a demo consortium.
