@@ -1,6 +1,6 @@
 // Package aggregate implements the private aggregation mechanisms that sit
 // between the vehicles and the system operator inside coordinated charging
-// (DESIGN.md C3), and the attacks that score them.
+// (docs/ARCHITECTURE.md C3), and the attacks that score them.
 //
 // Each Mechanism is a charging.Aggregator: once per iteration and bus it
 // simulates what every vehicle of the bus sends and how the SO recovers the

@@ -638,6 +638,59 @@ func TestRevocationReachesEveryLAG(t *testing.T) {
 	}
 }
 
+// TestRevocationVoidsOnlyTheRevokedTickets: after one vehicle is
+// revoked, its home LAG refuses that vehicle's resumption ticket by itself
+// (no message to the CA) and still resumes every other vehicle with its
+// ticket. Also when the revoked vehicle's pseudonym has expired between
+// the session and the revocation: the ticket outlives the pseudonym, so the
+// CA must keep the serial on the list until the ticket's permit chain ends.
+func TestRevocationVoidsOnlyTheRevokedTickets(t *testing.T) {
+	for _, expired := range []bool{false, true} {
+		t.Run(map[bool]string{false: "valid-pseudonym", true: "expired-pseudonym"}[expired], func(t *testing.T) {
+			n := newTestNet(t, CAConfig{PseudonymLifetime: time.Hour}, "lag-1")
+			bad := n.newBV("VIN-1", "utility-a", 3)
+			good := n.newBV("VIN-2", "utility-a", 3)
+			opts := SessionOptions{Schemes: []Scheme{SchemePseudonym}, Resume: true}
+			for _, b := range []*BV{bad, good} {
+				c := n.connect(b, "lag-1", opts)
+				n.mustCharging(c)
+				n.bye(c)
+				if !b.HasTicket("lag-1") {
+					t.Fatalf("%s got no ticket", b.RealID)
+				}
+			}
+			if expired {
+				// Past the pseudonym's period, within the ticket's 12 h.
+				n.now = n.now.Add(2 * time.Hour)
+				n.lagOut(n.lags["lag-1"], n.lags["lag-1"].lag.Tick(n.now))
+				n.run()
+			}
+			out, err := n.ca.RevokeBV(n.now, "VIN-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.now = n.now.Add(time.Second)
+			n.caOut(out)
+			n.run()
+			before := len(n.captured)
+			c := n.connect(bad, "lag-1", opts)
+			if c.s.State() == BVCharging || !errors.Is(c.lagErr, ErrRevoked) {
+				t.Fatalf("the revoked vehicle's ticket: state %s, %v %v", c.s.State(), c.err, c.lagErr)
+			}
+			for _, h := range n.captured[before:] {
+				if h.to == "ca" {
+					t.Fatal("the LAG asked the CA about the revoked vehicle's ticket")
+				}
+			}
+			c = n.connect(good, "lag-1", opts)
+			n.mustCharging(c)
+			if !c.s.View().Resumed {
+				t.Fatalf("another vehicle's ticket was voided by the revocation: %+v", c.s.View())
+			}
+		})
+	}
+}
+
 // TestExpired: an expired pseudonym certificate (sent by a vehicle that
 // ignores its own clock), an expired resumption ticket, and evidence with a
 // stale LSAG linking epoch.

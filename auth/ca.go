@@ -572,11 +572,21 @@ func (c *CA) ScopeBase(lagID string, epoch int64) ScopeBase {
 // scopesAhead is how many epochs of linking bases a sync carries.
 const scopesAhead = 24
 
+// listedUntil is how long a pseudonym matters after it was certified: it
+// can be used until it expires, and a resumption ticket from a session
+// with it lives at most PermitLifetime longer (a ticket chain ends with the
+// permit of its origin session). A revoked vehicle's serials stay on the
+// revocation list until then, so that every LAG can void its tickets by
+// itself (LAG.originRevoked).
+func (c *CA) listedUntil(info *serialInfo) int64 {
+	return info.notAfter + int64(c.cfg.PermitLifetime/time.Second)
+}
+
 func (c *CA) syncFor(now time.Time, lagID string) *syncMsg {
 	m := &syncMsg{CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
 	t := now.Unix()
 	for s, info := range c.serials {
-		if c.bvs[info.bv].Revoked && info.notAfter > t {
+		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
 			m.Serials = append(m.Serials, s)
 		}
 	}
@@ -1147,7 +1157,7 @@ func (c *CA) Snapshot(now time.Time) ([]byte, error) {
 	s := caSnapshot{Version: 1, BVs: c.bvs, GroupVer: c.groupVer, LAGSerial: c.lagSerial, CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
 	t := now.Unix()
 	for k, v := range c.serials {
-		if v.notAfter > t { // expired serials can never be used again
+		if c.listedUntil(v) > t { // expired serials can never be used again, nor their tickets once listedUntil passed
 			s.Serials = append(s.Serials, snapSerial{k, v.bv, v.notAfter, v.used})
 		}
 	}

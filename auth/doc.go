@@ -1,6 +1,6 @@
 // Package auth implements context-aware anonymous authentication among
 // battery vehicles (BV), local aggregators (LAG) and the central authority
-// (CA), DESIGN.md C6, after seed 002 (context-aware V2G authentication:
+// (CA), docs/ARCHITECTURE.md C6, after seed 002 (context-aware V2G authentication:
 // battery-status and role awareness, mobility, discharging modes, ring
 // signatures) with seed 004's conditional privacy (ECPP, Lu et al. 2008).
 // docs/AUTH.md describes the protocol message by message.

@@ -97,7 +97,6 @@ type LAG struct {
 	pending    []*lagSession // authentication requests awaiting Flush
 	crl        map[[16]byte]bool
 	crlVersion uint64
-	revokedAt  int64
 	groups     map[string]*groupKeys
 	scopes     map[int64]ScopeBase
 	// resumption
@@ -811,11 +810,15 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 	if err != nil {
 		return err
 	}
-	switch {
-	case now.Unix() >= t.NotAfter:
+	if now.Unix() >= t.NotAfter {
 		return fmt.Errorf("%w: resumption ticket", ErrExpired)
-	case t.IssuedAt < l.revokedAt:
-		return fmt.Errorf("%w: ticket issued before the latest revocation; authenticate in full", ErrRevoked)
+	}
+	o := l.origins[t.Origin]
+	if o == nil {
+		return fmt.Errorf("%w: ticket's origin session", ErrUnknown)
+	}
+	if l.originRevoked(o) {
+		return fmt.Errorf("%w: the credential of the ticket's origin session", ErrRevoked)
 	}
 	id := hash32(m.Ticket)
 	if _, used := l.usedTickets[id]; used {
@@ -826,10 +829,6 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 	}
 	if !m.Role.valid() {
 		return fmt.Errorf("%w: role %d", ErrMalformed, m.Role)
-	}
-	o := l.origins[t.Origin]
-	if o == nil {
-		return fmt.Errorf("%w: ticket's origin session", ErrUnknown)
 	}
 	l.usedTickets[id] = t.NotAfter
 	s.state, s.resumed, s.role, s.opKey, s.origin, s.cred = lsActive, true, m.Role, m.OpKey, t.Origin, o.cred
@@ -844,6 +843,36 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 	l.recordEvidence(now, out, s)
 	l.forwardOpen(now, s, out)
 	return nil
+}
+
+// originRevoked reports whether the credential of a ticket chain's origin
+// session would now be refused as revoked: its pseudonym is on the
+// revocation list, or its ring holds a revoked member. So a revocation
+// voids the revoked vehicle's tickets (and those of sessions signed with a
+// ring it was in, which could be its own) and leaves every other vehicle's
+// ticket valid: voiding all tickets would make every vehicle of the LAG pay
+// a full authentication for one vehicle's revocation. The LAG learns
+// nothing new by it: it held the origin's credential and the list already.
+// The CA keeps a revoked vehicle's serials on the list as long as a ticket
+// from a session with them can live (CA.listedUntil).
+func (l *LAG) originRevoked(o *originRec) bool {
+	switch c := o.cred; {
+	case c == nil:
+		return false
+	case c.cert != nil:
+		return l.crl[c.cert.Serial]
+	case c.rr != nil:
+		g := l.groups[c.rr.Group]
+		if g == nil {
+			return false
+		}
+		for _, m := range c.rr.Members {
+			if g.revoked[m] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ticketPlain is what a resumption ticket holds, sealed under the LAG's
@@ -972,7 +1001,7 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 		for _, s := range m.Serials {
 			l.crl[s] = true
 		}
-		l.crlVersion, l.revokedAt = m.CRLVersion, m.RevokedAt
+		l.crlVersion = m.CRLVersion
 	}
 	for _, g := range m.Groups {
 		l.groups[g.Group] = newGroupKeys(g.Keys, g.Revoked)

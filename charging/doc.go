@@ -1,5 +1,5 @@
 // Package charging implements decentralized valley filling with voltage
-// limits, DESIGN.md C2 (seed 001, problem P1 and its primal-dual update,
+// limits, docs/ARCHITECTURE.md C2 (seed 001, problem P1 and its primal-dual update,
 // eq. 10).
 //
 // Each vehicle i at bus b(i) keeps its local set X_i to itself: charger

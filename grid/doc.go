@@ -1,5 +1,5 @@
 // Package grid models radial distribution feeders with the linearized
-// DistFlow (LinDistFlow) equations of DESIGN.md C1 (seed 001, eq. for V_j^2):
+// DistFlow (LinDistFlow) equations of docs/ARCHITECTURE.md C1 (seed 001, eq. for V_j^2):
 //
 //	V_j(t)^2 = v0^2 - 2 * sum_k R_jk p_k(t) - 2 * sum_k X_jk q_k(t)
 //
@@ -11,7 +11,7 @@
 // (line flows) and then accumulating r*flow down it (voltage drops).
 //
 // It also provides the IEEE 13-node test feeder reduced to a single-phase
-// positive-sequence equivalent (DESIGN.md table), residential load profiles
+// positive-sequence equivalent (docs/ARCHITECTURE.md C1 table), residential load profiles
 // that shape each bus's baseline, and regions: K feeders under one system
 // operator, which is how 10^3 to 10^6 vehicles are placed on electrically
 // sensible networks.

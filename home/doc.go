@@ -1,4 +1,4 @@
-// Package home implements home load hiding with the EV battery, DESIGN.md
+// Package home implements home load hiding with the EV battery, docs/ARCHITECTURE.md
 // C4 (seed 000: "privacy protection of smart home electricity information
 // based on plug-in electric vehicles").
 //
@@ -10,7 +10,7 @@
 // # Models
 //
 // Meter (seed eq. 1): P_meter(t) = P_load(t) + P_ch(t) - P_dis(t), >= 0
-// unless export is allowed. Battery (seed eqs. 3-7, DESIGN.md C4):
+// unless export is allowed. Battery (seed eqs. 3-7, docs/ARCHITECTURE.md C4):
 //
 //	SOC(t+1) = SOC(t)(1 - delta) + (eta_c P_ch(t) - P_dis(t)/eta_d - P_drive(t)) dt / E_bat
 //	0 <= P_ch <= s(t) Pch_max,  0 <= P_dis <= (1 - s(t)) Pdis_max,  s(t) in {0, 1}

@@ -1,5 +1,5 @@
 // Package ldp implements local differential privacy (LDP) for smart-meter
-// aggregation, DESIGN.md C5 (seed 004: "An efficient data aggregation
+// aggregation, docs/ARCHITECTURE.md C5 (seed 004: "An efficient data aggregation
 // scheme with local differential privacy in smart grid", which perturbs
 // meter readings by randomized response): every meter perturbs its own
 // reading before it leaves the house, and the system operator (SO) debiases

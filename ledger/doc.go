@@ -1,4 +1,4 @@
-// Package ledger is the consortium ledger of DESIGN.md C7: a CometBFT
+// Package ledger is the consortium ledger of docs/ARCHITECTURE.md C7: a CometBFT
 // (v0.38) ABCI application whose state is the charging-rights market of
 // seed 003, and an embedded single-validator node to run it.
 //

@@ -1,4 +1,4 @@
-// Package market is the charging-rights market of DESIGN.md C7 (seed 003):
+// Package market is the charging-rights market of docs/ARCHITECTURE.md C7 (seed 003):
 // a deterministic core, in integer units (Wh, milli-currency per kWh), that
 // every node of the consortium ledger runs to the same result.
 //

@@ -1,4 +1,4 @@
-// Package service runs gridveil's parties as services (DESIGN.md C8): each
+// Package service runs gridveil's parties as services (docs/ARCHITECTURE.md, C8 Platform): each
 // wires a pure core to the message bus (package transport), to storage and
 // to logs and metrics. The cores decide; the services only move messages,
 // save state and keep time.

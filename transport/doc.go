@@ -1,5 +1,5 @@
 // Package transport carries gridveil's messages between parties over NATS
-// (DESIGN.md C8): an in-process nats-server for one machine, so that
+// (docs/ARCHITECTURE.md, C8 Platform): an in-process nats-server for one machine, so that
 // nothing needs installing, or an external server or cluster for many.
 //
 // It knows subjects and bytes, not what the bytes mean: each concept's

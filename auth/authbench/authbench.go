@@ -1,5 +1,5 @@
 // Package authbench measures gridveil's anonymous credentials on the
-// machine it runs on and compares them in one table (DESIGN.md C6):
+// machine it runs on and compares them in one table (docs/ARCHITECTURE.md C6):
 // anonymity set, who can trace, sizes, the vehicle's signing cost, the
 // verifier's cost one by one and in a batch, and what one LAG spends to
 // admit a vehicle end to end (Noise handshake, credential checks, batch

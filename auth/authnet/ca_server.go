@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +48,11 @@ const (
 	// (gridveil ca trace, gridveil ca revoke).
 	AdminKeyFile = "admin.key"
 )
+
+// CAFiles are the files a CA's start writes to its data directory, its
+// bound address (addr) last: a start that fails may remove them from a
+// directory it created.
+var CAFiles = []string{caKeyFile, caTokenFile, caPubFile, AdminKeyFile, caStateFile, "addr"}
 
 // OpenCA loads the CA from its data directory, creating keys on first use.
 func OpenCA(store *Store, cfg auth.CAConfig, log *slog.Logger, onEvent EventFunc) (*CAServer, error) {
@@ -125,29 +132,19 @@ func ReadToken(path string) ([32]byte, error) {
 	return [32]byte(b), nil
 }
 
+// readHexFile reads a file of hex. It only reads: a missing file creates
+// no directory (so a command that fails for want of the CA's files leaves
+// nothing behind).
 func readHexFile(path string) ([]byte, error) {
-	dir, name := splitPath(path)
-	s, err := OpenStore(dir)
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
-	}
-	raw, err := s.Read(name)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading %s: %w", filepath.Base(path), err)
 	}
 	b, err := hex.DecodeString(strings.TrimSpace(string(raw)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return b, nil
-}
-
-func splitPath(p string) (string, string) {
-	i := strings.LastIndexAny(p, `/\`)
-	if i < 0 {
-		return ".", p
-	}
-	return p[:i+1], p[i+1:]
 }
 
 // Public is the CA's public keys.

@@ -1,5 +1,5 @@
 // Package authnet runs gridveil's authentication parties (package auth) as
-// network services, DESIGN.md C6 over C8's shells: a CA server, a LAG
+// network services, docs/ARCHITECTURE.md C6 over C8's shells: a CA server, a LAG
 // server and vehicle clients, over TCP, with keys and state in a data
 // directory.
 //

@@ -59,6 +59,11 @@ const (
 	lagCertFile = "cert"
 )
 
+// LAGFiles are the files a LAG's start writes to its data directory, its
+// bound address (addr) last: a first start that fails may remove them
+// from a directory it created.
+var LAGFiles = []string{lagKeyFile, lagCertFile, EvidenceFile, "addr"}
+
 // OpenLAG loads the LAG's keys and certificate from its data directory,
 // creating keys and enrolling with the CA (over TCP, with the token) when
 // there is no valid certificate.

@@ -1,7 +1,7 @@
 // Package lsag implements linkable spontaneous anonymous group signatures
 // (LSAG; Liu, Wei and Wong, "Linkable Spontaneous Anonymous Group Signature
 // for Ad Hoc Groups", ACISP 2004), the ring signatures that seed 002
-// proposes for anonymous authentication of battery vehicles (DESIGN.md C6),
+// proposes for anonymous authentication of battery vehicles (docs/ARCHITECTURE.md C6),
 // on the prime-order subgroup of edwards25519 (filippo.io/edwards25519).
 //
 // A signer holding x_pi, with public key P_pi = x_pi G in a ring

@@ -1,5 +1,5 @@
 // Package pseudonym implements pseudonym certificates, the first anonymous
-// credential of gridveil's authentication (DESIGN.md C6; seed 002's
+// credential of gridveil's authentication (docs/ARCHITECTURE.md C6; seed 002's
 // anonymous group-attribute proof, built the way deployed V2X systems and
 // ECPP (Lu et al., INFOCOM 2008, seed 004) build conditional privacy).
 //

@@ -1,5 +1,5 @@
 // Package wire is the byte layer of gridveil's authentication protocols
-// (DESIGN.md C6): a canonical field encoding for the messages that parties
+// (docs/ARCHITECTURE.md C6): a canonical field encoding for the messages that parties
 // sign and exchange, and the length-prefixed framing that carries them over
 // a stream such as TCP.
 //

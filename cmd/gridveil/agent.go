@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,7 +63,11 @@ again (a sealed status). It prints what each vehicle learned; the CA and the
 LAG print what they learned in their own output.
 
 Vehicles keep their keys, pseudonyms and tickets in --data/bv, so a second
-run resumes at the home LAG with a ticket (--resume).`,
+run resumes at the home LAG with a ticket (--resume). A vehicle that holds
+credentials goes to the LAG even when the CA does not renew them (it says
+so): after gridveil ca revoke, the revoked vehicle is refused by the LAG
+and the others resume. New vehicles need the CA running: without it the
+command fails and writes nothing.`,
 		Example: `  gridveil agent bv --count 5
   gridveil agent bv --count 3 --scheme lsag --ring 8
   gridveil agent bv --count 4 --decline 2 --role supply`,
@@ -118,7 +123,23 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 			lagAddr = strings.TrimSpace(string(b))
 		}
 	}
-	store, err := authnet.OpenStore(filepath.Join(o.data, "bv"))
+	bvDir := filepath.Join(o.data, "bv")
+	names := make([]string, o.count)
+	needCA := false
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%03d", o.prefix, i+1)
+		if _, err := os.Stat(filepath.Join(bvDir, names[i]+".json")); err != nil {
+			needCA = true
+		}
+	}
+	// A new vehicle must enrol before anything else: with no CA to enrol
+	// with, say so before its keys and folder are created for nothing.
+	if needCA {
+		if err := probeCA(ctx, caAddr, o.data); err != nil {
+			return err
+		}
+	}
+	store, err := authnet.OpenStore(bvDir)
 	if err != nil {
 		return err
 	}
@@ -130,12 +151,19 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 	// LSAG rings are drawn from the group's members: enrol everyone first,
 	// then refresh each vehicle's copy of the group list.
 	vehicles := make([]*authnet.Vehicle, o.count)
+	enrolled := make([]bool, o.count) // held credentials before this run
 	for i := range vehicles {
-		name := fmt.Sprintf("%s-%03d", o.prefix, i+1)
-		if vehicles[i], err = authnet.OpenVehicle(store, name, o.group, pub); err != nil {
+		if vehicles[i], err = authnet.OpenVehicle(store, names[i], o.group, pub); err != nil {
 			return err
 		}
+		enrolled[i] = vehicles[i].BV.GroupSize() > 0 || vehicles[i].BV.Pseudonyms() > 0
 	}
+	// notes[i] is why a vehicle that already held credentials goes to the
+	// LAG without the refill or group-list refresh it asked the CA for: a
+	// vehicle does not need the CA's consent to try, and the LAG's verdict
+	// is the one that counts (a revoked vehicle is refused there, by the
+	// LAG itself).
+	notes := make([]string, o.count)
 	enrol := func(v *authnet.Vehicle, n int) error {
 		if !haveToken {
 			return fmt.Errorf("%s needs enrolment: give --token-file (the CA's enrol.token)", v.BV.RealID)
@@ -160,7 +188,12 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := enrol(v, n); err != nil && errs[i] == nil {
+				err := enrol(v, n)
+				switch {
+				case err == nil || errs[i] != nil || notes[i] != "":
+				case enrolled[i]:
+					notes[i] = fmt.Sprintf("%s  the CA did not renew its credentials (%v); it tries the LAG with what it holds\n", v.BV.RealID, err)
+				default:
 					errs[i] = err
 				}
 			}()
@@ -191,6 +224,7 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 	wg.Wait()
 	failed := 0
 	for i := range reports {
+		fmt.Fprint(out, notes[i])
 		if errs[i] != nil {
 			failed++
 			fmt.Fprintf(out, "%s-%03d  FAILED: %v\n", o.prefix, i+1, errs[i])
@@ -227,4 +261,18 @@ func describeCycle(r *authnet.CycleReport) string {
 	}
 	fmt.Fprintf(&b, "; real status from the CA: SOC %.1f%%, billed %d Wh\n", float64(v.SOCPermille)/10, v.BilledWh)
 	return b.String()
+}
+
+// probeCA checks that something accepts connections at the CA's address,
+// so that a run with no CA fails at once, says what to do, and writes
+// nothing.
+func probeCA(ctx context.Context, addr, data string) error {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(c, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("new vehicles must enrol, but the CA at %s does not answer (%w): start gridveil serve --role ca --data %s first, or give --ca-addr; nothing was written", addr, err, data)
+	}
+	return conn.Close()
 }

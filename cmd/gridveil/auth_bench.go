@@ -20,7 +20,7 @@ func newBenchAuthCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "auth",
 		Short: "Compare the anonymous credentials on this machine: anonymity, tracing, sizes, sign, verify, batch and LAG cost",
-		Long: `bench auth measures each credential scheme of DESIGN.md C6 and prints one
+		Long: `bench auth measures each credential scheme of docs/ARCHITECTURE.md C6 and prints one
 table: the anonymity set, who can trace, what can be linked, the credential
 and signature sizes, the vehicle's signing time, one-by-one and batch
 verification per credential, and what one LAG spends end to end to admit a

@@ -64,7 +64,7 @@ func newCACmd() *cobra.Command {
 		Use:   "ca",
 		Short: "Administer a running central authority: trace a session, revoke a vehicle",
 		Long: `ca administers the central authority that gridveil serve --role ca runs
-(DESIGN.md C6, docs/AUTH.md). It does not open the CA's data directory:
+(docs/ARCHITECTURE.md C6, docs/AUTH.md). It does not open the CA's data directory:
 it asks the running CA over the CA's own listener, in a Noise IK session
 authenticated by the operator's admin key (<data>/ca/admin.key, mode 0600,
 created by the CA on first start). The CA refuses any other key, LAGs'
@@ -217,8 +217,10 @@ identity (as enrolled: the vehicle's identifier, e.g. BV-001). The CA puts
 the vehicle's unexpired pseudonyms on its revocation list, marks its LSAG
 key revoked, ends its active sessions and pushes the new list to every
 linked LAG at once; from then on every LAG refuses the vehicle by itself,
-resumption tickets issued before are void, and the CA refuses to enrol it
-again. A LAG that is not linked gets the list when it links.`,
+its resumption tickets included (other vehicles' tickets stay valid), and
+the CA refuses to enrol it again. A LAG that is not linked gets the list
+when it links. The next gridveil agent bv shows it: the revoked vehicle is
+refused at the LAG, the others resume with their tickets.`,
 		Example: `  gridveil ca revoke BV-002`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -1,5 +1,5 @@
 // Command gridveil is the one binary of the gridveil platform: simulations,
-// services, agents and benchmarks (DESIGN.md C8). Run gridveil help.
+// services, agents and benchmarks (docs/ARCHITECTURE.md C8). Run gridveil help.
 package main
 
 import (

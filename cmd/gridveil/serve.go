@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +42,7 @@ type serveOptions struct {
 	autoDischarge bool
 	aggregateMin  int
 	quiet         bool
+	caWait        time.Duration
 }
 
 // serveRoles maps each role of gridveil serve to the function that runs it
@@ -77,24 +80,27 @@ func newServeCmd() *cobra.Command {
 
 Roles: ` + strings.Join(roleNames(), ", ") + `.
 
-  ca    the central authority (DESIGN.md C6): enrols LAGs and vehicles,
+  ca    the central authority (docs/ARCHITECTURE.md C6): enrols LAGs and vehicles,
         checks every session and issues permits, traces, revokes, asks for
         discharges. Writes public.key and enrol.token to its data directory:
         LAGs and vehicles need both; and admin.key, with which gridveil ca
         traces and revokes through it.
   lag   a local aggregator: serves vehicles over Noise NK sessions and keeps
-        a Noise IK link to the CA. Enrols itself with the CA on first start.
+        a Noise IK link to the CA. Enrols itself with the CA on first start;
+        started before the CA, it waits for it (--ca-wait, default 30s).
         Appends the evidence of every session it admits to evidence.jsonl,
         from which gridveil ca trace asks the CA who it was.
   ledger
-        one validator of the consortium ledger (DESIGN.md C7, docs/LEDGER.md):
+        one validator of the consortium ledger (docs/ARCHITECTURE.md C7, docs/LEDGER.md):
         a CometBFT node with the market application; --addr is its RPC
         address (default 127.0.0.1:26657), its home --home (default
         --data/ledger). Without --genesis a new home gets a demo consortium.
 
 Every role keeps its keys and state in --data/<role> (a LAG in
 --data/lag-<id>), written atomically, and listens on loopback unless --addr
-says otherwise. The address actually bound is written to <dir>/addr. Each
+says otherwise. A role binds its port before it writes any file, and the
+address actually bound is written to <dir>/addr last, once it is ready; a
+start that fails removes what it wrote in a directory it created. Each
 role prints what it learns, one line per event (--quiet: only errors).
 Wire format and threat model: docs/AUTH.md.`,
 		Example: `  gridveil serve --role ca &
@@ -128,6 +134,7 @@ Wire format and threat model: docs/AUTH.md.`,
 	fl.StringVar(&o.schemes, "schemes", "pseudonym,lsag", "lag: credential schemes offered, in order of preference")
 	fl.BoolVar(&o.autoDischarge, "auto-discharge", true, "ca: ask a LAG's storage vehicles to discharge whenever one reports full")
 	fl.IntVar(&o.aggregateMin, "aggregate-min", 3, "ca: fewest vehicles an aggregate told to a LAG may cover")
+	fl.DurationVar(&o.caWait, "ca-wait", 30*time.Second, "lag: how long to wait for the CA's files and for the CA to answer, on a first start")
 	fl.BoolVar(&o.quiet, "quiet", false, "print errors only")
 	_ = cmd.MarkFlagRequired("role")
 	for _, hook := range serveFlagHooks {
@@ -165,25 +172,72 @@ func keepEvidence(l *authnet.EvidenceLog, log *slog.Logger, next authnet.EventFu
 	}
 }
 
-// listen binds addr (or def) and records the bound address in dir/addr.
-func listen(store *authnet.Store, addr, def string) (net.Listener, error) {
+// bind listens on addr (or def). Roles bind before they create any file,
+// so that a start that cannot listen leaves nothing behind.
+func bind(addr, def string) (net.Listener, error) {
 	if addr == "" {
 		addr = def
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
-	}
-	if err := store.Write("addr", []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
-		ln.Close()
-		return nil, err
+		return nil, fmt.Errorf("listening on %s: %w (is another gridveil serve running there? stop it, or give --addr)", addr, err)
 	}
 	return ln, nil
 }
 
-func serveCA(cmd *cobra.Command, o *serveOptions) error {
+// recordAddr writes the bound address to dir/addr: written last, once the
+// role is ready, it is what other processes wait for.
+func recordAddr(store *authnet.Store, ln net.Listener) error {
+	return store.Write("addr", []byte(ln.Addr().String()+"\n"), 0o644)
+}
+
+// freshDir remembers which of a role's directories (the data root, the
+// role's own) did not exist before this start, so that a start that fails
+// can take back what it wrote: undo removes the named files and then the
+// directories it created, if they are empty. A directory that existed
+// before is never touched, so no earlier key or state is lost.
+type freshDir struct {
+	dirs []string // created by this start, innermost last
+	dir  string
+}
+
+func newFreshDir(root, dir string) *freshDir {
+	f := &freshDir{dir: dir}
+	for _, d := range []string{root, dir} {
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			f.dirs = append(f.dirs, d)
+		}
+	}
+	return f
+}
+
+func (f *freshDir) undo(files ...string) {
+	if len(f.dirs) == 0 || f.dirs[len(f.dirs)-1] != f.dir {
+		return // the role's directory predates this start
+	}
+	for _, name := range files {
+		os.Remove(filepath.Join(f.dir, name))
+	}
+	for i := len(f.dirs) - 1; i >= 0; i-- {
+		os.Remove(f.dirs[i]) // fails, and keeps it, if anything else is inside
+	}
+}
+
+func serveCA(cmd *cobra.Command, o *serveOptions) (err error) {
 	out := cmd.OutOrStdout()
-	store, err := authnet.OpenStore(filepath.Join(o.data, "ca"))
+	ln, err := bind(o.addr, defaultCAAddr)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(o.data, "ca")
+	fresh := newFreshDir(o.data, dir)
+	defer func() {
+		if ln != nil { // the start failed before serving
+			ln.Close()
+			fresh.undo(authnet.CAFiles...)
+		}
+	}()
+	store, err := authnet.OpenStore(dir)
 	if err != nil {
 		return err
 	}
@@ -192,13 +246,14 @@ func serveCA(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	ln, err := listen(store, o.addr, defaultCAAddr)
-	if err != nil {
+	if err := recordAddr(store, ln); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "ca: listening on %s; public key %s, enrolment token %s; stop with Ctrl-C\n",
 		ln.Addr(), store.Path("public.key"), store.Path("enrol.token"))
-	return srv.Serve(o.ctx, ln)
+	l := ln
+	ln = nil
+	return srv.Serve(o.ctx, l)
 }
 
 // caFiles resolves the CA's address, public key and token from flags or
@@ -243,31 +298,139 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--schemes: %w", err)
 	}
-	caAddr, pub, token, _, err := caFiles(o.data, o.caAddr, o.caPublic, o.tokenFile)
+	if o.caWait < 0 {
+		return fmt.Errorf("--ca-wait %v: give a duration of 0 or more", o.caWait)
+	}
+	ln, err := bind(o.addr, defaultLAGAddr)
 	if err != nil {
 		return err
 	}
-	store, err := authnet.OpenStore(filepath.Join(o.data, "lag-"+o.lagID))
-	if err != nil {
-		return err
-	}
+	defer func() {
+		if ln != nil {
+			ln.Close()
+		}
+	}()
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	evidence, err := authnet.OpenEvidenceLog(store)
-	if err != nil {
-		return err
+	dir := filepath.Join(o.data, "lag-"+o.lagID)
+	fresh := newFreshDir(o.data, dir)
+	var (
+		store    *authnet.Store
+		evidence *authnet.EvidenceLog
+		srv      *authnet.LAGServer
+		caAddr   string
+	)
+	// Started together with the CA (serve --role ca & serve --role lag &),
+	// the LAG may come first: it waits, up to --ca-wait, for the CA's files
+	// and then for the CA to answer its enrolment, and says once what it is
+	// waiting for.
+	wait := newCAWaiter(o, out)
+	for {
+		var pub auth.CAPublic
+		var token [32]byte
+		caAddr, pub, token, err = lagCAFiles(o)
+		if err == nil {
+			if store == nil {
+				if store, err = authnet.OpenStore(dir); err != nil {
+					return err
+				}
+				if evidence, err = authnet.OpenEvidenceLog(store); err != nil {
+					return err
+				}
+				defer evidence.Close()
+			}
+			ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)
+			srv, err = authnet.OpenLAG(ctx, store, authnet.LAGOptions{ID: o.lagID, Group: o.group, CAAddr: caAddr, CA: pub, Token: token, Schemes: schemes},
+				log, keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet)))
+			cancel()
+			if err == nil {
+				break
+			}
+			if !caNotUp(err) {
+				return undoLAG(fresh, evidence, err)
+			}
+		}
+		if werr := wait.next(err); werr != nil {
+			return undoLAG(fresh, evidence, werr)
+		}
 	}
-	defer evidence.Close()
-	ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)
-	srv, err := authnet.OpenLAG(ctx, store, authnet.LAGOptions{ID: o.lagID, Group: o.group, CAAddr: caAddr, CA: pub, Token: token, Schemes: schemes},
-		log, keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet)))
-	cancel()
-	if err != nil {
-		return err
-	}
-	ln, err := listen(store, o.addr, defaultLAGAddr)
-	if err != nil {
+	if err := recordAddr(store, ln); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "lag %s (group %s): listening on %s, CA at %s; stop with Ctrl-C\n", o.lagID, o.group, ln.Addr(), caAddr)
-	return srv.Serve(o.ctx, ln)
+	l := ln
+	ln = nil
+	return srv.Serve(o.ctx, l)
+}
+
+// undoLAG takes back what a failed first start of a LAG wrote (its fresh
+// keys; an evidence file with no session in it) and returns err.
+func undoLAG(fresh *freshDir, evidence *authnet.EvidenceLog, err error) error {
+	if evidence != nil {
+		evidence.Close()
+	}
+	fresh.undo(authnet.LAGFiles...)
+	return err
+}
+
+// lagCAFiles resolves the CA's files for a LAG. Until the CA has written
+// its address (the last file of its start), a LAG that relies on the CA's
+// data directory for it treats the CA as not up yet.
+func lagCAFiles(o *serveOptions) (string, auth.CAPublic, [32]byte, error) {
+	addrFile := filepath.Join(o.data, "ca", "addr")
+	if o.caAddr == "" && o.caPublic == "" {
+		if _, err := os.Stat(addrFile); err != nil {
+			return "", auth.CAPublic{}, [32]byte{}, fmt.Errorf("%w: %s does not exist yet", errCANotUp, addrFile)
+		}
+	}
+	addr, pub, token, _, err := caFiles(o.data, o.caAddr, o.caPublic, o.tokenFile)
+	if err != nil && errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("%w: %w", errCANotUp, err)
+	}
+	return addr, pub, token, err
+}
+
+// errCANotUp marks what waiting may cure: the CA's files not written yet.
+var errCANotUp = errors.New("the CA is not up yet")
+
+// caNotUp reports whether err is what waiting for the CA may cure: its
+// files are missing, or nothing answers at its address yet.
+func caNotUp(err error) bool {
+	if errors.Is(err, errCANotUp) || errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// caWaiter paces a LAG's wait for the CA: it says once what it waits for,
+// retries every 200 ms, and gives up after --ca-wait with the last reason.
+type caWaiter struct {
+	o        *serveOptions
+	out      io.Writer
+	deadline time.Time
+	said     bool
+}
+
+func newCAWaiter(o *serveOptions, out io.Writer) *caWaiter {
+	return &caWaiter{o: o, out: out, deadline: time.Now().Add(o.caWait)}
+}
+
+func (w *caWaiter) next(why error) error {
+	if !caNotUp(why) {
+		return why
+	}
+	if !time.Now().Before(w.deadline) {
+		return fmt.Errorf("gave up waiting %v for the CA: %w; start gridveil serve --role ca --data %s (or give --ca-addr and --ca-public), or wait longer with --ca-wait",
+			w.o.caWait, why, w.o.data)
+	}
+	if !w.said {
+		fmt.Fprintf(w.out, "lag %s: waiting up to %v for the CA (%v)\n", w.o.lagID, w.o.caWait, why)
+		w.said = true
+	}
+	select {
+	case <-w.o.ctx.Done():
+		return fmt.Errorf("stopped while waiting for the CA: %w", why)
+	case <-time.After(200 * time.Millisecond):
+	}
+	return nil
 }
