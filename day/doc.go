@@ -7,7 +7,7 @@
 // the documents gridveil sim writes.
 //
 // It does no messaging itself: package service runs the parties over
-// package transport. Today the day covers coordination (docs/ARCHITECTURE.md, "A day on the platform",
-// 3 step 5) with the "none" aggregation mechanism; docs/PLATFORM.md lists
-// what the other steps still run only in gridveil sim.
+// package transport. Today the day covers coordination (step 5 of "A day
+// on the platform") with the "none" aggregation mechanism; docs/PLATFORM.md
+// lists what the other steps still run only in gridveil sim.
 package day
