@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -329,4 +330,114 @@ func TestSORefusesMalformed(t *testing.T) {
 			t.Errorf("nothing refused as %q: %v", reason, d.so.Refused)
 		}
 	}
+}
+
+// TestCoordinationOnNATSCluster runs the day on a three-node NATS cluster
+// on loopback (three servers with routes: NATS clustering, nothing of
+// gridveil's): the SO connects to node 0, the EV hosts to nodes 1 and 2,
+// each client knowing every node. Node 1 is shut down in the middle of the
+// day; its clients fail over to the others and the day completes with the
+// in-process result.
+func TestCoordinationOnNATSCluster(t *testing.T) {
+	seed, err := transport.StartServer(transport.ServerConfig{Name: "n0", Cluster: "gridveil-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seed.Shutdown()
+	nodes := []*transport.Server{seed}
+	for i := 1; i < 3; i++ {
+		n, err := transport.StartServer(transport.ServerConfig{Name: fmt.Sprintf("n%d", i), Cluster: "gridveil-test", Routes: []string{seed.ClusterURL()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Shutdown()
+		nodes = append(nodes, n)
+	}
+	// Wait (bounded) until the full mesh has formed: each node routes to
+	// the two others.
+	for i := 0; ; i++ {
+		if nodes[0].Routes() >= 2 && nodes[1].Routes() >= 2 && nodes[2].Routes() >= 2 {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("cluster did not form: routes %d %d %d", nodes[0].Routes(), nodes[1].Routes(), nodes[2].Routes())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	all := func(first int) string {
+		urls := []string{nodes[first].ClientURL()}
+		for i, n := range nodes {
+			if i != first {
+				urls = append(urls, n.ClientURL())
+			}
+		}
+		return strings.Join(urls, ",")
+	}
+	p := problem(t, "ieee13-paper")
+	cfg, busEVs := p.OperatorConfig(charging.Options{})
+	members := make([][]string, len(busEVs))
+	for g, evs := range busEVs {
+		for _, i := range evs {
+			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	scheds := make([][]float64, len(p.EVs))
+	var reconnects [3]int64
+	var conns [3]*transport.Conn
+	for h := 0; h < 2; h++ {
+		var evs []charging.EV
+		var ids []string
+		var which []int
+		for i := h; i < len(p.EVs); i += 2 {
+			evs, ids, which = append(evs, p.EVs[i]), append(ids, "ps-"+p.EVs[i].ID), append(which, i)
+		}
+		// nats.go shuffles the server list unless told not to; the
+		// first URL is where we want each host, so that killing node 1
+		// is sure to cut one host off.
+		conn, err := transport.ConnectOrdered(all(h+1), fmt.Sprintf("ev-%d", h), 10*time.Second, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[h+1] = conn
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
+			if err != nil {
+				t.Errorf("EV host %d: %v", h, err)
+				return
+			}
+			for k, i := range which {
+				scheds[i] = res.Schedules[k]
+			}
+		}()
+	}
+	soConn, err := transport.ConnectOrdered(all(0), "so", 10*time.Second, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer soConn.Close()
+	conns[0] = soConn
+	var once sync.Once
+	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: soConn, Resend: 200 * time.Millisecond, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if st.Iter == 5 {
+				once.Do(func() { nodes[1].Shutdown() })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, c := range conns {
+		reconnects[i] = c.Reconnects.Load()
+	}
+	if reconnects[1] == 0 {
+		t.Errorf("the host on the killed node never reconnected (reconnects %v): the failover was not exercised", reconnects)
+	}
+	checkAgainstSolve(t, p, dayRun{so: res, scheds: scheds})
 }
