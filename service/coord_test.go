@@ -3,9 +3,11 @@ package service
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -440,4 +442,93 @@ func TestCoordinationOnNATSCluster(t *testing.T) {
 		t.Errorf("the host on the killed node never reconnected (reconnects %v): the failover was not exercised", reconnects)
 	}
 	checkAgainstSolve(t, p, dayRun{so: res, scheds: scheds})
+}
+
+// TestSOMetrics scrapes the SO's /metrics endpoint after a day: the
+// counters agree with what the coordinator did and what it refused.
+func TestSOMetrics(t *testing.T) {
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	p := problem(t, "ieee13-paper")
+	cfg, members := func() (charging.OperatorConfig, [][]string) {
+		cfg, busEVs := p.OperatorConfig(charging.Options{})
+		m := make([][]string, len(busEVs))
+		for g, evs := range busEVs {
+			for _, i := range evs {
+				m[g] = append(m[g], "ps-"+p.EVs[i].ID)
+			}
+		}
+		return cfg, m
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := make([]string, len(p.EVs))
+	for i := range p.EVs {
+		ids[i] = "ps-" + p.EVs[i].ID
+	}
+	hc, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	go func() {
+		_, _ = RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc})
+	}()
+	sc, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	met := NewMetrics("so", sc)
+	addr, err := ServeMetrics(ctx, "127.0.0.1:0", met, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One stranger's report, which must show as a refusal.
+	stranger, _ := (&charging.Report{Round: 0, Iter: -1, Phase: charging.PhaseStart, Feeder: 0, Bus: p.EVs[0].Bus, Sender: "stranger", Values: make([]float64, p.Slots)}).MarshalBinary()
+	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: sc, Resend: 200 * time.Millisecond, Metrics: met, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if st.Iter == 2 {
+				if err := hc.Publish(transport.CoordReport(0, p.EVs[0].Bus), stranger); err != nil {
+					t.Error(err)
+				}
+				if err := hc.Flush(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	op := res.Coordinator.Operator()
+	for _, want := range []string{
+		fmt.Sprintf(`gridveil_coord_iterations_total{role="so"} %d`, op.Iteration()),
+		fmt.Sprintf(`gridveil_coord_rounds_total{role="so"} %d`, res.Coordinator.Round()),
+		`gridveil_messages_refused_total{reason="unknown sender",role="so"} 1`,
+		`gridveil_nats_messages_received_total{role="so"}`,
+		`gridveil_coord_round_seconds_count{role="so"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "gridveil_") {
+				t.Log(l)
+			}
+		}
+	}
+	if res.Refused["unknown sender"] != 1 {
+		t.Errorf("the stranger's report was refused %d times, want once", res.Refused["unknown sender"])
+	}
 }
