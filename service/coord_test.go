@@ -3,11 +3,14 @@ package service
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,5 +331,204 @@ func TestSORefusesMalformed(t *testing.T) {
 		if d.so.Refused[reason] == 0 {
 			t.Errorf("nothing refused as %q: %v", reason, d.so.Refused)
 		}
+	}
+}
+
+// TestCoordinationOnNATSCluster runs the day on a three-node NATS cluster
+// on loopback (three servers with routes: NATS clustering, nothing of
+// gridveil's): the SO connects to node 0, the EV hosts to nodes 1 and 2,
+// each client knowing every node. Node 1 is shut down in the middle of the
+// day; its clients fail over to the others and the day completes with the
+// in-process result.
+func TestCoordinationOnNATSCluster(t *testing.T) {
+	seed, err := transport.StartServer(transport.ServerConfig{Name: "n0", Cluster: "gridveil-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seed.Shutdown()
+	nodes := []*transport.Server{seed}
+	for i := 1; i < 3; i++ {
+		n, err := transport.StartServer(transport.ServerConfig{Name: fmt.Sprintf("n%d", i), Cluster: "gridveil-test", Routes: []string{seed.ClusterURL()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Shutdown()
+		nodes = append(nodes, n)
+	}
+	// Wait (bounded) until the full mesh has formed: each node routes to
+	// the two others.
+	for i := 0; ; i++ {
+		if nodes[0].Routes() >= 2 && nodes[1].Routes() >= 2 && nodes[2].Routes() >= 2 {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("cluster did not form: routes %d %d %d", nodes[0].Routes(), nodes[1].Routes(), nodes[2].Routes())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	all := func(first int) string {
+		urls := []string{nodes[first].ClientURL()}
+		for i, n := range nodes {
+			if i != first {
+				urls = append(urls, n.ClientURL())
+			}
+		}
+		return strings.Join(urls, ",")
+	}
+	p := problem(t, "ieee13-paper")
+	cfg, busEVs := p.OperatorConfig(charging.Options{})
+	members := make([][]string, len(busEVs))
+	for g, evs := range busEVs {
+		for _, i := range evs {
+			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	scheds := make([][]float64, len(p.EVs))
+	var reconnects [3]int64
+	var conns [3]*transport.Conn
+	for h := 0; h < 2; h++ {
+		var evs []charging.EV
+		var ids []string
+		var which []int
+		for i := h; i < len(p.EVs); i += 2 {
+			evs, ids, which = append(evs, p.EVs[i]), append(ids, "ps-"+p.EVs[i].ID), append(which, i)
+		}
+		// nats.go shuffles the server list unless told not to; the
+		// first URL is where we want each host, so that killing node 1
+		// is sure to cut one host off.
+		conn, err := transport.ConnectOrdered(all(h+1), fmt.Sprintf("ev-%d", h), 10*time.Second, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[h+1] = conn
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
+			if err != nil {
+				t.Errorf("EV host %d: %v", h, err)
+				return
+			}
+			for k, i := range which {
+				scheds[i] = res.Schedules[k]
+			}
+		}()
+	}
+	soConn, err := transport.ConnectOrdered(all(0), "so", 10*time.Second, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer soConn.Close()
+	conns[0] = soConn
+	var once sync.Once
+	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: soConn, Resend: 200 * time.Millisecond, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if st.Iter == 5 {
+				once.Do(func() { nodes[1].Shutdown() })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, c := range conns {
+		reconnects[i] = c.Reconnects.Load()
+	}
+	if reconnects[1] == 0 {
+		t.Errorf("the host on the killed node never reconnected (reconnects %v): the failover was not exercised", reconnects)
+	}
+	checkAgainstSolve(t, p, dayRun{so: res, scheds: scheds})
+}
+
+// TestSOMetrics scrapes the SO's /metrics endpoint after a day: the
+// counters agree with what the coordinator did and what it refused.
+func TestSOMetrics(t *testing.T) {
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	p := problem(t, "ieee13-paper")
+	cfg, members := func() (charging.OperatorConfig, [][]string) {
+		cfg, busEVs := p.OperatorConfig(charging.Options{})
+		m := make([][]string, len(busEVs))
+		for g, evs := range busEVs {
+			for _, i := range evs {
+				m[g] = append(m[g], "ps-"+p.EVs[i].ID)
+			}
+		}
+		return cfg, m
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := make([]string, len(p.EVs))
+	for i := range p.EVs {
+		ids[i] = "ps-" + p.EVs[i].ID
+	}
+	hc, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	go func() {
+		_, _ = RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc})
+	}()
+	sc, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	met := NewMetrics("so", sc)
+	addr, err := ServeMetrics(ctx, "127.0.0.1:0", met, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One stranger's report, which must show as a refusal.
+	stranger, _ := (&charging.Report{Round: 0, Iter: -1, Phase: charging.PhaseStart, Feeder: 0, Bus: p.EVs[0].Bus, Sender: "stranger", Values: make([]float64, p.Slots)}).MarshalBinary()
+	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: sc, Resend: 200 * time.Millisecond, Metrics: met, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if st.Iter == 2 {
+				if err := hc.Publish(transport.CoordReport(0, p.EVs[0].Bus), stranger); err != nil {
+					t.Error(err)
+				}
+				if err := hc.Flush(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	op := res.Coordinator.Operator()
+	for _, want := range []string{
+		fmt.Sprintf(`gridveil_coord_iterations_total{role="so"} %d`, op.Iteration()),
+		fmt.Sprintf(`gridveil_coord_rounds_total{role="so"} %d`, res.Coordinator.Round()),
+		`gridveil_messages_refused_total{reason="unknown sender",role="so"} 1`,
+		`gridveil_nats_messages_received_total{role="so"}`,
+		`gridveil_coord_round_seconds_count{role="so"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "gridveil_") {
+				t.Log(l)
+			}
+		}
+	}
+	if res.Refused["unknown sender"] != 1 {
+		t.Errorf("the stranger's report was refused %d times, want once", res.Refused["unknown sender"])
 	}
 }

@@ -19,6 +19,7 @@ type EVHostConfig struct {
 	Senders []string
 	Conn    *transport.Conn
 	Log     *slog.Logger
+	Metrics *Metrics // optional
 }
 
 // EVHostResult is what the hosted vehicles ended with.
@@ -72,6 +73,10 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 		return nil, err
 	}
 	res := &EVHostResult{}
+	met := cfg.Metrics
+	if met == nil {
+		met = NewMetrics("ev", nil)
+	}
 	scratch, idx := make([]float64, cfg.Slots), make([]int, cfg.Slots)
 	left := len(vs)
 	for left > 0 {
@@ -82,12 +87,14 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			var b charging.Broadcast
 			if err := b.UnmarshalBinary(m.data); err != nil {
 				res.Ignored++
+				met.Refused.WithLabelValues("malformed").Inc()
 				log.Warn("refused message", "subject", m.subject, "reason", "malformed", "err", err)
 				continue
 			}
 			f, bus, _, err := transport.ParseCoord(m.subject)
 			if err != nil || f != b.Feeder || bus != b.Bus {
 				res.Ignored++
+				met.Refused.WithLabelValues("wrong bus").Inc()
 				log.Warn("refused message", "subject", m.subject, "reason", "broadcast names another bus")
 				continue
 			}
@@ -109,6 +116,7 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 					continue
 				}
 				res.Answered++
+				met.Reports.Inc()
 			}
 		}
 	}

@@ -36,7 +36,10 @@ type SOConfig struct {
 	// Pace is the least time between rounds (0: as fast as reports come).
 	Pace time.Duration
 	Log  *slog.Logger
-	// Progress, if set, is called after every completed iteration.
+	// Metrics, if set, counts the SO's work (NewMetrics).
+	Metrics *Metrics
+	// Progress, if set, is called after every completed iteration, and
+	// again with the gap when a bound round certifies it.
 	Progress func(charging.Stats)
 }
 
@@ -108,10 +111,17 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 	}
 	defer unsub()
 
+	met := cfg.Metrics
+	if met == nil {
+		met = NewMetrics("so", nil)
+	}
 	refuse := func(subject, reason string, err error) {
 		res.Refused[reason]++
+		met.Refused.WithLabelValues(reason).Inc()
 		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
 	}
+	roundStart := time.Now()
+	countedIter := op.Iteration() // a resumed SO counts from where it resumed
 	publish := func() error {
 		for g, b := range op.Buses() {
 			bc := co.Broadcast(g)
@@ -151,6 +161,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 			if !progressed || co.Phase() == charging.PhaseDone {
 				if co.Phase() != charging.PhaseDone {
 					res.Resent++
+					met.Resent.Inc()
 					log.Info("round re-sent", "round", co.Round(), "phase", co.Phase().String(), "missing", co.Missing())
 				}
 				if err := publish(); err != nil {
@@ -179,6 +190,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				case errors.Is(err, charging.ErrStaleReport):
 					// Late copies after a resend are normal: not worth a warning.
 					res.Refused["stale"]++
+					met.Refused.WithLabelValues("stale").Inc()
 					log.Debug("stale report", "subject", m.subject, "err", err)
 				case errors.Is(err, charging.ErrUnknownSender):
 					refuse(m.subject, "unknown sender", err)
@@ -195,12 +207,22 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				return res, err
 			}
 			progressed = true
+			met.Rounds.Inc()
+			met.RoundTime.Observe(time.Since(roundStart).Seconds())
 			if cfg.StateFile != "" {
 				if err := saveState(cfg.StateFile, co.State()); err != nil {
 					return res, err
 				}
 			}
 			if completed {
+				// A bound round reports the same iteration again, with its gap.
+				if st.Iter > countedIter {
+					met.Iterations.Add(float64(st.Iter - countedIter))
+					countedIter = st.Iter
+				}
+				if g := op.Gap(); !math.IsNaN(g) {
+					met.Gap.Set(g)
+				}
 				publishProgress(cfg.Conn, log, co, st)
 				if cfg.Progress != nil {
 					cfg.Progress(st)
@@ -213,6 +235,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 					return res, ctx.Err()
 				}
 			}
+			roundStart = time.Now()
 			if err := publish(); err != nil {
 				return res, err
 			}

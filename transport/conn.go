@@ -27,6 +27,17 @@ type Conn struct {
 // It retries the first connection for up to wait, so parties started
 // together need no start-up order; after that, reconnection is forever.
 func Connect(urls, name string, wait time.Duration, log *slog.Logger) (*Conn, error) {
+	return connect(urls, name, wait, log, false)
+}
+
+// ConnectOrdered is Connect that tries the servers in the order given
+// instead of a random one (nats.go's default, which spreads clients over
+// a cluster): for a party that should prefer a nearby node.
+func ConnectOrdered(urls, name string, wait time.Duration, log *slog.Logger) (*Conn, error) {
+	return connect(urls, name, wait, log, true)
+}
+
+func connect(urls, name string, wait time.Duration, log *slog.Logger, ordered bool) (*Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -58,6 +69,9 @@ func Connect(urls, name string, wait time.Duration, log *slog.Logger) (*Conn, er
 			}
 			log.Error("NATS error", "subject", subj, "err", err)
 		}),
+	}
+	if ordered {
+		opts = append(opts, nats.DontRandomize())
 	}
 	deadline := time.Now().Add(wait)
 	for {

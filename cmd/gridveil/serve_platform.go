@@ -35,6 +35,7 @@ type platformFlags struct {
 	cluster  string
 	clAddr   string
 	routes   string
+	metrics  string
 }
 
 var platformServeFlags platformFlags
@@ -66,6 +67,7 @@ func init() {
 		fs.StringVar(&f.cluster, "cluster", "", "nats: join a NATS cluster of this name")
 		fs.StringVar(&f.clAddr, "cluster-addr", "127.0.0.1:0", "nats: this node's route address in the cluster")
 		fs.StringVar(&f.routes, "routes", "", "nats: other nodes' route URLs, nats://host:port,...")
+		fs.StringVar(&f.metrics, "metrics", "127.0.0.1:0", "so, ev: Prometheus /metrics address (the bound address goes to --data/ROLE/metrics; empty: none)")
 	})
 }
 
@@ -173,6 +175,10 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	defer conn.Close()
+	met, err := startMetrics(o, "so", dir, conn, log)
+	if err != nil {
+		return err
+	}
 	cfg, members := pl.SO(charging.Options{MaxIter: f.maxIter})
 	killAt := -1
 	if v := os.Getenv(faultKillSO); v != "" {
@@ -181,7 +187,7 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "so: %s, seed %d: %d vehicles on %d buses, coordinating over %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), len(cfg.Buses), url)
 	res, err := service.RunSO(o.ctx, service.SOConfig{Operator: cfg, Members: members, Conn: conn, StateFile: filepath.Join(dir, "state"),
-		Resend: f.resend, Pace: f.pace, Log: log,
+		Resend: f.resend, Pace: f.pace, Log: log, Metrics: met,
 		Progress: func(st charging.Stats) {
 			if st.Iter%10 == 0 || !isNaN(st.Gap) {
 				fmt.Fprintf(out, "so: iteration %d objective %.6g change %.3g kW violation %.3g pu gap %.3g\n", st.Iter, st.Objective, st.Change, st.Violation, st.Gap)
@@ -222,9 +228,13 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	defer conn.Close()
+	met, err := startMetrics(o, "ev", filepath.Join(o.data, fmt.Sprintf("ev-%d", f.host)), conn, log)
+	if err != nil {
+		return err
+	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "ev %d/%d: hosting %d vehicles over %s\n", f.host, f.hosts, len(evs), url)
-	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log})
+	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met})
 	if err != nil {
 		return err
 	}
@@ -238,4 +248,21 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 	}
 	fmt.Fprintf(out, "ev %d/%d: done, %d reports sent; %s\n", f.host, f.hosts, res.Answered, path)
 	return nil
+}
+
+// startMetrics serves a role's Prometheus metrics on --metrics and records
+// the bound address in dir/metrics.
+func startMetrics(o *serveOptions, role, dir string, conn *transport.Conn, log *slog.Logger) (*service.Metrics, error) {
+	met := service.NewMetrics(role, conn)
+	if platformServeFlags.metrics == "" {
+		return met, nil
+	}
+	addr, err := service.ServeMetrics(o.ctx, platformServeFlags.metrics, met, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := day.WriteText(filepath.Join(dir, "metrics"), "http://"+addr+"/metrics\n"); err != nil {
+		return nil, err
+	}
+	return met, nil
 }

@@ -86,7 +86,7 @@ func TestUpMatchesSim(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, f := range []string{"instance.json", "solution.json", "so.json", "report.html", "run.json", "events.log"} {
+	for _, f := range []string{"instance.json", "solution.json", "so.json", "report.html", "run.json", "events.log", "parties/so/metrics", "parties/ev-2/metrics"} {
 		if _, err := os.Stat(filepath.Join(up, f)); err != nil {
 			t.Errorf("up wrote no %s", f)
 		}
