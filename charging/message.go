@@ -307,9 +307,18 @@ func (r *reader) floats(what string) []float64 {
 		return nil
 	}
 	out := make([]float64, n)
+	// One bounds check for the whole vector: this loop runs for every
+	// report the SO receives.
+	src := r.b[:8*n]
 	for i := range out {
-		out[i] = r.float(what)
+		v := math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:]))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			r.fail("%s[%d] is not a finite number", what, i)
+			return nil
+		}
+		out[i] = v
 	}
+	r.b = r.b[8*n:]
 	return out
 }
 

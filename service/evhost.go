@@ -20,6 +20,7 @@ type EVHostConfig struct {
 	Conn    *transport.Conn
 	Log     *slog.Logger
 	Metrics *Metrics // optional
+	Name    string   // for the SO's logs
 }
 
 // EVHostResult is what the hosted vehicles ended with.
@@ -57,7 +58,9 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			_ = u()
 		}
 	}()
+	reportSubject := map[[2]int]string{}
 	for k := range byBus {
+		reportSubject[k] = transport.CoordReport(k[0], k[1])
 		u, err := cfg.Conn.Subscribe(transport.CoordBroadcast(k[0], k[1]), "", func(s string, d []byte) {
 			select {
 			case in <- msg{s, d}:
@@ -71,6 +74,11 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 	}
 	if err := cfg.Conn.Flush(ctx); err != nil {
 		return nil, err
+	}
+	// Subscribed: ask the SO for the current round rather than wait for
+	// its resend timer.
+	if err := cfg.Conn.Publish(transport.CoordHello, []byte(cfg.Name)); err != nil {
+		log.Warn("hello not sent; the SO's resend timer will reach us", "err", err)
 	}
 	res := &EVHostResult{}
 	met := cfg.Metrics
@@ -111,7 +119,7 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 				if err != nil {
 					return res, err
 				}
-				if err := cfg.Conn.Publish(transport.CoordReport(f, bus), data); err != nil {
+				if err := cfg.Conn.Publish(reportSubject[[2]int{f, bus}], data); err != nil {
 					log.Warn("report not sent; the SO will ask again", "err", err)
 					continue
 				}

@@ -110,6 +110,20 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		return nil, err
 	}
 	defer unsub()
+	hello := make(chan struct{}, 1)
+	unsubHello, err := cfg.Conn.Subscribe(transport.CoordHello, "", func(string, []byte) {
+		select {
+		case hello <- struct{}{}:
+		default: // one pending re-send covers every host that said hello meanwhile
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer unsubHello()
+	if err := cfg.Conn.Flush(ctx); err != nil {
+		return nil, err
+	}
 
 	met := cfg.Metrics
 	if met == nil {
@@ -154,9 +168,15 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				return res, nil
 			}
 		}
+		var lingerC <-chan time.Time
+		if !lingerEnd.IsZero() {
+			lingerC = time.After(time.Until(lingerEnd))
+		}
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
+		case <-lingerC:
+			continue // the end of the linger, handled above
 		case <-timer.C:
 			if !progressed || co.Phase() == charging.PhaseDone {
 				if co.Phase() != charging.PhaseDone {
@@ -169,6 +189,10 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				}
 			}
 			progressed = false
+		case <-hello:
+			if err := publish(); err != nil {
+				return res, err
+			}
 		case m := <-in:
 			f, b, _, err := transport.ParseCoord(m.subject)
 			if err != nil {
