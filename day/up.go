@@ -54,10 +54,16 @@ type UpResult struct {
 
 // party is one child process and how to start it again.
 type party struct {
-	name string
-	args []string
-	cmd  *exec.Cmd
-	done chan error
+	name     string
+	args     []string
+	cmd      *exec.Cmd
+	finished chan struct{} // closed when the current process has exited
+}
+
+// exit is one party's process ending.
+type exit struct {
+	p   *party
+	err error
 }
 
 // Up starts the parties, waits until the SO and every EV host finish,
@@ -104,6 +110,10 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	if cfg.EVs > 0 {
 		common = append(common, "--evs", strconv.Itoa(cfg.EVs))
 	}
+	// Every party's exit arrives here, once per process started; the
+	// buffer holds every exit the day can have, so no sender blocks after
+	// Up has returned.
+	exits := make(chan exit, 2*(cfg.Hosts+2)+cfg.Restarts)
 	var all []*party
 	stopAll := func() {
 		for i := len(all) - 1; i >= 0; i-- {
@@ -115,7 +125,7 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	natsURL := cfg.NATS
 	if natsURL == "" {
 		n := &party{name: "nats", args: []string{"serve", "--role", "nats", "--data", cfg.Data, "--addr", "127.0.0.1:0"}}
-		if err := n.start(cfg.Exe, &ev); err != nil {
+		if err := n.start(cfg.Exe, &ev, exits); err != nil {
 			return nil, err
 		}
 		all = append(all, n)
@@ -126,8 +136,8 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 				break
 			}
 			select {
-			case err := <-n.done:
-				return nil, fmt.Errorf("the NATS server did not start: %v; %s", err, ev.last("nats"))
+			case e := <-exits:
+				return nil, fmt.Errorf("the NATS server did not start: %v; %s", e.err, ev.last("nats"))
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-time.After(20 * time.Millisecond):
@@ -151,7 +161,7 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 			args: append([]string{"serve", "--role", "ev", "--host", strconv.Itoa(h), "--hosts", strconv.Itoa(cfg.Hosts)}, common...)})
 	}
 	for _, p := range workers {
-		if err := p.start(cfg.Exe, &ev); err != nil {
+		if err := p.start(cfg.Exe, &ev, exits); err != nil {
 			return nil, err
 		}
 		all = append(all, p)
@@ -159,16 +169,16 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	res := &UpResult{Restarts: map[string]int{}}
 	pending := len(workers)
 	for pending > 0 {
-		cases := make([]chan error, len(workers))
-		for i, p := range workers {
-			cases[i] = p.done
-		}
-		i, err, ok := waitAny(ctx, cases)
-		if !ok {
+		var e exit
+		select {
+		case e = <-exits:
+		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		p := workers[i]
-		p.done = nil // finished for good unless restarted below
+		p, err := e.p, e.err
+		if p.name == "nats" {
+			return nil, fmt.Errorf("the NATS server stopped in the middle of the day (%v); its last words: %s", err, ev.last("nats"))
+		}
 		if err == nil {
 			pending--
 			continue
@@ -179,7 +189,7 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 				// A crashed SO resumes from its saved state.
 				res.Restarts[p.name]++
 				fmt.Fprintf(&ev, "up: %s was killed by %s; starting it again (it resumes from its saved state)\n", p.name, ws.Signal())
-				if err := p.start(cfg.Exe, &ev); err != nil {
+				if err := p.start(cfg.Exe, &ev, exits); err != nil {
 					return nil, err
 				}
 				continue
@@ -202,36 +212,7 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	return res, nil
 }
 
-// waitAny waits for the first of chans (nil entries skipped) to yield.
-func waitAny(ctx context.Context, chans []chan error) (int, error, bool) {
-	type r struct {
-		i   int
-		err error
-	}
-	out := make(chan r, len(chans))
-	stop := make(chan struct{})
-	defer close(stop)
-	for i, c := range chans {
-		if c == nil {
-			continue
-		}
-		go func() {
-			select {
-			case err := <-c:
-				out <- r{i, err}
-			case <-stop:
-			}
-		}()
-	}
-	select {
-	case v := <-out:
-		return v.i, v.err, true
-	case <-ctx.Done():
-		return 0, nil, false
-	}
-}
-
-func (p *party) start(exe string, ev *eventLog) error {
+func (p *party) start(exe string, ev *eventLog, exits chan<- exit) error {
 	cmd := exec.Command(exe, p.args...)
 	cmd.Env = os.Environ()
 	stdout, err := cmd.StdoutPipe()
@@ -243,15 +224,17 @@ func (p *party) start(exe string, ev *eventLog) error {
 		return fmt.Errorf("starting %s: %w", p.name, err)
 	}
 	p.cmd = cmd
-	done := make(chan error, 1)
-	p.done = done
+	finished := make(chan struct{})
+	p.finished = finished
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			ev.line(p.name, sc.Text())
 		}
-		done <- cmd.Wait()
+		err := cmd.Wait()
+		close(finished)
+		exits <- exit{p, err}
 	}()
 	// The pid, for an operator (or a crash test) that wants to signal
 	// one party.
@@ -260,14 +243,17 @@ func (p *party) start(exe string, ev *eventLog) error {
 
 // stop ends a running party: SIGTERM, then SIGKILL after 5 s.
 func (p *party) stop() {
-	if p.cmd == nil || p.cmd.Process == nil || p.cmd.ProcessState != nil {
+	if p.cmd == nil || p.cmd.Process == nil {
 		return
+	}
+	select {
+	case <-p.finished:
+		return // already gone
+	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.AfterFunc(5*time.Second, func() { _ = p.cmd.Process.Kill() })
-	if p.done != nil {
-		<-p.done
-	}
+	<-p.finished
 	t.Stop()
 }
 
