@@ -95,6 +95,14 @@ Roles: ` + strings.Join(roleNames(), ", ") + `.
         a CometBFT node with the market application; --addr is its RPC
         address (default 127.0.0.1:26657), its home --home (default
         --data/ledger). Without --genesis a new home gets a demo consortium.
+  nats  the embedded NATS server the platform's parties talk over
+        (--addr, default 127.0.0.1:4222; --cluster/--routes for a cluster
+        node). Writes its client URL to --data/nats/addr.
+  so    the system operator's coordination for one day (docs/PLATFORM.md):
+        saves its state in --data/so/state after every round, resumes from
+        it, writes --data/so/so.json at the end.
+  ev    hosts every --hosts-th vehicle from the --host-th; writes their
+        final schedules to --data/ev-HOST/schedules.json.
 
 Every role keeps its keys and state in --data/<role> (a LAG in
 --data/lag-<id>), written atomically, and listens on loopback unless --addr
