@@ -32,6 +32,8 @@ var (
 	ErrUnknownSender = errors.New("report from a vehicle that has not joined this bus")
 	// ErrBadReport: a report whose content does not fit the round.
 	ErrBadReport = errors.New("report does not fit the round")
+	// ErrDropped: a report from a member the SO has dropped for silence.
+	ErrDropped = errors.New("report from a vehicle dropped from the coordination")
 )
 
 // Coordinator is the system operator's protocol core: it runs an Operator
@@ -49,6 +51,8 @@ type Coordinator struct {
 	got     [][]bool      // per bus, per member: reported this round
 	values  [][][]float64 // per bus, per member: reported schedule
 	bounds  [][]float64   // per bus, per member: reported bound term
+	dropped [][]bool      // per bus, per member: dropped; its last schedule is a fixed load
+	kept    [][]int       // per bus, per member: the round of its last schedule counted (-1: none)
 	missing int           // reports still due this round
 }
 
@@ -77,6 +81,12 @@ func NewCoordinator(op *Operator, members [][]string) (*Coordinator, error) {
 		c.members = append(c.members, s)
 		c.index = append(c.index, idx)
 		c.got = append(c.got, make([]bool, len(s)))
+		c.dropped = append(c.dropped, make([]bool, len(s)))
+		kept := make([]int, len(s))
+		for i := range kept {
+			kept[i] = -1
+		}
+		c.kept = append(c.kept, kept)
 		vals := make([][]float64, len(s))
 		for i := range vals {
 			vals[i] = make([]float64, op.T)
@@ -141,6 +151,9 @@ func (c *Coordinator) Handle(bus int, r *Report) error {
 	if !ok {
 		return fmt.Errorf("%w: %q at feeder %d bus %d", ErrUnknownSender, r.Sender, b.Feeder, b.Bus)
 	}
+	if c.dropped[bus][k] {
+		return fmt.Errorf("%w: %q at feeder %d bus %d", ErrDropped, r.Sender, b.Feeder, b.Bus)
+	}
 	if r.Round != c.round || c.phase == PhaseDone {
 		return fmt.Errorf("%w: report of round %d from %q, current round %d (%s)", ErrStaleReport, r.Round, r.Sender, c.round, c.phase)
 	}
@@ -156,6 +169,7 @@ func (c *Coordinator) Handle(bus int, r *Report) error {
 			return fmt.Errorf("%w: %q reported %d slots, the horizon has %d", ErrBadReport, r.Sender, len(r.Values), c.op.T)
 		}
 		copy(c.values[bus][k], r.Values)
+		c.kept[bus][k] = r.Round
 	case PhaseBound:
 		if math.IsNaN(r.Bound) || math.IsInf(r.Bound, 0) {
 			return fmt.Errorf("%w: %q reported bound %v", ErrBadReport, r.Sender, r.Bound)
@@ -165,6 +179,71 @@ func (c *Coordinator) Handle(bus int, r *Report) error {
 	c.got[bus][k] = true
 	c.missing--
 	return nil
+}
+
+// Silent lists, per bus, the members whose report of the current round
+// is still missing.
+func (c *Coordinator) Silent() map[int][]string {
+	out := map[int][]string{}
+	for g := range c.got {
+		for k, ok := range c.got[g] {
+			if !ok && !c.dropped[g][k] {
+				out[g] = append(out[g], c.members[g][k])
+			}
+		}
+	}
+	return out
+}
+
+// Drop removes a member that has stopped answering (its process died, its
+// link is gone) from the coordination, so that the others can finish the
+// day. What it last reported stays in its bus's sum as a fixed load: a
+// charge point that loses its vehicle's controller keeps executing the
+// last schedule it was given, and the grid carries it. From then on the
+// problem the coordination solves is the survivors' with that load added,
+// and its certificate (the dropped vehicle's bound term becomes its fixed
+// schedule's cost) certifies exactly that problem. A member that never
+// reported counts as a zero load.
+func (c *Coordinator) Drop(bus int, sender string) error {
+	if bus < 0 || bus >= len(c.members) {
+		return fmt.Errorf("bus %d does not exist", bus)
+	}
+	k, ok := c.index[bus][sender]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownSender, sender)
+	}
+	if c.dropped[bus][k] {
+		return nil
+	}
+	c.dropped[bus][k] = true
+	if !c.got[bus][k] && c.phase != PhaseDone {
+		c.missing--
+	}
+	return nil
+}
+
+// DropNotice is the message that tells a dropped member which of its
+// reports its bus's sum keeps.
+func (c *Coordinator) DropNotice(bus int, sender string) Dropped {
+	b := c.op.Buses()[bus]
+	d := Dropped{Feeder: b.Feeder, Bus: b.Bus, Sender: sender, Kept: -1}
+	if k, ok := c.index[bus][sender]; ok {
+		d.Kept = c.kept[bus][k]
+	}
+	return d
+}
+
+// Dropped lists the dropped members, per bus.
+func (c *Coordinator) Dropped() map[int][]string {
+	out := map[int][]string{}
+	for g := range c.dropped {
+		for k, d := range c.dropped[g] {
+			if d {
+				out[g] = append(out[g], c.members[g][k])
+			}
+		}
+	}
+	return out
 }
 
 // Ready reports whether every report of the round is in.
@@ -195,8 +274,18 @@ func (c *Coordinator) Advance() (Stats, bool, error) {
 		}
 	case PhaseBound:
 		q := c.op.BoundBase()
+		a := c.op.Aggregate()
 		for g := range c.bounds {
-			for _, v := range c.bounds[g] {
+			price := c.op.Price(g)
+			for k, v := range c.bounds[g] {
+				if c.dropped[g][k] {
+					// A dropped vehicle's set is its frozen schedule
+					// alone: its term is that schedule's cost.
+					v = 0
+					for t, x := range c.values[g][k] {
+						v += (a[t] + price[t]) * x
+					}
+				}
 				q += v
 			}
 		}
@@ -232,7 +321,11 @@ func (c *Coordinator) resetRound() {
 	}
 	for g := range c.got {
 		clear(c.got[g])
-		c.missing += len(c.got[g])
+		for k := range c.got[g] {
+			if !c.dropped[g][k] {
+				c.missing++
+			}
+		}
 	}
 }
 
@@ -260,9 +353,18 @@ func (v *Vehicle) Answer(b *Broadcast, sender string, scratch []float64, idx []i
 	r := Report{Round: b.Round, Iter: b.Iter, Phase: b.Phase, Feeder: v.ev.Feeder, Bus: v.ev.Bus, Sender: sender}
 	switch b.Phase {
 	case PhaseStart:
+		v.xRound = b.Round
 		r.Values = v.x
 	case PhaseStep:
+		// The schedule before the step is kept: if the SO never got this
+		// report and drops the vehicle, the sum holds the previous one.
+		if v.prev == nil {
+			v.prev = make([]float64, T)
+		}
+		copy(v.prev, v.x)
+		v.prevRound = v.xRound
 		v.Step(b.Tau, b.Aggregate, b.Price, scratch)
+		v.xRound = b.Round
 		r.Values = v.x
 	case PhaseBound:
 		r.Bound = v.Bound(b.Aggregate, b.Price, idx)
@@ -271,6 +373,26 @@ func (v *Vehicle) Answer(b *Broadcast, sender string, scratch []float64, idx []i
 	}
 	v.last, v.answered = r, true
 	return r, true
+}
+
+// Freeze ends the vehicle's coordination on the SO's drop notice: its
+// schedule becomes the one it reported in round kept, which is what its
+// bus's sum holds. It fails if the vehicle holds no such schedule (kept
+// older than the one step it keeps).
+func (v *Vehicle) Freeze(kept int) error {
+	switch {
+	case kept == v.xRound && v.answered:
+	case v.prev != nil && kept == v.prevRound:
+		copy(v.x, v.prev)
+		v.xRound = kept
+	case kept < 0:
+		// The SO never counted a schedule of ours: we draw nothing.
+		clear(v.x)
+	default:
+		return fmt.Errorf("dropped with the schedule of round %d, but this vehicle holds rounds %d and %d", kept, v.xRound, v.prevRound)
+	}
+	v.done = true
+	return nil
 }
 
 // Done reports whether the vehicle has seen the end of the coordination.
@@ -284,11 +406,30 @@ type CoordinatorState struct {
 	Round    int
 	Phase    Phase
 	Operator OperatorState
+	// Dropped members and the schedules that stay in their buses' sums.
+	Dropped []DroppedMember
+}
+
+// DroppedMember is a member dropped from the coordination and the fixed
+// load it left.
+type DroppedMember struct {
+	Bus      int
+	Sender   string
+	Schedule []float64
+	Kept     int // the round the schedule was reported in
 }
 
 // State returns the coordinator's state between rounds.
 func (c *Coordinator) State() CoordinatorState {
-	return CoordinatorState{Round: c.round, Phase: c.phase, Operator: c.op.State()}
+	st := CoordinatorState{Round: c.round, Phase: c.phase, Operator: c.op.State()}
+	for g := range c.dropped {
+		for k, d := range c.dropped[g] {
+			if d {
+				st.Dropped = append(st.Dropped, DroppedMember{Bus: g, Sender: c.members[g][k], Schedule: append([]float64(nil), c.values[g][k]...), Kept: c.kept[g][k]})
+			}
+		}
+	}
+	return st
 }
 
 // Restore resumes from a saved state: the round starts again with no
@@ -297,8 +438,22 @@ func (c *Coordinator) Restore(s CoordinatorState) error {
 	if s.Phase < PhaseStart || s.Phase > PhaseDone {
 		return fmt.Errorf("saved coordinator state has phase %d", s.Phase)
 	}
+	for _, d := range s.Dropped {
+		if d.Bus < 0 || d.Bus >= len(c.members) || len(d.Schedule) != c.op.T {
+			return fmt.Errorf("saved coordinator state drops a member of bus %d with %d slots", d.Bus, len(d.Schedule))
+		}
+		if _, ok := c.index[d.Bus][d.Sender]; !ok {
+			return fmt.Errorf("saved coordinator state drops %q, not a member of bus %d", d.Sender, d.Bus)
+		}
+	}
 	if err := c.op.Restore(s.Operator); err != nil {
 		return err
+	}
+	for _, d := range s.Dropped {
+		k := c.index[d.Bus][d.Sender]
+		c.dropped[d.Bus][k] = true
+		copy(c.values[d.Bus][k], d.Schedule)
+		c.kept[d.Bus][k] = d.Kept
 	}
 	c.round, c.phase = s.Round, s.Phase
 	c.resetRound()

@@ -3,6 +3,7 @@ package charging
 import (
 	"bytes"
 	"encoding/gob"
+	"fmt"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -286,5 +287,139 @@ func TestCoordinatorRestartLosesNothing(t *testing.T) {
 				t.Fatalf("restart at round %d: aggregate differs in slot %d", at, tt)
 			}
 		}
+	}
+}
+
+// TestCoordinatorDropIsExactForSurvivors drops two vehicles in the middle
+// of the stressed run (they stop answering; the SO drops them): the day
+// converges, the dropped vehicles freeze at the schedule the SO kept, and
+// the aggregate is the optimum of the survivors' problem with the frozen
+// schedules as fixed load, solved independently by Solve.
+func TestCoordinatorDropIsExactForSurvivors(t *testing.T) {
+	p := ieee13Problem(1, stressedFleet, 0.95)
+	T := p.Slots
+	cfg, busEVs := p.OperatorConfig(Options{})
+	members := make([][]string, len(busEVs))
+	busOfEV := make([]int, len(p.EVs))
+	for g, evs := range busEVs {
+		for _, i := range evs {
+			members[g] = append(members[g], fmt.Sprint("ps-", i))
+			busOfEV[i] = g
+		}
+	}
+	op, err := NewOperator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	co, err := NewCoordinator(op, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := make([]Vehicle, len(p.EVs))
+	for i := range p.EVs {
+		vs[i] = NewVehicle(&p.EVs[i], T, p.DT, nil)
+	}
+	gone := map[int]bool{3: true, 40: true}
+	scratch, idx := make([]float64, T), make([]int, T)
+	for rounds := 0; co.Phase() != PhaseDone; rounds++ {
+		if rounds > 20000 {
+			t.Fatal("no end")
+		}
+		for i := range p.EVs {
+			if vs[i].Done() {
+				continue
+			}
+			// From round 50 on, the two vehicles answer nothing: their
+			// round-50 reports are lost after they stepped.
+			b := co.Broadcast(busOfEV[i])
+			r, ok := vs[i].Answer(&b, fmt.Sprint("ps-", i), scratch, idx)
+			if !ok || (gone[i] && rounds >= 50) {
+				continue
+			}
+			if err := co.Handle(busOfEV[i], &r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rounds == 50 {
+			if co.Ready() {
+				t.Fatal("the round completed without the silent vehicles")
+			}
+			for g, ids := range co.Silent() {
+				for _, id := range ids {
+					if err := co.Drop(g, id); err != nil {
+						t.Fatal(err)
+					}
+					var i int
+					fmt.Sscanf(id, "ps-%d", &i)
+					n := co.DropNotice(g, id)
+					if err := vs[i].Freeze(n.Kept); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if len(co.Dropped()) == 0 {
+				t.Fatal("nothing dropped")
+			}
+		}
+		if _, _, err := co.Advance(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !op.Converged() {
+		t.Fatalf("not converged after %d iterations", op.Iteration())
+	}
+	// The survivors' problem: the dropped vehicles become fixed load.
+	q := *p
+	q.Feeders = append([]Feeder(nil), p.Feeders...)
+	q.EVs = nil
+	for fi := range q.Feeders {
+		f := q.Feeders[fi]
+		f.BaseP = make([][]float64, len(p.Feeders[fi].BaseP))
+		for b := range f.BaseP {
+			f.BaseP[b] = append([]float64(nil), p.Feeders[fi].BaseP[b]...)
+		}
+		q.Feeders[fi] = f
+	}
+	for i, ev := range p.EVs {
+		if gone[i] {
+			for tt, v := range vs[i].Schedule() {
+				q.Feeders[ev.Feeder].BaseP[ev.Bus][tt] += v
+			}
+			continue
+		}
+		q.EVs = append(q.EVs, ev)
+	}
+	want, err := Solve(&q, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg := p.Baseline()
+	for i := range vs {
+		for tt, v := range vs[i].Schedule() {
+			agg[tt] += v
+		}
+	}
+	worst, view := 0.0, 0.0
+	for tt := range agg {
+		worst = math.Max(worst, math.Abs(agg[tt]-want.Aggregate[tt]))
+		view = math.Max(view, math.Abs(op.Aggregate()[tt]-agg[tt]))
+	}
+	// Both runs are certified, each aggregate within sqrt(2 gap f) kW of
+	// the one optimum (the objective is 1-strongly convex in it), but they
+	// reach it by different paths, so they agree to the sum of the bounds.
+	tol := math.Sqrt(2*op.Gap()*Objective(op.Aggregate())) + math.Sqrt(2*want.Gap*want.Objective)
+	t.Logf("dropped %v at round 50; %d iterations; aggregate within %.2g kW of the survivors' optimum (certified bound %.2g kW); SO's view within %.2g kW of the vehicles' schedules",
+		co.Dropped(), op.Iteration(), worst, tol, view)
+	if worst > tol || view > 1e-9 {
+		t.Fatalf("aggregate off the survivors' optimum by %g kW (bound %g), the SO's view off the vehicles' by %g kW", worst, tol, view)
+	}
+	// The SO refuses further reports from a dropped member.
+	var g int
+	for g = range co.Dropped() {
+		break
+	}
+	r := Report{Round: co.Round(), Phase: PhaseStep, Feeder: op.Buses()[g].Feeder, Bus: op.Buses()[g].Bus, Sender: co.Dropped()[g][0], Values: make([]float64, T)}
+	if err := co.Handle(g, &r); !errors.Is(err, ErrDropped) {
+		t.Fatalf("report from a dropped member: %v", err)
 	}
 }

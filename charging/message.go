@@ -40,6 +40,7 @@ const (
 const (
 	kindBroadcast byte = 1
 	kindReport    byte = 2
+	kindDropped   byte = 3
 )
 
 // ErrBadMessage is wrapped by every decoding error.
@@ -100,6 +101,49 @@ type Report struct {
 	Sender string
 	Bound  float64   // PhaseBound: the vehicle's bound term; else 0
 	Values []float64 // PhaseStart, PhaseStep: the schedule, kW per slot
+}
+
+// Dropped tells a vehicle that the SO has dropped it for silence
+// (Coordinator.Drop): the schedule it reported in round Kept is the one its
+// bus's sum holds from now on, and the one its charge point executes.
+type Dropped struct {
+	Feeder, Bus int
+	Sender      string
+	Kept        int // the round of the report the SO kept (-1: none)
+}
+
+// MarshalBinary encodes the notice.
+func (m *Dropped) MarshalBinary() ([]byte, error) {
+	if len(m.Sender) > MaxSenderLen {
+		return nil, fmt.Errorf("sender is longer than %d bytes", MaxSenderLen)
+	}
+	b := append([]byte{'G', 'V', kindDropped, MessageVersion}, nil...)
+	b = binary.AppendVarint(b, int64(m.Feeder))
+	b = binary.AppendVarint(b, int64(m.Bus))
+	b = binary.AppendUvarint(b, uint64(len(m.Sender)))
+	b = append(b, m.Sender...)
+	b = binary.AppendVarint(b, int64(m.Kept))
+	return b, nil
+}
+
+// UnmarshalBinary decodes a notice, refusing anything malformed.
+func (m *Dropped) UnmarshalBinary(data []byte) error {
+	r := reader{b: data}
+	r.header(kindDropped)
+	var out Dropped
+	out.Feeder = r.int("feeder")
+	out.Bus = r.int("bus")
+	out.Sender = r.string("sender", MaxSenderLen)
+	out.Kept = r.int("kept round")
+	r.end()
+	if r.err != nil {
+		return r.err
+	}
+	if out.Sender == "" {
+		return fmt.Errorf("%w: drop notice without a sender", ErrBadMessage)
+	}
+	*m = out
+	return nil
 }
 
 // MarshalBinary encodes the broadcast.

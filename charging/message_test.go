@@ -84,9 +84,19 @@ func TestMessageRefusesMalformed(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	b, _ := (&Broadcast{Round: 3, Iter: 2, Phase: PhaseStep, Feeder: 1, Bus: 4, Tau: 0.1, Aggregate: []float64{1, 2}, Price: []float64{0, 1}}).MarshalBinary()
 	r, _ := (&Report{Round: 3, Iter: 2, Phase: PhaseBound, Feeder: 1, Bus: 4, Sender: "x", Bound: -3}).MarshalBinary()
+	d, _ := (&Dropped{Feeder: 1, Bus: 4, Sender: "ps-3", Kept: 7}).MarshalBinary()
 	f.Add(b)
 	f.Add(r)
+	f.Add(d)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var rd Dropped
+		if rd.UnmarshalBinary(data) == nil {
+			again, err := rd.MarshalBinary()
+			var rd2 Dropped
+			if err != nil || rd2.UnmarshalBinary(again) != nil || rd2 != rd || rd.Sender == "" {
+				t.Fatalf("drop notice %+v does not survive a round trip", rd)
+			}
+		}
 		var rb Broadcast
 		if rb.UnmarshalBinary(data) == nil {
 			again, err := rb.MarshalBinary()

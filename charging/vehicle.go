@@ -24,6 +24,10 @@ type Vehicle struct {
 	last     Report // the last report Answer produced, re-sent for a repeated broadcast
 	answered bool
 	done     bool
+	// For Freeze: the round whose schedule x is, and the schedule before
+	// the last step with its round.
+	xRound, prevRound int
+	prev              []float64
 }
 
 // NewVehicle starts a vehicle at the flat schedule that meets its demand

@@ -20,20 +20,33 @@ const (
 // SOResult is so.json, what the system operator ends the day with: its
 // own view (the sums it was told), never a vehicle's schedule.
 type SOResult struct {
-	Schema     string           `json:"schema"`
-	Scenario   string           `json:"scenario"`
-	Seed       uint64           `json:"seed"`
-	EVs        int              `json:"evs"`
-	Iterations int              `json:"iterations"`
-	Converged  bool             `json:"converged"`
-	Gap        *float64         `json:"relative_gap"`
-	Rounds     int              `json:"rounds"`
-	Resumed    bool             `json:"resumed"`
-	Resent     int              `json:"rounds_resent"`
-	Refused    map[string]int   `json:"refused"`
-	Aggregate  []float64        `json:"so_view_aggregate_kw"`
-	Mu         [][][]float64    `json:"duals"`
-	History    []charging.Stats `json:"-"`
+	Schema     string         `json:"schema"`
+	Scenario   string         `json:"scenario"`
+	Seed       uint64         `json:"seed"`
+	EVs        int            `json:"evs"`
+	Iterations int            `json:"iterations"`
+	Converged  bool           `json:"converged"`
+	Gap        *float64       `json:"relative_gap"`
+	Rounds     int            `json:"rounds"`
+	Resumed    bool           `json:"resumed"`
+	Resent     int            `json:"rounds_resent"`
+	Refused    map[string]int `json:"refused"`
+	Aggregate  []float64      `json:"so_view_aggregate_kw"`
+	Mu         [][][]float64  `json:"duals"`
+	// Dropped are the vehicles the SO dropped for silence, with the
+	// schedule it kept as their fixed load (the only schedules so.json
+	// holds: the SO counts them as load from then on).
+	Dropped []DroppedEV      `json:"dropped"`
+	History []charging.Stats `json:"-"`
+}
+
+// DroppedEV is a vehicle dropped from the coordination.
+type DroppedEV struct {
+	Feeder    int       `json:"feeder"`
+	Bus       int       `json:"bus"`
+	Sender    string    `json:"sender"`
+	KeptRound int       `json:"kept_round"`
+	Schedule  []float64 `json:"schedule_kw"`
 }
 
 // NewSOResult describes a finished coordinator for so.json.
@@ -44,6 +57,11 @@ func NewSOResult(pl *Plan, co *charging.Coordinator, resumed bool, resent int, r
 		Refused: refused, Aggregate: op.Aggregate(), Mu: op.Mu(), History: op.History()}
 	if g := op.Gap(); !math.IsNaN(g) {
 		r.Gap = &g
+	}
+	r.Dropped = []DroppedEV{}
+	for _, d := range co.State().Dropped {
+		b := op.Buses()[d.Bus]
+		r.Dropped = append(r.Dropped, DroppedEV{Feeder: b.Feeder, Bus: b.Bus, Sender: d.Sender, KeptRound: d.Kept, Schedule: d.Schedule})
 	}
 	return r
 }
@@ -128,6 +146,17 @@ func Assemble(pl *Plan, so *SOResult, hosts []*HostSchedules) (*charging.Solutio
 				return nil, nil, fmt.Errorf("vehicle %d is in two hosts' files", i)
 			}
 			sched[i] = h.Schedules[k]
+		}
+	}
+	// A dropped vehicle whose host died has no host file: its schedule
+	// is the one the SO kept.
+	for _, d := range so.Dropped {
+		i := pl.Index(d.Sender)
+		if i < 0 || len(d.Schedule) != T {
+			return nil, nil, fmt.Errorf("so.json drops %q, which is not a vehicle of the plan", d.Sender)
+		}
+		if sched[i] == nil {
+			sched[i] = d.Schedule
 		}
 	}
 	for i := range sched {

@@ -61,6 +61,15 @@ func Load(name string, seed uint64, seedSet bool, evs int) (*Plan, error) {
 // authentication, which the LAG hands the SO when the vehicle joins.
 func (pl *Plan) Pseudonym(i int) string { return fmt.Sprintf("ps-%d", i) }
 
+// Index is the plan index of the vehicle with pseudonym id, or -1.
+func (pl *Plan) Index(id string) int {
+	var i int
+	if _, err := fmt.Sscanf(id, "ps-%d", &i); err != nil || i < 0 || i >= len(pl.Problem.EVs) || pl.Pseudonym(i) != id {
+		return -1
+	}
+	return i
+}
+
 // SO is what the system operator knows: its operator configuration and,
 // per bus, the pseudonyms that joined it.
 func (pl *Plan) SO(opt charging.Options) (charging.OperatorConfig, [][]string) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +35,10 @@ type UpConfig struct {
 	// NATS, if set, is an external server or cluster; else a nats process
 	// is started.
 	NATS string
-	// Pace and Resend are passed to the SO.
+	// Pace, Resend and DropAfter are passed to the SO (DropAfter 0: its
+	// default).
 	Pace, Resend time.Duration
+	DropAfter    int
 	// Events receives every line the parties print, prefixed with the
 	// party's name; Progress the SO's lines only.
 	Events   io.Writer
@@ -50,6 +53,7 @@ type UpResult struct {
 	SO       *SOResult
 	Hosts    []*HostSchedules
 	Restarts map[string]int
+	Lost     []string // EV hosts that died; their vehicles were dropped
 }
 
 // party is one child process and how to start it again.
@@ -155,6 +159,9 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	if cfg.Resend > 0 {
 		so.args = append(so.args, "--resend", cfg.Resend.String())
 	}
+	if cfg.DropAfter > 0 {
+		so.args = append(so.args, "--drop-after", strconv.Itoa(cfg.DropAfter))
+	}
 	workers := []*party{so}
 	for h := 0; h < cfg.Hosts; h++ {
 		workers = append(workers, &party{name: fmt.Sprintf("ev-%d", h),
@@ -185,7 +192,20 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && p.name == "so" && res.Restarts[p.name] < cfg.Restarts {
+			ws, signaled := ee.Sys().(syscall.WaitStatus)
+			signaled = signaled && ws.Signaled()
+			if signaled && p.name != "so" {
+				// An EV host that dies takes its vehicles' controllers with
+				// it: the SO drops them once they stay silent, and their
+				// charge points keep the last schedule it counted. Starting
+				// the host again would start its vehicles over, so it stays
+				// down and the others finish the day.
+				res.Lost = append(res.Lost, p.name)
+				fmt.Fprintf(&ev, "up: %s was killed by %s; its vehicles drop out and the day goes on without them\n", p.name, ws.Signal())
+				pending--
+				continue
+			}
+			if signaled && p.name == "so" && res.Restarts[p.name] < cfg.Restarts {
 				// A crashed SO resumes from its saved state.
 				res.Restarts[p.name]++
 				fmt.Fprintf(&ev, "up: %s was killed by %s; starting it again (it resumes from its saved state)\n", p.name, ws.Signal())
@@ -203,8 +223,12 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	}
 	res.SO = &sr
 	for h := 0; h < cfg.Hosts; h++ {
+		name := fmt.Sprintf("ev-%d", h)
+		if slices.Contains(res.Lost, name) {
+			continue
+		}
 		var hs HostSchedules
-		if err := ReadJSONFile(filepath.Join(cfg.Data, fmt.Sprintf("ev-%d", h), "schedules.json"), &hs); err != nil {
+		if err := ReadJSONFile(filepath.Join(cfg.Data, name, "schedules.json"), &hs); err != nil {
 			return nil, err
 		}
 		res.Hosts = append(res.Hosts, &hs)

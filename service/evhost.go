@@ -21,6 +21,9 @@ type EVHostConfig struct {
 	Log     *slog.Logger
 	Metrics *Metrics // optional
 	Name    string   // for the SO's logs
+	// OnBroadcast, if set, sees every broadcast's round before the
+	// vehicles answer it (fault injection in the crash tests).
+	OnBroadcast func(round int)
 }
 
 // EVHostResult is what the hosted vehicles ended with.
@@ -28,6 +31,7 @@ type EVHostResult struct {
 	Schedules [][]float64 // per hosted EV, kW per slot
 	Answered  int         // reports sent (re-sends included)
 	Ignored   int         // broadcasts dropped as malformed or not for a hosted bus
+	Dropped   []string    // hosted vehicles the SO dropped for silence
 }
 
 // RunEVHost answers the SO's broadcasts for every hosted vehicle until
@@ -59,9 +63,20 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 		}
 	}()
 	reportSubject := map[[2]int]string{}
+	dropped := make(chan []byte, 64)
 	for k := range byBus {
 		reportSubject[k] = transport.CoordReport(k[0], k[1])
-		u, err := cfg.Conn.Subscribe(transport.CoordBroadcast(k[0], k[1]), "", func(s string, d []byte) {
+		u, err := cfg.Conn.Subscribe(transport.CoordDropped(k[0], k[1]), "", func(_ string, d []byte) {
+			select {
+			case dropped <- d:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		unsubs = append(unsubs, u)
+		u, err = cfg.Conn.Subscribe(transport.CoordBroadcast(k[0], k[1]), "", func(s string, d []byte) {
 			select {
 			case in <- msg{s, d}:
 			case <-ctx.Done():
@@ -81,6 +96,10 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 		log.Warn("hello not sent; the SO's resend timer will reach us", "err", err)
 	}
 	res := &EVHostResult{}
+	bySender := make(map[string]int, len(cfg.Senders))
+	for i, id := range cfg.Senders {
+		bySender[id] = i
+	}
 	met := cfg.Metrics
 	if met == nil {
 		met = NewMetrics("ev", nil)
@@ -91,6 +110,24 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
+		case d := <-dropped:
+			var n charging.Dropped
+			if err := n.UnmarshalBinary(d); err != nil {
+				res.Ignored++
+				met.Refused.WithLabelValues("malformed").Inc()
+				log.Warn("refused message", "reason", "malformed drop notice", "err", err)
+				continue
+			}
+			i, ok := bySender[n.Sender]
+			if !ok || vs[i].Done() || cfg.EVs[i].Feeder != n.Feeder || cfg.EVs[i].Bus != n.Bus {
+				continue
+			}
+			if err := vs[i].Freeze(n.Kept); err != nil {
+				return res, fmt.Errorf("vehicle %s: %w", n.Sender, err)
+			}
+			left--
+			res.Dropped = append(res.Dropped, n.Sender)
+			log.Warn("the SO dropped a vehicle of this host; it keeps the schedule the SO counted", "sender", n.Sender, "kept_round", n.Kept)
 		case m := <-in:
 			var b charging.Broadcast
 			if err := b.UnmarshalBinary(m.data); err != nil {
@@ -98,6 +135,9 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 				met.Refused.WithLabelValues("malformed").Inc()
 				log.Warn("refused message", "subject", m.subject, "reason", "malformed", "err", err)
 				continue
+			}
+			if cfg.OnBroadcast != nil {
+				cfg.OnBroadcast(b.Round)
 			}
 			f, bus, _, err := transport.ParseCoord(m.subject)
 			if err != nil || f != b.Feeder || bus != b.Bus {

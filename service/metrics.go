@@ -28,6 +28,7 @@ type Metrics struct {
 	RoundTime  prometheus.Histogram   // SO: seconds from a round's broadcast to its last report
 	Reports    prometheus.Counter     // EV host: reports sent
 	Gap        prometheus.Gauge       // SO: last certified relative duality gap
+	Dropped    prometheus.Counter     // SO: vehicles dropped for silence
 }
 
 // NewMetrics registers a service's metrics, and those of its bus
@@ -44,9 +45,10 @@ func NewMetrics(role string, conn *transport.Conn) *Metrics {
 		Refused:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridveil_messages_refused_total", Help: "Messages refused, by reason.", ConstLabels: labels}, []string{"reason"}),
 		RoundTime:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gridveil_coord_round_seconds", Help: "Time from a round's broadcast to its last report.", ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1e-4, 2, 20)}),
 		Reports:    prometheus.NewCounter(prometheus.CounterOpts{Name: "gridveil_coord_reports_sent_total", Help: "Vehicle reports sent (re-sends included).", ConstLabels: labels}),
+		Dropped:    prometheus.NewCounter(prometheus.CounterOpts{Name: "gridveil_coord_vehicles_dropped_total", Help: "Vehicles dropped for silence; their last schedules stay as fixed loads.", ConstLabels: labels}),
 		Gap:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "gridveil_coord_relative_gap", Help: "Last certified relative duality gap (NaN before the first).", ConstLabels: labels}),
 	}
-	reg.MustRegister(m.Iterations, m.Rounds, m.Resent, m.Refused, m.RoundTime, m.Reports, m.Gap)
+	reg.MustRegister(m.Iterations, m.Rounds, m.Resent, m.Refused, m.RoundTime, m.Reports, m.Gap, m.Dropped)
 	if conn != nil {
 		c := func(name, help string, v func() int64) {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(v()) }))

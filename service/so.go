@@ -33,6 +33,10 @@ type SOConfig struct {
 	// Linger is how long the final broadcast is repeated so that every
 	// vehicle hears the end (default 4 resends).
 	Linger time.Duration
+	// DropAfter, if positive, drops the members still silent after this
+	// many re-sends of one round in a row (Coordinator.Drop): their last
+	// schedules stay as fixed loads and the others finish the day.
+	DropAfter int
 	// Pace is the least time between rounds (0: as fast as reports come).
 	Pace time.Duration
 	Log  *slog.Logger
@@ -48,7 +52,8 @@ type SOResult struct {
 	Coordinator *charging.Coordinator
 	Resumed     bool // started from a saved state
 	Refused     map[string]int
-	Resent      int // times a round went out again for lack of progress (the final round's repeats not counted)
+	Dropped     []charging.Dropped // members dropped for silence, and the round of the schedule kept for each
+	Resent      int                // times a round went out again for lack of progress (the final round's repeats not counted)
 }
 
 // ErrStateFile is wrapped by errors about the SO's state file.
@@ -135,6 +140,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
 	}
 	roundStart := time.Now()
+	progressed := false           // a round completed since the last resend tick
 	countedIter := op.Iteration() // a resumed SO counts from where it resumed
 	publish := func() error {
 		for g, b := range op.Buses() {
@@ -151,12 +157,80 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		}
 		return nil
 	}
+	// advance moves a complete round on: the state saved before the next
+	// round goes out, so a restart never loses a round it announced.
+	advance := func() error {
+		if !co.Ready() {
+			return nil
+		}
+		st, completed, err := co.Advance()
+		if err != nil {
+			return err
+		}
+		progressed = true
+		met.Rounds.Inc()
+		met.RoundTime.Observe(time.Since(roundStart).Seconds())
+		if cfg.StateFile != "" {
+			if err := saveState(cfg.StateFile, co.State()); err != nil {
+				return err
+			}
+		}
+		if completed {
+			// A bound round reports the same iteration again, with its gap.
+			if st.Iter > countedIter {
+				met.Iterations.Add(float64(st.Iter - countedIter))
+				countedIter = st.Iter
+			}
+			if g := op.Gap(); !math.IsNaN(g) {
+				met.Gap.Set(g)
+			}
+			publishProgress(cfg.Conn, log, co, st)
+			if cfg.Progress != nil {
+				cfg.Progress(st)
+			}
+		}
+		if cfg.Pace > 0 {
+			select {
+			case <-time.After(cfg.Pace):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		roundStart = time.Now()
+		return publish()
+	}
+	stalls := 0
+	drop := func() error {
+		silent := co.Silent()
+		for g := range op.Buses() {
+			for _, id := range silent[g] {
+				if err := co.Drop(g, id); err != nil {
+					return err
+				}
+				b := op.Buses()[g]
+				n := co.DropNotice(g, id)
+				res.Dropped = append(res.Dropped, n)
+				met.Dropped.Inc()
+				log.Warn("dropped a silent vehicle; its last schedule stays as a fixed load", "feeder", b.Feeder, "bus", b.Bus, "sender", id, "kept_round", n.Kept, "round", co.Round())
+				data, err := n.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				if err := cfg.Conn.Publish(transport.CoordDropped(b.Feeder, b.Bus), data); err != nil {
+					log.Warn("drop notice not sent", "err", err)
+				}
+			}
+		}
+		if cfg.StateFile != "" {
+			return saveState(cfg.StateFile, co.State())
+		}
+		return nil
+	}
 	if err := publish(); err != nil {
 		return nil, err
 	}
 	timer := time.NewTicker(cfg.Resend)
 	defer timer.Stop()
-	progressed := false
 	var lingerEnd time.Time
 	for {
 		if co.Phase() == charging.PhaseDone {
@@ -178,8 +252,24 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		case <-lingerC:
 			continue // the end of the linger, handled above
 		case <-timer.C:
+			if progressed {
+				stalls = 0
+			}
 			if !progressed || co.Phase() == charging.PhaseDone {
 				if co.Phase() != charging.PhaseDone {
+					stalls++
+					if cfg.DropAfter > 0 && stalls > cfg.DropAfter {
+						// Silent for DropAfter re-sends in a row: their
+						// processes are gone. The others finish the day.
+						if err := drop(); err != nil {
+							return res, err
+						}
+						stalls = 0
+						if err := advance(); err != nil {
+							return res, err
+						}
+						continue
+					}
 					res.Resent++
 					met.Resent.Inc()
 					log.Info("round re-sent", "round", co.Round(), "phase", co.Phase().String(), "missing", co.Missing())
@@ -218,49 +308,14 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 					log.Debug("stale report", "subject", m.subject, "err", err)
 				case errors.Is(err, charging.ErrUnknownSender):
 					refuse(m.subject, "unknown sender", err)
+				case errors.Is(err, charging.ErrDropped):
+					refuse(m.subject, "dropped", err)
 				default:
 					refuse(m.subject, "bad report", err)
 				}
 				continue
 			}
-			if !co.Ready() {
-				continue
-			}
-			st, completed, err := co.Advance()
-			if err != nil {
-				return res, err
-			}
-			progressed = true
-			met.Rounds.Inc()
-			met.RoundTime.Observe(time.Since(roundStart).Seconds())
-			if cfg.StateFile != "" {
-				if err := saveState(cfg.StateFile, co.State()); err != nil {
-					return res, err
-				}
-			}
-			if completed {
-				// A bound round reports the same iteration again, with its gap.
-				if st.Iter > countedIter {
-					met.Iterations.Add(float64(st.Iter - countedIter))
-					countedIter = st.Iter
-				}
-				if g := op.Gap(); !math.IsNaN(g) {
-					met.Gap.Set(g)
-				}
-				publishProgress(cfg.Conn, log, co, st)
-				if cfg.Progress != nil {
-					cfg.Progress(st)
-				}
-			}
-			if cfg.Pace > 0 {
-				select {
-				case <-time.After(cfg.Pace):
-				case <-ctx.Done():
-					return res, ctx.Err()
-				}
-			}
-			roundStart = time.Now()
-			if err := publish(); err != nil {
+			if err := advance(); err != nil {
 				return res, err
 			}
 		}

@@ -23,6 +23,12 @@ func CoordReport(feeder, bus int) string {
 	return fmt.Sprintf("gridveil.v1.coord.f%d.b%d.report", feeder, bus)
 }
 
+// CoordDropped is the subject on which the SO tells a bus's vehicles that
+// it dropped one of them for silence (charging.Dropped).
+func CoordDropped(feeder, bus int) string {
+	return fmt.Sprintf("gridveil.v1.coord.f%d.b%d.dropped", feeder, bus)
+}
+
 // CoordReports matches every bus's reports (feeder < 0) or one feeder's.
 func CoordReports(feeder int) string {
 	if feeder < 0 {

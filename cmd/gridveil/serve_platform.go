@@ -23,19 +23,20 @@ import (
 // platformFlags are gridveil serve's flags for the platform roles (nats,
 // so, ev): the day's plan, which every party derives alike, and the bus.
 type platformFlags struct {
-	nats     string
-	scenario string
-	seed     uint64
-	evs      int
-	host     int
-	hosts    int
-	maxIter  int
-	resend   time.Duration
-	pace     time.Duration
-	cluster  string
-	clAddr   string
-	routes   string
-	metrics  string
+	nats      string
+	scenario  string
+	seed      uint64
+	evs       int
+	host      int
+	hosts     int
+	maxIter   int
+	resend    time.Duration
+	pace      time.Duration
+	cluster   string
+	clAddr    string
+	routes    string
+	metrics   string
+	dropAfter int
 }
 
 var platformServeFlags platformFlags
@@ -48,6 +49,11 @@ const defaultNATSAddr = "127.0.0.1:4222"
 // injection point for the crash tests of docs/PLATFORM.md, so the crash
 // lands at a chosen place, not wherever a timer happens to fire.
 const faultKillSO = "GRIDVEIL_FAULT_SO_SIGKILL_AT_ITERATION"
+
+// faultKillEV, set to HOST:ROUND, makes EV host HOST kill itself with
+// SIGKILL when the broadcast of round ROUND arrives, before its vehicles
+// answer: the vehicle-process crash of docs/PLATFORM.md.
+const faultKillEV = "GRIDVEIL_FAULT_EV_SIGKILL_AT_ROUND"
 
 func init() {
 	serveRoles["nats"] = serveNATS
@@ -63,6 +69,7 @@ func init() {
 		fs.IntVar(&f.hosts, "hosts", 1, "ev: how many EV host processes share the vehicles")
 		fs.IntVar(&f.maxIter, "max-iter", 5000, "so: iteration limit")
 		fs.DurationVar(&f.resend, "resend", 500*time.Millisecond, "so: re-send a round that made no progress for this long")
+		fs.IntVar(&f.dropAfter, "drop-after", 10, "so: drop vehicles still silent after this many re-sends of a round in a row (their last schedules stay as fixed loads; 0: wait for ever)")
 		fs.DurationVar(&f.pace, "pace", 0, "so: least time between rounds (0: as fast as the reports come)")
 		fs.StringVar(&f.cluster, "cluster", "", "nats: join a NATS cluster of this name")
 		fs.StringVar(&f.clAddr, "cluster-addr", "127.0.0.1:0", "nats: this node's route address in the cluster")
@@ -187,7 +194,7 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "so: %s, seed %d: %d vehicles on %d buses, coordinating over %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), len(cfg.Buses), url)
 	res, err := service.RunSO(o.ctx, service.SOConfig{Operator: cfg, Members: members, Conn: conn, StateFile: filepath.Join(dir, "state"),
-		Resend: f.resend, Pace: f.pace, Log: log, Metrics: met,
+		Resend: f.resend, Pace: f.pace, Log: log, Metrics: met, DropAfter: f.dropAfter,
 		Progress: func(st charging.Stats) {
 			if st.Iter%10 == 0 || !isNaN(st.Gap) {
 				fmt.Fprintf(out, "so: iteration %d objective %.6g change %.3g kW violation %.3g pu gap %.3g\n", st.Iter, st.Objective, st.Change, st.Violation, st.Gap)
@@ -203,7 +210,7 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 	if err := day.WriteJSONFile(filepath.Join(dir, "so.json"), sr); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "so: done after %d iterations (converged %v, %d rounds re-sent, refused %v); %s\n", sr.Iterations, sr.Converged, sr.Resent, sr.Refused, filepath.Join(dir, "so.json"))
+	fmt.Fprintf(out, "so: done after %d iterations (converged %v, %d rounds re-sent, %d vehicles dropped, refused %v); %s\n", sr.Iterations, sr.Converged, sr.Resent, len(sr.Dropped), sr.Refused, filepath.Join(dir, "so.json"))
 	return nil
 }
 
@@ -234,7 +241,19 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "ev %d/%d: hosting %d vehicles over %s\n", f.host, f.hosts, len(evs), url)
-	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met})
+	var onBroadcast func(int)
+	if v := os.Getenv(faultKillEV); v != "" {
+		var h, r int
+		if _, err := fmt.Sscanf(v, "%d:%d", &h, &r); err == nil && h == f.host {
+			onBroadcast = func(round int) {
+				if round >= r {
+					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				}
+			}
+		}
+	}
+	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met,
+		Name: fmt.Sprintf("ev-%d", f.host), OnBroadcast: onBroadcast})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@ type upFlags struct {
 	data     string
 	nats     string
 	pace     time.Duration
+	resend   time.Duration
+	drop     int
 	quiet    bool
 	force    bool
 }
@@ -68,6 +70,8 @@ market, discharging as parties): docs/PLATFORM.md.`,
 	fl.StringVar(&f.data, "data", "", "the parties' data directory (default: OUT/parties)")
 	fl.StringVar(&f.nats, "nats", "", "use this NATS server or cluster (nats://host:port[,...]) instead of starting one")
 	fl.DurationVar(&f.pace, "pace", 0, "least time between coordination rounds (0: as fast as the reports come)")
+	fl.DurationVar(&f.resend, "resend", 500*time.Millisecond, "the SO re-sends a round that made no progress for this long")
+	fl.IntVar(&f.drop, "drop-after", 10, "the SO drops vehicles still silent after this many re-sends in a row (their processes are gone)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	fl.BoolVar(&f.force, "force", false, "write into --out even if it holds files gridveil did not write (they are kept)")
 	return cmd
@@ -80,6 +84,9 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	}
 	if f.hosts <= 0 {
 		return fmt.Errorf("--hosts %d: give at least one EV host process", f.hosts)
+	}
+	if f.resend <= 0 || f.drop < 0 {
+		return fmt.Errorf("--resend %s, --drop-after %d: give a positive resend interval and a drop count >= 0", f.resend, f.drop)
 	}
 	if f.maxIter <= 0 {
 		return fmt.Errorf("--max-iter %d: give a positive iteration limit", f.maxIter)
@@ -115,7 +122,7 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
 	t0 := time.Now()
 	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
-		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Events: &eventLines, Progress: stdout})
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, Events: &eventLines, Progress: stdout})
 	elapsed := time.Since(t0)
 	// The events log is written whatever happened: it is what explains a
 	// failed day.
@@ -149,7 +156,7 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,
-				"restarts": res.Restarts, "rounds": res.SO.Rounds, "rounds_resent": res.SO.Resent, "refused": res.SO.Refused,
+				"restarts": res.Restarts, "hosts_lost": res.Lost, "vehicles_dropped": len(res.SO.Dropped), "rounds": res.SO.Rounds, "rounds_resent": res.SO.Resent, "refused": res.SO.Refused,
 				"flags": runFlags(cmd.Flags()), "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
 			})
 		},
@@ -160,8 +167,8 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	}
 	printSummary(stdout, p, meta, r, elapsed)
 	printFiles(stdout, written)
-	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, refused %v; so.json, events.log, parties' files in %s\n",
-		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], res.SO.Refused, data)
+	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, their last schedules kept as load), refused %v; parties' files in %s\n",
+		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), res.SO.Refused, data)
 	if !sol.Converged {
 		return &exitError{code: 3, err: fmt.Errorf("did not converge in %d iterations; the files in %s say converged: false", sol.Iterations, f.out)}
 	}

@@ -173,3 +173,64 @@ func TestUpRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestUpEVHostKilled kills EV host 1 with SIGKILL when round 20's
+// broadcast reaches it (a fault injection point): the SO drops its
+// vehicles once they have been silent for three re-sends, keeps the
+// schedules they last reported as fixed loads, and the survivors finish
+// the day: converged, certified, and the files' aggregate is the true
+// grid's under every vehicle's schedule, the dropped ones' included.
+func TestUpEVHostKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv(faultKillEV, "1:20")
+	up := t.TempDir()
+	out, err := run(t, "up", "--out", up, "--resend", "100ms", "--drop-after", "3")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var so struct {
+		Converged bool `json:"converged"`
+		Dropped   []struct {
+			Sender    string    `json:"sender"`
+			KeptRound int       `json:"kept_round"`
+			Schedule  []float64 `json:"schedule_kw"`
+		} `json:"dropped"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil {
+		t.Fatal(err)
+	}
+	// Host 1 of 2 hosts every odd vehicle: 42 of the paper's 84.
+	if len(so.Dropped) != 42 || !so.Converged {
+		t.Fatalf("%d vehicles dropped (want host 1's 42), converged %v", len(so.Dropped), so.Converged)
+	}
+	for _, d := range so.Dropped {
+		if d.KeptRound != 19 {
+			t.Errorf("%s: the SO kept its schedule of round %d; it last answered round 19", d.Sender, d.KeptRound)
+		}
+	}
+	u := readSolution(t, filepath.Join(up, "solution.json"))
+	if !u.Converged || len(u.Schedules) != 84 {
+		t.Fatalf("converged %v, %d schedules", u.Converged, len(u.Schedules))
+	}
+	agg := append([]float64(nil), u.Baseline...)
+	for _, x := range u.Schedules {
+		for tt, v := range x {
+			agg[tt] += v
+		}
+	}
+	for tt := range agg {
+		if math.Abs(agg[tt]-u.Aggregate[tt]) > 1e-9 {
+			t.Fatalf("slot %d: the file's aggregate %v, baseline plus every schedule %v", tt, u.Aggregate[tt], agg[tt])
+		}
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	for _, want := range []string{"ev-1 was killed", "dropped a silent vehicle"} {
+		if !strings.Contains(string(events), want) {
+			t.Errorf("events.log lacks %q", want)
+		}
+	}
+}
