@@ -210,7 +210,8 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 	if err := day.WriteJSONFile(filepath.Join(dir, "so.json"), sr); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "so: done after %d iterations (converged %v, %d rounds re-sent, %d vehicles dropped, refused %v); %s\n", sr.Iterations, sr.Converged, sr.Resent, len(sr.Dropped), sr.Refused, filepath.Join(dir, "so.json"))
+	fmt.Fprintf(out, "so: done after %d iterations (converged %v, %d rounds re-sent, %d vehicles dropped, refused %v); %d messages in, %d out; CPU %.1f s, peak RSS %d MiB; %s\n",
+		sr.Iterations, sr.Converged, sr.Resent, len(sr.Dropped), sr.Refused, conn.Received.Load(), conn.Sent.Load(), processCPU().Seconds(), peakRSS()>>20, filepath.Join(dir, "so.json"))
 	return nil
 }
 
@@ -265,7 +266,7 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 	if err := day.WriteJSONFile(path, hs); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ev %d/%d: done, %d reports sent; %s\n", f.host, f.hosts, res.Answered, path)
+	fmt.Fprintf(out, "ev %d/%d: done, %d reports sent; CPU %.1f s, peak RSS %d MiB; %s\n", f.host, f.hosts, res.Answered, processCPU().Seconds(), peakRSS()>>20, path)
 	return nil
 }
 
