@@ -515,16 +515,14 @@ func auditMarket(data []byte) error {
 			return fail("%d P2P contracts for %d Wh settled in the file, %d for %d re-derived", w.Contracts, w.P2PWh, contracts, p2pWh)
 		}
 		// Delivery: penalty ceil(|delivered - rights| x penalty / 1000),
-		// at most the balance, in station name order.
+		// at most the station's own balance (so the order does not matter).
 		for _, r := range w.Rights {
 			if rights[r.Station] != r.Final {
 				return fail("%s ends with %d Wh of rights, re-derived %d", r.Station, r.Final, rights[r.Station])
 			}
 		}
-		names := make([]string, 0, len(w.Rights))
 		pen := map[string]int64{}
 		for _, r := range w.Rights {
-			names = append(names, r.Station)
 			dev := r.Delivered - r.Final
 			pen[r.Station] = min(balance[r.Station], ceilDiv(max(dev, -dev)*p.Penalty, 1000))
 		}
