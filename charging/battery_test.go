@@ -106,7 +106,7 @@ func dykstra(ev *EV, dt float64, yc, yd []float64, cycles int) (c, d []float64) 
 func TestProjectTube(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 1))
 	const dt = 1 // hour slots: a few slots fill or empty the battery
-	sweeps := 0 // trials whose answer needs more than one segment
+	sweeps := 0  // trials whose answer needs more than one segment
 	for trial := 0; trial < 300; trial++ {
 		n := 1 + r.IntN(7)
 		ev := randomBattery(r, n, dt)
@@ -216,5 +216,151 @@ func TestBatteryBoundChargingOnly(t *testing.T) {
 	a, b := vo.Bound(g, zero, idx), vb.Bound(g, zero, idx)
 	if math.Abs(a-b) > 1e-12*math.Abs(a) {
 		t.Fatalf("charging-only bound %.15g, battery bound %.15g", a, b)
+	}
+}
+
+// v2gProblem is the paper problem with every third vehicle given a
+// battery (bidirectional when pdis > 0), its departure need its old
+// energy on top of a drawn arrival SOC.
+func v2gProblem(pdis float64) *Problem {
+	p := ieee13Problem(1, paperFleet, 0.95)
+	r := rand.New(rand.NewPCG(15, 3))
+	for i := range p.EVs {
+		if i%3 != 0 {
+			continue
+		}
+		ev := &p.EVs[i]
+		ev.Capacity = 60
+		ev.SOCArrive = 10 + 20*r.Float64()
+		ev.SOCMin = 10
+		ev.SOCDepart = ev.SOCArrive + ev.Energy
+		ev.Energy = 0
+		ev.PDis, ev.DisEfficiency = pdis, 0.9
+	}
+	return p
+}
+
+// checkBatteries checks every battery vehicle's power and SOC bounds from
+// its net schedule alone (charge = max(x, 0), discharge = max(-x, 0), the
+// only reading when the relaxation is exact) and that the SOC the solver
+// reports is that one.
+func checkBatteries(t *testing.T, p *Problem, sol *Solution) {
+	t.Helper()
+	if sol.Simultaneous > 1e-7 {
+		t.Fatalf("a vehicle charges and discharges %g kW in one slot: the relaxation is not exact here", sol.Simultaneous)
+	}
+	for i, ev := range p.EVs {
+		if !ev.Battery() {
+			continue
+		}
+		s := ev.SOCArrive
+		for tt, x := range sol.Schedules[i] {
+			in := tt >= ev.Arrive && tt < ev.Depart
+			if x < -ev.PDis-1e-9 || x > ev.PMax+1e-9 || (!in && x != 0) {
+				t.Fatalf("EV %s slot %d: %v kW outside [-%v, %v] or outside its window", ev.ID, tt, x, ev.PDis, ev.PMax)
+			}
+			s += ev.Efficiency*p.DT*max(x, 0) - p.DT/ev.DisEfficiency*max(-x, 0)
+			if s < ev.SOCMin-1e-6 || s > ev.Capacity+1e-6 {
+				t.Fatalf("EV %s slot %d: SOC %.6f kWh outside [%v, %v]", ev.ID, tt, s, ev.SOCMin, ev.Capacity)
+			}
+			if math.Abs(s-sol.SOC[i][tt]) > 1e-6 {
+				t.Fatalf("EV %s slot %d: SOC from the schedule %.9f, reported %.9f", ev.ID, tt, s, sol.SOC[i][tt])
+			}
+		}
+		if s < ev.SOCDepart-1e-6 {
+			t.Fatalf("EV %s leaves with %.6f kWh, needs %v", ev.ID, s, ev.SOCDepart)
+		}
+	}
+}
+
+func TestSolveV2G(t *testing.T) {
+	only, err := Solve(v2gProblem(0), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := v2gProblem(6.6)
+	sol, err := Solve(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Solution{only, sol} {
+		if !s.Converged || !(s.Gap <= 1e-9) {
+			t.Fatalf("not certified: converged %v after %d iterations, gap %g", s.Converged, s.Iterations, s.Gap)
+		}
+	}
+	checkBatteries(t, p, sol)
+	// The independent certificate from the schedules alone.
+	agg := p.Baseline()
+	discharged := false
+	for i := range p.EVs {
+		for tt, x := range sol.Schedules[i] {
+			agg[tt] += x
+			discharged = discharged || x < -1e-3
+		}
+	}
+	if g := Objective(agg) - LowerBound(p, agg, sol.Mu); math.Sqrt(2*max(g, 0)) > 0.05 {
+		t.Fatalf("certificate: gap %g kW^2", g)
+	}
+	if !discharged {
+		t.Fatal("no vehicle discharged on the paper's evening peak")
+	}
+	peak := func(a []float64) float64 {
+		m := 0.0
+		for _, v := range a {
+			m = max(m, v)
+		}
+		return m
+	}
+	if !(sol.Objective < only.Objective && peak(sol.Aggregate) < peak(only.Aggregate)) {
+		t.Fatalf("discharging bought nothing: objective %v vs %v charging only, peak %v vs %v", sol.Objective, only.Objective, peak(sol.Aggregate), peak(only.Aggregate))
+	}
+}
+
+// TestRelaxationExact shows when the relaxation holds: with positive
+// prices no vehicle charges and discharges at once (TestSolveV2G); on a
+// feeder exporting power (a negative baseline) burning energy in the
+// charger lowers the objective, and the solver reports it.
+func TestRelaxationExact(t *testing.T) {
+	p := v2gProblem(6.6)
+	for fi := range p.Feeders {
+		for b := range p.Feeders[fi].BaseP {
+			for tt := range p.Feeders[fi].BaseP[b] {
+				p.Feeders[fi].BaseP[b][tt] = -p.Feeders[fi].BaseP[b][tt]
+			}
+		}
+	}
+	sol, err := Solve(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sol.Simultaneous < 1e-3 {
+		t.Fatalf("with a negative load the optimum should burn energy (simultaneous %g kW)", sol.Simultaneous)
+	}
+}
+
+func TestValidateBattery(t *testing.T) {
+	base := EV{ID: "car7", Bus: 1, PMax: 6, Efficiency: 0.9, Depart: 8, Capacity: 40, SOCArrive: 20, SOCMin: 5, SOCDepart: 30, PDis: 6, DisEfficiency: 0.9}
+	for _, c := range []struct {
+		name string
+		edit func(*EV)
+		want string
+	}{
+		{"floor above capacity", func(e *EV) { e.SOCMin = 50 }, "SOC floor 50.000 kWh is above the battery capacity"},
+		{"impossible need", func(e *EV) { e.SOCDepart = 39.9; e.Depart = 2 }, "departure need 39.900 kWh cannot be met"},
+		{"negative discharge efficiency", func(e *EV) { e.DisEfficiency = -0.9 }, "discharge efficiency -0.9 must be in (0, 1]"},
+		{"negative charge efficiency", func(e *EV) { e.Efficiency = -0.9 }, "efficiency -0.9 must be in (0, 1]"},
+		{"arrives below floor", func(e *EV) { e.SOCArrive = 1 }, "below its own floor"},
+		{"energy on a battery", func(e *EV) { e.Energy = 3 }, "states its departure need as soc_depart_kwh"},
+		{"pdis without battery", func(e *EV) { e.Capacity = 0; e.SOCArrive, e.SOCMin, e.SOCDepart = 0, 0, 0 }, "battery capacity 0 kWh must be positive"},
+	} {
+		p := ieee13Problem(1, fleet{}, 0.95)
+		p.Slots = 48
+		ev := base
+		c.edit(&ev)
+		p.EVs = []EV{ev}
+		err := p.Validate()
+		if err == nil || !contains(err.Error(), c.want) || !contains(err.Error(), `"car7"`) {
+			t.Errorf("%s: got %v, want an error naming car7 with %q", c.name, err, c.want)
+		}
 	}
 }
