@@ -94,6 +94,15 @@ type tube struct {
 	pch, pdis float64
 	lo, hi    []float64
 	bp        []float64 // scratch: breakpoints of a segment's response
+
+	// The last sweep's segments, the warm start of the next projection:
+	// segment k ends at slot segEnd[k] on its upper bound (segUp) or its
+	// lower one, with multiplier segLam[k]; the last segment may end on
+	// neither, with multiplier 0 (segFree).
+	segEnd  []int
+	segUp   []bool
+	segLam  []float64
+	segFree bool
 }
 
 func newTube(ev *EV, dt float64) *tube {
@@ -120,6 +129,9 @@ func newTube(ev *EV, dt float64) *tube {
 	}
 	return tb
 }
+
+// tol is the accuracy to which cumulative energies are matched, kWh.
+func (tb *tube) tol() float64 { return 1e-12 * (tb.a*tb.pch + tb.b*tb.pdis) * float64(tb.n) }
 
 // response is slot k's charge and discharge at tube multiplier lam.
 func (tb *tube) response(yc, yd, lam float64) (c, d float64) {
@@ -160,6 +172,9 @@ func (tb *tube) rootUpper(yc, yd []float64, i, j int, r float64) float64 {
 	if tb.energy(yc, yd, i, j, math.Inf(-1)) <= r {
 		return math.Inf(-1)
 	}
+	if lam, ok := tb.newton(yc, yd, i, j, r, 0, tb.tol()); ok {
+		return lam
+	}
 	bp := tb.breakpoints(yc, yd, i, j)
 	// first index whose value is <= r
 	k := sort.Search(len(bp), func(m int) bool { return tb.energy(yc, yd, i, j, bp[m]) <= r })
@@ -175,6 +190,9 @@ func (tb *tube) rootUpper(yc, yd []float64, i, j int, r float64) float64 {
 func (tb *tube) rootLower(yc, yd []float64, i, j int, r float64) float64 {
 	if tb.energy(yc, yd, i, j, math.Inf(1)) >= r {
 		return math.Inf(1)
+	}
+	if lam, ok := tb.newton(yc, yd, i, j, r, 0, tb.tol()); ok {
+		return lam
 	}
 	bp := tb.breakpoints(yc, yd, i, j)
 	// first index whose value is < r; the one before it is the last >= r
@@ -216,7 +234,7 @@ func (tb *tube) interp(yc, yd []float64, i, j int, l, h, r float64) float64 {
 // inequality and Dykstra's alternating projections.
 func (tb *tube) project(yc, yd, c, d []float64, hint float64) float64 {
 	n := tb.n
-	tol := 1e-12 * (tb.a*tb.pch + tb.b*tb.pdis) * float64(n)
+	tol := tb.tol()
 	// One segment: L constant, fixed by the departure bounds.
 	lam := hint
 	if math.IsNaN(lam) || math.IsInf(lam, 0) || !tb.departOK(yc, yd, lam, tol) {
@@ -225,29 +243,42 @@ func (tb *tube) project(yc, yd, c, d []float64, hint float64) float64 {
 	if tb.fill(yc, yd, c, d, 0, n-1, lam, 0, tol) {
 		return lam
 	}
+	if len(tb.segEnd) > 1 && tb.warm(yc, yd, c, d, tol) {
+		return tb.segLam[0]
+	}
+	tb.segEnd, tb.segUp, tb.segLam, tb.segFree = tb.segEnd[:0], tb.segUp[:0], tb.segLam[:0], false
 	first := math.NaN()
 	s0, e0 := 0, 0.0
 	for s0 < n {
 		lamLo, lamHi := math.Inf(-1), math.Inf(1)
 		argLo, argHi := -1, -1
-		end := -1
+		end, up := -1, false
+		// fLo, fHi: F over s0..t at lamLo and lamHi, kept as running sums
+		// and recomputed only when the multiplier they belong to moves.
+		fLo, fHi := 0.0, 0.0
 		for t := s0; t < n; t++ {
 			rU, rL := tb.hi[t]-e0, tb.lo[t]-e0
-			if argHi >= 0 && tb.energy(yc, yd, s0, t, lamHi) > rU+tol {
+			cl, dl := tb.response(yc[t], yd[t], lamLo)
+			ch, dh := tb.response(yc[t], yd[t], lamHi)
+			fLo += tb.a*cl - tb.b*dl
+			fHi += tb.a*ch - tb.b*dh
+			if argHi >= 0 && fHi > rU+tol {
 				// The upper bound at t needs a larger L than the lower bound
 				// at argHi allows: the segment ends there, on its floor.
 				end, lam = argHi, lamHi
 				break
 			}
-			if argLo >= 0 && tb.energy(yc, yd, s0, t, lamLo) < rL-tol {
-				end, lam = argLo, lamLo
+			if argLo >= 0 && fLo < rL-tol {
+				end, lam, up = argLo, lamLo, true
 				break
 			}
-			if tb.energy(yc, yd, s0, t, lamLo) > rU {
+			if fLo > rU {
 				lamLo, argLo = min(tb.rootUpper(yc, yd, s0, t, rU), lamHi), t
+				fLo = tb.energy(yc, yd, s0, t, lamLo)
 			}
-			if tb.energy(yc, yd, s0, t, lamHi) < rL {
+			if fHi < rL {
 				lamHi, argHi = max(tb.rootLower(yc, yd, s0, t, rL), lamLo), t
+				fHi = tb.energy(yc, yd, s0, t, lamHi)
 			}
 		}
 		if end < 0 {
@@ -255,13 +286,15 @@ func (tb *tube) project(yc, yd, c, d []float64, hint float64) float64 {
 			// segment takes the admissible L closest to 0.
 			switch {
 			case lamLo > 0:
-				end, lam = argLo, lamLo
+				end, lam, up = argLo, lamLo, true
 			case lamHi < 0:
 				end, lam = argHi, lamHi
 			default:
 				end, lam = n-1, 0
+				tb.segFree = true
 			}
 		}
+		tb.segEnd, tb.segUp, tb.segLam = append(tb.segEnd, end), append(tb.segUp, up), append(tb.segLam, lam)
 		if math.IsNaN(first) {
 			first = lam
 		}
@@ -269,6 +302,82 @@ func (tb *tube) project(yc, yd, c, d []float64, hint float64) float64 {
 		s0 = end + 1
 	}
 	return first
+}
+
+// warm tries the last sweep's segments on the new point: each segment's
+// multiplier is re-solved on its end bound (Newton from the old one), and
+// the answer is kept only if it meets every KKT condition - all bounds
+// within the segments, each bound's multiplier >= 0 (L steps down after an
+// upper bound, up after a lower one, and the last segment's L has the
+// sign of its bound) - which makes it the exact projection. In late
+// iterations the active bounds stop changing, and this costs a few passes
+// instead of a sweep.
+func (tb *tube) warm(yc, yd, c, d []float64, tol float64) bool {
+	s0, e0 := 0, 0.0
+	last := len(tb.segEnd) - 1
+	for k, end := range tb.segEnd {
+		lam := 0.0
+		if !(k == last && tb.segFree) {
+			r := tb.lo[end] - e0
+			if tb.segUp[k] {
+				r = tb.hi[end] - e0
+			}
+			var ok bool
+			if lam, ok = tb.newton(yc, yd, s0, end, r, tb.segLam[k], tol); !ok {
+				return false
+			}
+		}
+		if !tb.fill(yc, yd, c, d, s0, end, lam, e0, tol) {
+			return false
+		}
+		if k > 0 {
+			// the multiplier of the previous segment's end bound
+			if step := tb.segLam[k-1] - lam; tb.segUp[k-1] && step < 0 || !tb.segUp[k-1] && step > 0 {
+				return false
+			}
+		}
+		tb.segLam[k] = lam
+		e0 += tb.fillSegment(yc, yd, c, d, s0, end, lam)
+		s0 = end + 1
+	}
+	if s0 != tb.n {
+		return false
+	}
+	l := tb.segLam[last]
+	return tb.segFree || tb.segUp[last] && l >= 0 || !tb.segUp[last] && l <= 0
+}
+
+// newton solves F(lam) = r on slots i..j from guess: F is piecewise
+// linear, so Newton lands on the root once it is on the right piece. ok is
+// false if it does not within a few steps (the caller then sweeps, or
+// sorts the breakpoints). On a flat stretch of F any root gives the same
+// charge and discharge, since every slot is clipped there.
+func (tb *tube) newton(yc, yd []float64, i, j int, r, guess, tol float64) (float64, bool) {
+	lam := guess
+	if math.IsNaN(lam) || math.IsInf(lam, 0) {
+		return 0, false
+	}
+	for it := 0; it < 8; it++ {
+		f, slope := 0.0, 0.0
+		for k := i; k <= j; k++ {
+			cc, dd := tb.response(yc[k], yd[k], lam)
+			f += tb.a*cc - tb.b*dd
+			if cc > 0 && cc < tb.pch {
+				slope += tb.a * tb.a
+			}
+			if dd > 0 && dd < tb.pdis {
+				slope += tb.b * tb.b
+			}
+		}
+		if math.Abs(f-r) <= tol {
+			return lam, true
+		}
+		if slope == 0 {
+			return 0, false
+		}
+		lam += (f - r) / slope
+	}
+	return 0, false
 }
 
 // departLam is the L of a single segment: 0 if the departure bounds hold

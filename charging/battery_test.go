@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // randomBattery draws a battery vehicle with a non-empty set on a window
@@ -148,6 +149,20 @@ func TestProjectTube(t *testing.T) {
 			}
 			if vi > 1e-8 {
 				t.Fatalf("trial %d: variational inequality fails: <y-z, w-z> = %g > 0 (ev %+v, y %v %v, z %v %v)", trial, vi, ev, yc, yd, c, d)
+			}
+		}
+		// The same tube warm-started from this projection's segments, on a
+		// nearby point, must give what a fresh tube gives.
+		zc, zd := make([]float64, n), make([]float64, n)
+		for s := range zc {
+			zc[s], zd[s] = yc[s]+0.01*r.NormFloat64(), yd[s]+0.01*r.NormFloat64()
+		}
+		wc, wd, fc, fd := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+		tb.project(zc, zd, wc, wd, math.NaN())
+		newTube(&ev, dt).project(zc, zd, fc, fd, math.NaN())
+		for s := 0; s < n; s++ {
+			if math.Abs(wc[s]-fc[s]) > 1e-9 || math.Abs(wd[s]-fd[s]) > 1e-9 {
+				t.Fatalf("trial %d slot %d: warm start gives (%v, %v), a fresh tube (%v, %v)", trial, s, wc[s], wd[s], fc[s], fd[s])
 			}
 		}
 		if trial < 60 {
@@ -363,4 +378,68 @@ func TestValidateBattery(t *testing.T) {
 			t.Errorf("%s: got %v, want an error naming car7 with %q", c.name, err, c.want)
 		}
 	}
+}
+
+// BenchmarkBatteryStep replays the broadcasts of the ieee13-v2g-like
+// problem (v2gProblem) to convergence and times one vehicle step of a
+// battery vehicle (SOC-tube projection) and of a charging-only one (the
+// knapsack projection) on the same broadcasts, in one run:
+// ns/battery-step, ns/charging-step and their ratio.
+func BenchmarkBatteryStep(b *testing.B) {
+	p := v2gProblem(6.6)
+	s, err := newSolver(p, Options{Workers: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.aggregate(-1, s.op.Sums()); err != nil {
+		b.Fatal(err)
+	}
+	s.op.Start()
+	var casts [][]float64
+	for !s.op.Done() {
+		casts = append(casts, append([]float64(nil), s.op.Aggregate()...))
+		if err := s.aggregate(s.op.Iteration(), s.op.Next()); err != nil {
+			b.Fatal(err)
+		}
+		if _, certify := s.op.Update(); certify {
+			s.op.Certify(LowerBound(p, s.op.Aggregate(), s.op.Mu()) - s.wear())
+		}
+	}
+	tau, T := s.op.Tau(), p.Slots
+	price, scratch := make([]float64, T), make([]float64, T)
+	var bat, chg []*EV
+	for i := range p.EVs {
+		if p.EVs[i].Battery() {
+			bat = append(bat, &p.EVs[i])
+		} else {
+			chg = append(chg, &p.EVs[i])
+		}
+	}
+	var tBat, tChg time.Duration
+	var nBat, nChg int
+	replay := func(evs []*EV) (time.Duration, int) {
+		vs := make([]Vehicle, len(evs))
+		for k, ev := range evs {
+			vs[k] = NewVehicle(ev, T, p.DT, nil)
+		}
+		t0 := time.Now()
+		for _, a := range casts {
+			for k := range vs {
+				vs[k].Step(tau, a, price, scratch)
+			}
+		}
+		return time.Since(t0), len(casts) * len(vs)
+	}
+	for b.Loop() {
+		d, n := replay(bat)
+		tBat, nBat = tBat+d, nBat+n
+		d, n = replay(chg)
+		tChg, nChg = tChg+d, nChg+n
+	}
+	perBat := float64(tBat.Nanoseconds()) / float64(nBat)
+	perChg := float64(tChg.Nanoseconds()) / float64(nChg)
+	b.ReportMetric(perBat, "ns/battery-step")
+	b.ReportMetric(perChg, "ns/charging-step")
+	b.ReportMetric(perBat/perChg, "ratio")
+	b.ReportMetric(float64(len(casts)), "iterations")
 }
