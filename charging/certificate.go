@@ -22,6 +22,12 @@ import (
 // optimality certificate: because f is 1-strongly convex in the aggregate,
 // a feasible x with gap g has its aggregate within sqrt(2g) kW of the
 // optimum in every slot. mu may be nil (no voltage terms).
+//
+// A battery vehicle's inner minimum is the linear programme over its SOC
+// tube, solved exactly by batteryBound's dynamic programme, which likewise
+// shares no code with the projection. With wear costs (EV.Degradation) the
+// objective also holds the vehicles' wear; subtract the candidate's wear
+// (Vehicle.Wear) from q before comparing it with Objective.
 func LowerBound(p *Problem, lambda []float64, mu [][][]float64) float64 {
 	T := p.Slots
 	d := p.Baseline()
@@ -58,9 +64,18 @@ func LowerBound(p *Problem, lambda []float64, mu [][][]float64) float64 {
 		}
 	}
 	idx := make([]int, T)
+	g := make([]float64, T)
 	for i := range p.EVs {
 		ev := &p.EVs[i]
 		c := price[ev.Feeder][ev.Bus]
+		if ev.Battery() {
+			for t := range g {
+				g[t] = lambda[t] + c[t]
+			}
+			bq, _ := batteryBound(ev, p.DT, g)
+			q += bq
+			continue
+		}
 		win := idx[:0]
 		for t := ev.Arrive; t < ev.Depart; t++ {
 			win = append(win, t)

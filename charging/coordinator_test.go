@@ -3,8 +3,8 @@ package charging
 import (
 	"bytes"
 	"encoding/gob"
-	"fmt"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"

@@ -9,17 +9,33 @@ import (
 )
 
 // EV is one vehicle's private data: its local set X_i of DESIGN.md C2.
-// It is plugged in for Arrive <= t < Depart and must take Energy kWh into its
-// battery, drawing Energy / Efficiency from the grid.
+// It is plugged in for Arrive <= t < Depart. A charging-only vehicle
+// (Capacity 0) must take Energy kWh into its battery, drawing
+// Energy / Efficiency from the grid. A vehicle with a battery model
+// (Capacity > 0, see battery.go) instead keeps its state of charge within
+// [SOCMin, Capacity] in every slot from SOCArrive, holds at least SOCDepart
+// at departure, and may discharge up to PDis kW.
 type EV struct {
 	ID         string
 	Feeder     int     // index into Problem.Feeders
 	Bus        int     // bus index within the feeder
 	PMax       float64 // charger limit, kW
-	Energy     float64 // energy to store, kWh
+	Energy     float64 // energy to store, kWh (charging-only vehicles)
 	Efficiency float64 // charging efficiency, (0, 1]
 	Arrive     int     // first plugged-in slot
 	Depart     int     // first slot after unplugging
+
+	Capacity      float64 // battery capacity, kWh; 0 = charging-only vehicle
+	SOCArrive     float64 // state of charge at arrival, kWh
+	SOCMin        float64 // the owner's floor, kWh, in every slot
+	SOCDepart     float64 // state of charge needed at departure, kWh
+	PDis          float64 // discharge limit, kW (grid side); 0 = charges only
+	DisEfficiency float64 // discharge efficiency, (0, 1]
+	// Degradation is the cost of battery wear per kW-slot of throughput
+	// (charge plus discharge), in the units of the load price A(t), kW: a
+	// vehicle shifts energy only when the load it shaves exceeds the load
+	// it adds by more than the wear.
+	Degradation float64
 }
 
 // Feeder is a feeder together with its baseline (non-EV) load.
@@ -116,6 +132,12 @@ func (p *Problem) Validate() error {
 		}
 		if ev.Arrive < 0 || ev.Depart > p.Slots || ev.Arrive >= ev.Depart {
 			return fmt.Errorf("%w: EV %q: plug-in window [%d, %d) must satisfy 0 <= arrive < depart <= %d", ErrInvalidProblem, name, ev.Arrive, ev.Depart, p.Slots)
+		}
+		if ev.Battery() || ev.PDis != 0 {
+			if err := ev.validateBattery(p.DT); err != nil {
+				return err
+			}
+			continue
 		}
 		most := ev.PMax * float64(ev.Depart-ev.Arrive) * ev.Efficiency * p.DT
 		if ev.Energy > most*(1+1e-12) {

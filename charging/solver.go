@@ -54,6 +54,17 @@ type Solution struct {
 	Voltage    [][][]float64
 	Mu         [][][]float64 // voltage multipliers [feeder][bus][slot], >= 0
 	History    []Stats
+	// SOC is each battery vehicle's state of charge after every slot, kWh
+	// ([ev][slot], nil rows for charging-only vehicles; nil if the problem
+	// has no battery vehicle).
+	SOC [][]float64
+	// Wear is the vehicles' total degradation cost (EV.Degradation), in
+	// the objective's units; it is not part of Objective.
+	Wear float64
+	// Simultaneous is the largest power any battery vehicle charges and
+	// discharges in the same slot, kW: 0 when the convex relaxation is
+	// exact (battery.go).
+	Simultaneous float64
 }
 
 // Solve runs the decentralized projected-gradient primal-dual method of
@@ -150,7 +161,7 @@ func (s *solver) run() (*Solution, error) {
 		}
 		st, certify := op.Update()
 		if certify {
-			st = op.Certify(LowerBound(p, op.Aggregate(), op.Mu()))
+			st = op.Certify(LowerBound(p, op.Aggregate(), op.Mu()) - s.wear())
 		}
 		if s.opt.Progress != nil {
 			s.opt.Progress(st)
@@ -162,6 +173,17 @@ func (s *solver) run() (*Solution, error) {
 	sol.History = op.History()
 	sol.Objective = Objective(op.Aggregate())
 	sol.Aggregate = append([]float64(nil), op.Aggregate()...)
+	sol.Wear = s.wear()
+	for pos := range s.veh {
+		v := &s.veh[pos]
+		if soc := v.SOC(); soc != nil {
+			if sol.SOC == nil {
+				sol.SOC = make([][]float64, len(p.EVs))
+			}
+			sol.SOC[s.order[pos]] = soc
+			sol.Simultaneous = max(sol.Simultaneous, v.Simultaneous())
+		}
+	}
 	// Put the schedules in the problem's EV order in place (following the
 	// permutation's cycles with one spare row), so that a million-EV
 	// solution does not need a second copy of every schedule.
@@ -245,4 +267,13 @@ func (s *solver) permuteToEVOrder() {
 			pos = dst
 		}
 	}
+}
+
+// wear is the vehicles' total degradation cost, summed in solver order.
+func (s *solver) wear() float64 {
+	w := 0.0
+	for pos := range s.veh {
+		w += s.veh[pos].Wear()
+	}
+	return w
 }

@@ -59,6 +59,15 @@ type InstEV struct {
 	Efficiency float64 `json:"efficiency"`
 	Arrive     int     `json:"arrive_slot"`
 	Depart     int     `json:"depart_slot"`
+	// The battery model (V2G); all absent for a charging-only vehicle, so
+	// files without them load as before.
+	Capacity      float64 `json:"capacity_kwh,omitempty"`
+	SOCArrive     float64 `json:"soc_arrive_kwh,omitempty"`
+	SOCMin        float64 `json:"soc_min_kwh,omitempty"`
+	SOCDepart     float64 `json:"soc_depart_kwh,omitempty"`
+	PDis          float64 `json:"pdis_kw,omitempty"`
+	DisEfficiency float64 `json:"discharge_efficiency,omitempty"`
+	Degradation   float64 `json:"degradation_kw,omitempty"`
 }
 
 // NewInstance describes p for instance.json.
@@ -81,7 +90,8 @@ func NewInstance(p *charging.Problem, m *Meta) *Instance {
 	in.EVs = make([]InstEV, len(p.EVs))
 	for i, ev := range p.EVs {
 		f := &p.Feeders[ev.Feeder]
-		in.EVs[i] = InstEV{ID: ev.ID, Feeder: f.Name, Bus: f.Buses[ev.Bus].Name, PMax: ev.PMax, Energy: ev.Energy, Efficiency: ev.Efficiency, Arrive: ev.Arrive, Depart: ev.Depart}
+		in.EVs[i] = InstEV{ID: ev.ID, Feeder: f.Name, Bus: f.Buses[ev.Bus].Name, PMax: ev.PMax, Energy: ev.Energy, Efficiency: ev.Efficiency, Arrive: ev.Arrive, Depart: ev.Depart,
+			Capacity: ev.Capacity, SOCArrive: ev.SOCArrive, SOCMin: ev.SOCMin, SOCDepart: ev.SOCDepart, PDis: ev.PDis, DisEfficiency: ev.DisEfficiency, Degradation: ev.Degradation}
 	}
 	return in
 }
@@ -144,7 +154,8 @@ func (in *Instance) Problem() (*charging.Problem, *Meta, error) {
 		if b < 0 {
 			return nil, nil, fmt.Errorf("%w: evs[%d] (%q): unknown bus %q on feeder %q; use one of %s", ErrScenario, i, je.ID, je.Bus, je.Feeder, loadBusNames(&p.Feeders[fi].Feeder))
 		}
-		p.EVs = append(p.EVs, charging.EV{ID: je.ID, Feeder: fi, Bus: b, PMax: je.PMax, Energy: je.Energy, Efficiency: je.Efficiency, Arrive: je.Arrive, Depart: je.Depart})
+		p.EVs = append(p.EVs, charging.EV{ID: je.ID, Feeder: fi, Bus: b, PMax: je.PMax, Energy: je.Energy, Efficiency: je.Efficiency, Arrive: je.Arrive, Depart: je.Depart,
+			Capacity: je.Capacity, SOCArrive: je.SOCArrive, SOCMin: je.SOCMin, SOCDepart: je.SOCDepart, PDis: je.PDis, DisEfficiency: je.DisEfficiency, Degradation: je.Degradation})
 	}
 	if err := p.Validate(); err != nil {
 		return nil, nil, err
@@ -184,6 +195,76 @@ type Solution struct {
 	Violations   int                  `json:"violations"`
 	MaxViolation float64              `json:"max_violation_pu"`
 	SOView       *SOView              `json:"so_view,omitempty"`
+	// V2G is present when the problem has battery vehicles.
+	V2G *V2GResult `json:"v2g,omitempty"`
+}
+
+// V2GResult is what the battery vehicles did: each one's state of charge
+// after every slot, how far the relaxation is from exact, and, when the
+// run also solved the same day with discharging switched off, what
+// discharging bought.
+type V2GResult struct {
+	Bidirectional int                  `json:"bidirectional"` // vehicles allowed to discharge
+	Batteries     int                  `json:"batteries"`     // vehicles with a battery model
+	SOC           map[string][]float64 `json:"soc_kwh,omitempty"`
+	Simultaneous  float64              `json:"simultaneous_kw"` // largest charge-and-discharge in one slot; 0 = exact
+	Wear          float64              `json:"wear"`
+	DischargedKWh float64              `json:"discharged_kwh"` // grid side
+	PeakBaseline  float64              `json:"peak_baseline_kw"`
+	Peak          float64              `json:"peak_kw"`
+	ChargingOnly  *ChargingOnly        `json:"charging_only,omitempty"`
+}
+
+// ChargingOnly is the same day solved with every pdis set to 0.
+type ChargingOnly struct {
+	Iterations int       `json:"iterations"`
+	Converged  bool      `json:"converged"`
+	Objective  float64   `json:"objective"`
+	Peak       float64   `json:"peak_kw"`
+	Aggregate  []float64 `json:"aggregate_kw"`
+}
+
+// NewV2GResult describes the battery vehicles of a run (nil if there are
+// none); g is the grid's state under sol, only is the charging-only
+// solve's grid state or nil.
+func NewV2GResult(p *charging.Problem, sol *charging.Solution, g *charging.GridState, only *charging.Solution, og *charging.GridState, withSOC bool) *V2GResult {
+	r := &V2GResult{Simultaneous: sol.Simultaneous, Wear: sol.Wear}
+	for i, ev := range p.EVs {
+		if !ev.Battery() {
+			continue
+		}
+		r.Batteries++
+		if ev.PDis > 0 {
+			r.Bidirectional++
+		}
+		for _, x := range sol.Schedules[i] {
+			r.DischargedKWh += max(-x, 0) * p.DT
+		}
+		if withSOC && sol.SOC != nil {
+			if r.SOC == nil {
+				r.SOC = map[string][]float64{}
+			}
+			r.SOC[ev.ID] = sol.SOC[i]
+		}
+	}
+	if r.Batteries == 0 {
+		return nil
+	}
+	_, r.PeakBaseline = minMax(p.Baseline())
+	_, r.Peak = minMax(g.Aggregate)
+	if only != nil {
+		_, pk := minMax(og.Aggregate)
+		r.ChargingOnly = &ChargingOnly{Iterations: only.Iterations, Converged: only.Converged, Objective: og.Objective, Peak: pk, Aggregate: og.Aggregate}
+	}
+	return r
+}
+
+func minMax(a []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, v := range a {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return lo, hi
 }
 
 // SOView is what the system operator believed at the end of a run whose

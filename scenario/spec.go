@@ -77,6 +77,23 @@ type EVSpec struct {
 	Energy     [2]float64 `yaml:"energy_kwh"` // U[lo, hi]
 	Arrive     [2]string  `yaml:"arrive"`     // clock times, U[lo, hi]
 	Depart     [2]string  `yaml:"depart"`
+	V2G        V2GSpec    `yaml:"v2g"`
+}
+
+// V2GSpec gives a share of the drawn vehicles a battery model and lets
+// them discharge (DESIGN.md "V2G discharging"). A vehicle with a battery
+// arrives with a drawn SOC, must leave with its drawn energy on top of it
+// (capped at its capacity), never goes below the owner's floor, and
+// discharges up to pdis_kw. The draws use their own random stream, so the
+// other vehicles are the same with and without it.
+type V2GSpec struct {
+	Share         float64    `yaml:"share"`                // fraction of vehicles with a battery, [0, 1]
+	Capacity      [2]float64 `yaml:"capacity_kwh"`         // U[lo, hi], default [40, 80]
+	SOCArrive     [2]float64 `yaml:"soc_arrive"`           // fraction of capacity, U[lo, hi], default [0.3, 0.6]
+	SOCMin        float64    `yaml:"soc_min"`              // the owner's floor, fraction of capacity, default 0.2
+	PDis          float64    `yaml:"pdis_kw"`              // default: pmax_kw
+	DisEfficiency float64    `yaml:"discharge_efficiency"` // default: efficiency
+	Degradation   float64    `yaml:"degradation_kw"`       // wear per kW-slot of throughput, default 0
 }
 
 // EVItem is one explicitly listed vehicle.
@@ -89,6 +106,15 @@ type EVItem struct {
 	Efficiency float64 `yaml:"efficiency"`
 	Arrive     int     `yaml:"arrive_slot"`
 	Depart     int     `yaml:"depart_slot"`
+	// A battery model (all optional; capacity_kwh > 0 turns it on and
+	// replaces energy_kwh by soc_depart_kwh).
+	Capacity      float64 `yaml:"capacity_kwh"`
+	SOCArrive     float64 `yaml:"soc_arrive_kwh"`
+	SOCMin        float64 `yaml:"soc_min_kwh"`
+	SOCDepart     float64 `yaml:"soc_depart_kwh"`
+	PDis          float64 `yaml:"pdis_kw"`
+	DisEfficiency float64 `yaml:"discharge_efficiency"`
+	Degradation   float64 `yaml:"degradation_kw"`
 }
 
 // ErrScenario is wrapped by every error about a scenario's content.
@@ -304,6 +330,9 @@ func Build(s *Spec, seed uint64, evs int) (*charging.Problem, *Meta, error) {
 			PMax: es.PMax, Energy: e, Efficiency: es.Efficiency, Arrive: a, Depart: d,
 		})
 	}
+	if err := applyV2G(&es, p.EVs[:total], seed, dt); err != nil {
+		return nil, nil, err
+	}
 	for i, it := range sp.EVList {
 		if it.Feeder < 0 || it.Feeder >= k {
 			return nil, nil, fmt.Errorf("%w: ev_list[%d] (%q): feeder %d does not exist; the region has feeders 0..%d", ErrScenario, i, it.ID, it.Feeder, k-1)
@@ -316,7 +345,12 @@ func Build(s *Spec, seed uint64, evs int) (*charging.Problem, *Meta, error) {
 		if eff == 0 {
 			eff = 0.9
 		}
-		p.EVs = append(p.EVs, charging.EV{ID: it.ID, Feeder: it.Feeder, Bus: b, PMax: it.PMax, Energy: it.Energy, Efficiency: eff, Arrive: it.Arrive, Depart: it.Depart})
+		ev := charging.EV{ID: it.ID, Feeder: it.Feeder, Bus: b, PMax: it.PMax, Energy: it.Energy, Efficiency: eff, Arrive: it.Arrive, Depart: it.Depart,
+			Capacity: it.Capacity, SOCArrive: it.SOCArrive, SOCMin: it.SOCMin, SOCDepart: it.SOCDepart, PDis: it.PDis, DisEfficiency: it.DisEfficiency, Degradation: it.Degradation}
+		if ev.Capacity > 0 && ev.DisEfficiency == 0 {
+			ev.DisEfficiency = eff
+		}
+		p.EVs = append(p.EVs, ev)
 	}
 	if err := p.Validate(); err != nil {
 		return nil, nil, err
@@ -410,3 +444,64 @@ func SlotClock(start string, dt float64, t int) string {
 	}
 	return offsetClock(h, dt*float64(t))
 }
+
+// applyV2G gives the share es.V2G.Share of the drawn vehicles a battery:
+// every vehicle whose own draw from a separate stream falls below the
+// share, so raising the share only adds vehicles. A vehicle keeps its
+// drawn energy as what it must gain by departure.
+func applyV2G(es *EVSpec, evs []charging.EV, seed uint64, dt float64) error {
+	v := es.V2G
+	if v == (V2GSpec{}) {
+		return nil
+	}
+	if !(v.Share >= 0 && v.Share <= 1) {
+		return fmt.Errorf("%w: evs.v2g.share %v must be a fraction in [0, 1]", ErrScenario, v.Share)
+	}
+	if v.Capacity == [2]float64{} {
+		v.Capacity = [2]float64{40, 80}
+	}
+	if v.SOCArrive == [2]float64{} {
+		v.SOCArrive = [2]float64{0.3, 0.6}
+	}
+	if v.SOCMin == 0 {
+		v.SOCMin = 0.2
+	}
+	if v.PDis == 0 {
+		v.PDis = es.PMax
+	}
+	if v.DisEfficiency == 0 {
+		v.DisEfficiency = es.Efficiency
+	}
+	if !(v.Capacity[0] > 0 && v.Capacity[1] >= v.Capacity[0]) {
+		return fmt.Errorf("%w: evs.v2g.capacity_kwh %v must be [lo, hi] with 0 < lo <= hi", ErrScenario, v.Capacity)
+	}
+	if !(v.SOCArrive[0] >= 0 && v.SOCArrive[1] >= v.SOCArrive[0] && v.SOCArrive[1] <= 1) {
+		return fmt.Errorf("%w: evs.v2g.soc_arrive %v must be [lo, hi] fractions of capacity with 0 <= lo <= hi <= 1", ErrScenario, v.SOCArrive)
+	}
+	if !(v.SOCMin >= 0 && v.SOCMin <= v.SOCArrive[0]) {
+		return fmt.Errorf("%w: evs.v2g.soc_min %v must be a fraction in [0, soc_arrive lo = %v]: a vehicle may not arrive below its own floor", ErrScenario, v.SOCMin, v.SOCArrive[0])
+	}
+	if !(v.PDis >= 0) || !(v.DisEfficiency > 0 && v.DisEfficiency <= 1) || !(v.Degradation >= 0) {
+		return fmt.Errorf("%w: evs.v2g needs pdis_kw >= 0, discharge_efficiency in (0, 1] and degradation_kw >= 0 (got %v, %v, %v)", ErrScenario, v.PDis, v.DisEfficiency, v.Degradation)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x76326776656869)) // "v2gvehi"
+	for i := range evs {
+		ev := &evs[i]
+		pick, c, s0 := rng.Float64(), rng.Float64(), rng.Float64()
+		if pick >= v.Share {
+			continue
+		}
+		ev.Capacity = v.Capacity[0] + (v.Capacity[1]-v.Capacity[0])*c
+		ev.SOCArrive = ev.Capacity * (v.SOCArrive[0] + (v.SOCArrive[1]-v.SOCArrive[0])*s0)
+		ev.SOCMin = ev.Capacity * v.SOCMin
+		ev.SOCDepart = math.Min(ev.Capacity, ev.SOCArrive+ev.Energy)
+		ev.Energy = 0
+		ev.PDis, ev.DisEfficiency, ev.Degradation = v.PDis, v.DisEfficiency, v.Degradation
+	}
+	return nil
+}
+
+// SetV2GShare overrides the share of drawn vehicles with a battery that
+// may discharge (gridveil sim --v2g-share); the scenario's other v2g
+// settings, or their defaults, apply.
+func (s *Spec) SetV2GShare(f float64) { s.EVs.V2G.Share = f }

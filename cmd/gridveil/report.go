@@ -51,10 +51,7 @@ func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, r *
 	for _, s := range sol.History {
 		c.Convergence = append(c.Convergence, report.ConvPoint{Iter: s.Iter, Objective: s.Objective, Change: s.Change, Violation: s.Violation})
 	}
-	energy := 0.0
-	for _, ev := range p.EVs {
-		energy += ev.Energy
-	}
+	energy := storedEnergy(p, sol)
 	gap := "not computed"
 	if !math.IsNaN(sol.Gap) {
 		gap = fmt.Sprintf("%.2e", sol.Gap)

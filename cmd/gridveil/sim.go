@@ -32,6 +32,7 @@ type simFlags struct {
 	priv        privacyFlags
 	base        baselineFlags
 	mkt         marketFlags
+	v2g         v2gFlags
 }
 
 func newSimCmd() *cobra.Command {
@@ -78,6 +79,7 @@ do. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
 	f.priv.register(fl)
 	f.base.register(fl)
 	f.mkt.register(fl)
+	f.v2g.register(fl)
 	addForceFlag(fl)
 	return cmd
 }
@@ -108,8 +110,8 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		err  error
 	)
 	if strings.HasSuffix(f.scenario, ".json") {
-		if cmd.Flags().Changed("seed") || f.evs > 0 {
-			return errors.New("--seed and --evs do not apply to an instance.json, which fixes every vehicle; give a scenario instead")
+		if cmd.Flags().Changed("seed") || f.evs > 0 || cmd.Flags().Changed("v2g-share") {
+			return errors.New("--seed, --evs and --v2g-share do not apply to an instance.json, which fixes every vehicle; give a scenario instead")
 		}
 		var file *os.File
 		file, err = os.Open(f.scenario)
@@ -129,6 +131,12 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		seed := spec.Seed
 		if cmd.Flags().Changed("seed") {
 			seed = f.seed
+		}
+		if cmd.Flags().Changed("v2g-share") {
+			if !(f.v2g.share >= 0 && f.v2g.share <= 1) {
+				return fmt.Errorf("--v2g-share %v: give the fraction of vehicles that may discharge, in [0, 1]", f.v2g.share)
+			}
+			spec.SetV2GShare(f.v2g.share)
 		}
 		p, meta, err = scenario.Build(spec, seed, f.evs)
 		if err != nil {
@@ -191,6 +199,14 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		return err
 	}
 	extra := &reportExtras{}
+	onlySol, onlyGrid, err := f.v2g.solveChargingOnly(p, f.maxIter, f.workers)
+	if err != nil {
+		return err
+	}
+	v2g := scenario.NewV2GResult(p, sol, res.grid, onlySol, onlyGrid, !f.noSchedules)
+	if v2g != nil {
+		extra.lines = append(extra.lines, v2gFigures(p, meta, res, v2g)...)
+	}
 	if res.so != nil {
 		extra.lines = append(extra.lines, soViewFigure(p, meta, res))
 	}
@@ -229,6 +245,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		"solution.json": func(w io.Writer) error {
 			out := scenario.NewSolution(p, meta, sol, res.grid, mech.Name(), !f.noSchedules)
 			out.SOView = res.so
+			out.V2G = v2g
 			return scenario.WriteJSON(w, out)
 		},
 		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, res, extra) },
@@ -261,6 +278,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 		return err
 	}
 	printSummary(stdout, p, meta, res, solveTime)
+	printV2G(stdout, v2g, res.grid.Objective)
 	if l := ldpBaseline; l != nil {
 		fmt.Fprintf(stdout, "  ldp baseline %s, epsilon %.3g per reading (%.3g per meter over the horizon), %d meters: baseline RMSE %.1f kW per bus-slot;\n               on the true grid the schedules cost %+.3g%% over the true-baseline optimum, %d bus-slots below vmin\n",
 			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
@@ -453,10 +471,7 @@ func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResu
 	sol, g := r.sol, r.grid
 	bl, bh := loadRange(p.Baseline())
 	al, ah := loadRange(g.Aggregate)
-	energy := 0.0
-	for _, ev := range p.EVs {
-		energy += ev.Energy
-	}
+	energy := storedEnergy(p, sol)
 	where := ""
 	if len(p.Feeders) > 0 {
 		f := &p.Feeders[g.MinFeeder]
