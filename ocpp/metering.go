@@ -25,12 +25,12 @@ type MeterRecord struct {
 	Transaction string    `json:"transaction_id"` // the station's transactionId
 	Event       string    `json:"event"`          // Started, Updated, Ended
 	SeqNo       int       `json:"seq_no"`
-	Time        string    `json:"time"`              // the event's timestamp, station clock
-	Start       string    `json:"tx_start"`          // the Started event's timestamp: slot 0 of the profile
-	Vehicle     int       `json:"vehicle"`           // index of the vehicle whose schedule the transaction got; -1 none
-	ProfileID   int       `json:"profile_id"`        // the TxProfile's id; 0 none
-	FirstSlot   int       `json:"first_slot"`        // horizon slot of the transaction's start
-	SlotSeconds int       `json:"slot_seconds"`      // 0 without a schedule
+	Time        string    `json:"time"`               // the event's timestamp, station clock
+	Start       string    `json:"tx_start"`           // the Started event's timestamp: slot 0 of the profile
+	Vehicle     int       `json:"vehicle"`            // index of the vehicle whose schedule the transaction got; -1 none
+	ProfileID   int       `json:"profile_id"`         // the TxProfile's id; 0 none
+	FirstSlot   int       `json:"first_slot"`         // horizon slot of the transaction's start
+	SlotSeconds int       `json:"slot_seconds"`       // 0 without a schedule
 	Readings    []Reading `json:"readings,omitempty"` // Energy.Active.Import.Register, Wh
 }
 
