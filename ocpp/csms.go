@@ -32,10 +32,9 @@ const PathPrefix = "/ocpp/"
 
 // Limits of the CSMS's connections.
 const (
-	maxFrame    = 256 << 10 // largest frame a station may send
-	recentIDs   = 4096      // CALL ids remembered per station to refuse duplicates
-	writeWait   = 10 * time.Second
-	maxStations = 1 << 20
+	maxFrame  = 256 << 10 // largest frame a station may send
+	recentIDs = 4096      // CALL ids remembered per station to refuse duplicates
+	writeWait = 10 * time.Second
 )
 
 // Options configure a CSMS.

@@ -74,16 +74,6 @@ func loadSchemas() (map[string]*jsonschema.Schema, error) {
 	return schemas, schemasErr
 }
 
-// knownAction tells whether the CSMS has the schemas of action.
-func knownAction(action string) bool {
-	s, err := loadSchemas()
-	if err != nil {
-		return false
-	}
-	_, ok := s[action+".req"]
-	return ok
-}
-
 // Validate checks payload, the JSON of a request (response false) or
 // response (true) of action, against the OCPP 2.0.1 schema. A payload that
 // does not conform gives an *RPCError with the error code OCPP-J assigns
