@@ -58,6 +58,18 @@ type DayStation struct {
 	Name   string
 	Bus    string  // bus in the grid model
 	Demand []int64 // Wh per delivery window
+	// Delivered is the metered Wh per window, for example what the
+	// station's OCPP meter values reported (ocpp.Delivery.WindowWh); nil:
+	// the station drew its demand.
+	Delivered []int64
+}
+
+// metered is the station's metered delivery in window w.
+func (st *DayStation) metered(w int) int64 {
+	if st.Delivered != nil {
+		return st.Delivered[w]
+	}
+	return st.Demand[w]
 }
 
 // DayConfig describes a trading day: the windows, the stations, and what
@@ -241,11 +253,17 @@ const OpeningBalance = 1_000_000_000
 // market.MatchP2P, price-time priority at the midpoint of the two limits;
 // the seller signs each contract and the buyer submits it, and the ledger
 // settles it or refuses it (the line security check). The metered
-// delivery is each station's demand (what its EVs draw under the
-// coordinated schedules), so rights short of demand cost penalties. Keys
+// delivery is each station's Delivered, or its demand (what its EVs draw
+// under the coordinated schedules) when it has none, so rights short of
+// delivery cost penalties. Keys
 // derive from the seed too, so the day reproduces exactly.
 func RunDay(cfg DayConfig) (*DayResult, error) {
 	W := len(cfg.Margin)
+	for _, st := range cfg.Stations {
+		if st.Delivered != nil && len(st.Delivered) != W {
+			return nil, fmt.Errorf("ledger: station %q: metered delivery for %d windows, the day has %d; give one value per window", st.Name, len(st.Delivered), W)
+		}
+	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6d6b74)) // "mkt"
 	key := func(label string) ed25519.PrivateKey {
 		var s [32]byte
@@ -416,7 +434,7 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 		if wstate != nil {
 			delivered := map[string]int64{}
 			for i, st := range cfg.Stations {
-				delivered[hexKeys[i]] = st.Demand[w]
+				delivered[hexKeys[i]] = st.metered(w)
 				penalty[i] = s.Accounts[hexKeys[i]].Balance
 			}
 			if err := block(-1, [][]byte{sign(gridKey, Body{Type: "delivery", Window: win, Delivered: delivered})}); err != nil {
@@ -482,7 +500,7 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 			for i, st := range cfg.Stations {
 				r := wstate.Rights[hexKeys[i]]
 				if st.Demand[w] > 0 || r > 0 || initial[i] > 0 {
-					dw.Rights = append(dw.Rights, WindowRights{Station: st.Name, Demand: st.Demand[w], Initial: initial[i], Final: r, Delivered: st.Demand[w], Penalty: penalty[i]})
+					dw.Rights = append(dw.Rights, WindowRights{Station: st.Name, Demand: st.Demand[w], Initial: initial[i], Final: r, Delivered: st.metered(w), Penalty: penalty[i]})
 				}
 				stRes[i].RightsAfter += r
 				diff := st.Demand[w] - r
@@ -491,7 +509,8 @@ func RunDay(cfg DayConfig) (*DayResult, error) {
 				} else {
 					dw.Excess -= diff
 				}
-				stRes[i].Deviation += max(diff, -diff)
+				dev := st.metered(w) - r
+				stRes[i].Deviation += max(dev, -dev)
 			}
 			dw.Income = wstate.Income
 			for _, bus := range sortedKeys(wstate.Congestion) {

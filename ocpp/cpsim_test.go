@@ -1,0 +1,255 @@
+package ocpp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gridveil/gridveil/ledger"
+)
+
+// cpSim makes the Node charge point of testdata/cp-sim runnable: npm ci
+// with the committed lock file into a cache directory keyed by the lock
+// file's hash, once. It returns the NODE_PATH to run cp.js with. No node
+// or no registry fails the test with what to do; only -short skips it.
+func cpSim(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the test against the ocpp-rpc charge point needs node and npm")
+	}
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not on PATH: the OCPP tests drive a real ocpp-rpc charge point under Node.js; install Node.js 18 or later (or run go test -short to skip them)", tool)
+		}
+	}
+	lock, err := os.ReadFile("testdata/cp-sim/package-lock.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(lock)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "gridveil", "cp-sim-"+hex.EncodeToString(sum[:8]))
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ocpp-rpc", "package.json")); err == nil {
+		return filepath.Join(dir, "node_modules")
+	}
+	// Install into a fresh directory and rename it into place, so that a
+	// failed or concurrent install never leaves a half-filled cache.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "install-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, f := range []string{"package.json", "package-lock.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata/cp-sim", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+	cmd.Dir = tmp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci of testdata/cp-sim failed: %v\n%s\nthe OCPP tests need the ocpp-rpc package from the npm registry (is it reachable? npm config get registry)", err, out)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, "node_modules", "ocpp-rpc")); serr != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "node_modules")
+}
+
+// cpEvent is one line of cp.js's output.
+type cpEvent struct {
+	Event         string          `json:"event"`
+	Params        json.RawMessage `json:"params"`
+	Protocol      string          `json:"protocol"`
+	TransactionID string          `json:"transactionId"`
+	ProfileID     int             `json:"profileId"`
+	RegisterWh    float64         `json:"register_wh"`
+	SlotWh        []float64       `json:"slot_wh"`
+	Error         string          `json:"error"`
+	What          string          `json:"what"`
+}
+
+// runCP runs cp.js as station id against addr for n transactions.
+func runCP(t *testing.T, nodePath, addr, id, password string, n int) []cpEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "testdata/cp-sim/cp.js", "ws://"+addr+"/ocpp", id, password, string(rune('0'+n)))
+	cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var evs []cpEvent
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e cpEvent
+		if jerr := json.Unmarshal(sc.Bytes(), &e); jerr != nil {
+			t.Fatalf("cp.js printed %q: %v", sc.Text(), jerr)
+		}
+		evs = append(evs, e)
+	}
+	if err != nil {
+		t.Fatalf("cp.js: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+	return evs
+}
+
+// TestOCPPRPCChargePoint runs a real OCPP 2.0.1 client (ocpp-rpc in strict
+// mode, which validates every message against the schemas in both
+// directions) against the CSMS: boot, authorize, start, receive the
+// profile, report meter values, stop; twice, so the second transaction
+// gets the second vehicle. The profiles must be the vehicles' schedules of
+// the sim run, and the ledger must settle the energy the station reported
+// (which falls short of the schedule in each vehicle's last charging
+// period), not the schedule.
+func TestOCPPRPCChargePoint(t *testing.T) {
+	nodePath := cpSim(t)
+	run, err := ReadSimRun("testdata/sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Schedules: run, Dir: dir})
+	evs := runCP(t, nodePath, addr, "CP-1", "s3cret-cp1", 2)
+
+	var profiles []SetChargingProfileRequest
+	var txs []cpEvent
+	for _, e := range evs {
+		switch e.Event {
+		case "connected":
+			if e.Protocol != Subprotocol {
+				t.Errorf("negotiated subprotocol %q, want %q", e.Protocol, Subprotocol)
+			}
+		case "SetChargingProfile":
+			var p SetChargingProfileRequest
+			if err := json.Unmarshal(e.Params, &p); err != nil {
+				t.Fatal(err)
+			}
+			profiles = append(profiles, p)
+		case "transaction":
+			txs = append(txs, e)
+		case "unhandled":
+			t.Errorf("the CSMS sent an unexpected call: %+v", e)
+		}
+	}
+	if len(profiles) != 2 || len(txs) != 2 {
+		t.Fatalf("got %d profiles and %d transactions, want 2 and 2: %+v", len(profiles), len(txs), evs)
+	}
+	for n, p := range profiles {
+		want, _ := run.Schedule(n)
+		cp := p.ChargingProfile
+		if cp.ChargingProfilePurpose != "TxProfile" || cp.TransactionID != txs[n].TransactionID || cp.StackLevel != 0 || cp.ID != n+1 || p.EVSEID != 1 {
+			t.Errorf("profile %d: purpose %s, transaction %q, stack %d, id %d, evse %d; want TxProfile for %q, stack 0, id %d, evse 1",
+				n, cp.ChargingProfilePurpose, cp.TransactionID, cp.StackLevel, cp.ID, p.EVSEID, txs[n].TransactionID, n+1)
+		}
+		if len(cp.ChargingSchedule) != 1 {
+			t.Fatalf("profile %d has %d schedules", n, len(cp.ChargingSchedule))
+		}
+		s := cp.ChargingSchedule[0]
+		if s.ChargingRateUnit != "W" || len(s.ChargingSchedulePeriod) != len(want.PowerW) || s.Duration != len(want.PowerW)*want.SlotSeconds {
+			t.Fatalf("profile %d: unit %s, %d periods, duration %d; want W, %d periods (one per slot of the vehicle's window), %d s",
+				n, s.ChargingRateUnit, len(s.ChargingSchedulePeriod), s.Duration, len(want.PowerW), len(want.PowerW)*want.SlotSeconds)
+		}
+		for k, per := range s.ChargingSchedulePeriod {
+			if per.StartPeriod != k*want.SlotSeconds || per.Limit != LimitW(want.PowerW[k]) || abs(per.Limit-want.PowerW[k]) > 0.05 {
+				t.Errorf("profile %d period %d: start %d limit %v W; want start %d, the schedule's %v W", n, k, per.StartPeriod, per.Limit, k*want.SlotSeconds, want.PowerW[k])
+			}
+		}
+	}
+
+	// The metered delivery the CSMS recorded is what the station reported.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ReadMetering(filepath.Join(dir, MeteringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 {
+		t.Fatalf("%d deliveries in the metering log, want 2", len(ds))
+	}
+	prevRegister := 0.0
+	for n, d := range ds {
+		if d.Transaction != txs[n].TransactionID || d.Vehicle != n || !d.Ended {
+			t.Errorf("delivery %d: transaction %q vehicle %d ended %v; want %q, vehicle %d, ended", n, d.Transaction, d.Vehicle, d.Ended, txs[n].TransactionID, n)
+		}
+		reported := txs[n].RegisterWh - prevRegister
+		prevRegister = txs[n].RegisterWh
+		if abs(float64(d.TotalWh)-reported) > 1 {
+			t.Errorf("delivery %d: %d Wh metered, the station reported %.1f Wh", n, d.TotalWh, reported)
+		}
+		for k, wh := range txs[n].SlotWh {
+			if abs(float64(d.SlotWh[k])-wh) > 1 {
+				t.Errorf("delivery %d slot %d: %d Wh metered, the station reported %.1f Wh", n, k, d.SlotWh[k], wh)
+			}
+		}
+	}
+
+	// Settlement: one ledger station (this CSMS's site) with rights equal
+	// to the scheduled energy; the ledger charges penalties on the
+	// reported shortfall.
+	const spw, penalty = 4, 200
+	slots := run.Slots()
+	demand := make([]int64, (slots+spw-1)/spw)
+	delivered := make([]int64, len(demand))
+	for n, d := range ds {
+		s, _ := run.Schedule(n)
+		for k, w := range s.PowerW {
+			demand[(s.FirstSlot+k)/spw] += int64(LimitW(w) * float64(s.SlotSeconds) / 3600)
+		}
+		for w, wh := range d.WindowWh(slots, spw) {
+			delivered[w] += wh
+		}
+	}
+	margin := append([]int64(nil), demand...) // rights cover the schedule exactly
+	day, err := ledger.RunDay(ledger.DayConfig{Chain: "ocpp-test", Rule: "uniform", Penalty: penalty, Seed: 1, Margin: margin,
+		Stations: []ledger.DayStation{{Name: "lag-1", Demand: demand, Delivered: delivered}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := false
+	for w, win := range day.Windows {
+		for _, r := range win.Rights {
+			if r.Delivered != delivered[w] {
+				t.Errorf("window %d: the ledger settled %d Wh, the station reported %d Wh", w, r.Delivered, delivered[w])
+			}
+			dev := max(r.Delivered-r.Final, r.Final-r.Delivered)
+			if want := (dev*penalty + 999) / 1000; r.Penalty != want {
+				t.Errorf("window %d: penalty %d for a deviation of %d Wh, want %d", w, r.Penalty, dev, want)
+			}
+			short = short || r.Delivered < r.Final
+		}
+	}
+	if !short {
+		t.Errorf("no window fell short of its rights, but the station drew half the limit in each vehicle's last period")
+	}
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

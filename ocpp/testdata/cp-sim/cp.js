@@ -1,0 +1,99 @@
+// A charging station built on ocpp-rpc in strict mode: every message it
+// sends or receives is validated against the OCPP 2.0.1 JSON schemas. The
+// Go tests of package ocpp run it against gridveil's CSMS:
+//
+//   node cp.js ENDPOINT IDENTITY PASSWORD TRANSACTIONS
+//
+// It boots, reports its connector, and runs TRANSACTIONS transactions one
+// after the other: authorize, start, wait for the CSMS's TxProfile, then
+// report the energy register once per profile period (timestamps on the
+// profile's clock, not the wall clock, so the run is deterministic and
+// quick), the EV drawing the profile's limit except in the last charging
+// period, where its battery tapers and it draws half, then stop. Every
+// event goes to stdout as one JSON line; a validation failure or a call
+// error exits with status 1.
+'use strict';
+const { RPCClient } = require('ocpp-rpc');
+
+const [endpoint, identity, password, nTx] = process.argv.slice(2);
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+const fail = (what, err) => { out({ event: 'error', what, error: String(err && err.stack || err) }); process.exit(1); };
+
+const T0 = Date.parse('2025-01-15T19:00:00Z');
+const iso = (ms) => new Date(ms).toISOString();
+
+async function main() {
+  const cli = new RPCClient({ endpoint, identity, password, protocols: ['ocpp2.0.1'], strictMode: true, reconnect: false, callTimeoutMs: 20000 });
+  cli.on('strictValidationFailure', (e) => fail('strictValidationFailure', e.error));
+  const profiles = [];
+  let waiting = null;
+  cli.handle('SetChargingProfile', ({ params }) => {
+    out({ event: 'SetChargingProfile', params });
+    profiles.push(params);
+    if (waiting) { waiting(); waiting = null; }
+    return { status: 'Accepted' };
+  });
+  cli.handle(({ method }) => { out({ event: 'unhandled', method }); throw new Error('not implemented'); });
+  await cli.connect();
+  out({ event: 'connected', protocol: cli.protocol });
+
+  const boot = await cli.call('BootNotification', { reason: 'PowerUp', chargingStation: { model: 'cp-sim', vendorName: 'gridveil-test' } });
+  out({ event: 'BootNotification', result: boot });
+  await cli.call('StatusNotification', { timestamp: iso(T0), connectorStatus: 'Available', evseId: 1, connectorId: 1 });
+  await cli.call('Heartbeat', {});
+
+  let register = 0; // Wh, the EVSE's energy register
+  let clock = T0;
+  for (let n = 0; n < Number(nTx); n++) {
+    const token = { idToken: `session-${n}`, type: 'Central' };
+    const auth = await cli.call('Authorize', { idToken: token });
+    out({ event: 'Authorize', result: auth });
+    const txId = `${identity}-tx-${n}`;
+    let seqNo = 0;
+    const energy = (ms, context) => [{ timestamp: iso(ms), sampledValue: [{ value: Math.round(register * 10) / 10, context, measurand: 'Energy.Active.Import.Register', unitOfMeasure: { unit: 'Wh' } }] }];
+    let timer;
+    const got = new Promise((resolve, reject) => {
+      waiting = resolve;
+      timer = setTimeout(() => reject(new Error('no SetChargingProfile within 20 s of TransactionEvent Started')), 20000);
+    });
+    const have = profiles.length;
+    await cli.call('TransactionEvent', {
+      eventType: 'Started', timestamp: iso(clock), triggerReason: 'Authorized', seqNo: seqNo++,
+      transactionInfo: { transactionId: txId, chargingState: 'Charging' }, evse: { id: 1, connectorId: 1 }, idToken: token,
+      meterValue: energy(clock, 'Transaction.Begin'),
+    });
+    if (profiles.length === have) await got;
+    clearTimeout(timer);
+    const p = profiles[profiles.length - 1].chargingProfile;
+    const sch = p.chargingSchedule[0];
+    const periods = sch.chargingSchedulePeriod;
+    let last = -1;
+    periods.forEach((q, k) => { if (q.limit > 0) last = k; });
+    const start = clock;
+    const slotWh = [];
+    for (let k = 0; k < periods.length; k++) {
+      const end = k + 1 < periods.length ? periods[k + 1].startPeriod : sch.duration;
+      const w = k === last ? periods[k].limit / 2 : periods[k].limit;
+      const wh = w * (end - periods[k].startPeriod) / 3600;
+      slotWh.push(wh);
+      register += wh;
+      const ts = start + end * 1000;
+      await cli.call('TransactionEvent', {
+        eventType: 'Updated', timestamp: iso(ts), triggerReason: 'MeterValuePeriodic', seqNo: seqNo++,
+        transactionInfo: { transactionId: txId, chargingState: w > 0 ? 'Charging' : 'SuspendedEVSE' },
+        meterValue: energy(ts, 'Sample.Periodic'),
+      });
+    }
+    clock = start + sch.duration * 1000;
+    await cli.call('MeterValues', { evseId: 1, meterValue: energy(clock, 'Sample.Clock') });
+    await cli.call('TransactionEvent', {
+      eventType: 'Ended', timestamp: iso(clock), triggerReason: 'EVCommunicationLost', seqNo: seqNo++,
+      transactionInfo: { transactionId: txId, stoppedReason: 'EVDisconnected' }, meterValue: energy(clock, 'Transaction.End'),
+    });
+    out({ event: 'transaction', transactionId: txId, profileId: p.id, register_wh: Math.round(register * 10) / 10, slot_wh: slotWh.map((x) => Math.round(x * 10) / 10) });
+  }
+  await cli.close({ code: 1000 });
+  out({ event: 'done' });
+}
+
+main().catch((e) => fail('main', e));
