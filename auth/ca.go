@@ -110,6 +110,9 @@ type caSession struct {
 	cred     *credMaterial
 	resumed  bool
 	statuses uint32
+	// notAfter ends the session's lease: its permit's (or, resumed, its
+	// ticket chain's) end, after which Expire forgets it.
+	notAfter int64
 }
 
 type dischargeState struct {
@@ -172,6 +175,8 @@ type CA struct {
 	incidents  []Incident
 	conns      map[ConnID]*caConn
 	nextConn   ConnID
+	// dirty is what changed in the durable state since TakeChanges.
+	dirty dirtySet
 }
 
 // NewCA starts a CA with no registrations.
@@ -444,6 +449,8 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		c.bvs = append(c.bvs, r)
 		c.byReal[m.RealID] = idx
 		c.byRing[m.RingKey] = idx
+		c.markBV(idx)
+		c.markGroup(m.Group)
 		added = true
 	}
 	tr, err := c.pub.trace()
@@ -458,6 +465,7 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 			return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		c.serials[cert.Serial] = &serialInfo{bv: idx, notAfter: cert.NotAfter}
+		c.markSerial(cert.Serial)
 		resp.Certs = append(resp.Certs, cert.Marshal())
 	}
 	gl := c.groupList(m.Group)
@@ -553,6 +561,8 @@ func (c *CA) certifyLAG(now time.Time, lagID, group string, noiseKey, signKey [3
 	}
 	c.lags[lagID] = rec
 	c.byNoise[noiseKey] = lagID
+	c.markLAG(lagID)
+	c.dirty.meta = true
 	return &cert, nil
 }
 
@@ -697,6 +707,7 @@ func (c *CA) verify(now time.Time, lagID string, entries []verifyEntry, out *Out
 			p.Service = ServiceFull
 		}
 		p.Sig = sign(c.keys.Sign, domPermit, p.body())
+		c.sessions[e.Binding].notAfter = p.NotAfter
 		verdicts[i].Permit = p.Marshal()
 		out.event(0, "permit", "session %x at LAG %q: vehicle %q (%s), %s, role %s, %s network",
 			e.Binding[:4], lagID, r.RealID, ch.cred.scheme, r.Group, e.Role, map[bool]string{true: "home", false: "visiting"}[p.Home])
@@ -758,6 +769,7 @@ func (c *CA) admit(now time.Time, lagID string, e verifyEntry, ch *check, out *O
 	}
 	if info != nil {
 		info.used = true
+		c.markSerial(ch.cred.cert.Serial)
 	}
 	c.activate(&caSession{binding: e.Binding, lag: lagID, bv: bv, role: e.Role, cred: ch.cred}, r)
 	return bv, nil
@@ -814,7 +826,7 @@ func (c *CA) resumed(now time.Time, id ConnID, lagID string, m *resumedNoteMsg, 
 	if code != 0 {
 		return c.sendTo(out, id, &terminateMsg{Binding: m.Binding, Code: code})
 	}
-	c.activate(&caSession{binding: m.Binding, lag: lagID, bv: origin.bv, role: m.Role, cred: origin.cred, resumed: true}, r)
+	c.activate(&caSession{binding: m.Binding, lag: lagID, bv: origin.bv, role: m.Role, cred: origin.cred, resumed: true, notAfter: origin.notAfter}, r)
 	out.event(id, "resumed", "session %x: vehicle %q resumed at home LAG %q", m.Binding[:4], r.RealID, lagID)
 	return nil
 }
@@ -897,6 +909,7 @@ func (c *CA) answer(now time.Time, id ConnID, lagID string, m *answerFwdMsg, out
 	}
 	if a.Decision == Agree && !(had && prev == Agree) {
 		r.Discharged++
+		c.markBV(s.bv)
 	}
 	granted := int64(0)
 	if a.Decision == Agree {
@@ -963,6 +976,7 @@ func (c *CA) status(now time.Time, id ConnID, lagID string, m *statusFwdMsg, out
 	s.statuses = sp.Seq
 	r := c.bvs[s.bv]
 	r.EnergyWh += int64(sp.Battery.EnergyWh)
+	c.markBV(s.bv)
 	sealed, err := sealReply(sp.ReplyKey, replyAAD(m.Binding, seqBytes(sp.Seq)), reply{Kind: uint8(sp.Kind), A: int64(sp.Battery.SOCPermille), B: r.EnergyWh})
 	if err != nil {
 		return err
@@ -1019,6 +1033,9 @@ func (c *CA) RevokeBV(now time.Time, realID string) (Output, error) {
 	c.groupVer[r.Group]++
 	c.crlVersion++
 	c.revokedAt = now.Unix()
+	c.markBV(i)
+	c.markGroup(r.Group)
+	c.dirty.meta = true
 	for b, lag := range r.active {
 		if l := c.lags[lag]; l != nil && l.link != 0 {
 			if err := c.sendTo(&out, l.link, &terminateMsg{Binding: b, Code: codeOf(ErrRevoked)}); err != nil {
@@ -1042,6 +1059,8 @@ func (c *CA) RevokeLAG(now time.Time, lagID string) (Output, error) {
 	l.revoked = true
 	c.crlVersion++
 	c.revokedAt = now.Unix()
+	c.markLAG(lagID)
+	c.dirty.meta = true
 	if l.link != 0 {
 		out.Close = append(out.Close, l.link)
 		l.link = 0
