@@ -61,11 +61,11 @@ type CAServer struct {
 	// IdleTimeout drops a connection that sent nothing for so long;
 	// default IdleTimeout.
 	IdleTimeout time.Duration
-	// AfterCommit, when set, is called by the committer after each
-	// transaction reached the disk and before its answers are sent, with
-	// the number of transactions so far. Tests use it to crash the CA at
-	// chosen points (a SIGKILL right after the Nth sync).
-	AfterCommit func(n int)
+	// CommitHook, when set, is called by the committer around its nth
+	// transaction (from 1): before the write (synced false) and once it
+	// reached the disk, before any of its answers is sent (synced true).
+	// Tests use it to crash the CA at chosen points.
+	CommitHook func(n int, synced bool)
 }
 
 // commitItem is one step's output, waiting for its changes to be on disk.
@@ -298,11 +298,12 @@ func (s *CAServer) committer() {
 		}
 		err := failed
 		if err == nil && len(recs) > 0 {
-			if err = s.db.write(recs); err == nil {
-				s.commits++
-				if s.AfterCommit != nil {
-					s.AfterCommit(s.commits)
-				}
+			s.commits++
+			if s.CommitHook != nil {
+				s.CommitHook(s.commits, false)
+			}
+			if err = s.db.write(recs); err == nil && s.CommitHook != nil {
+				s.CommitHook(s.commits, true)
 			}
 		}
 		s.mu.Lock()
