@@ -177,6 +177,10 @@ type CA struct {
 	nextConn   ConnID
 	// dirty is what changed in the durable state since TakeChanges.
 	dirty dirtySet
+	// instance is random for each CA started (NewCA, RestoreCA*): its
+	// sessions are not durable, and a LAG that sees a new instance in its
+	// sync voids its resumption tickets.
+	instance [16]byte
 }
 
 // NewCA starts a CA with no registrations.
@@ -196,8 +200,12 @@ func NewCA(keys *CAKeys, cfg CAConfig) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	var instance [16]byte
+	if _, err := rand.Read(instance[:]); err != nil {
+		return nil, err
+	}
 	return &CA{
-		keys: keys, static: static, pub: keys.Public(), cfg: cfg, trace: tr,
+		keys: keys, static: static, pub: keys.Public(), cfg: cfg, trace: tr, instance: instance,
 		byReal: map[string]int{}, byRing: map[[32]byte]int{}, serials: map[[16]byte]*serialInfo{},
 		groups: map[string]*groupKeys{}, groupVer: map[string]uint64{}, groupOwner: map[string][]int{},
 		lags: map[string]*lagRecord{}, byNoise: map[[32]byte]string{},
@@ -332,12 +340,55 @@ func (c *CA) handshake(now time.Time, id ConnID, cn *caConn, frame []byte) (Outp
 
 // confirmLink makes a connection the LAG's link once the LAG proved it
 // holds the session keys, and brings the LAG up to date.
-func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, out *Output) error {
+//
+// It also reconciles the LAG's sessions with what the LAG says it holds
+// (held): a LAG that restarted holds none, and one whose link was down
+// may have ended some without being able to tell. The CA ends every
+// session of the LAG that is not held (else the vehicle would be refused
+// as a clone at its next session), and terminates the held ones it does
+// not know (it restarted: sessions are not durable) or whose vehicle is
+// revoked (the revocation's terminate may have found the link down).
+func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, out *Output) error {
 	cn.confirmed = true
 	l := c.lags[cn.lag]
 	l.link = id
 	if err := c.sendTo(out, id, c.syncFor(now, cn.lag)); err != nil {
 		return err
+	}
+	holds := make(map[[32]byte]bool, len(held))
+	for _, b := range held {
+		holds[b] = true
+	}
+	ended := 0
+	for b, s := range c.sessions {
+		if s.lag != cn.lag || holds[b] {
+			continue
+		}
+		if r := c.bvs[s.bv]; r.active[b] != "" {
+			delete(r.active, b)
+			ended++
+		}
+	}
+	terminated := 0
+	for _, b := range held {
+		s := c.sessions[b]
+		code := uint8(0)
+		switch {
+		case s == nil || s.lag != cn.lag:
+			code = codeOf(ErrUnknown)
+		case c.bvs[s.bv].Revoked:
+			code = codeOf(ErrRevoked)
+			delete(c.bvs[s.bv].active, b)
+		}
+		if code != 0 {
+			terminated++
+			if err := c.sendTo(out, id, &terminateMsg{Binding: b, Code: code}); err != nil {
+				return err
+			}
+		}
+	}
+	if ended+terminated > 0 {
+		out.event(id, "lag-reconciled", "LAG %q holds %d sessions: %d others it no longer holds ended, %d unknown or revoked terminated", cn.lag, len(held), ended, terminated)
 	}
 	// Requests still open reach a LAG that re-links (after a restart).
 	for _, st := range c.requests {
@@ -593,7 +644,7 @@ func (c *CA) listedUntil(info *serialInfo) int64 {
 }
 
 func (c *CA) syncFor(now time.Time, lagID string) *syncMsg {
-	m := &syncMsg{CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
+	m := &syncMsg{Instance: c.instance, CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
 	t := now.Unix()
 	for s, info := range c.serials {
 		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
@@ -630,10 +681,11 @@ func (c *CA) fromLAG(now time.Time, id ConnID, cn *caConn, m message) (Output, e
 		return out, fmt.Errorf("%w: LAG %q", ErrRevoked, cn.lag)
 	}
 	if !cn.confirmed {
-		if _, ok := m.(*syncReqMsg); !ok {
+		req, ok := m.(*syncReqMsg)
+		if !ok {
 			return out, fmt.Errorf("%w: the LAG's first message must ask for a sync", ErrState)
 		}
-		return out, c.confirmLink(now, id, cn, &out)
+		return out, c.confirmLink(now, id, cn, req.Held, &out)
 	}
 	switch m := m.(type) {
 	case *syncReqMsg:
