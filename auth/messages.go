@@ -318,16 +318,16 @@ func (m *resumeReq) get(r *wire.Reader) {
 
 type grantMsg struct{ MAC [32]byte }
 
-func (m *grantMsg) kind() uint8              { return msgGrant }
-func (m *grantMsg) put(w *wire.Builder)      { w.Fixed(m.MAC[:]) }
-func (m *grantMsg) get(r *wire.Reader)       { r.FixedInto(m.MAC[:]) }
-func (m *byeMsg) kind() uint8                { return msgBye }
-func (m *byeMsg) put(*wire.Builder)          {}
-func (m *byeMsg) get(*wire.Reader)           {}
-func (m *inquiryMsg) kind() uint8            { return msgInquiry }
-func (m *inquiryMsg) put(*wire.Builder)      {}
-func (m *inquiryMsg) get(*wire.Reader)       {}
-func (m *syncReqMsg) kind() uint8            { return msgSyncReq }
+func (m *grantMsg) kind() uint8         { return msgGrant }
+func (m *grantMsg) put(w *wire.Builder) { w.Fixed(m.MAC[:]) }
+func (m *grantMsg) get(r *wire.Reader)  { r.FixedInto(m.MAC[:]) }
+func (m *byeMsg) kind() uint8           { return msgBye }
+func (m *byeMsg) put(*wire.Builder)     {}
+func (m *byeMsg) get(*wire.Reader)      {}
+func (m *inquiryMsg) kind() uint8       { return msgInquiry }
+func (m *inquiryMsg) put(*wire.Builder) {}
+func (m *inquiryMsg) get(*wire.Reader)  {}
+func (m *syncReqMsg) kind() uint8       { return msgSyncReq }
 func (m *syncReqMsg) put(w *wire.Builder) {
 	w.Count(len(m.Held))
 	for _, b := range m.Held {
@@ -349,6 +349,7 @@ func (m *sessionEndMsg) get(r *wire.Reader)  { r.FixedInto(m.Binding[:]) }
 
 type byeMsg struct{}
 type inquiryMsg struct{}
+
 // syncReqMsg asks the CA for a sync. The first one on a link also says
 // which sessions the LAG still holds (admitted, or waiting for the
 // vehicle's grant), so that the CA forgets the others and ends those it
