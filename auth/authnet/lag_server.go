@@ -213,7 +213,9 @@ func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		s.mu.Lock()
 		if len(s.peers) >= s.opts.MaxConns {
+			n := len(s.peers)
 			s.mu.Unlock()
+			s.log.Warn("vehicle refused: at capacity", "from", c.RemoteAddr(), "conns", n, "max", s.opts.MaxConns)
 			c.Close()
 			continue
 		}
