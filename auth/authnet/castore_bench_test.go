@@ -103,7 +103,10 @@ func BenchmarkCAHolding(b *testing.B) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	var vehicles int
-	_ = srv.Do(func(_ time.Time, ca *auth.CA) (auth.Output, error) { vehicles, _, _ = ca.Counts(); return auth.Output{}, nil })
+	_ = srv.Do(func(_ time.Time, ca *auth.CA) (auth.Output, error) {
+		vehicles, _, _ = ca.Counts()
+		return auth.Output{}, nil
+	})
 	if vehicles != n {
 		b.Fatalf("the CA holds %d vehicles, want %d", vehicles, n)
 	}
