@@ -340,6 +340,7 @@ type BVSession struct {
 	challenge [32]byte
 	cred      *sessCred
 	ticket    *ticketRec
+	kept      *ticketRec // the ticket this session got, dropped if the session is refused
 	opKey     [32]byte
 	permit    *Permit
 	battery   Battery
@@ -649,6 +650,12 @@ func (s *BVSession) seal(m message) ([][]byte, error) {
 
 func (s *BVSession) message(now time.Time, m message) ([][]byte, error) {
 	if r, ok := m.(*rejectMsg); ok {
+		// A session refused after it was admitted (the CA terminated it)
+		// leaves no ticket behind: one from a session the CA refused would
+		// be refused again at every try.
+		if s.kept != nil && s.b.tickets[s.cert.LAGID] == s.kept {
+			delete(s.b.tickets, s.cert.LAGID)
+		}
 		return nil, &RejectedError{By: "lag", Reason: errOf(r.Code)}
 	}
 	if s.state == BVAwaitPermit {
@@ -729,7 +736,8 @@ func (s *BVSession) gotPermit(now time.Time, m *permitMsg) ([][]byte, error) {
 
 func (s *BVSession) keepTicket(t []byte, secret [32]byte) {
 	if len(t) > 0 && len(t) <= maxTicket {
-		s.b.tickets[s.cert.LAGID] = &ticketRec{ticket: t, secret: secret, cred: s.cred}
+		s.kept = &ticketRec{ticket: t, secret: secret, cred: s.cred}
+		s.b.tickets[s.cert.LAGID] = s.kept
 	}
 }
 

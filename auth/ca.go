@@ -110,6 +110,9 @@ type caSession struct {
 	cred     *credMaterial
 	resumed  bool
 	statuses uint32
+	// notAfter ends the session's lease: its permit's (or, resumed, its
+	// ticket chain's) end, after which Expire forgets it.
+	notAfter int64
 }
 
 type dischargeState struct {
@@ -172,6 +175,12 @@ type CA struct {
 	incidents  []Incident
 	conns      map[ConnID]*caConn
 	nextConn   ConnID
+	// dirty is what changed in the durable state since TakeChanges.
+	dirty dirtySet
+	// instance is random for each CA started (NewCA, RestoreCA*): its
+	// sessions are not durable, and a LAG that sees a new instance in its
+	// sync voids its resumption tickets.
+	instance [16]byte
 }
 
 // NewCA starts a CA with no registrations.
@@ -191,8 +200,12 @@ func NewCA(keys *CAKeys, cfg CAConfig) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	var instance [16]byte
+	if _, err := rand.Read(instance[:]); err != nil {
+		return nil, err
+	}
 	return &CA{
-		keys: keys, static: static, pub: keys.Public(), cfg: cfg, trace: tr,
+		keys: keys, static: static, pub: keys.Public(), cfg: cfg, trace: tr, instance: instance,
 		byReal: map[string]int{}, byRing: map[[32]byte]int{}, serials: map[[16]byte]*serialInfo{},
 		groups: map[string]*groupKeys{}, groupVer: map[string]uint64{}, groupOwner: map[string][]int{},
 		lags: map[string]*lagRecord{}, byNoise: map[[32]byte]string{},
@@ -327,12 +340,55 @@ func (c *CA) handshake(now time.Time, id ConnID, cn *caConn, frame []byte) (Outp
 
 // confirmLink makes a connection the LAG's link once the LAG proved it
 // holds the session keys, and brings the LAG up to date.
-func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, out *Output) error {
+//
+// It also reconciles the LAG's sessions with what the LAG says it holds
+// (held): a LAG that restarted holds none, and one whose link was down
+// may have ended some without being able to tell. The CA ends every
+// session of the LAG that is not held (else the vehicle would be refused
+// as a clone at its next session), and terminates the held ones it does
+// not know (it restarted: sessions are not durable) or whose vehicle is
+// revoked (the revocation's terminate may have found the link down).
+func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, out *Output) error {
 	cn.confirmed = true
 	l := c.lags[cn.lag]
 	l.link = id
 	if err := c.sendTo(out, id, c.syncFor(now, cn.lag)); err != nil {
 		return err
+	}
+	holds := make(map[[32]byte]bool, len(held))
+	for _, b := range held {
+		holds[b] = true
+	}
+	ended := 0
+	for b, s := range c.sessions {
+		if s.lag != cn.lag || holds[b] {
+			continue
+		}
+		if r := c.bvs[s.bv]; r.active[b] != "" {
+			delete(r.active, b)
+			ended++
+		}
+	}
+	terminated := 0
+	for _, b := range held {
+		s := c.sessions[b]
+		code := uint8(0)
+		switch {
+		case s == nil || s.lag != cn.lag:
+			code = codeOf(ErrUnknown)
+		case c.bvs[s.bv].Revoked:
+			code = codeOf(ErrRevoked)
+			delete(c.bvs[s.bv].active, b)
+		}
+		if code != 0 {
+			terminated++
+			if err := c.sendTo(out, id, &terminateMsg{Binding: b, Code: code}); err != nil {
+				return err
+			}
+		}
+	}
+	if ended+terminated > 0 {
+		out.event(id, "lag-reconciled", "LAG %q holds %d sessions: %d others it no longer holds ended, %d unknown or revoked terminated", cn.lag, len(held), ended, terminated)
 	}
 	// Requests still open reach a LAG that re-links (after a restart).
 	for _, st := range c.requests {
@@ -444,6 +500,8 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		c.bvs = append(c.bvs, r)
 		c.byReal[m.RealID] = idx
 		c.byRing[m.RingKey] = idx
+		c.markBV(idx)
+		c.markGroup(m.Group)
 		added = true
 	}
 	tr, err := c.pub.trace()
@@ -458,6 +516,7 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 			return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		c.serials[cert.Serial] = &serialInfo{bv: idx, notAfter: cert.NotAfter}
+		c.markSerial(cert.Serial)
 		resp.Certs = append(resp.Certs, cert.Marshal())
 	}
 	gl := c.groupList(m.Group)
@@ -553,6 +612,8 @@ func (c *CA) certifyLAG(now time.Time, lagID, group string, noiseKey, signKey [3
 	}
 	c.lags[lagID] = rec
 	c.byNoise[noiseKey] = lagID
+	c.markLAG(lagID)
+	c.dirty.meta = true
 	return &cert, nil
 }
 
@@ -583,7 +644,7 @@ func (c *CA) listedUntil(info *serialInfo) int64 {
 }
 
 func (c *CA) syncFor(now time.Time, lagID string) *syncMsg {
-	m := &syncMsg{CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
+	m := &syncMsg{Instance: c.instance, CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
 	t := now.Unix()
 	for s, info := range c.serials {
 		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
@@ -620,10 +681,11 @@ func (c *CA) fromLAG(now time.Time, id ConnID, cn *caConn, m message) (Output, e
 		return out, fmt.Errorf("%w: LAG %q", ErrRevoked, cn.lag)
 	}
 	if !cn.confirmed {
-		if _, ok := m.(*syncReqMsg); !ok {
+		req, ok := m.(*syncReqMsg)
+		if !ok {
 			return out, fmt.Errorf("%w: the LAG's first message must ask for a sync", ErrState)
 		}
-		return out, c.confirmLink(now, id, cn, &out)
+		return out, c.confirmLink(now, id, cn, req.Held, &out)
 	}
 	switch m := m.(type) {
 	case *syncReqMsg:
@@ -697,6 +759,7 @@ func (c *CA) verify(now time.Time, lagID string, entries []verifyEntry, out *Out
 			p.Service = ServiceFull
 		}
 		p.Sig = sign(c.keys.Sign, domPermit, p.body())
+		c.sessions[e.Binding].notAfter = p.NotAfter
 		verdicts[i].Permit = p.Marshal()
 		out.event(0, "permit", "session %x at LAG %q: vehicle %q (%s), %s, role %s, %s network",
 			e.Binding[:4], lagID, r.RealID, ch.cred.scheme, r.Group, e.Role, map[bool]string{true: "home", false: "visiting"}[p.Home])
@@ -758,6 +821,7 @@ func (c *CA) admit(now time.Time, lagID string, e verifyEntry, ch *check, out *O
 	}
 	if info != nil {
 		info.used = true
+		c.markSerial(ch.cred.cert.Serial)
 	}
 	c.activate(&caSession{binding: e.Binding, lag: lagID, bv: bv, role: e.Role, cred: ch.cred}, r)
 	return bv, nil
@@ -814,7 +878,7 @@ func (c *CA) resumed(now time.Time, id ConnID, lagID string, m *resumedNoteMsg, 
 	if code != 0 {
 		return c.sendTo(out, id, &terminateMsg{Binding: m.Binding, Code: code})
 	}
-	c.activate(&caSession{binding: m.Binding, lag: lagID, bv: origin.bv, role: m.Role, cred: origin.cred, resumed: true}, r)
+	c.activate(&caSession{binding: m.Binding, lag: lagID, bv: origin.bv, role: m.Role, cred: origin.cred, resumed: true, notAfter: origin.notAfter}, r)
 	out.event(id, "resumed", "session %x: vehicle %q resumed at home LAG %q", m.Binding[:4], r.RealID, lagID)
 	return nil
 }
@@ -897,6 +961,7 @@ func (c *CA) answer(now time.Time, id ConnID, lagID string, m *answerFwdMsg, out
 	}
 	if a.Decision == Agree && !(had && prev == Agree) {
 		r.Discharged++
+		c.markBV(s.bv)
 	}
 	granted := int64(0)
 	if a.Decision == Agree {
@@ -963,6 +1028,7 @@ func (c *CA) status(now time.Time, id ConnID, lagID string, m *statusFwdMsg, out
 	s.statuses = sp.Seq
 	r := c.bvs[s.bv]
 	r.EnergyWh += int64(sp.Battery.EnergyWh)
+	c.markBV(s.bv)
 	sealed, err := sealReply(sp.ReplyKey, replyAAD(m.Binding, seqBytes(sp.Seq)), reply{Kind: uint8(sp.Kind), A: int64(sp.Battery.SOCPermille), B: r.EnergyWh})
 	if err != nil {
 		return err
@@ -1019,6 +1085,9 @@ func (c *CA) RevokeBV(now time.Time, realID string) (Output, error) {
 	c.groupVer[r.Group]++
 	c.crlVersion++
 	c.revokedAt = now.Unix()
+	c.markBV(i)
+	c.markGroup(r.Group)
+	c.dirty.meta = true
 	for b, lag := range r.active {
 		if l := c.lags[lag]; l != nil && l.link != 0 {
 			if err := c.sendTo(&out, l.link, &terminateMsg{Binding: b, Code: codeOf(ErrRevoked)}); err != nil {
@@ -1042,6 +1111,8 @@ func (c *CA) RevokeLAG(now time.Time, lagID string) (Output, error) {
 	l.revoked = true
 	c.crlVersion++
 	c.revokedAt = now.Unix()
+	c.markLAG(lagID)
+	c.dirty.meta = true
 	if l.link != 0 {
 		out.Close = append(out.Close, l.link)
 		l.link = 0

@@ -24,6 +24,12 @@ const (
 	frameLink   = 5 // first Noise handshake message, LAG -> CA (IK)
 	frameEnrol  = 6 // first Noise handshake message, BV or LAG -> CA (NK)
 	frameReject = 7 // in clear, before a channel exists: one reject code
+	// FrameKeepalive, alone in a frame of one byte, keeps an idle
+	// connection open. It carries nothing and is handled by the shells
+	// (authnet), never by a party: a connection's read deadline restarts
+	// on it, and the CA answers one on a LAG's link so the LAG can tell
+	// a dead link.
+	FrameKeepalive = 9
 )
 
 // Noise prologues: each connection kind has its own, so a handshake of one

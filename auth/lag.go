@@ -102,6 +102,10 @@ type LAG struct {
 	// resumption
 	usedTickets map[[32]byte]int64
 	origins     map[[32]byte]*originRec
+	// notes are resumptions admitted while the link was down, for the CA
+	// once it is back; caInstance is the CA start the origins are from.
+	notes      []*resumedNoteMsg
+	caInstance [16]byte
 	// batches and discharge
 	batchSeq  uint64
 	toConfirm [][32]byte
@@ -234,6 +238,9 @@ func (l *LAG) Close(id ConnID) Output {
 	if s.state == lsVerifying { // only then is it queued (a linear search)
 		l.pending = slices.DeleteFunc(l.pending, func(p *lagSession) bool { return p == s })
 		l.awaitCA = slices.DeleteFunc(l.awaitCA, func(p *lagSession) bool { return p == s })
+	}
+	if s.resumed && len(l.notes) > 0 { // gone before the CA heard of it
+		l.notes = slices.DeleteFunc(l.notes, func(n *resumedNoteMsg) bool { return n.Binding == s.ch.binding })
 	}
 	if s.ch != nil && s.ch.enc != nil {
 		delete(l.byBinding, s.ch.binding)
@@ -837,7 +844,15 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 		return err
 	}
 	l.toBV(out, s, &resumedMsg{MAC: mac(t.Secret, "resumed", s.ch.binding[:], s.challenge[:]), Service: ServiceFull, Ticket: ticket, TicketSecret: secret})
-	l.toCA(out, &resumedNoteMsg{Binding: s.ch.binding, Origin: t.Origin, Role: m.Role})
+	note := &resumedNoteMsg{Binding: s.ch.binding, Origin: t.Origin, Role: m.Role}
+	if l.linkReady {
+		l.toCA(out, note)
+	} else {
+		// Admitted on the LAG's last revocation list while the CA is out of
+		// reach; the CA checks it once the link is back (and the LAG
+		// re-checks it against the new list: recheck).
+		l.notes = append(l.notes, note)
+	}
 	l.toConfirm = append(l.toConfirm, s.ch.binding)
 	out.event(s.id, "resumed", "%s", l.describe(s))
 	l.recordEvidence(now, out, s)
@@ -944,12 +959,23 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 			return out, err
 		}
 		// Our first transport message confirms the keys to the CA, which
-		// then answers with the sync.
-		b, err := l.link.seal(encode(&syncReqMsg{}))
+		// then answers with the sync. It says which sessions the LAG holds,
+		// so that the CA ends the others (after a restart of the LAG, all
+		// of them); the resumptions admitted while the link was down
+		// follow, for the CA to check.
+		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held()}))
 		if err != nil {
 			return out, err
 		}
 		out.send(ToCA, b)
+		for _, n := range l.notes {
+			b, err := l.link.seal(encode(n))
+			if err != nil {
+				return out, err
+			}
+			out.send(ToCA, b)
+		}
+		l.notes = nil
 		return out, nil
 	case frameData:
 	default:
@@ -983,7 +1009,16 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		}
 	case *terminateMsg:
 		if id, ok := l.byBinding[m.Binding]; ok && l.sessions[id] != nil {
-			l.reject(&out, l.sessions[id], fmt.Errorf("terminated by the CA: %w", errOf(m.Code)))
+			s := l.sessions[id]
+			if errOf(m.Code) == ErrUnknown {
+				// The CA does not know the session (it restarted): a ticket
+				// from it, or from its chain, would only be terminated again.
+				delete(l.origins, m.Binding)
+				if s.resumed {
+					delete(l.origins, s.origin)
+				}
+			}
+			l.reject(&out, s, fmt.Errorf("terminated by the CA: %w", errOf(m.Code)))
 		}
 	case *dischargeReqMsg:
 		return out, l.discharge(now, m, &out)
@@ -995,7 +1030,58 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 	return out, nil
 }
 
+// held lists the sessions the LAG holds for the CA (admitted, or
+// permitted and waiting for the grant), but those whose resumption note is
+// still queued: the note tells the CA about them.
+func (l *LAG) held() [][32]byte {
+	queued := map[[32]byte]bool{}
+	for _, n := range l.notes {
+		queued[n.Binding] = true
+	}
+	var out [][32]byte
+	for _, s := range l.sortedSessions() {
+		if (s.state == lsActive || s.state == lsAwaitGrant) && !queued[s.ch.binding] {
+			out = append(out, s.ch.binding)
+		}
+	}
+	return out
+}
+
+// recheck ends the sessions that the revocation list now refuses: a
+// resumption whose origin credential is revoked, a pseudonym session
+// whose serial is listed. (An LSAG session's vehicle is known to the CA
+// only, which ends it: CA.RevokeBV, CA.confirmLink.) It runs after every
+// sync, so a vehicle revoked while the link was down does not keep a
+// session it got by ticket meanwhile.
+func (l *LAG) recheck(out *Output) {
+	for _, s := range l.sortedSessions() {
+		if s.state != lsActive && s.state != lsAwaitGrant || s.cred == nil {
+			continue
+		}
+		revoked := false
+		if s.resumed {
+			if o := l.origins[s.origin]; o != nil {
+				revoked = l.originRevoked(o)
+			} else {
+				revoked = l.originRevoked(&originRec{cred: s.cred})
+			}
+		} else if s.cred.cert != nil {
+			revoked = l.crl[s.cred.cert.Serial]
+		}
+		if revoked {
+			l.reject(out, s, fmt.Errorf("%w: the revocation list synced after admission lists this session's credential", ErrRevoked))
+		}
+	}
+}
+
 func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
+	if m.Instance != l.caInstance {
+		if l.caInstance != [16]byte{} && len(l.origins) > 0 {
+			out.event(ToCA, "ca-restarted", "the CA restarted and forgot its sessions: %d resumption origins voided (their vehicles authenticate in full)", len(l.origins))
+			l.origins = map[[32]byte]*originRec{}
+		}
+		l.caInstance = m.Instance
+	}
 	if m.CRLVersion >= l.crlVersion {
 		l.crl = make(map[[16]byte]bool, len(m.Serials))
 		for _, s := range m.Serials {
@@ -1018,6 +1104,7 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 	}
 	first := !l.linkReady
 	l.linkReady = true
+	l.recheck(out)
 	out.event(ToCA, "synced", "revocation list v%d (%d serials), %d groups, linking bases to epoch %d", l.crlVersion, len(l.crl), len(l.groups), Epoch(now)+scopesAhead)
 	if first {
 		out.merge(l.sendAwaiting(Output{}))

@@ -318,18 +318,28 @@ func (m *resumeReq) get(r *wire.Reader) {
 
 type grantMsg struct{ MAC [32]byte }
 
-func (m *grantMsg) kind() uint8              { return msgGrant }
-func (m *grantMsg) put(w *wire.Builder)      { w.Fixed(m.MAC[:]) }
-func (m *grantMsg) get(r *wire.Reader)       { r.FixedInto(m.MAC[:]) }
-func (m *byeMsg) kind() uint8                { return msgBye }
-func (m *byeMsg) put(*wire.Builder)          {}
-func (m *byeMsg) get(*wire.Reader)           {}
-func (m *inquiryMsg) kind() uint8            { return msgInquiry }
-func (m *inquiryMsg) put(*wire.Builder)      {}
-func (m *inquiryMsg) get(*wire.Reader)       {}
-func (m *syncReqMsg) kind() uint8            { return msgSyncReq }
-func (m *syncReqMsg) put(*wire.Builder)      {}
-func (m *syncReqMsg) get(*wire.Reader)       {}
+func (m *grantMsg) kind() uint8         { return msgGrant }
+func (m *grantMsg) put(w *wire.Builder) { w.Fixed(m.MAC[:]) }
+func (m *grantMsg) get(r *wire.Reader)  { r.FixedInto(m.MAC[:]) }
+func (m *byeMsg) kind() uint8           { return msgBye }
+func (m *byeMsg) put(*wire.Builder)     {}
+func (m *byeMsg) get(*wire.Reader)      {}
+func (m *inquiryMsg) kind() uint8       { return msgInquiry }
+func (m *inquiryMsg) put(*wire.Builder) {}
+func (m *inquiryMsg) get(*wire.Reader)  {}
+func (m *syncReqMsg) kind() uint8       { return msgSyncReq }
+func (m *syncReqMsg) put(w *wire.Builder) {
+	w.Count(len(m.Held))
+	for _, b := range m.Held {
+		w.Fixed(b[:])
+	}
+}
+func (m *syncReqMsg) get(r *wire.Reader) {
+	m.Held = make([][32]byte, r.Count(maxList, 32))
+	for i := range m.Held {
+		r.FixedInto(m.Held[i][:])
+	}
+}
 func (m *rejectMsg) kind() uint8             { return msgReject }
 func (m *rejectMsg) put(w *wire.Builder)     { w.U8(m.Code) }
 func (m *rejectMsg) get(r *wire.Reader)      { m.Code = r.U8() }
@@ -339,7 +349,12 @@ func (m *sessionEndMsg) get(r *wire.Reader)  { r.FixedInto(m.Binding[:]) }
 
 type byeMsg struct{}
 type inquiryMsg struct{}
-type syncReqMsg struct{}
+
+// syncReqMsg asks the CA for a sync. The first one on a link also says
+// which sessions the LAG still holds (admitted, or waiting for the
+// vehicle's grant), so that the CA forgets the others and ends those it
+// does not know or has revoked (CA.confirmLink).
+type syncReqMsg struct{ Held [][32]byte }
 type rejectMsg struct{ Code uint8 }
 type sessionEndMsg struct{ Binding [32]byte }
 
@@ -514,6 +529,10 @@ type groupSync struct {
 
 // syncMsg brings a LAG up to date: revocations, group keys, linking bases.
 type syncMsg struct {
+	// Instance is random for each start of the CA: a LAG that sees it
+	// change knows the CA forgot every session (they are not durable), so
+	// its resumption tickets lead nowhere.
+	Instance    [16]byte
 	CRLVersion  uint64
 	RevokedAt   int64 // time of the latest revocation
 	Serials     [][16]byte
@@ -524,7 +543,7 @@ type syncMsg struct {
 
 func (m *syncMsg) kind() uint8 { return msgSync }
 func (m *syncMsg) put(w *wire.Builder) {
-	w.U64(m.CRLVersion).I64(m.RevokedAt).Count(len(m.Serials))
+	w.Fixed(m.Instance[:]).U64(m.CRLVersion).I64(m.RevokedAt).Count(len(m.Serials))
 	for _, s := range m.Serials {
 		w.Fixed(s[:])
 	}
@@ -549,6 +568,7 @@ func (m *syncMsg) put(w *wire.Builder) {
 	}
 }
 func (m *syncMsg) get(r *wire.Reader) {
+	r.FixedInto(m.Instance[:])
 	m.CRLVersion, m.RevokedAt = r.U64(), r.I64()
 	m.Serials = make([][16]byte, r.Count(maxList, 16))
 	for i := range m.Serials {

@@ -28,7 +28,7 @@ type NodeConfig struct {
 	RPC     string        // RPC listen address; "" disables it (tests use the local client)
 	P2P     string        // P2P listen address; "" picks a free loopback port
 	Peers   string        // persistent peers, "id@host:port,..." (a validator set)
-	Log     io.Writer     // CometBFT's log; nil discards it
+	Log     io.Writer     // CometBFT's log, at info level; nil discards it
 }
 
 // Node is one CometBFT validator running the ledger application in this
@@ -92,7 +92,8 @@ func StartNode(c NodeConfig) (*Node, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	logger := cmtlog.NewTMLogger(cmtlog.NewSyncWriter(out))
+	// Info, not debug: debug logs every vote and message, gigabytes a day.
+	logger := cmtlog.NewFilter(cmtlog.NewTMLogger(cmtlog.NewSyncWriter(out)), cmtlog.AllowInfo())
 	n, err := node.NewNode(conf, pv, nodeKey, proxy.NewLocalClientCreator(app),
 		node.DefaultGenesisDocProviderFunc(conf), cfg.DefaultDBProvider, node.DefaultMetricsProvider(conf.Instrumentation), logger)
 	if err != nil {

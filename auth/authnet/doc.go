@@ -13,28 +13,38 @@
 // (auth.Step): its cryptography runs in the connection's goroutine without
 // the LAG's lock, so handshakes use every core.
 //
-// Files (all but the evidence file written atomically: a temporary file in
-// the same directory, fsync, rename, fsync of the directory):
+// Files (all but the evidence file and state.db written atomically: a
+// temporary file in the same directory, fsync, rename, fsync of the
+// directory):
 //
 //	CA    ca.key (0600)    the CA's secrets (auth.CAKeys)
 //	      admin.key (0600) the operator's X25519 key, hex: traces and revokes through the running CA (RunAdmin)
 //	      public.key       the CA's public keys, hex: give it to LAGs and vehicles
 //	      enrol.token      the enrolment token, hex (0600): give it to enrolling parties
-//	      state.json       registrations, certified serials and their use, revocations
+//	      state.db (0600)  bbolt database of registrations, listed serials and their use, LAG certificates,
+//	                       revocations, billing (auth.CATables); written and synced before the CA answers
+//	      state.json.imported  the whole-state JSON of earlier versions, once imported into state.db
 //	LAG   lag.key (0600)   Noise static key, batch-signing key, ticket key
 //	      cert             the CA's certificate on the LAG
 //	      evidence.jsonl   (0600, appended) evidence of every admitted session, for the CA to trace
 //	BV    <id>.json (0600) the vehicle's keys, unused pseudonyms, group list, tickets
 //
 // Threat model. Protects against: a crash in the middle of a write
-// (files are replaced whole or not at all); peers that send oversized
-// frames (refused before allocation) or stall (writes time out, idle
-// reads time out, a peer that cannot keep up with its queue is
-// disconnected). Does not protect against: denial of service by many
-// connections or handshakes (no rate limiting beyond MaxConns); an
-// attacker with access to the data directory (keys are stored unencrypted,
-// protected only by file modes); loss of the CA's state written in the
-// last SaveEvery (a pseudonym used in that window could be accepted once
-// more after a CA crash). Everything the cores protect against is
-// protected over the network too: the shells pass frames unchanged.
+// (files are replaced whole or not at all; state.db transactions are
+// atomic); a crash of the CA at any point (what it confirmed is on disk:
+// CAServer group-commits every change before the answers that confirm it,
+// TestCAKilledKeepsWhatItConfirmed); restarts of a LAG or the CA (the CA
+// reconciles a LAG's sessions when it links, tickets whose origin the CA
+// forgot fall back to full authentication); a torn last line of the
+// evidence file; peers that send oversized frames (refused before
+// allocation) or stall (writes time out, idle reads time out, a peer that
+// cannot keep up with its queue is disconnected); idle but live sessions
+// and links (keepalives). Does not protect against: denial of service by
+// many connections or handshakes (no handshake deadline or per-source
+// limit yet, only MaxConns, whose refusals are logged); an attacker with
+// access to the data directory (keys are stored unencrypted, protected
+// only by file modes); loss of sessions at a CA restart (they are not
+// durable: LAGs end them when they re-link, and vehicles authenticate
+// again). Everything the cores protect against is protected over the
+// network too: the shells pass frames unchanged.
 package authnet

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -54,21 +55,94 @@ type EvidenceLog struct {
 	closed bool
 	stop   chan struct{}
 	done   chan struct{}
+	// Torn is the size of the torn last line (a write cut short by a
+	// crash or power loss) that opening the log found and moved to
+	// EvidenceFile+".torn"; 0 if the file ended with a whole line.
+	Torn int64
 }
+
+// TornSuffix names the file beside the evidence file that keeps torn tails.
+const TornSuffix = ".torn"
 
 // SyncEvery is how often an evidence log reaches the disk.
 const SyncEvery = time.Second
 
 // OpenEvidenceLog opens (or creates, mode 0600) the store's evidence file
 // for appending.
+//
+// A torn last line (the file does not end with a newline) is cut off
+// before anything is appended, so that a new record is never fused onto
+// it (which would make a line in the middle of the file unreadable, and
+// ReadEvidence refuse the file); the torn bytes are appended to the file
+// named EvidenceFile+TornSuffix first, so nothing is lost, and Torn says
+// how many there were.
 func OpenEvidenceLog(store *Store) (*EvidenceLog, error) {
-	f, err := os.OpenFile(store.Path(EvidenceFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	path := store.Path(EvidenceFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("evidence file: %w", err)
 	}
-	l := &EvidenceLog{f: f, stop: make(chan struct{}), done: make(chan struct{})}
+	torn, err := cutTornTail(f, path+TornSuffix)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekEnd)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("evidence file %s: %w", path, err)
+	}
+	l := &EvidenceLog{f: f, stop: make(chan struct{}), done: make(chan struct{}), Torn: torn}
 	go l.syncer()
 	return l, nil
+}
+
+// cutTornTail moves what follows the last newline of f to the file torn
+// (synced first) and truncates f after that newline. It returns the size
+// moved.
+func cutTornTail(f *os.File, torn string) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	end := size // the offset just after the last newline
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if end == size {
+		return 0, nil
+	}
+	tail := make([]byte, size-end)
+	if _, err := f.ReadAt(tail, end); err != nil {
+		return 0, err
+	}
+	tf, err := os.OpenFile(torn, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	// One torn tail a line in the side file, whatever it holds.
+	_, err = tf.Write(append(tail, '\n'))
+	if err == nil {
+		err = tf.Sync()
+	}
+	if cerr := tf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("keeping the torn tail in %s: %w", torn, err)
+	}
+	if err := f.Truncate(end); err != nil {
+		return 0, err
+	}
+	return size - end, f.Sync()
 }
 
 func (l *EvidenceLog) syncer() {

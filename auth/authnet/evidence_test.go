@@ -69,6 +69,68 @@ func TestEvidenceFile(t *testing.T) {
 	}
 }
 
+// TestEvidenceTornTailRepaired: a LAG that restarts after a power loss
+// tore the last line of its evidence file keeps appending whole lines:
+// every record, old and new, reads back (a new record fused onto the torn
+// line made ReadEvidence refuse the whole file), and the torn bytes are
+// kept beside the file.
+func TestEvidenceTornTailRepaired(t *testing.T) {
+	store, _ := OpenStore(t.TempDir())
+	l, err := OpenEvidenceLog(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(i byte) *auth.Evidence {
+		return &auth.Evidence{LAGID: "lag-1", Time: 1772474940 + int64(i), Binding: [32]byte{i}, Scheme: auth.SchemePseudonym, Role: auth.RoleLoad, Cred: []byte{i}, Sig: []byte{3}}
+	}
+	for i := range byte(3) {
+		if err := l.Append(ev(i + 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	path := store.Path(EvidenceFile)
+	data, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(data), "\n")
+	tornPart := lines[2][:len(lines[2])/2]
+	os.WriteFile(path, []byte(lines[0]+lines[1]+tornPart), 0o600) // the third write was cut short
+
+	l, err = OpenEvidenceLog(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := l.Torn
+	for i := byte(4); i <= 5; i++ {
+		if err := l.Append(ev(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	got, err := ReadEvidence(path)
+	if err != nil {
+		t.Fatalf("the evidence file after a torn tail and a restart: %v", err)
+	}
+	var bindings []byte
+	for _, e := range got {
+		bindings = append(bindings, e.Binding[0])
+	}
+	if string(bindings) != string([]byte{1, 2, 4, 5}) {
+		t.Fatalf("records %v, want 1 2 4 5", bindings)
+	}
+	if torn != int64(len(tornPart)) {
+		t.Fatalf("torn tail of %d bytes reported as %d", len(tornPart), torn)
+	}
+	if kept, _ := os.ReadFile(path + TornSuffix); string(kept) != tornPart+"\n" {
+		t.Fatalf("torn bytes kept: %q", kept)
+	}
+	// A file that ends whole is left as it is.
+	l, _ = OpenEvidenceLog(store)
+	if l.Torn != 0 {
+		t.Fatalf("a whole file reported %d torn bytes", l.Torn)
+	}
+	l.Close()
+}
+
 // FuzzEvidenceLine: no line of an evidence file makes the reader panic,
 // and a line it accepts holds a canonical record.
 func FuzzEvidenceLine(f *testing.F) {

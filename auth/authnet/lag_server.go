@@ -34,6 +34,12 @@ type LAGOptions struct {
 	ConfirmEvery time.Duration
 	// MaxConns bounds simultaneous vehicle connections; default 4096.
 	MaxConns int
+	// IdleTimeout drops a vehicle, or the CA link, that sent nothing for
+	// so long (keepalives count); default IdleTimeout.
+	IdleTimeout time.Duration
+	// KeepaliveEvery is how often the LAG sends a keepalive on its CA
+	// link, which the CA answers; default KeepaliveEvery.
+	KeepaliveEvery time.Duration
 }
 
 // LAGServer serves the LAG core: vehicles over TCP, and a link to the CA.
@@ -79,6 +85,12 @@ func OpenLAG(ctx context.Context, store *Store, opts LAGOptions, log *slog.Logge
 	}
 	if opts.MaxConns == 0 {
 		opts.MaxConns = 4096
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = IdleTimeout
+	}
+	if opts.KeepaliveEvery == 0 {
+		opts.KeepaliveEvery = KeepaliveEvery
 	}
 	nk, sk, tk, err := loadOrCreateLAGKeys(store)
 	if err != nil {
@@ -171,15 +183,27 @@ func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.flusher(ctx) }()
 	go func() { defer wg.Done(); s.ticker(ctx) }()
 	defer func() {
-		cancel()
+		// The CA hears of every session's end before the link closes, so
+		// that none of these vehicles is taken for a clone at its next
+		// session (a LAG that dies without this is reconciled when it
+		// links again: CA.confirmLink).
 		s.mu.Lock()
-		for _, p := range s.peers {
+		for id, p := range s.peers {
+			s.dispatch(s.lag.Close(id))
 			p.close()
 		}
-		if s.link != nil {
-			s.link.close()
+		link := s.link
+		if link != nil {
+			link.closeAfter()
 		}
 		s.mu.Unlock()
+		if link != nil {
+			select {
+			case <-link.done:
+			case <-time.After(writeTimeout):
+			}
+		}
+		cancel()
 		wg.Wait()
 	}()
 	for {
@@ -189,7 +213,9 @@ func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		s.mu.Lock()
 		if len(s.peers) >= s.opts.MaxConns {
+			n := len(s.peers)
 			s.mu.Unlock()
+			s.log.Warn("vehicle refused: at capacity", "from", c.RemoteAddr(), "conns", n, "max", s.opts.MaxConns)
 			c.Close()
 			continue
 		}
@@ -223,10 +249,16 @@ func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
 		p.drainAndClose()
 	}()
 	for {
-		_ = p.conn.SetReadDeadline(time.Now().Add(IdleTimeout))
+		_ = p.conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		f, err := wire.ReadFrame(p.conn, maxVehicleFrame)
 		if err != nil {
+			if !isClosing(err) {
+				s.log.Info("vehicle connection dropped", "conn", id, "from", p.conn.RemoteAddr(), "err", err)
+			}
 			return
+		}
+		if isKeepalive(f) {
+			continue
 		}
 		// The frame's cryptography (handshake DHs, decryption, signature
 		// checks) runs between the two locked steps, so the connections'
@@ -358,13 +390,30 @@ func (s *LAGServer) runLink(ctx context.Context) error {
 		p.close()
 	}()
 	go func() {
-		<-ctx.Done()
-		p.close()
+		t := time.NewTicker(s.opts.KeepaliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				p.close()
+				return
+			case <-p.done:
+				return
+			case <-t.C:
+				p.send(keepaliveFrame)
+			}
+		}
 	}()
 	for {
+		// The CA answers each keepalive: a link silent for IdleTimeout is
+		// dead, and is dialled again.
+		_ = c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		f, err := wire.ReadFrame(c, maxLinkFrame)
 		if err != nil {
 			return err
+		}
+		if isKeepalive(f) {
+			continue
 		}
 		s.mu.Lock()
 		out, err := s.lag.ReceiveCA(time.Now(), f)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/gridveil/gridveil/auth"
 	"github.com/gridveil/gridveil/auth/wire"
 )
 
@@ -18,6 +20,17 @@ const (
 	writeTimeout    = 10 * time.Second
 	queueLen        = 512
 )
+
+// keepaliveFrame keeps an idle connection open (auth.FrameKeepalive).
+var keepaliveFrame = []byte{auth.FrameKeepalive}
+
+func isKeepalive(f []byte) bool { return len(f) == 1 && f[0] == auth.FrameKeepalive }
+
+// isClosing reports whether a read ended because the connection was closed
+// (by the peer or by us): not worth a log line of its own.
+func isClosing(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
 
 // peer writes frames to a connection from its own goroutine, so that the
 // party's lock is never held on a slow network write.

@@ -1,10 +1,12 @@
 package authnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gridveil/gridveil/auth"
@@ -16,6 +18,11 @@ type Vehicle struct {
 	BV    *auth.BV
 	store *Store
 	file  string
+	// KeepaliveEvery is how often a connected session sends a keepalive,
+	// so that a vehicle that charges for hours without a word stays
+	// connected; default KeepaliveEvery (the LAG drops a connection idle
+	// for IdleTimeout).
+	KeepaliveEvery time.Duration
 }
 
 // OpenVehicle loads a vehicle's state, or creates a vehicle with fresh
@@ -73,6 +80,9 @@ type Session struct {
 	V    *Vehicle
 	S    *auth.BVSession
 	conn net.Conn
+	wmu  sync.Mutex // writes: the caller's frames and the keepalives
+	stop chan struct{}
+	once sync.Once
 }
 
 // Connect dials a LAG and authenticates. It saves the vehicle's state
@@ -96,7 +106,7 @@ func (v *Vehicle) connect(ctx context.Context, lagAddr string, opts auth.Session
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{V: v, S: v.BV.NewSession(opts), conn: c}
+	s := &Session{V: v, S: v.BV.NewSession(opts), conn: c, stop: make(chan struct{})}
 	err = s.WaitFor(ctx, func(bs *auth.BVSession) bool { return bs.State() >= auth.BVCharging })
 	if serr := v.Save(); err == nil {
 		err = serr
@@ -105,7 +115,28 @@ func (v *Vehicle) connect(ctx context.Context, lagAddr string, opts auth.Session
 		c.Close()
 		return s, err
 	}
+	go s.keepalive(cmp.Or(v.KeepaliveEvery, KeepaliveEvery))
 	return s, nil
+}
+
+// keepalive sends a keepalive every period until the session closes.
+func (s *Session) keepalive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.wmu.Lock()
+			_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			err := wire.WriteFrame(s.conn, keepaliveFrame)
+			s.wmu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}
 }
 
 // Send writes a frame the vehicle produced.
@@ -116,6 +147,8 @@ func (s *Session) Send(frame []byte, err error) error {
 	if frame == nil {
 		return nil
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return wire.WriteFrame(s.conn, frame)
 }
@@ -139,6 +172,9 @@ func (s *Session) WaitFor(ctx context.Context, cond func(*auth.BVSession) bool) 
 			}
 			return fmt.Errorf("%w: %w", ErrClosed, err)
 		}
+		if isKeepalive(f) {
+			continue
+		}
 		out, err := s.S.Receive(time.Now(), f)
 		if err != nil {
 			return err
@@ -154,6 +190,7 @@ func (s *Session) WaitFor(ctx context.Context, cond func(*auth.BVSession) bool) 
 
 // Close says goodbye and closes the connection.
 func (s *Session) Close() error {
+	s.once.Do(func() { close(s.stop) })
 	err := s.Send(s.S.Bye())
 	s.conn.Close()
 	if serr := s.V.Save(); err == nil {

@@ -33,6 +33,9 @@ type demoKeys struct {
 	Station map[string]string `json:"stations"` // name -> hex private key seed
 }
 
+// ledgerLogFile, in a validator's home, receives CometBFT's log.
+const ledgerLogFile = "cometbft.log"
+
 // runLedger starts a ledger validator on o.home and runs it until ctx is
 // done. A new home needs a genesis: o.genesis, or a demo consortium of a
 // grid company and 12 stations whose keys it writes to home/keys.json
@@ -47,11 +50,22 @@ func runLedger(ctx context.Context, out io.Writer, o ledgerOptions) error {
 			return err
 		}
 	}
-	n, err := ledger.StartNode(ledger.NodeConfig{Home: o.home, Genesis: g, RPC: o.rpc, P2P: o.p2p, Peers: o.peers, Block: o.block})
+	// CometBFT's own log (consensus, p2p, block store) is kept at info
+	// level in the home: what the node did before a failure is there.
+	if err := os.MkdirAll(o.home, 0o700); err != nil {
+		return fmt.Errorf("ledger: home: %w", err)
+	}
+	logPath := filepath.Join(o.home, ledgerLogFile)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("ledger: CometBFT's log: %w", err)
+	}
+	defer logFile.Close()
+	n, err := ledger.StartNode(ledger.NodeConfig{Home: o.home, Genesis: g, RPC: o.rpc, P2P: o.p2p, Peers: o.peers, Block: o.block, Log: logFile})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ledger node running: home %s, RPC %s; stop with Ctrl-C\n", o.home, o.rpc)
+	fmt.Fprintf(out, "ledger node running: home %s, RPC %s, CometBFT's log %s; stop with Ctrl-C\n", o.home, o.rpc, logPath)
 	<-ctx.Done()
 	if err := n.Stop(); err != nil {
 		return fmt.Errorf("ledger: stopping: %w", err)

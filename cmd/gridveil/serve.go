@@ -344,6 +344,9 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 				if evidence, err = authnet.OpenEvidenceLog(store); err != nil {
 					return err
 				}
+				if evidence.Torn > 0 {
+					log.Warn("evidence.jsonl ended with a torn line (a crash in mid-write): cut off before appending, kept in evidence.jsonl"+authnet.TornSuffix, "bytes", evidence.Torn)
+				}
 				defer evidence.Close()
 			}
 			ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)

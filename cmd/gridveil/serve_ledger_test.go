@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,6 +67,12 @@ func TestServeLedger(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), filepath.Join(data, "ledger")) {
 		t.Fatalf("home is not --data/ledger:\n%s", out)
+	}
+	// CometBFT's log is kept in the home, at info level: committed blocks
+	// are there, per-message debug lines are not.
+	cl, err := os.ReadFile(filepath.Join(data, "ledger", ledgerLogFile))
+	if err != nil || !strings.Contains(string(cl), "committed state") || strings.Contains(string(cl), "D[") {
+		t.Fatalf("CometBFT's log in the home (%v):\n%.2000s", err, cl)
 	}
 }
 
