@@ -140,7 +140,12 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
 	}
 	roundStart := time.Now()
-	progressed := false           // a round completed since the last resend tick
+	progressed := false // a round completed since the last resend tick
+	// lastRound is how long the last complete round took. A round is
+	// re-sent only once it has run four times that (and at least Resend):
+	// at 10^5 vehicles a round takes longer than the default Resend, and
+	// re-sending it would make every vehicle answer twice.
+	var lastRound time.Duration
 	countedIter := op.Iteration() // a resumed SO counts from where it resumed
 	publish := func() error {
 		for g, b := range op.Buses() {
@@ -169,7 +174,8 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		}
 		progressed = true
 		met.Rounds.Inc()
-		met.RoundTime.Observe(time.Since(roundStart).Seconds())
+		lastRound = time.Since(roundStart)
+		met.RoundTime.Observe(lastRound.Seconds())
 		if cfg.StateFile != "" {
 			if err := saveState(cfg.StateFile, co.State()); err != nil {
 				return err
@@ -254,6 +260,9 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		case <-timer.C:
 			if progressed {
 				stalls = 0
+			}
+			if !progressed && co.Phase() != charging.PhaseDone && time.Since(roundStart) < 4*lastRound {
+				continue // a slow round, not a lost one
 			}
 			if !progressed || co.Phase() == charging.PhaseDone {
 				if co.Phase() != charging.PhaseDone {
