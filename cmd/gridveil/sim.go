@@ -429,6 +429,7 @@ type simResult struct {
 	// soPriced counts the voltage limits the SO priced (mu > 0): the
 	// binding limits when its view is the grid's, its belief otherwise.
 	soPriced int
+	command  string // the command whose summary this is ("" for sim)
 }
 
 func newSimResult(p, soProblem *charging.Problem, sol *charging.Solution, mech aggregate.Mechanism, ldpBaseline bool) (*simResult, error) {
@@ -485,7 +486,11 @@ func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResu
 	if !math.IsNaN(sol.Gap) {
 		gap = fmt.Sprintf("%.1e", sol.Gap)
 	}
-	fmt.Fprintf(w, "gridveil sim: %s, seed %d\n", m.Scenario, m.Seed)
+	cmdName := r.command
+	if cmdName == "" {
+		cmdName = "sim"
+	}
+	fmt.Fprintf(w, "gridveil %s: %s, seed %d\n", cmdName, m.Scenario, m.Seed)
 	fmt.Fprintf(w, "  network      %d feeder(s), %d EVs, %d slots of %g min from %s, vmin %.3f pu\n", len(p.Feeders), len(p.EVs), p.Slots, p.DT*60, m.Start, p.VMin)
 	fmt.Fprintf(w, "  solver       %s in %d iterations, %s (%.3g ms/iteration), duality gap %s\n", status, sol.Iterations, solve.Round(time.Microsecond), float64(solve.Microseconds())/1000/float64(max(sol.Iterations, 1)), gap)
 	fmt.Fprintf(w, "  EV energy    %.1f kWh stored, %.1f kWh drawn from the grid\n", energy, g.EVEnergy)

@@ -145,6 +145,7 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		return err
 	}
 	r.grid = g
+	r.command = "up"
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
 		"solution.json": func(w io.Writer) error {
