@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 
 	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/durable"
 )
 
 // Schemas of the files the parties leave (docs/PLATFORM.md).
@@ -78,39 +78,14 @@ type HostSchedules struct {
 	Schedules [][]float64 `json:"schedules_kw"`
 }
 
-// WriteJSONFile writes v to path durably: a temporary file, fsync'd and
-// renamed, so that a reader never sees half a file.
+// WriteJSONFile writes v to path durably (package durable), so that a
+// reader never sees half a file.
 func WriteJSONFile(path string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	data = append(data, '\n')
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return durable.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // ReadJSONFile reads a file written by WriteJSONFile.
@@ -180,30 +155,4 @@ func Assemble(pl *Plan, so *SOResult, hosts []*HostSchedules) (*charging.Solutio
 }
 
 // WriteText writes a small text file (an address, a pid) durably.
-func WriteText(path, text string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(text)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
+func WriteText(path, text string) error { return durable.WriteFile(path, []byte(text), 0o644) }

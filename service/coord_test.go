@@ -33,6 +33,19 @@ func problem(t *testing.T, name string) *charging.Problem {
 	return p
 }
 
+// soConfig is what the SO knows of p, with each vehicle's pseudonym
+// derived from its id.
+func soConfig(p *charging.Problem) (charging.OperatorConfig, [][]string) {
+	cfg, busEVs := p.OperatorConfig(charging.Options{})
+	members := make([][]string, len(busEVs))
+	for g, evs := range busEVs {
+		for _, i := range evs {
+			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
+		}
+	}
+	return cfg, members
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -62,13 +75,7 @@ type dayRun struct {
 
 func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string, hosts int, stateFile string, progress func(charging.Stats)) dayRun {
 	t.Helper()
-	cfg, busEVs := p.OperatorConfig(charging.Options{})
-	members := make([][]string, len(busEVs))
-	for g, evs := range busEVs {
-		for _, i := range evs {
-			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
-		}
-	}
+	cfg, members := soConfig(p)
 	var wg sync.WaitGroup
 	out := dayRun{scheds: make([][]float64, len(p.EVs))}
 	var mu sync.Mutex
@@ -210,13 +217,7 @@ func TestSOResumesFromState(t *testing.T) {
 	defer srv.Shutdown()
 	p := problem(t, "ieee13-paper")
 	state := filepath.Join(t.TempDir(), "so.state")
-	cfg, busEVs := p.OperatorConfig(charging.Options{})
-	members := make([][]string, len(busEVs))
-	for g, evs := range busEVs {
-		for _, i := range evs {
-			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
-		}
-	}
+	cfg, members := soConfig(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The vehicles, in one host that lives through the SO's restart.
@@ -376,13 +377,7 @@ func TestCoordinationOnNATSCluster(t *testing.T) {
 		return strings.Join(urls, ",")
 	}
 	p := problem(t, "ieee13-paper")
-	cfg, busEVs := p.OperatorConfig(charging.Options{})
-	members := make([][]string, len(busEVs))
-	for g, evs := range busEVs {
-		for _, i := range evs {
-			members[g] = append(members[g], "ps-"+p.EVs[i].ID)
-		}
-	}
+	cfg, members := soConfig(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -453,16 +448,7 @@ func TestSOMetrics(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	p := problem(t, "ieee13-paper")
-	cfg, members := func() (charging.OperatorConfig, [][]string) {
-		cfg, busEVs := p.OperatorConfig(charging.Options{})
-		m := make([][]string, len(busEVs))
-		for g, evs := range busEVs {
-			for _, i := range evs {
-				m[g] = append(m[g], "ps-"+p.EVs[i].ID)
-			}
-		}
-		return cfg, m
-	}()
+	cfg, members := soConfig(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ids := make([]string, len(p.EVs))

@@ -10,10 +10,10 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/durable"
 	"github.com/gridveil/gridveil/transport"
 )
 
@@ -331,37 +331,16 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 	}
 }
 
-// saveState writes the state durably: a temporary file, fsync'd, renamed
-// over the old one, and the directory fsync'd, so a crash leaves either
-// the old state or the new, never a torn one.
+// saveState writes the state durably (package durable): a crash leaves
+// either the old state or the new, never a torn one.
 func saveState(path string, st charging.CoordinatorState) error {
 	var buf bytes.Buffer
 	buf.WriteString(stateMagic)
 	if err := gob.NewEncoder(&buf).Encode(st); err != nil {
 		return fmt.Errorf("%w: encoding: %w", ErrStateFile, err)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".so-state-*")
-	if err != nil {
+	if err := durable.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("%w: %w", ErrStateFile, err)
-	}
-	_, err = f.Write(buf.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%w %s: %w", ErrStateFile, path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
