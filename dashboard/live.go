@@ -54,7 +54,9 @@ type LiveState struct {
 }
 
 // Delta is a server-sent "progress" event: the iterations completed since
-// the stream's last event and the latest aggregate. Events are coalesced:
+// the stream's last event (starting with the last one it sent, which a
+// certification may have changed: a point replaces the one of the same
+// iteration) and the latest aggregate. Events are coalesced:
 // a browser that cannot keep up gets fewer events, each with more points.
 type Delta struct {
 	Day     int               `json:"day"`
@@ -117,10 +119,8 @@ func (l *Live) Apply(data []byte) error {
 		l.bump()
 		return err
 	}
-	if l.st.Latest != nil && p.Iter <= l.st.Latest.Iter {
-		if p.Iter == l.st.Latest.Iter {
-			return nil // a repeat: nothing new
-		}
+	pt := Point{Iter: p.Iter, Objective: p.Objective, Change: p.Change, Violation: p.Violation, Gap: p.Gap}
+	if l.st.Latest != nil && p.Iter < l.st.Latest.Iter {
 		// A lower iteration: a new coordination began.
 		l.st.Day++
 		l.st.History = []Point{}
@@ -130,12 +130,20 @@ func (l *Live) Apply(data []byte) error {
 		l.st.Day = 1
 	}
 	l.st.Updates++
-	l.st.Latest = &p
-	if len(l.st.History) < maxHistory {
-		l.st.History = append(l.st.History, Point{Iter: p.Iter, Objective: p.Objective, Change: p.Change, Violation: p.Violation, Gap: p.Gap})
-	} else {
+	n := len(l.st.History)
+	switch {
+	case n > 0 && l.st.History[n-1].Iter == p.Iter:
+		// The same iteration again: the SO publishes an iteration once when
+		// it steps and once more when it certifies the step (with the
+		// duality gap, and converged when the gap is small enough). The
+		// later message is the iteration's final word.
+		l.st.History[n-1] = pt
+	case n < maxHistory:
+		l.st.History = append(l.st.History, pt)
+	default:
 		l.st.HistoryTruncated = true
 	}
+	l.st.Latest = &p
 	l.bump()
 	return nil
 }
@@ -178,7 +186,10 @@ func (l *Live) next(c *cursor, first bool) (full *LiveState, delta *Delta, wait 
 	if c.latest == l.st.Latest && c.refused == l.st.Refused {
 		return nil, nil, wait
 	}
-	d := &Delta{Day: l.st.Day, Updates: l.st.Updates, Refused: l.st.Refused, Latest: l.st.Latest, Points: append([]Point{}, l.st.History[min(c.sent, len(l.st.History)):]...)}
+	// The stream's last point is sent again: a certification may have
+	// replaced it (the browser replaces a point of the same iteration).
+	from := min(max(c.sent-1, 0), len(l.st.History))
+	d := &Delta{Day: l.st.Day, Updates: l.st.Updates, Refused: l.st.Refused, Latest: l.st.Latest, Points: append([]Point{}, l.st.History[from:]...)}
 	c.sent, c.refused, c.latest = len(l.st.History), l.st.Refused, l.st.Latest
 	return nil, d, wait
 }

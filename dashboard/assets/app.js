@@ -131,7 +131,7 @@ function renderFeeder(d) {
     title: { text: 'Lowest voltage of each feeder', left: 'center', top: 0, textStyle: { fontSize: 13 } },
     legend: { show: false },
     xAxis: { type: 'category', data: d.feeders.map((f) => f.name) },
-    yAxis: { type: 'value', name: 'pu', scale: true },
+    yAxis: { type: 'value', name: 'pu', min: Math.floor((Math.min(d.vmin_pu, ...d.feeders.map((f) => f.min_voltage_pu).filter((v) => v !== null)) - 0.01) * 100) / 100 },
     series: [{
       name: 'lowest voltage', type: 'bar',
       data: d.feeders.map((f) => ({ value: f.min_voltage_pu, itemStyle: { color: voltColor(f.min_voltage_pu, d.vmin_pu) } })),
@@ -156,7 +156,7 @@ function drawTree(d, i) {
       symbol: b.binding_slots > 0 ? 'diamond' : 'circle',
       symbolSize: b.binding_slots > 0 ? 18 : 12,
       itemStyle: { color: voltColor(b.min_voltage_pu, d.vmin_pu), borderColor: '#1d2733' },
-      label: { formatter: b.name + (b.min_voltage_pu !== null ? '\n' + fmt(b.min_voltage_pu, 4) : '') },
+      label: { formatter: b.name + (b.min_voltage_pu !== null ? ' ' + fmt(b.min_voltage_pu, 4) : '') },
       children: [],
     };
   });
@@ -175,7 +175,7 @@ function drawTree(d, i) {
       },
     },
     series: [{ type: 'tree', data: [root], orient: 'TB', top: 30, bottom: 60, left: 40, right: 40, expandAndCollapse: false, initialTreeDepth: -1,
-      label: { position: 'bottom', distance: 6, fontSize: 11 }, lineStyle: { color: '#9aa4ae' } }],
+      label: { position: 'right', distance: 6, fontSize: 11 }, lineStyle: { color: '#9aa4ae' } }],
   });
 }
 
@@ -272,9 +272,10 @@ function renderPrivacy(d) {
       const tr = row(tb, [m.mechanism].concat(d.adversaries.map((a) => m.rmse_kw[a])).concat([m.prior_rmse_kw, m.bus_mean_rmse_kw]), true);
       tr.dataset.mechanism = m.mechanism;
     });
-    chart('chart-privacy-rmse', { xAxis: { type: 'category', data: d.adversaries }, yAxis: { type: 'value', name: 'RMSE kW' },
+    // A log axis: exact recoveries (RMSE 0) are left out, dp's noise spans decades.
+    chart('chart-privacy-rmse', { xAxis: { type: 'category', data: d.adversaries }, yAxis: { type: 'log', name: 'RMSE kW (log)' },
       series: d.mechanisms.map((m, i) => {
-        const s = { name: m.mechanism, type: 'bar', data: d.adversaries.map((a) => m.rmse_kw[a]) };
+        const s = { name: m.mechanism, type: 'bar', data: d.adversaries.map((a) => (m.rmse_kw[a] > 0 ? m.rmse_kw[a] : null)) };
         if (i === 0) s.markLine = { symbol: 'none', data: [{ yAxis: m.prior_rmse_kw, name: 'prior' }], label: { formatter: 'prior' } };
         return s;
       }) });
@@ -488,7 +489,13 @@ function connect() {
     gv.live.updates = d.updates;
     gv.live.refused = d.refused;
     gv.live.latest = d.latest;
-    gv.live.history = gv.live.history.concat(d.points);
+    d.points.forEach((q) => {
+      const h = gv.live.history;
+      // A point of the iteration the page has last replaces it (the SO's
+      // certification of that iteration).
+      if (h.length && h[h.length - 1].iteration === q.iteration) h[h.length - 1] = q;
+      else if (!h.length || h[h.length - 1].iteration < q.iteration) h.push(q);
+    });
     gv.streamDeltas = (gv.streamDeltas || 0) + 1;
     renderLive();
   });
