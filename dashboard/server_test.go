@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -289,5 +290,58 @@ func TestAPIOverRealRun(t *testing.T) {
 	var e map[string]string
 	if json.Unmarshal(w.Body.Bytes(), &e); w.Code != http.StatusBadRequest || !strings.Contains(e["error"], "buses with reports") {
 		t.Errorf("privacy?bus=nowhere: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestCommandServes: `gridveil dashboard` serves a run on a free loopback
+// port, never prints the token, and stops cleanly on SIGINT.
+func TestCommandServes(t *testing.T) {
+	dir := simRun(t)
+	const token = "fedcba9876543210fedcba"
+	cmd := exec.Command(gridveil(t), "dashboard", "--run", dir, "--addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "GRIDVEIL_DASHBOARD_TOKEN="+token)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no first line: %v (stderr %s)", err, stderr.String())
+	}
+	if strings.Contains(line, token) {
+		t.Fatalf("the command printed its token: %q", line)
+	}
+	i := strings.Index(line, "http://")
+	j := strings.Index(line[max(i, 0):], "/ ")
+	if i < 0 || j < 0 {
+		t.Fatalf("no address in %q", line)
+	}
+	base := line[i : i+j]
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/run", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ri RunInfo
+	err = json.NewDecoder(resp.Body).Decode(&ri)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || ri.Dir != dir {
+		t.Fatalf("GET /api/v1/run: %d %+v %v", resp.StatusCode, ri, err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGINT: %v (stderr %s)", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), token) {
+		t.Fatal("the command logged its token")
 	}
 }
