@@ -118,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 		if q := r.URL.Query().Get("home"); q != "" {
 			n, err := strconv.Atoi(q)
 			if err != nil {
-				return nil, fmt.Errorf("home %q: give a home's index, 0, 1, ...", q)
+				return nil, fmt.Errorf("home %q: give a home's index (0 for the first)", q)
 			}
 			home = n
 		}

@@ -61,13 +61,16 @@ function showAbsent(view, absent) {
   });
 }
 
-function chart(id, opt) {
+// chart draws opt in element id. merge keeps the chart's state and lets
+// ECharts update only what changed: the live charts, redrawn at every
+// event, use it (their series keep their names within a day).
+function chart(id, opt, merge) {
   let c = gv.charts[id];
   if (!c) {
     c = echarts.init($(id), null, { renderer: 'canvas' });
     gv.charts[id] = c;
   }
-  c.setOption(Object.assign({ animation: false, tooltip: { trigger: 'axis' }, legend: { top: 0 }, grid: { top: 40, left: 70, right: 40, bottom: 40 } }, opt), true);
+  c.setOption(Object.assign({ animation: false, tooltip: { trigger: 'axis' }, legend: { top: 0 }, grid: { top: 40, left: 70, right: 40, bottom: 40 } }, opt), !merge);
   return c;
 }
 
@@ -245,10 +248,10 @@ function renderLive() {
   const coord = gv.data.coordination || {};
   const agg = p.so_view_aggregate_kw || [];
   const x = slotLabels(agg.length, coord.start, coord.dt_hours);
-  const series = [{ name: "SO's aggregate, iteration " + p.iteration, type: 'line', showSymbol: false, data: agg }];
+  const series = [{ id: 'live', name: "SO's aggregate, iteration " + p.iteration, type: 'line', showSymbol: false, data: agg }];
   if (coord.baseline_kw && coord.baseline_kw.length === agg.length) series.unshift({ name: 'baseline (the run\'s files)', type: 'line', showSymbol: false, data: coord.baseline_kw });
   chart('chart-live-agg', { title: { text: 'Live: load per slot (kW)', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
-    xAxis: { type: 'category', data: x }, yAxis: { type: 'value', name: 'kW', scale: true }, series });
+    xAxis: { type: 'category', data: x }, yAxis: { type: 'value', name: 'kW', scale: true }, series }, false);
   const h = s.history;
   const pos = (v) => (v !== null && v !== undefined && v > 0 ? v : null);
   chart('chart-live-conv', { title: { text: 'Live: convergence', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
@@ -258,7 +261,7 @@ function renderLive() {
       { name: 'change (kW)', type: 'line', showSymbol: false, data: h.map((q) => [q.iteration, pos(q.change_kw)]) },
       { name: 'relative gap', type: 'line', showSymbol: true, connectNulls: true, data: h.map((q) => [q.iteration, pos(q.relative_gap)]) },
       { name: 'objective', type: 'line', showSymbol: false, yAxisIndex: 1, data: h.map((q) => [q.iteration, q.objective]) },
-    ] });
+    ] }, true);
 }
 
 function renderPrivacy(d) {
