@@ -197,14 +197,27 @@ func serve(t *testing.T, dir string, live *Live) *httptest.Server {
 	return hs
 }
 
+// poll waits until expr is true in the page. A poll that starts while the
+// page replaces its document can lose its JavaScript context ("Cannot
+// find context with specified id"): it is tried again, a bounded number
+// of times.
+func poll(ctx context.Context, expr string) error {
+	var err error
+	for range 5 {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(30*time.Second)))
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context") {
+			return err
+		}
+	}
+	return err
+}
+
 // openView navigates to a view and waits until the page has drawn it.
 func openView(t *testing.T, ctx context.Context, base, view string) {
 	t.Helper()
-	t0 := time.Now()
 	err := chromedp.Do(ctx, chromedp.Navigate(base+"/#"+view))
-	t.Logf("navigate %s: %v", view, time.Since(t0))
 	if err == nil {
-		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.body.dataset.ready === '1' && document.getElementById('view-`+view+`').dataset.rendered === '1'`, chromedp.WithPollingTimeout(30*time.Second)))
+		err = poll(ctx, `document.body.dataset.ready === '1' && document.getElementById('view-`+view+`').dataset.rendered === '1'`)
 	}
 	if err != nil {
 		t.Fatalf("view %s did not render: %v", view, err)
@@ -561,7 +574,7 @@ func TestBrowserStaticReports(t *testing.T) {
 	for name, dir := range dirs {
 		err := chromedp.Do(ctx, chromedp.Navigate("file://"+filepath.Join(dir, "report.html")))
 		if err == nil {
-			_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.readyState === 'complete'`, chromedp.WithPollingTimeout(30*time.Second)))
+			err = poll(ctx, `document.readyState === 'complete'`)
 		}
 		if err != nil {
 			t.Fatalf("%s report: %v", name, err)

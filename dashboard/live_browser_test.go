@@ -105,7 +105,7 @@ func TestBrowserLiveCoordination(t *testing.T) {
 	hs := serve(t, dir, live)
 
 	openView(t, bctx, hs.URL, "coordination")
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById('live-badge').textContent === 'live: waiting'`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := poll(bctx, `document.getElementById('live-badge').textContent === 'live: waiting'`); err != nil {
 		t.Fatalf("before the day the badge says %q: %v", eval[string](t, bctx, `document.getElementById('live-badge').textContent`), err)
 	}
 
@@ -132,7 +132,7 @@ func TestBrowserLiveCoordination(t *testing.T) {
 	}
 	// The SO published iteration pauseAt before calling Progress; wait for
 	// the server, then the page, to have it.
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(`document.getElementById('live-iter').textContent === '%d'`, pauseAt), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := poll(bctx, fmt.Sprintf(`document.getElementById('live-iter').textContent === '%d'`, pauseAt)); err != nil {
 		t.Fatalf("the page never showed iteration %d: %v (server state: %d updates)", pauseAt, err, live.State().Updates)
 	}
 	st := live.State()
@@ -147,7 +147,7 @@ func TestBrowserLiveCoordination(t *testing.T) {
 	// whole state again, so the page keeps the day so far.
 	states := eval[int](t, bctx, `gv.streamStates`)
 	hs.CloseClientConnections()
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(`gv.streamStates > %d`, states), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := poll(bctx, fmt.Sprintf(`gv.streamStates > %d`, states)); err != nil {
 		t.Fatalf("the page did not reconnect: %v", err)
 	}
 	pageHistory(t, bctx, live.State().History)
@@ -165,8 +165,7 @@ func TestBrowserLiveCoordination(t *testing.T) {
 		t.Fatalf("SO: %v", co.err)
 	}
 	final := co.res.Coordinator.Operator()
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(`document.getElementById('live-iter').textContent === '%d' && document.getElementById('live-converged').textContent === 'true'`, final.Iteration()),
-		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := poll(bctx, fmt.Sprintf(`document.getElementById('live-iter').textContent === '%d' && document.getElementById('live-converged').textContent === 'true'`, final.Iteration())); err != nil {
 		lt := live.State().Latest
 		t.Fatalf("the page never showed the final iteration %d: %v (it shows %q, converged %q; the server has iteration %d converged %v)", final.Iteration(), err,
 			eval[string](t, bctx, `document.getElementById('live-iter').textContent`), eval[string](t, bctx, `document.getElementById('live-converged').textContent`), lt.Iter, lt.Converged)
@@ -182,7 +181,7 @@ func TestBrowserLiveCoordination(t *testing.T) {
 	tab, cancelTab := chromedp.NewContext(bctx)
 	defer cancelTab()
 	openView(t, tab, hs.URL, "coordination")
-	if _, err := chromedp.Run(tab, chromedp.Poll[bool](fmt.Sprintf(`document.getElementById('live-iter').textContent === '%d'`, final.Iteration()), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := poll(tab, fmt.Sprintf(`document.getElementById('live-iter').textContent === '%d'`, final.Iteration())); err != nil {
 		t.Fatalf("a new page did not get the state: %v", err)
 	}
 	pageHistory(t, tab, end)

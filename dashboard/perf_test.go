@@ -105,7 +105,7 @@ func TestPerfFollow(t *testing.T) {
 	cancel()
 	<-hostDone
 	// Let the last event reach the page.
-	_, _ = chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById('live-iter').textContent === '`+itoa(res.Coordinator.Operator().Iteration())+`'`, chromedp.WithPollingTimeout(30*time.Second)))
+	_ = poll(bctx, `document.getElementById('live-iter').textContent === '`+itoa(res.Coordinator.Operator().Iteration())+`'`)
 	st := live.State()
 	framesJSON, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(gv.frames)`))
 	if err != nil {
