@@ -8,7 +8,7 @@ type Group struct {
 }
 
 // Aggregator is the seam between the vehicles and the system operator
-// (DESIGN.md C3): the SO never reads a vehicle's schedule, only what an
+// (docs/ARCHITECTURE.md C3): the SO never reads a vehicle's schedule, only what an
 // Aggregator hands it for each bus. A private aggregation mechanism
 // (obfuscation, masking, secret sharing, noise) implements it by simulating
 // both the vehicles' side (what each one sends) and the SO's side (how the

@@ -6,7 +6,7 @@ import (
 	"sort"
 )
 
-// Battery vehicles (V2G, DESIGN.md "V2G discharging").
+// Battery vehicles (V2G, docs/ARCHITECTURE.md, "V2G discharging").
 //
 // A vehicle with a battery (EV.Capacity > 0) keeps a state of charge S in
 // kWh. While plugged in it charges c(t) in [0, pmax] and discharges d(t) in

@@ -19,7 +19,7 @@ import (
 //
 // Phases follow one another as PhaseStart (the starting schedules), then
 // PhaseStep rounds, a PhaseBound round whenever the stopping tests hold
-// (the vehicles' bound terms certify the gap, DESIGN.md C2's certificate
+// (the vehicles' bound terms certify the gap, docs/ARCHITECTURE.md C2's certificate
 // without any local set reaching the SO), and PhaseDone at the end.
 
 // Typed refusals of Coordinator.Handle. A service logs them with the

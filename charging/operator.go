@@ -42,7 +42,7 @@ type OperatorConfig struct {
 // Operator is the system operator's side of coordinated charging: a
 // deterministic state machine that consumes per-bus sums and produces the
 // next broadcast (the aggregate A(t), per-bus voltage prices and the step
-// size) and the voltage multipliers (DESIGN.md C2, seed 001 eq. 10, the
+// size) and the voltage multipliers (docs/ARCHITECTURE.md C2, seed 001 eq. 10, the
 // mu-update, with a Condat-Vu extrapolation). It does no I/O: a driver
 // moves sums in and broadcasts out, in one process (Solve) or over a
 // network.

@@ -8,7 +8,7 @@ import (
 	"github.com/gridveil/gridveil/grid"
 )
 
-// EV is one vehicle's private data: its local set X_i of DESIGN.md C2.
+// EV is one vehicle's private data: its local set X_i of docs/ARCHITECTURE.md C2.
 // It is plugged in for Arrive <= t < Depart. A charging-only vehicle
 // (Capacity 0) must take Energy kWh into its battery, drawing
 // Energy / Efficiency from the grid. A vehicle with a battery model

@@ -68,7 +68,7 @@ type Solution struct {
 }
 
 // Solve runs the decentralized projected-gradient primal-dual method of
-// DESIGN.md C2 (seed 001 eq. 10) with a Condat-Vu extrapolation on the
+// docs/ARCHITECTURE.md C2 (seed 001 eq. 10) with a Condat-Vu extrapolation on the
 // dual. Each iteration:
 //
 //  1. the SO broadcasts the aggregate A(t) and, per bus b, the voltage price

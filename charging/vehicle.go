@@ -8,7 +8,7 @@ import (
 // Vehicle is the vehicle's side of coordinated charging: a deterministic
 // state machine that holds one EV's private local set X_i and its current
 // schedule, and answers each broadcast of the system operator with its next
-// schedule (DESIGN.md C2, seed 001 eq. 10, the x-update). It sees nothing
+// schedule (docs/ARCHITECTURE.md C2, seed 001 eq. 10, the x-update). It sees nothing
 // but its own set and what the SO broadcasts to its bus: the aggregate load
 // A(t), the bus's voltage price w_b(t) and the step size tau.
 //

@@ -19,7 +19,7 @@ type SpotLoad struct {
 const IEEE13V0 = 1.03
 
 // IEEE13 returns the IEEE 13-node test feeder reduced to a single-phase
-// positive-sequence equivalent at 4.16 kV on a 1 MVA base (DESIGN.md C1),
+// positive-sequence equivalent at 4.16 kV on a 1 MVA base (docs/ARCHITECTURE.md C1),
 // and its spot loads in bus order. Node 670 is kept: the distributed load of
 // the 632-671 line is lumped there, one third of the way along the line, as
 // the IEEE documentation suggests.

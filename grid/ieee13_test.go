@@ -31,7 +31,7 @@ func TestIEEE13(t *testing.T) {
 		total += l.P
 	}
 	if total != 3466 {
-		t.Errorf("total spot load %v kW, want 3466 (DESIGN.md C1)", total)
+		t.Errorf("total spot load %v kW, want 3466 (docs/ARCHITECTURE.md C1)", total)
 	}
 	if len(IEEE13EVBuses) != 12 {
 		t.Errorf("%d EV buses, want 12", len(IEEE13EVBuses))
@@ -59,7 +59,7 @@ func TestIEEE13BaselineFeasible(t *testing.T) {
 		return v[m], f.Buses[m].Name
 	}
 	if v, bus := minV(1.0); v >= 0.95 || bus != "652" {
-		t.Errorf("v0 = 1.0: min %.4f at %s; DESIGN.md says the peak baseline breaks 0.95 at the far end", v, bus)
+		t.Errorf("v0 = 1.0: min %.4f at %s; docs/ARCHITECTURE.md says the peak baseline breaks 0.95 at the far end", v, bus)
 	}
 	if v, bus := minV(IEEE13V0); v < 0.95 {
 		t.Errorf("v0 = %v: min %.4f at %s is below 0.95", IEEE13V0, v, bus)

@@ -6,7 +6,7 @@ import (
 )
 
 // SCEResidential is SCE's hourly residential household load in kW, starting
-// at 12:00 and ending at 11:00 the next day (DESIGN.md C1). Its peak is at
+// at 12:00 and ending at 11:00 the next day (docs/ARCHITECTURE.md C1). Its peak is at
 // 18:00.
 var SCEResidential = Profile{
 	StartHour: 12,

@@ -20,7 +20,7 @@ const MaxLevels = 2001
 // index: a level within gridEps steps of a bound counts as inside it.
 const gridEps = 1e-9
 
-// Optimal is the exact dynamic programme of DESIGN.md C4 on a discretised
+// Optimal is the exact dynamic programme of docs/ARCHITECTURE.md C4 on a discretised
 // SOC grid; see the package documentation for what "exact on the grid"
 // means and how the squared meter differences are handled.
 type Optimal struct {

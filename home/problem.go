@@ -15,7 +15,7 @@ var ErrInvalid = errors.New("home: invalid input")
 // cover, or a grid too coarse for the optimal scheduler).
 var ErrInfeasible = errors.New("home: infeasible")
 
-// Battery is the EV battery of DESIGN.md C4.
+// Battery is the EV battery of docs/ARCHITECTURE.md C4.
 type Battery struct {
 	CapacityKWh        float64 // E_bat, kWh
 	SOCMin, SOCMax     float64 // state-of-charge bounds, fractions of E_bat
@@ -51,7 +51,7 @@ func (tr *Trip) EnergyKWh() float64 { return tr.DistanceKM / tr.KMPerKWh }
 // Problem is one home-day for a scheduler: the household load, the
 // supplier's prices, the EV battery, its trip and the user's trade-off.
 //
-// The objective (DESIGN.md C4, seed 000 eq. 9) is
+// The objective (docs/ARCHITECTURE.md C4, seed 000 eq. 9) is
 //
 //	alpha * sum_t r(t) P_meter(t) dt + (1 - alpha) * beta * sum_t (P_meter(t+1) - P_meter(t))^2
 //
@@ -276,7 +276,7 @@ func (p *Problem) Objective(s *Schedule) (cost, leakage, objective float64) {
 // checkTol is the relative tolerance of Check.
 const checkTol = 1e-7
 
-// Check verifies every constraint of DESIGN.md C4 on a schedule and names
+// Check verifies every constraint of docs/ARCHITECTURE.md C4 on a schedule and names
 // the first violation: series lengths; 0 <= P_ch <= Pch_max and
 // 0 <= P_dis <= Pdis_max with never both positive (the binary s(t));
 // no charging or discharging while away and no driving at home; the SOC

@@ -12,7 +12,7 @@ import (
 	"github.com/gridveil/gridveil/scenario"
 )
 
-// paperProblem is DESIGN.md's reproduction set-up: IEEE 13, 84 EVs, 48
+// paperProblem is docs/ARCHITECTURE.md's reproduction set-up: IEEE 13, 84 EVs, 48
 // quarter-hour slots.
 func paperProblem(t testing.TB) *charging.Problem {
 	t.Helper()

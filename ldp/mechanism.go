@@ -11,7 +11,7 @@ import (
 // Name identifies a mechanism.
 type Name string
 
-// The mechanisms of DESIGN.md C5; see the package documentation for their
+// The mechanisms of docs/ARCHITECTURE.md C5; see the package documentation for their
 // definitions, sources and privacy proofs.
 const (
 	GRR       Name = "grr"       // generalised randomized response over k levels

@@ -18,14 +18,14 @@ func mustNew(t testing.TB, cfg Config) *Mechanism {
 }
 
 // TestPaperVariances asserts the per-user variances at epsilon = 1 that
-// DESIGN.md C5 quotes, from this package's formulas, and checks each
+// docs/ARCHITECTURE.md C5 quotes, from this package's formulas, and checks each
 // formula against the closed form in its source.
 func TestPaperVariances(t *testing.T) {
 	e := math.E
 	cases := []struct {
 		what   string
 		got    func() float64
-		want   float64 // DESIGN.md, two decimals
+		want   float64 // docs/ARCHITECTURE.md, two decimals
 		closed float64 // the source's closed form at eps = 1
 	}{
 		{"Duchi at t = 0", func() float64 { return mustNew(t, Config{Mechanism: Duchi, Epsilon: 1, MaxKW: 1}).ValueVariance(0) }, 4.68,
@@ -49,7 +49,7 @@ func TestPaperVariances(t *testing.T) {
 	for _, c := range cases {
 		got := c.got()
 		if math.Abs(got-c.want) > 0.005 {
-			t.Errorf("%s: %.4f, DESIGN.md says %.2f", c.what, got, c.want)
+			t.Errorf("%s: %.4f, docs/ARCHITECTURE.md says %.2f", c.what, got, c.want)
 		}
 		tol := 1e-12
 		if strings.HasPrefix(c.what, "OUE") {

@@ -32,7 +32,7 @@ type NodeConfig struct {
 }
 
 // Node is one CometBFT validator running the ledger application in this
-// process: the default, single-validator consortium (DESIGN.md C7).
+// process: the default, single-validator consortium (docs/ARCHITECTURE.md C7).
 type Node struct {
 	App    *App
 	node   *node.Node

@@ -1,6 +1,6 @@
 // Package ocpp is gridveil's charging station management system (CSMS):
 // the endpoint real OCPP 2.0.1 charging stations connect to, run by the
-// station's aggregator (the LAG role, DESIGN.md C8).
+// station's aggregator (the LAG role, docs/ARCHITECTURE.md C8).
 //
 // It speaks OCPP-J 2.0.1 over WebSocket (subprotocol "ocpp2.0.1", security
 // profile 1: HTTP basic auth; profile 2: the same over TLS). Every message,

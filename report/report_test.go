@@ -16,7 +16,7 @@ import (
 
 var sampleOut = flag.String("sample", "", "also write the sample report to this file")
 
-// sceHourly is the residential profile of DESIGN.md C1, 12:00 to 11:00.
+// sceHourly is the residential profile of docs/ARCHITECTURE.md C1, 12:00 to 11:00.
 var sceHourly = []float64{1.651, 1.887, 2.090, 2.278, 2.392, 2.457, 2.462, 2.377, 2.275, 2.179, 2.001, 1.745,
 	1.505, 1.303, 1.151, 1.036, 0.955, 0.888, 0.867, 0.963, 1.127, 1.348, 1.599, 1.829}
 

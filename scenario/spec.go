@@ -81,7 +81,7 @@ type EVSpec struct {
 }
 
 // V2GSpec gives a share of the drawn vehicles a battery model and lets
-// them discharge (DESIGN.md "V2G discharging"). A vehicle with a battery
+// them discharge (docs/ARCHITECTURE.md, "V2G discharging"). A vehicle with a battery
 // arrives with a drawn SOC, must leave with its drawn energy on top of it
 // (capped at its capacity), never goes below the owner's floor, and
 // discharges up to pdis_kw. The draws use their own random stream, so the

@@ -61,7 +61,7 @@ func newLDPCmd() *cobra.Command {
 		Short: "Measure LDP smart-meter aggregation: estimates, errors and variances per mechanism",
 		Long: `ldp draws a population of household meter readings, lets every meter
 perturb its reading with each epsilon-LDP mechanism (grr, oue, duchi,
-piecewise, hybrid; DESIGN.md C5), and has the system operator estimate the
+piecewise, hybrid; docs/ARCHITECTURE.md C5), and has the system operator estimate the
 population's sum, mean and (grr, oue) histogram. Each mechanism runs
 --trials independent rounds at every epsilon of --epsilons (and --epsilon),
 which measures the estimators' variance against the theory. It writes into
@@ -651,7 +651,7 @@ func writeLDPReport(w io.Writer, c *ldpConfig, res *ldpResult) error {
 	page.Notes = []string{
 		"Every meter clips its reading to the public range and perturbs it once per round with the mechanism; the system operator debiases the reports into an unbiased estimate of the sum of the clipped readings. The mean divides it by the number of meters.",
 		"sd theory is the exact standard deviation of the estimate given the readings; sd measured is the standard deviation over the rounds (± its standard error); variance z is (measured − theoretical variance) / its standard error, which should be a standard normal draw. The 95% interval uses the worst-case variance over all readings, which the operator can compute without knowing any reading.",
-		"Worst per-report variance is in units of the [−1, 1] domain (DESIGN.md C5 quotes it at epsilon = 1: Duchi 4.68, piecewise 5.22, hybrid 4.29). Binary randomized response (grr, k=2) after randomised rounding is the same mechanism as Duchi's, so its line lies under Duchi's. Their error stops falling at large epsilon: their reports stay two-valued. grr and oue with many levels pay for their histogram resolution in the sum.",
+		"Worst per-report variance is in units of the [−1, 1] domain (docs/ARCHITECTURE.md C5 quotes it at epsilon = 1: Duchi 4.68, piecewise 5.22, hybrid 4.29). Binary randomized response (grr, k=2) after randomised rounding is the same mechanism as Duchi's, so its line lies under Duchi's. Their error stops falling at large epsilon: their reports stay two-valued. grr and oue with many levels pay for their histogram resolution in the sum.",
 	}
 	if err := report.WritePage(w, page); err != nil {
 		return fmt.Errorf("rendering report.html: %w", err)

@@ -73,7 +73,7 @@ func TestLDPFiles(t *testing.T) {
 			t.Errorf("%s: alpha %v", m.Name, m.Alpha)
 		}
 	}
-	// The DESIGN.md figures at epsilon 1, through the CLI.
+	// The docs/ARCHITECTURE.md figures at epsilon 1, through the CLI.
 	want := map[string]float64{"duchi": 4.68, "piecewise": 5.22, "hybrid": 4.29}
 	for _, m := range res.Mechanisms {
 		if w, ok := want[m.Name]; ok && math.Abs(m.WorstVarianceDomain-w) > 0.005 {

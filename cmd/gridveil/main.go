@@ -30,7 +30,7 @@ Start with: gridveil sim`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSimCmd(), newHomeCmd(), newLDPCmd(), newServeCmd(), newUpCmd(), newAgentCmd(), newCACmd(), newVersionCmd(), newBenchCmd())
+	root.AddCommand(newSimCmd(), newHomeCmd(), newLDPCmd(), newServeCmd(), newUpCmd(), newAgentCmd(), newCACmd(), newVersionCmd(), newBenchCmd(), newDashboardCmd())
 	return root
 }
 

@@ -83,7 +83,7 @@ func writeChargingReport(w io.Writer, p *charging.Problem, m *scenario.Meta, r *
 	}
 	c.Notes = []string{
 		"Every load and voltage figure and the summary above are the true grid: the true baselines plus the vehicles' final schedules, voltages by LinDistFlow. Rows marked SO's view are what the system operator believed, when its sums were noisy or its baselines estimated.",
-		"Valley filling minimises 1/2 Σ_t (D(t) + Σ_i x_i(t))² subject to each EV's private local set and the LinDistFlow voltage limit V ≥ vmin at every bus (DESIGN.md C2, seed 001). Each EV updates its own schedule from the system operator's broadcast; the operator sees only per-bus sums.",
+		"Valley filling minimises 1/2 Σ_t (D(t) + Σ_i x_i(t))² subject to each EV's private local set and the LinDistFlow voltage limit V ≥ vmin at every bus (docs/ARCHITECTURE.md C2, seed 001). Each EV updates its own schedule from the system operator's broadcast; the operator sees only per-bus sums.",
 		"The aggregate load is unique at the optimum; individual schedules are not. Optimality is certified by the relative duality gap against an independent Lagrangian lower bound.",
 	}
 	if len(p.Feeders) > 1 {

@@ -22,7 +22,7 @@ func init() {
 	})
 }
 
-// serveLedger runs one ledger validator (DESIGN.md C7) until the command's
+// serveLedger runs one ledger validator (docs/ARCHITECTURE.md C7) until the command's
 // context ends; --addr is its RPC address (default 127.0.0.1:26657).
 func serveLedger(cmd *cobra.Command, opts *serveOptions) error {
 	o := ledgerServeFlags

@@ -11,7 +11,7 @@ import (
 	"github.com/gridveil/gridveil/report"
 )
 
-// baselineFlags choose where the SO's baseline comes from (DESIGN.md C5):
+// baselineFlags choose where the SO's baseline comes from (docs/ARCHITECTURE.md C5):
 // the true loads, or LDP estimates from the households' meters.
 type baselineFlags struct {
 	source       string

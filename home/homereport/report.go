@@ -1,4 +1,4 @@
-// Package homereport renders the HTML report of `gridveil home` (DESIGN.md
+// Package homereport renders the HTML report of `gridveil home` (docs/ARCHITECTURE.md
 // C4): a table of every scheduler's cost and privacy figures for the same
 // homes and battery, one home's load against its meter and the battery's
 // SOC over the day, and the cost-against-privacy front over an alpha sweep.
