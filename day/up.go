@@ -46,6 +46,9 @@ type UpConfig struct {
 	// Restarts is how often a party killed by a signal is started again
 	// (default 3): the SO resumes from its saved state.
 	Restarts int
+	// OnBus, if set, is called once with the bus's client URL, before the
+	// SO starts (a dashboard subscribes to the SO's progress then).
+	OnBus func(url string) error
 }
 
 // UpResult is what the parties left.
@@ -152,6 +155,11 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 		}
 	}
 	common = append(common, "--nats", natsURL)
+	if cfg.OnBus != nil {
+		if err := cfg.OnBus(natsURL); err != nil {
+			return nil, err
+		}
+	}
 	so := &party{name: "so", args: append([]string{"serve", "--role", "so", "--max-iter", strconv.Itoa(max(cfg.MaxIter, 1))}, common...)}
 	if cfg.Pace > 0 {
 		so.args = append(so.args, "--pace", cfg.Pace.String())

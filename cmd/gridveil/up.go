@@ -3,21 +3,28 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gridveil/gridveil/aggregate"
+	"github.com/gridveil/gridveil/dashboard"
 	"github.com/gridveil/gridveil/day"
 	"github.com/gridveil/gridveil/rundir"
 	"github.com/gridveil/gridveil/scenario"
+	"github.com/gridveil/gridveil/transport"
 )
 
 type upFlags struct {
@@ -34,6 +41,8 @@ type upFlags struct {
 	drop     int
 	quiet    bool
 	force    bool
+	dash     string
+	token    string
 }
 
 func newUpCmd() *cobra.Command {
@@ -73,6 +82,8 @@ market, discharging as parties): docs/PLATFORM.md.`,
 	fl.DurationVar(&f.resend, "resend", 500*time.Millisecond, "the SO re-sends a round that made no progress for this long")
 	fl.IntVar(&f.drop, "drop-after", 10, "the SO drops vehicles still silent after this many re-sends in a row (their processes are gone)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	fl.StringVar(&f.dash, "dashboard", "", "serve the live dashboard on this address (e.g. 127.0.0.1:8080) during the day, and the finished run after it until Ctrl-C")
+	fl.StringVar(&f.token, "dashboard-token", "", "the dashboard's access token, required beyond loopback (default: $GRIDVEIL_DASHBOARD_TOKEN)")
 	fl.BoolVar(&f.force, "force", false, "write into --out even if it holds files gridveil did not write (they are kept)")
 	return cmd
 }
@@ -117,12 +128,19 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	if err := rundir.Check(f.out, f.force); err != nil {
 		return err
 	}
+	var dash *upDashboard
+	if f.dash != "" {
+		if dash, err = startUpDashboard(ctx, f.dash, f.token, stdout, cmd.ErrOrStderr()); err != nil {
+			return err
+		}
+		defer dash.close()
+	}
 	var eventLines bytes.Buffer
 	fmt.Fprintf(stdout, "gridveil up: %s, seed %d: %d vehicles in %d EV host processes, SO, %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), f.hosts,
 		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
 	t0 := time.Now()
 	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
-		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, Events: &eventLines, Progress: stdout})
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, OnBus: dash.follow, Events: &eventLines, Progress: stdout})
 	elapsed := time.Since(t0)
 	// The events log is written whatever happened: it is what explains a
 	// failed day.
@@ -170,8 +188,111 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	printFiles(stdout, written)
 	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, their last schedules kept as load), refused %v; parties' files in %s\n",
 		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), res.SO.Refused, data)
+	if dash != nil {
+		// The day is over: the page shows its files beside the live
+		// history until the user stops it.
+		if err := dash.showRun(f.out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  dashboard    %s shows the finished day; stop with Ctrl-C\n", dash.url)
+		<-ctx.Done()
+	}
 	if !sol.Converged {
 		return &exitError{code: 3, err: fmt.Errorf("did not converge in %d iterations; the files in %s say converged: false", sol.Iterations, f.out)}
 	}
 	return nil
+}
+
+// upDashboard is the dashboard gridveil up serves: live from the bus
+// during the day, then with the day's files.
+type upDashboard struct {
+	url     string
+	live    *dashboard.Live
+	token   string
+	log     *slog.Logger
+	handler atomic.Pointer[http.Handler]
+	hs      *http.Server
+	conn    *transport.Conn
+	unsub   func() error
+}
+
+func startUpDashboard(ctx context.Context, addr, token string, stdout, stderr io.Writer) (*upDashboard, error) {
+	if token == "" {
+		token = os.Getenv("GRIDVEIL_DASHBOARD_TOKEN")
+	}
+	if err := dashboard.CheckListen(addr, token); err != nil {
+		return nil, err
+	}
+	d := &upDashboard{token: token, log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	d.live = dashboard.NewLive(d.log)
+	empty, err := dashboard.OpenRun("")
+	if err != nil {
+		return nil, err
+	}
+	if err := d.serve(empty); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("the dashboard cannot listen on %s: %w; choose another --dashboard address", addr, err)
+	}
+	d.url = "http://" + ln.Addr().String() + "/"
+	d.hs = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.handler.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go func() {
+		if err := d.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("dashboard", "err", err)
+		}
+	}()
+	fmt.Fprintf(stdout, "  dashboard    %s follows the day live\n", d.url)
+	return d, nil
+}
+
+// serve switches the page to a run's files (the live state stays).
+func (d *upDashboard) serve(run *dashboard.Run) error {
+	srv, err := dashboard.New(dashboard.Config{Run: run, Live: d.live, Token: d.token, Log: d.log})
+	if err != nil {
+		return err
+	}
+	var h http.Handler = srv
+	d.handler.Store(&h)
+	return nil
+}
+
+// follow subscribes the live view to the SO's progress on the day's bus.
+func (d *upDashboard) follow(url string) error {
+	if d == nil {
+		return nil
+	}
+	conn, err := transport.Connect(url, "dashboard", 10*time.Second, d.log)
+	if err != nil {
+		return err
+	}
+	unsub, err := d.live.Follow(conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	d.conn, d.unsub = conn, unsub
+	return nil
+}
+
+func (d *upDashboard) showRun(dir string) error {
+	run, err := dashboard.OpenRun(dir)
+	if err != nil {
+		return err
+	}
+	return d.serve(run)
+}
+
+func (d *upDashboard) close() {
+	if d.unsub != nil {
+		_ = d.unsub()
+	}
+	if d.conn != nil {
+		d.conn.Close()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = d.hs.Shutdown(sctx)
 }

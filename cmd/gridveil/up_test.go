@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // asMain makes this test binary act as the gridveil binary when gridveil
@@ -232,5 +238,113 @@ func TestUpEVHostKilled(t *testing.T) {
 		if !strings.Contains(string(events), want) {
 			t.Errorf("events.log lacks %q", want)
 		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a command writing while the
+// test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUpDashboard runs a day with --dashboard: the page's live API follows
+// the SO to its converged end over the day's bus, and once the day is
+// over the same address serves the day's files, whose aggregate equals
+// solution.json's; Ctrl-C (the context) stops it.
+func TestUpDashboard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	up := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out lockedBuffer
+	cmd := newRoot()
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"up", "--out", up, "--dashboard", "127.0.0.1:0"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	get := func(url string, v any) error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	base := ""
+	var coord struct {
+		Aggregate []float64 `json:"aggregate_kw"`
+	}
+	var live struct {
+		Following bool `json:"following"`
+		Latest    *struct {
+			Iteration int  `json:"iteration"`
+			Converged bool `json:"converged"`
+		} `json:"latest"`
+	}
+	for i := 0; ; i++ {
+		if i > 1500 {
+			t.Fatalf("the dashboard never showed the finished day:\n%s", out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("up ended before the test stopped it: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if base == "" {
+			for _, l := range strings.Split(out.String(), "\n") {
+				if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "dashboard    "); ok {
+					base = strings.Fields(rest)[0]
+				}
+			}
+			continue
+		}
+		if !strings.Contains(out.String(), "shows the finished day") {
+			continue
+		}
+		if err := get(base+"api/v1/live", &live); err != nil {
+			t.Fatal(err)
+		}
+		if err := get(base+"api/v1/coordination", &coord); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if !live.Following || live.Latest == nil || !live.Latest.Converged || live.Latest.Iteration != 28 {
+		t.Fatalf("the live view did not follow the day to its end: %+v", live)
+	}
+	sol := readSolution(t, filepath.Join(up, "solution.json"))
+	if len(coord.Aggregate) != len(sol.Aggregate) {
+		t.Fatalf("the page's aggregate has %d slots, solution.json %d", len(coord.Aggregate), len(sol.Aggregate))
+	}
+	for tt := range sol.Aggregate {
+		if coord.Aggregate[tt] != sol.Aggregate[tt] {
+			t.Fatalf("slot %d: the page shows %v kW, solution.json %v", tt, coord.Aggregate[tt], sol.Aggregate[tt])
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("up did not stop on Ctrl-C")
 	}
 }
