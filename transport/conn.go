@@ -121,9 +121,12 @@ func (c *Conn) Subscribe(subject, queue string, h Handler) (func() error, error)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to %s: %w", subject, err)
 	}
-	// A party that falls behind keeps up to 64k messages or 256 MiB
-	// before NATS drops for it (and the protocol retransmits).
-	if err := s.SetPendingLimits(1<<16, 256<<20); err != nil {
+	// A party that falls behind keeps up to 512 MiB of messages before
+	// NATS drops for it (and the protocol retransmits). The bound is in
+	// bytes only: at 10^5 vehicles the SO receives 10^5 reports of about
+	// 1 kB in one burst per round, more than a count limit of 64k (the
+	// first 10^5 run lost reports to it and re-sent rounds).
+	if err := s.SetPendingLimits(-1, 512<<20); err != nil {
 		return nil, err
 	}
 	return s.Unsubscribe, nil
