@@ -204,6 +204,11 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 			}
 		}})
 	if err != nil {
+		if o.ctx.Err() != nil && res != nil {
+			// Stopped by a signal: the state file holds the last round.
+			fmt.Fprintf(out, "so: stopped at round %d (iteration %d); the same command resumes from %s\n", res.Coordinator.Round(), res.Coordinator.Operator().Iteration(), filepath.Join(dir, "state"))
+			return nil
+		}
 		return err
 	}
 	sr := day.NewSOResult(pl, res.Coordinator, res.Resumed, res.Resent, res.Refused)
@@ -256,6 +261,10 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met,
 		Name: fmt.Sprintf("ev-%d", f.host), OnBroadcast: onBroadcast})
 	if err != nil {
+		if o.ctx.Err() != nil {
+			fmt.Fprintf(out, "ev %d/%d: stopped before the end of the coordination\n", f.host, f.hosts)
+			return nil
+		}
 		return err
 	}
 	hs := &day.HostSchedules{Schema: day.SchedulesSchema, Host: f.host, Hosts: f.hosts, Index: which, Schedules: res.Schedules}
