@@ -364,7 +364,9 @@ func loadState(path string) (charging.CoordinatorState, bool, error) {
 }
 
 // Progress is what the SO publishes on transport.CoordProgress after each
-// completed iteration.
+// completed iteration. An iteration that a bound round certifies is
+// published twice: when it steps, and again with its gap (and converged
+// when the gap is within tolerance); the second replaces the first.
 type Progress struct {
 	Schema    string    `json:"schema"` // gridveil/coord-progress/v1
 	Iter      int       `json:"iteration"`
