@@ -65,14 +65,14 @@ func startCoordination(t *testing.T, ctx context.Context, url string, progress f
 	go func() {
 		defer wg.Done()
 		defer evConn.Close()
-		if _, err := service.RunEVHost(ctx, service.EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: evConn}); err != nil && ctx.Err() == nil {
+		if _, err := service.RunEVHost(ctx, service.EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: evConn}); err != nil && ctx.Err() == nil {
 			t.Errorf("EV host: %v", err)
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		defer soConn.Close()
-		c.res, c.err = service.RunSO(ctx, service.SOConfig{Operator: cfg, Members: members, Conn: soConn, Resend: 200 * time.Millisecond, Progress: progress})
+		c.res, c.err = service.RunSO(ctx, service.SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, Resend: 200 * time.Millisecond, Progress: progress})
 	}()
 	go func() { wg.Wait(); close(c.done) }()
 	return c

@@ -80,7 +80,7 @@ func TestPerfFollow(t *testing.T) {
 		for _, e := range p.EVs {
 			ids = append(ids, "ps-"+e.ID)
 		}
-		if _, err := service.RunEVHost(ctx, service.EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: c}); err != nil && ctx.Err() == nil {
+		if _, err := service.RunEVHost(ctx, service.EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: c}); err != nil && ctx.Err() == nil {
 			t.Error(err)
 		}
 	}()
@@ -92,7 +92,7 @@ func TestPerfFollow(t *testing.T) {
 	var first, last time.Time
 	bytes0 := live.State().StreamBytes
 	var bytesFirst int64
-	res, err := service.RunSO(ctx, service.SOConfig{Operator: cfg, Members: members, Conn: soConn, Progress: func(st charging.Stats) {
+	res, err := service.RunSO(ctx, service.SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, Progress: func(st charging.Stats) {
 		now := time.Now()
 		if first.IsZero() {
 			first, bytesFirst = now, live.State().StreamBytes

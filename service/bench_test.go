@@ -91,7 +91,7 @@ func BenchmarkCoordination(b *testing.B) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						if _, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: c}); err != nil {
+						if _, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: c}); err != nil {
 							b.Error(err)
 						}
 					}()
@@ -101,7 +101,7 @@ func BenchmarkCoordination(b *testing.B) {
 					b.Fatal(err)
 				}
 				var first time.Time
-				res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: sc, Resend: 5 * time.Second, Linger: 200 * time.Millisecond,
+				res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: sc, Resend: 5 * time.Second, Linger: 200 * time.Millisecond,
 					Progress: func(st charging.Stats) {
 						if st.Iter == 1 {
 							first = time.Now()

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,7 +98,7 @@ func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string,
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
-			res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
+			res, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
 			if err != nil {
 				t.Errorf("EV host %d: %v", h, err)
 				return
@@ -113,7 +115,7 @@ func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string,
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	out.so, out.soErr = RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: conn, StateFile: stateFile, Resend: 200 * time.Millisecond, Log: testLog(t), Progress: progress})
+	out.so, out.soErr = RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: conn, StateFile: stateFile, Resend: 200 * time.Millisecond, Log: testLog(t), Progress: progress})
 	if out.soErr == nil {
 		wg.Wait()
 	}
@@ -232,7 +234,7 @@ func TestSOResumesFromState(t *testing.T) {
 	}
 	hostDone := make(chan *EVHostResult, 1)
 	go func() {
-		res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hostConn, Log: testLog(t)})
+		res, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hostConn, Log: testLog(t)})
 		if err != nil {
 			t.Errorf("EV host: %v", err)
 		}
@@ -244,7 +246,7 @@ func TestSOResumesFromState(t *testing.T) {
 	}
 	defer soConn.Close()
 	crashCtx, crash := context.WithCancel(ctx)
-	_, err = RunSO(crashCtx, SOConfig{Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
+	_, err = RunSO(crashCtx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
 		Progress: func(st charging.Stats) {
 			if st.Iter == 10 {
 				crash()
@@ -257,7 +259,7 @@ func TestSOResumesFromState(t *testing.T) {
 		t.Fatalf("no state file after 10 iterations: %v", err)
 	}
 	var firstResumed int
-	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
+	res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
 		Progress: func(st charging.Stats) {
 			if firstResumed == 0 {
 				firstResumed = st.Iter
@@ -403,7 +405,7 @@ func TestCoordinationOnNATSCluster(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
-			res, err := RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
+			res, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
 			if err != nil {
 				t.Errorf("EV host %d: %v", h, err)
 				return
@@ -420,7 +422,7 @@ func TestCoordinationOnNATSCluster(t *testing.T) {
 	defer soConn.Close()
 	conns[0] = soConn
 	var once sync.Once
-	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: soConn, Resend: 200 * time.Millisecond, Log: testLog(t),
+	res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, Resend: 200 * time.Millisecond, Log: testLog(t),
 		Progress: func(st charging.Stats) {
 			if st.Iter == 5 {
 				once.Do(func() { nodes[1].Shutdown() })
@@ -461,7 +463,7 @@ func TestSOMetrics(t *testing.T) {
 	}
 	defer hc.Close()
 	go func() {
-		_, _ = RunEVHost(ctx, EVHostConfig{Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc})
+		_, _ = RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc})
 	}()
 	sc, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, nil)
 	if err != nil {
@@ -475,7 +477,7 @@ func TestSOMetrics(t *testing.T) {
 	}
 	// One stranger's report, which must show as a refusal.
 	stranger, _ := (&charging.Report{Round: 0, Iter: -1, Phase: charging.PhaseStart, Feeder: 0, Bus: p.EVs[0].Bus, Sender: "stranger", Values: make([]float64, p.Slots)}).MarshalBinary()
-	res, err := RunSO(ctx, SOConfig{Operator: cfg, Members: members, Conn: sc, Resend: 200 * time.Millisecond, Metrics: met, Log: testLog(t),
+	res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: sc, Resend: 200 * time.Millisecond, Metrics: met, Log: testLog(t),
 		Progress: func(st charging.Stats) {
 			if st.Iter == 2 {
 				if err := hc.Publish(transport.CoordReport(0, p.EVs[0].Bus), stranger); err != nil {
@@ -517,4 +519,100 @@ func TestSOMetrics(t *testing.T) {
 	if res.Refused["unknown sender"] != 1 {
 		t.Errorf("the stranger's report was refused %d times, want once", res.Refused["unknown sender"])
 	}
+}
+
+// testSOPub and testSOKey are the SO's signing key pair in these tests.
+var testSOPub, testSOKey = func() (ed25519.PublicKey, ed25519.PrivateKey) {
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return pub, key
+}()
+
+// TestHostsRefuseForgedBroadcasts publishes, in the middle of the day,
+// broadcasts and a drop notice signed by another key and an unsigned
+// broadcast on every bus: a forged end of the day, a forged step with a
+// price that would push every vehicle out of the evening, a forged drop.
+// The vehicles follow none of them, and the day ends with the in-process
+// result.
+func TestHostsRefuseForgedBroadcasts(t *testing.T) {
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	p := problem(t, "ieee13-paper")
+	cfg, members := soConfig(p)
+	_, evilKey, _ := ed25519.GenerateKey(rand.Reader)
+	evil, err := transport.Connect(srv.ClientURL(), "evil", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := make([]string, len(p.EVs))
+	for i := range p.EVs {
+		ids[i] = "ps-" + p.EVs[i].ID
+	}
+	hc, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	hostRes := make(chan *EVHostResult, 1)
+	go func() {
+		r, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc, Log: testLog(t)})
+		if err != nil {
+			t.Error(err)
+		}
+		hostRes <- r
+	}()
+	sc, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var once sync.Once
+	res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: sc, Resend: 200 * time.Millisecond, Log: testLog(t),
+		Progress: func(st charging.Stats) {
+			if st.Iter != 5 {
+				return
+			}
+			once.Do(func() {
+				for g, b := range cfg.Buses {
+					huge := make([]float64, p.Slots)
+					for tt := range huge {
+						huge[tt] = 1e6
+					}
+					for _, m := range []*charging.Broadcast{
+						{Round: 1 << 20, Iter: 99, Phase: charging.PhaseDone, Feeder: b.Feeder, Bus: b.Bus},
+						{Round: 1 << 20, Iter: 99, Phase: charging.PhaseStep, Feeder: b.Feeder, Bus: b.Bus, Tau: 1, Aggregate: huge, Price: huge},
+					} {
+						data, _ := charging.SealBroadcast(m, evilKey)
+						plain, _ := m.MarshalBinary()
+						_ = evil.Publish(transport.CoordBroadcast(b.Feeder, b.Bus), data)
+						_ = evil.Publish(transport.CoordBroadcast(b.Feeder, b.Bus), plain)
+					}
+					d := charging.Dropped{Feeder: b.Feeder, Bus: b.Bus, Sender: members[g][0], Kept: 0}
+					data, _ := charging.SealDropped(&d, evilKey)
+					_ = evil.Publish(transport.CoordDropped(b.Feeder, b.Bus), data)
+				}
+				if err := evil.Flush(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := <-hostRes
+	if h == nil {
+		t.Fatal("the EV host failed")
+	}
+	if h.Forged != 4*len(cfg.Buses) || len(h.Dropped) != 0 {
+		t.Errorf("%d broadcasts refused as forged (want %d), %d vehicles dropped (want 0)", h.Forged, 4*len(cfg.Buses), len(h.Dropped))
+	}
+	checkAgainstSolve(t, p, dayRun{so: res, scheds: h.Schedules})
 }

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -18,6 +20,9 @@ type EVHostConfig struct {
 	EVs     []charging.EV
 	Senders []string
 	Conn    *transport.Conn
+	// SOKey is the SO's public key: broadcasts and drop notices without
+	// its signature are refused as forged.
+	SOKey   ed25519.PublicKey
 	Log     *slog.Logger
 	Metrics *Metrics // optional
 	Name    string   // for the SO's logs
@@ -32,6 +37,7 @@ type EVHostResult struct {
 	Answered  int         // reports sent (re-sends included)
 	Ignored   int         // broadcasts dropped as malformed or not for a hosted bus
 	Dropped   []string    // hosted vehicles the SO dropped for silence
+	Forged    int         // broadcasts refused for a missing or wrong signature
 }
 
 // RunEVHost answers the SO's broadcasts for every hosted vehicle until
@@ -40,6 +46,9 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.SOKey) != ed25519.PublicKeySize {
+		return nil, errors.New("an EV host needs the SO's public key (EVHostConfig.SOKey) to tell its broadcasts from forgeries")
 	}
 	if len(cfg.Senders) != len(cfg.EVs) {
 		return nil, fmt.Errorf("%d vehicles but %d pseudonyms", len(cfg.EVs), len(cfg.Senders))
@@ -111,11 +120,15 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 		case <-ctx.Done():
 			return res, ctx.Err()
 		case d := <-dropped:
-			var n charging.Dropped
-			if err := n.UnmarshalBinary(d); err != nil {
+			n, err := charging.OpenDropped(d, cfg.SOKey)
+			if err != nil {
 				res.Ignored++
-				met.Refused.WithLabelValues("malformed").Inc()
-				log.Warn("refused message", "reason", "malformed drop notice", "err", err)
+				reason := "malformed"
+				if errors.Is(err, charging.ErrForged) {
+					reason = "forged"
+				}
+				met.Refused.WithLabelValues(reason).Inc()
+				log.Warn("refused message", "reason", reason+" drop notice", "err", err)
 				continue
 			}
 			i, ok := bySender[n.Sender]
@@ -129,11 +142,16 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			res.Dropped = append(res.Dropped, n.Sender)
 			log.Warn("the SO dropped a vehicle of this host; it keeps the schedule the SO counted", "sender", n.Sender, "kept_round", n.Kept)
 		case m := <-in:
-			var b charging.Broadcast
-			if err := b.UnmarshalBinary(m.data); err != nil {
+			b, err := charging.OpenBroadcast(m.data, cfg.SOKey)
+			if err != nil {
 				res.Ignored++
-				met.Refused.WithLabelValues("malformed").Inc()
-				log.Warn("refused message", "subject", m.subject, "reason", "malformed", "err", err)
+				reason := "malformed"
+				if errors.Is(err, charging.ErrForged) {
+					reason = "forged"
+					res.Forged++
+				}
+				met.Refused.WithLabelValues(reason).Inc()
+				log.Warn("refused message", "subject", m.subject, "reason", reason, "err", err)
 				continue
 			}
 			if cfg.OnBroadcast != nil {

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/gob"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,9 @@ type SOConfig struct {
 	// Operator.Buses.
 	Members [][]string
 	Conn    *transport.Conn
+	// Key signs every broadcast and drop notice (charging.SealBroadcast):
+	// the vehicles follow only what carries the SO's signature.
+	Key ed25519.PrivateKey
 	// StateFile, if set, is where the SO saves its state after every round
 	// and resumes from at start.
 	StateFile string
@@ -73,6 +77,9 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("the SO needs its Ed25519 signing key (SOConfig.Key): vehicles follow only signed broadcasts")
 	}
 	op, err := charging.NewOperator(cfg.Operator)
 	if err != nil {
@@ -150,7 +157,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 	publish := func() error {
 		for g, b := range op.Buses() {
 			bc := co.Broadcast(g)
-			data, err := bc.MarshalBinary()
+			data, err := charging.SealBroadcast(&bc, cfg.Key)
 			if err != nil {
 				return err
 			}
@@ -218,7 +225,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				res.Dropped = append(res.Dropped, n)
 				met.Dropped.Inc()
 				log.Warn("dropped a silent vehicle; its last schedule stays as a fixed load", "feeder", b.Feeder, "bus", b.Bus, "sender", id, "kept_round", n.Kept, "round", co.Round())
-				data, err := n.MarshalBinary()
+				data, err := charging.SealDropped(&n, cfg.Key)
 				if err != nil {
 					return err
 				}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/durable"
 	"github.com/gridveil/gridveil/service"
 	"github.com/gridveil/gridveil/transport"
 )
@@ -36,6 +41,7 @@ type platformFlags struct {
 	clAddr    string
 	routes    string
 	metrics   string
+	soPublic  string
 	dropAfter int
 }
 
@@ -69,6 +75,7 @@ func init() {
 		fs.IntVar(&f.hosts, "hosts", 1, "ev: how many EV host processes share the vehicles")
 		fs.IntVar(&f.maxIter, "max-iter", 5000, "so: iteration limit")
 		fs.DurationVar(&f.resend, "resend", 500*time.Millisecond, "so: re-send a round that made no progress for this long")
+		fs.StringVar(&f.soPublic, "so-public", "", "ev: the SO's public key, which its broadcasts are signed with (default --data/so/public.key, waited for up to 30 s)")
 		fs.IntVar(&f.dropAfter, "drop-after", 10, "so: drop vehicles still silent after this many re-sends of a round in a row (their last schedules stay as fixed loads; 0: wait for ever)")
 		fs.DurationVar(&f.pace, "pace", 0, "so: least time between rounds (0: as fast as the reports come)")
 		fs.StringVar(&f.cluster, "cluster", "", "nats: join a NATS cluster of this name")
@@ -186,6 +193,10 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	key, err := soKey(dir)
+	if err != nil {
+		return err
+	}
 	cfg, members := pl.SO(charging.Options{MaxIter: f.maxIter})
 	killAt := -1
 	if v := os.Getenv(faultKillSO); v != "" {
@@ -193,7 +204,7 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 	}
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "so: %s, seed %d: %d vehicles on %d buses, coordinating over %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), len(cfg.Buses), url)
-	res, err := service.RunSO(o.ctx, service.SOConfig{Operator: cfg, Members: members, Conn: conn, StateFile: filepath.Join(dir, "state"),
+	res, err := service.RunSO(o.ctx, service.SOConfig{Key: key, Operator: cfg, Members: members, Conn: conn, StateFile: filepath.Join(dir, "state"),
 		Resend: f.resend, Pace: f.pace, Log: log, Metrics: met, DropAfter: f.dropAfter,
 		Progress: func(st charging.Stats) {
 			if st.Iter%10 == 0 || !isNaN(st.Gap) {
@@ -235,6 +246,14 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 		return err
 	}
 	log := roleLog(cmd, "ev").With("host", f.host)
+	pubPath := f.soPublic
+	if pubPath == "" {
+		pubPath = filepath.Join(o.data, "so", "public.key")
+	}
+	soPub, err := waitSOPublic(o.ctx, pubPath, 30*time.Second)
+	if err != nil {
+		return err
+	}
 	url := natsURL(o.data, f.nats)
 	conn, err := transport.Connect(url, fmt.Sprintf("ev-%d", f.host), 30*time.Second, log)
 	if err != nil {
@@ -258,7 +277,7 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 			}
 		}
 	}
-	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met,
+	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{SOKey: soPub, Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met,
 		Name: fmt.Sprintf("ev-%d", f.host), OnBroadcast: onBroadcast})
 	if err != nil {
 		if o.ctx.Err() != nil {
@@ -294,4 +313,57 @@ func startMetrics(o *serveOptions, role, dir string, conn *transport.Conn, log *
 		return nil, err
 	}
 	return met, nil
+}
+
+// soKey loads the SO's Ed25519 signing key from dir/key, or makes one
+// (crypto/rand) and writes it (0600) with dir/public.key for the vehicles.
+// A restarted SO finds its key again, so the hosts that verified its
+// broadcasts before the crash go on verifying them.
+func soKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, "key")
+	if b, err := os.ReadFile(path); err == nil {
+		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("the SO's key %s is damaged (want %d hex-encoded bytes); remove it and its public.key to make a new one (the EV hosts must then read the new public.key)", path, ed25519.SeedSize)
+		}
+		key := ed25519.NewKeyFromSeed(seed)
+		return key, durable.WriteFile(filepath.Join(dir, "public.key"), []byte(hex.EncodeToString(key.Public().(ed25519.PublicKey))+"\n"), 0o644)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := durable.WriteFile(path, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return key, durable.WriteFile(filepath.Join(dir, "public.key"), []byte(hex.EncodeToString(pub)+"\n"), 0o644)
+}
+
+// waitSOPublic reads the SO's public key, waiting (bounded) for an SO
+// started at the same time to write it.
+func waitSOPublic(ctx context.Context, path string, wait time.Duration) (ed25519.PublicKey, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			pub, err := hex.DecodeString(strings.TrimSpace(string(b)))
+			if err != nil || len(pub) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("the SO's public key %s is damaged (want %d hex-encoded bytes)", path, ed25519.PublicKeySize)
+			}
+			return pub, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("no SO public key at %s after %s: start gridveil serve --role so with the same --data first, or give --so-public", path, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
