@@ -225,6 +225,25 @@ func (c *CA) Open() ConnID {
 	return id
 }
 
+// Authenticated reports whether connection id belongs to a party the CA
+// knows: a certified LAG whose link is confirmed, or the operator. An
+// enrolment connection never is (anyone holding the shared token may
+// enrol), so the shell keeps it under its limits for unauthenticated
+// peers for its whole life.
+func (c *CA) Authenticated(id ConnID) bool {
+	cn := c.conns[id]
+	if cn == nil {
+		return false
+	}
+	switch cn.kind {
+	case connLink:
+		return cn.confirmed
+	case connAdmin:
+		return cn.ch != nil && cn.ch.ready()
+	}
+	return false
+}
+
 // Close forgets a connection. A LAG's sessions stay active: the LAG reports
 // their end when its link is back.
 func (c *CA) Close(id ConnID) {

@@ -227,6 +227,15 @@ func (l *LAG) Open(now time.Time) (ConnID, Output, error) {
 	return id, out, nil
 }
 
+// Authenticated reports whether the vehicle on connection id has proved
+// its credential (the session is granted or awaits the CA's grant). The
+// shell keeps a connection under its limits for unauthenticated peers
+// (handshake deadline, small frames, a shared memory budget) until then.
+func (l *LAG) Authenticated(id ConnID) bool {
+	s := l.sessions[id]
+	return s != nil && (s.state == lsAwaitGrant || s.state == lsActive)
+}
+
 // Close forgets a vehicle's connection and tells the CA the session ended.
 func (l *LAG) Close(id ConnID) Output {
 	var out Output
