@@ -147,6 +147,14 @@ func (g *guard) admit(c net.Conn, check func() bool) (*guarded, error) {
 	return e, nil
 }
 
+// setHandshakeTimeout changes the deadline of connections accepted from
+// now on (tests).
+func (g *guard) setHandshakeTimeout(d time.Duration) {
+	g.mu.Lock()
+	g.lim.HandshakeTimeout = d
+	g.mu.Unlock()
+}
+
 // dropLocked takes e out of the unauthenticated set. Callers hold g.mu.
 func (g *guard) dropLocked(e *guarded) {
 	if e.authed || e.closed {
@@ -182,8 +190,9 @@ func (e *guarded) expire() {
 	}
 	g.dropLocked(e)
 	g.refused[errDeadline]++
+	d := g.lim.HandshakeTimeout
 	g.mu.Unlock()
-	g.log.Warn("connection closed", "reason", errDeadline, "from", e.conn.RemoteAddr(), "deadline", g.lim.HandshakeTimeout)
+	g.log.Warn("connection closed", "reason", errDeadline, "from", e.conn.RemoteAddr(), "deadline", d)
 	e.conn.Close()
 }
 
