@@ -501,6 +501,10 @@ func (s *CAServer) dispatch(out auth.Output) {
 		if s.onEvent != nil {
 			s.onEvent(e)
 		}
-		s.log.Debug("ca event", "event", e.String())
+		if e.Err != nil { // a refusal: visible at the default level
+			s.log.Warn("ca refused", "kind", e.Kind, "conn", e.Conn, "reason", e.Err)
+		} else {
+			s.log.Debug("ca event", "event", e.String())
+		}
 	}
 }

@@ -480,7 +480,11 @@ func (s *LAGServer) dispatch(out auth.Output) {
 		if s.onEvent != nil {
 			s.onEvent(e)
 		}
-		s.log.Debug("lag event", "event", e.String())
+		if e.Err != nil { // a refusal or a dropped message: visible at the default level
+			s.log.Warn("lag refused", "kind", e.Kind, "conn", e.Conn, "reason", e.Err)
+		} else {
+			s.log.Debug("lag event", "event", e.String())
+		}
 	}
 }
 
