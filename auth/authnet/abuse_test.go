@@ -305,4 +305,11 @@ func TestOversizedFramesHoldBoundedMemory(t *testing.T) {
 	_, _ = c.Write([]byte{0, 0, 1, 0, 1, 2, 3})
 	c.Close()
 	waitFor(t, "truncation logged", func() bool { return w.ca.count("level=WARN", "truncated after 3") == 1 })
+	// So is a frame the core refuses (an unknown first frame type).
+	c = dialFrom(t, "127.0.0.9", w.caAddr)
+	_, _ = c.Write([]byte{0, 0, 0, 1, 0xee})
+	waitFor(t, "core refusal logged", func() bool {
+		return w.ca.count("level=WARN", "connection refused", "first frame of type 238") == 1
+	})
+	c.Close()
 }
