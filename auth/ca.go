@@ -39,6 +39,12 @@ type CAConfig struct {
 	DischargePowerW uint32        // asked of each vehicle; default 7000
 	DischargeWindow time.Duration // default 1 h
 	DischargeMode   Mode          // default Centralized
+	// MaxPseudonymsPerPeriod caps the pseudonym certificates one
+	// identity may obtain in one validity period (PseudonymLifetime);
+	// default 2000. It bounds what one holder of the enrolment token can
+	// add to the CA's state per identity; with the shared token, new
+	// identities are not bounded (docs/SECURITY.md).
+	MaxPseudonymsPerPeriod int
 	// AdminKey is the X25519 public key of the operator who may trace and
 	// revoke over the CA's listener (Noise IK, see Admin); zero refuses
 	// every admin connection.
@@ -66,6 +72,9 @@ func (c *CAConfig) defaults() {
 	}
 	if c.DischargeMode == 0 {
 		c.DischargeMode = Centralized
+	}
+	if c.MaxPseudonymsPerPeriod == 0 {
+		c.MaxPseudonymsPerPeriod = 2000
 	}
 }
 
@@ -173,8 +182,12 @@ type CA struct {
 	requests   map[[16]byte]*dischargeState
 	statusAgg  map[string]*aggState
 	incidents  []Incident
-	conns      map[ConnID]*caConn
-	nextConn   ConnID
+	// issued counts, per vehicle, the pseudonyms certified for the period
+	// ending at notAfter (the latest period it enrolled in): rebuilt from
+	// the listed serials on restore, so the cap survives restarts.
+	issued   map[int]issuedCount
+	conns    map[ConnID]*caConn
+	nextConn ConnID
 	// dirty is what changed in the durable state since TakeChanges.
 	dirty dirtySet
 	// instance is random for each CA started (NewCA, RestoreCA*): its
@@ -210,7 +223,7 @@ func NewCA(keys *CAKeys, cfg CAConfig) (*CA, error) {
 		groups: map[string]*groupKeys{}, groupVer: map[string]uint64{}, groupOwner: map[string][]int{},
 		lags: map[string]*lagRecord{}, byNoise: map[[32]byte]string{},
 		sessions: map[[32]byte]*caSession{}, requests: map[[16]byte]*dischargeState{},
-		statusAgg: map[string]*aggState{}, conns: map[ConnID]*caConn{}, nextConn: 1,
+		statusAgg: map[string]*aggState{}, conns: map[ConnID]*caConn{}, nextConn: 1, issued: map[int]issuedCount{},
 	}, nil
 }
 
@@ -223,6 +236,25 @@ func (c *CA) Open() ConnID {
 	c.nextConn++
 	c.conns[id] = &caConn{}
 	return id
+}
+
+// Authenticated reports whether connection id belongs to a party the CA
+// knows: a certified LAG whose link is confirmed, or the operator. An
+// enrolment connection never is (anyone holding the shared token may
+// enrol), so the shell keeps it under its limits for unauthenticated
+// peers for its whole life.
+func (c *CA) Authenticated(id ConnID) bool {
+	cn := c.conns[id]
+	if cn == nil {
+		return false
+	}
+	switch cn.kind {
+	case connLink:
+		return cn.confirmed
+	case connAdmin:
+		return cn.ch != nil && cn.ch.ready()
+	}
+	return false
 }
 
 // Close forgets a connection. A LAG's sessions stay active: the LAG reports
@@ -504,24 +536,64 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		c.markGroup(m.Group)
 		added = true
 	}
+	notBefore, notAfter := c.pseudonymWindow(now)
+	if known {
+		if had := c.issuedIn(idx, notAfter.Unix()); had+len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
+			return nil, false, fmt.Errorf("%w: vehicle %q has %d of its %d pseudonyms for this period and asked for %d more: ask for at most %d, or after %s",
+				ErrNotPermitted, m.RealID, had, c.cfg.MaxPseudonymsPerPeriod, len(m.PseudoKeys),
+				max(0, c.cfg.MaxPseudonymsPerPeriod-had), notAfter.Add(-2*PseudonymSkew).UTC().Format(time.RFC3339))
+		}
+	} else if len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
+		return nil, false, fmt.Errorf("%w: %d pseudonyms asked, at most %d per period", ErrNotPermitted, len(m.PseudoKeys), c.cfg.MaxPseudonymsPerPeriod)
+	}
 	tr, err := c.pub.trace()
 	if err != nil {
 		return nil, false, err
 	}
 	resp = &enrolBVOKMsg{RingIndex: c.bvs[idx].RingIndex}
-	notBefore, notAfter := c.pseudonymWindow(now)
 	for _, k := range m.PseudoKeys {
 		cert, err := pseudonym.Issue(c.keys.Sign, tr, m.RealID, m.Group, k[:], notBefore, notAfter)
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		c.serials[cert.Serial] = &serialInfo{bv: idx, notAfter: cert.NotAfter}
+		c.countIssued(idx, cert.NotAfter)
 		c.markSerial(cert.Serial)
 		resp.Certs = append(resp.Certs, cert.Marshal())
 	}
 	gl := c.groupList(m.Group)
 	resp.GroupList = gl.Marshal()
 	return resp, added, nil
+}
+
+// issuedCount is how many pseudonyms a vehicle has for one period.
+type issuedCount struct {
+	notAfter int64
+	n        int
+}
+
+// countIssued counts a pseudonym certified to vehicle bv, valid until
+// notAfter (the end of its period's window).
+func (c *CA) countIssued(bv int, notAfter int64) {
+	ic := c.issued[bv]
+	switch {
+	case notAfter > ic.notAfter:
+		ic = issuedCount{notAfter: notAfter, n: 1}
+	case notAfter == ic.notAfter:
+		ic.n++
+	default:
+		return // an earlier period's
+	}
+	c.issued[bv] = ic
+}
+
+// issuedIn is how many pseudonyms vehicle bv has for the period whose
+// window ends at notAfter.
+func (c *CA) issuedIn(bv int, notAfter int64) int {
+	if ic := c.issued[bv]; ic.notAfter == notAfter {
+		return ic.n
+	}
+	return 0
 }
 
 // PseudonymSkew widens every pseudonym's validity window on both sides,
@@ -1283,6 +1355,7 @@ func RestoreCA(keys *CAKeys, cfg CAConfig, snapshot []byte) (*CA, error) {
 			return nil, fmt.Errorf("%w: CA state: serial owner %d", ErrMalformed, v.BV)
 		}
 		c.serials[v.Serial] = &serialInfo{bv: v.BV, notAfter: v.NotAfter, used: v.Used}
+		c.countIssued(v.BV, v.NotAfter)
 	}
 	for _, l := range s.LAGs {
 		cert, err := ParseLAGCert(l.Cert)

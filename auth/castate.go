@@ -303,6 +303,7 @@ func RestoreCAFrom(keys *CAKeys, cfg CAConfig, scan func(table string, fn func(k
 			return bad(TableSerials, k, fmt.Errorf("owner %d of %d vehicles", info.bv, len(c.bvs)))
 		}
 		c.serials[[16]byte(k)] = info
+		c.countIssued(info.bv, info.notAfter)
 		return nil
 	})
 	if err != nil {

@@ -46,7 +46,7 @@ func (g *groupKeys) revokedList() []uint32 {
 }
 
 // ring resolves a ring reference. A member index beyond the list is
-// ErrUnknown; a revoked member is ErrRevoked.
+// ErrUnknown; a revoked member is ErrStaleRing.
 func (g *groupKeys) ring(members []uint32) (*lsag.Ring, error) {
 	pts := make([]*edwards25519.Point, len(members))
 	for i, m := range members {
@@ -54,7 +54,7 @@ func (g *groupKeys) ring(members []uint32) (*lsag.Ring, error) {
 			return nil, fmt.Errorf("%w: ring member %d of a group of %d", ErrUnknown, m, len(g.keys))
 		}
 		if g.revoked[m] {
-			return nil, fmt.Errorf("%w: ring member %d", ErrRevoked, m)
+			return nil, fmt.Errorf("%w: ring member %d", ErrStaleRing, m)
 		}
 		if g.points[m] == nil {
 			p, err := lsag.ParsePoint(g.keys[m][:])

@@ -227,6 +227,15 @@ func (l *LAG) Open(now time.Time) (ConnID, Output, error) {
 	return id, out, nil
 }
 
+// Authenticated reports whether the vehicle on connection id has proved
+// its credential (the session is granted or awaits the CA's grant). The
+// shell keeps a connection under its limits for unauthenticated peers
+// (handshake deadline, small frames, a shared memory budget) until then.
+func (l *LAG) Authenticated(id ConnID) bool {
+	s := l.sessions[id]
+	return s != nil && (s.state == lsAwaitGrant || s.state == lsActive)
+}
+
 // Close forgets a vehicle's connection and tells the CA the session ended.
 func (l *LAG) Close(id ConnID) Output {
 	var out Output
@@ -251,17 +260,23 @@ func (l *LAG) Close(id ConnID) Output {
 	return out
 }
 
-func (l *LAG) toCA(out *Output, m message) {
+// toCA sends m on the CA link and reports whether it did: with the link
+// down the message is dropped, and callers must not log it as forwarded.
+func (l *LAG) toCA(out *Output, m message) bool {
 	if !l.linkReady {
-		return
+		return false
 	}
 	b, err := l.link.sealMsg(m)
 	if err != nil {
 		out.fail(ToCA, "link", err)
-		return
+		return false
 	}
 	out.send(ToCA, b)
+	return true
 }
+
+// errLinkDown is the reason of a vehicle's message the LAG dropped.
+var errLinkDown = fmt.Errorf("%w: the CA link is down, message dropped", ErrUnavailable)
 
 func (l *LAG) toBV(out *Output, s *lagSession, m message) {
 	b, err := s.ch.sealMsg(m)
@@ -569,7 +584,10 @@ func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
 		}
 		s.pending[m.ReqID]++
 		s.answers++
-		l.toCA(out, &answerFwdMsg{Binding: s.ch.binding, Answer: *m})
+		if !l.toCA(out, &answerFwdMsg{Binding: s.ch.binding, Answer: *m}) {
+			out.fail(s.id, "answer-dropped", fmt.Errorf("session %d's answer to request %x: %w", s.id, m.ReqID[:4], errLinkDown))
+			break
+		}
 		out.event(s.id, "answer-forwarded", "session %d answered request %x: %d sealed bytes (content unknown to the LAG)", s.id, m.ReqID[:4], len(m.Sealed))
 	case *statusMsg:
 		if m.Seq != s.statusSeq+1 {
@@ -583,7 +601,10 @@ func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
 		}
 		s.statusSeq = m.Seq
 		s.reports++
-		l.toCA(out, &statusFwdMsg{Binding: s.ch.binding, Status: *m})
+		if !l.toCA(out, &statusFwdMsg{Binding: s.ch.binding, Status: *m}) {
+			out.fail(s.id, "status-dropped", fmt.Errorf("session %d's pseudo-status %d: %w", s.id, m.Seq, errLinkDown))
+			break
+		}
 		out.event(s.id, "status-forwarded", "session %d sent pseudo-status %d: %d sealed bytes (battery unknown to the LAG)", s.id, m.Seq, len(m.Sealed))
 	case *inquiryMsg:
 		if !s.service().Has(ServiceInquiry) {

@@ -181,13 +181,19 @@ var (
 	ErrNotPermitted = errors.New("auth: not permitted")
 	ErrUnknown      = errors.New("auth: unknown session, member or party")
 	ErrUnavailable  = errors.New("auth: central authority unavailable")
+	// ErrStaleRing refuses an LSAG ring that holds a member revoked since
+	// the vehicle's copy of its group list: the verifier cannot tell
+	// whether the signer is that member, and an innocent vehicle's list is
+	// merely outdated, so the answer is "refresh the list and retry", not
+	// "revoked" (a revoked vehicle learns that when it refreshes).
+	ErrStaleRing = errors.New("auth: the ring holds a revoked member (the group list is outdated: refresh it and retry)")
 )
 
 // rejectCodes maps the errors a party may report to its peer to one byte.
 var rejectCodes = []error{
 	nil, ErrMalformed, ErrBadSignature, ErrBadMAC, ErrUntrusted, ErrNoCredential,
 	ErrExpired, ErrRevoked, ErrReplay, ErrCloned, ErrDowngrade, ErrChannel, ErrState,
-	ErrNotPermitted, ErrUnknown, ErrUnavailable,
+	ErrNotPermitted, ErrUnknown, ErrUnavailable, ErrStaleRing,
 }
 
 func codeOf(err error) uint8 {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gridveil/gridveil/auth"
-	"github.com/gridveil/gridveil/auth/wire"
 )
 
 // Idle connections are dropped after IdleTimeout; a party that means to
@@ -61,6 +60,11 @@ type CAServer struct {
 	// IdleTimeout drops a connection that sent nothing for so long;
 	// default IdleTimeout.
 	IdleTimeout time.Duration
+	// Limits bound what unauthenticated peers (enrolling parties, and
+	// connections that have not finished their handshake) can make the
+	// CA hold; zero fields take DefaultLimits. Set before Serve.
+	Limits Limits
+	guard  *guard
 	// CommitHook, when set, is called by the committer around its nth
 	// transaction (from 1): before the write (synced false) and once it
 	// reached the disk, before any of its answers is sent (synced true).
@@ -359,6 +363,10 @@ func (s *CAServer) Serve(ctx context.Context, ln net.Listener) error {
 		<-ctx.Done()
 		ln.Close()
 	}()
+	s.mu.Lock()
+	s.guard = newGuard(s.Limits, s.log)
+	g := s.guard
+	s.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.expirer(ctx) })
 	defer func() {
@@ -392,13 +400,27 @@ func (s *CAServer) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		id := s.ca.Open()
+		s.mu.Unlock()
+		e, err := g.admit(c, func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.ca.Authenticated(id)
+		})
+		if err != nil {
+			s.mu.Lock()
+			s.ca.Close(id)
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
 		p := newPeer(c)
+		s.mu.Lock()
 		s.peers[id] = p
 		s.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(id, p)
+			s.serveConn(id, p, e)
 		}()
 	}
 }
@@ -419,8 +441,9 @@ func (s *CAServer) expirer(ctx context.Context) {
 	}
 }
 
-func (s *CAServer) serveConn(id auth.ConnID, p *peer) {
+func (s *CAServer) serveConn(id auth.ConnID, p *peer, e *guarded) {
 	defer func() {
+		e.release()
 		s.mu.Lock()
 		s.ca.Close(id)
 		it := s.enqueue(auth.Output{})
@@ -433,25 +456,31 @@ func (s *CAServer) serveConn(id auth.ConnID, p *peer) {
 	}()
 	for {
 		_ = p.conn.SetReadDeadline(time.Now().Add(s.IdleTimeout))
-		f, err := wire.ReadFrame(p.conn, maxLinkFrame)
+		f, done, err := e.readFrame(p.conn, maxLinkFrame)
 		if err != nil {
 			if !isClosing(err) {
-				s.log.Info("connection dropped", "conn", id, "from", p.conn.RemoteAddr(), "err", err)
+				s.log.Warn("connection dropped", "conn", id, "from", p.conn.RemoteAddr(), "reason", err)
 			}
 			return
 		}
 		if isKeepalive(f) {
+			done()
 			p.send(keepaliveFrame) // answered, so that the LAG can tell a dead link
 			continue
 		}
 		s.mu.Lock()
 		out, err := s.ca.Receive(time.Now(), id, f)
 		it := s.enqueue(out)
+		authed := err == nil && s.ca.Authenticated(id)
 		s.mu.Unlock()
+		done()
 		if err != nil {
 			<-it.done
-			s.log.Info("connection refused", "conn", id, "from", p.conn.RemoteAddr(), "err", err)
+			s.log.Warn("connection refused", "conn", id, "from", p.conn.RemoteAddr(), "reason", err)
 			return
+		}
+		if authed {
+			e.promote()
 		}
 	}
 }
@@ -472,6 +501,10 @@ func (s *CAServer) dispatch(out auth.Output) {
 		if s.onEvent != nil {
 			s.onEvent(e)
 		}
-		s.log.Debug("ca event", "event", e.String())
+		if e.Err != nil { // a refusal: visible at the default level
+			s.log.Warn("ca refused", "kind", e.Kind, "conn", e.Conn, "reason", e.Err)
+		} else {
+			s.log.Debug("ca event", "event", e.String())
+		}
 	}
 }

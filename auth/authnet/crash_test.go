@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(caChildEnv); dir != "" {
 		os.Exit(caChild(dir))
 	}
+	if dir := os.Getenv(lagChildEnv); dir != "" {
+		os.Exit(lagChild(dir))
+	}
 	os.Exit(m.Run())
 }
 

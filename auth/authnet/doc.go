@@ -39,9 +39,13 @@
 // evidence file; peers that send oversized frames (refused before
 // allocation) or stall (writes time out, idle reads time out, a peer that
 // cannot keep up with its queue is disconnected); idle but live sessions
-// and links (keepalives). Does not protect against: denial of service by
-// many connections or handshakes (no handshake deadline or per-source
-// limit yet, only MaxConns, whose refusals are logged); an attacker with
+// and links (keepalives); peers that have not authenticated (Limits: a
+// handshake deadline, caps per source and in all with the oldest evicted,
+// small frames whose buffers grow as bytes arrive, a shared memory
+// budget; every refusal logged with its reason). Does not protect
+// against: denial of service by an attacker with many source addresses
+// who keeps opening connections (it evicts honest peers mid-handshake) or
+// spends the handshakes' DHs; an attacker with
 // access to the data directory (keys are stored unencrypted, protected
 // only by file modes); loss of sessions at a CA restart (they are not
 // durable: LAGs end them when they re-link, and vehicles authenticate

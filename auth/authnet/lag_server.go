@@ -40,6 +40,9 @@ type LAGOptions struct {
 	// KeepaliveEvery is how often the LAG sends a keepalive on its CA
 	// link, which the CA answers; default KeepaliveEvery.
 	KeepaliveEvery time.Duration
+	// Limits bound what vehicles that have not authenticated yet can make
+	// the LAG hold; zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // LAGServer serves the LAG core: vehicles over TCP, and a link to the CA.
@@ -57,6 +60,7 @@ type LAGServer struct {
 	linked  chan struct{}
 	onEvent EventFunc
 	log     *slog.Logger
+	guard   *guard
 }
 
 // Files of a LAG's data directory.
@@ -126,7 +130,7 @@ func OpenLAG(ctx context.Context, store *Store, opts LAGOptions, log *slog.Logge
 		return nil, err
 	}
 	return &LAGServer{lag: l, opts: opts, peers: map[auth.ConnID]*peer{}, kick: make(chan struct{}, 1),
-		linked: make(chan struct{}), onEvent: onEvent, log: log}, nil
+		linked: make(chan struct{}), onEvent: onEvent, log: log, guard: newGuard(opts.Limits, log)}, nil
 }
 
 func loadOrCreateLAGKeys(store *Store) (noise.DHKey, ed25519.PrivateKey, [32]byte, error) {
@@ -222,9 +226,22 @@ func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
 		id, out, err := s.lag.Open(time.Now())
 		if err != nil {
 			s.mu.Unlock()
-			s.log.Info("vehicle refused", "err", err)
+			s.log.Warn("vehicle refused", "from", c.RemoteAddr(), "reason", err)
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = wire.WriteFrame(c, auth.RejectFrame(err))
+			c.Close()
+			continue
+		}
+		s.mu.Unlock()
+		e, err := s.guard.admit(c, func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.lag.Authenticated(id)
+		})
+		s.mu.Lock()
+		if err != nil {
+			s.lag.Close(id) // the CA never heard of it: nothing to tell
+			s.mu.Unlock()
 			c.Close()
 			continue
 		}
@@ -235,13 +252,14 @@ func (s *LAGServer) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveVehicle(id, p)
+			s.serveVehicle(id, p, e)
 		}()
 	}
 }
 
-func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
+func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer, e *guarded) {
 	defer func() {
+		e.release()
 		s.mu.Lock()
 		s.dispatch(s.lag.Close(id))
 		delete(s.peers, id)
@@ -250,14 +268,15 @@ func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
 	}()
 	for {
 		_ = p.conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
-		f, err := wire.ReadFrame(p.conn, maxVehicleFrame)
+		f, done, err := e.readFrame(p.conn, maxVehicleFrame)
 		if err != nil {
 			if !isClosing(err) {
-				s.log.Info("vehicle connection dropped", "conn", id, "from", p.conn.RemoteAddr(), "err", err)
+				s.log.Warn("vehicle connection dropped", "conn", id, "from", p.conn.RemoteAddr(), "reason", err)
 			}
 			return
 		}
 		if isKeepalive(f) {
+			done()
 			continue
 		}
 		// The frame's cryptography (handshake DHs, decryption, signature
@@ -271,9 +290,15 @@ func (s *LAGServer) serveVehicle(id auth.ConnID, p *peer) {
 		out, err := s.lag.Finish(st)
 		s.dispatch(out)
 		pending := s.lag.Pending()
+		authed := err == nil && s.lag.Authenticated(id)
 		s.mu.Unlock()
+		done()
 		if err != nil {
+			s.log.Warn("vehicle refused", "conn", id, "from", p.conn.RemoteAddr(), "reason", err)
 			return
+		}
+		if authed {
+			e.promote()
 		}
 		if pending > 0 {
 			select {
@@ -455,7 +480,11 @@ func (s *LAGServer) dispatch(out auth.Output) {
 		if s.onEvent != nil {
 			s.onEvent(e)
 		}
-		s.log.Debug("lag event", "event", e.String())
+		if e.Err != nil { // a refusal or a dropped message: visible at the default level
+			s.log.Warn("lag refused", "kind", e.Kind, "conn", e.Conn, "reason", e.Err)
+		} else {
+			s.log.Debug("lag event", "event", e.String())
+		}
 	}
 }
 

@@ -23,6 +23,11 @@ type Vehicle struct {
 	// connected; default KeepaliveEvery (the LAG drops a connection idle
 	// for IdleTimeout).
 	KeepaliveEvery time.Duration
+	// RefreshFrom and RefreshToken, when set, are the CA's address and
+	// the enrolment token, for Connect to refresh an outdated group list
+	// (auth.ErrStaleRing) and retry.
+	RefreshFrom  string
+	RefreshToken [32]byte
 }
 
 // OpenVehicle loads a vehicle's state, or creates a vehicle with fresh
@@ -88,10 +93,23 @@ type Session struct {
 // Connect dials a LAG and authenticates. It saves the vehicle's state
 // afterwards whatever happened, since a pseudonym offered once is spent. A
 // refused resumption (the ticket is spent either way) is followed by one
-// full authentication.
+// full authentication. A ring refused as holding a revoked member
+// (auth.ErrStaleRing: the vehicle's group list is outdated) is followed by
+// a refresh of the list from the CA at RefreshFrom and one more attempt;
+// if the CA refuses the refresh, that is the error (auth.ErrRevoked for a
+// vehicle that is itself revoked).
 func (v *Vehicle) Connect(ctx context.Context, lagAddr string, opts auth.SessionOptions) (*Session, error) {
 	s, err := v.connect(ctx, lagAddr, opts)
 	if err != nil && s != nil && s.S.Resuming() {
+		s, err = v.connect(ctx, lagAddr, opts)
+	}
+	if errors.Is(err, auth.ErrStaleRing) {
+		if v.RefreshFrom == "" {
+			return nil, fmt.Errorf("%w; refresh it (gridveil agent bv enrol -n 0) and connect again", err)
+		}
+		if rerr := v.Enrol(ctx, v.RefreshFrom, v.RefreshToken, 0); rerr != nil {
+			return nil, fmt.Errorf("the LAG refused an outdated group list, and refreshing it failed: %w", rerr)
+		}
 		s, err = v.connect(ctx, lagAddr, opts)
 	}
 	if err != nil {

@@ -157,6 +157,9 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 			return err
 		}
 		enrolled[i] = vehicles[i].BV.GroupSize() > 0 || vehicles[i].BV.Pseudonyms() > 0
+		if haveToken { // an outdated group list is refreshed and the session retried
+			vehicles[i].RefreshFrom, vehicles[i].RefreshToken = caAddr, token
+		}
 	}
 	// notes[i] is why a vehicle that already held credentials goes to the
 	// LAG without the refill or group-list refresh it asked the CA for: a
