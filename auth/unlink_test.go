@@ -961,7 +961,11 @@ func answerViews(t *testing.T, perSide int, stop bool) (agree, decline []*lagVie
 	for _, i := range cryptoPerm(t, len(bvs)) {
 		b := bvs[i]
 		yes := i < perSide
-		soc, wh := uint16(900+i), int32(0x5EC00000+i*7919)
+		// Battery values with no zero bytes in their encodings: a value
+		// like 0x5EC00000 (and its -wh/4, 0xE8500000) shares its trailing
+		// zeros with the nanosecond timestamps the LAG keeps, and matched
+		// one of them by chance in about a third of the runs.
+		soc, wh := uint16(900+i), int32(0x5EC13579+i*7919)
 		secrets = append(secrets, binary.BigEndian.AppendUint32(nil, uint32(wh)), binary.LittleEndian.AppendUint32(nil, uint32(wh)),
 			binary.BigEndian.AppendUint32(nil, uint32(-wh/4)), binary.LittleEndian.AppendUint32(nil, uint32(-wh/4)),
 			[]byte(fmt.Sprint(wh)), []byte(fmt.Sprintf(" %d.%d%%", soc/10, soc%10)))
