@@ -149,70 +149,178 @@ func (tb *tube) energy(yc, yd []float64, i, j int, lam float64) float64 {
 	return s
 }
 
-// breakpoints fills tb.bp with the sorted kinks of F on slots i..j.
-func (tb *tube) breakpoints(yc, yd []float64, i, j int) []float64 {
-	bp := tb.bp[:0]
-	for k := i; k <= j; k++ {
-		bp = append(bp, (yc[k]-tb.pch)/tb.a, yc[k]/tb.a)
-		if tb.pdis > 0 {
-			bp = append(bp, -yd[k]/tb.b, (tb.pdis-yd[k])/tb.b)
-		}
-	}
-	sort.Float64s(bp)
-	tb.bp = bp
-	return bp
-}
-
 // rootUpper is the smallest lam with F(lam) <= r on slots i..j (-Inf if F
 // never exceeds r); rootLower the largest lam with F(lam) >= r (+Inf if F
-// never drops below r). F is piecewise linear between its breakpoints, so
-// both are exact up to rounding: a binary search finds the piece, and the
-// root on it is one division.
-func (tb *tube) rootUpper(yc, yd []float64, i, j int, r float64) float64 {
-	if tb.energy(yc, yd, i, j, math.Inf(-1)) <= r {
-		return math.Inf(-1)
-	}
-	if lam, ok := tb.newton(yc, yd, i, j, r, 0, tb.tol()); ok {
-		return lam
-	}
-	bp := tb.breakpoints(yc, yd, i, j)
-	// first index whose value is <= r
-	k := sort.Search(len(bp), func(m int) bool { return tb.energy(yc, yd, i, j, bp[m]) <= r })
-	if k == len(bp) {
-		return math.Inf(1) // r is below F(+Inf): the tube was not reachable
-	}
-	if k == 0 {
-		return bp[0]
-	}
-	return tb.interp(yc, yd, i, j, bp[k-1], bp[k], r)
+// never drops below r). Both search only [lo, hi], where the caller knows
+// the answer lies (-Inf and +Inf for no knowledge), and return lo or hi if
+// F stays on one side of r there: the sweep needs min(root, lamHi) and
+// max(root, lamLo) anyway (with infinite lo and hi this is the -Inf and
+// +Inf above: F is constant beyond its breakpoints). F is piecewise linear between its breakpoints,
+// so both are exact up to rounding (bracket below).
+func (tb *tube) rootUpper(yc, yd []float64, i, j int, r, lo, hi, guess float64) float64 {
+	return tb.bracket(yc, yd, i, j, r, lo, hi, guess, true)
 }
 
-func (tb *tube) rootLower(yc, yd []float64, i, j int, r float64) float64 {
-	if tb.energy(yc, yd, i, j, math.Inf(1)) >= r {
-		return math.Inf(1)
-	}
-	if lam, ok := tb.newton(yc, yd, i, j, r, 0, tb.tol()); ok {
-		return lam
-	}
-	bp := tb.breakpoints(yc, yd, i, j)
-	// first index whose value is < r; the one before it is the last >= r
-	k := sort.Search(len(bp), func(m int) bool { return tb.energy(yc, yd, i, j, bp[m]) < r })
-	if k == 0 {
-		return math.Inf(-1) // r is above F(-Inf)
-	}
-	if k == len(bp) {
-		return bp[k-1]
-	}
-	return tb.interp(yc, yd, i, j, bp[k-1], bp[k], r)
+func (tb *tube) rootLower(yc, yd []float64, i, j int, r, lo, hi, guess float64) float64 {
+	return tb.bracket(yc, yd, i, j, r, lo, hi, guess, false)
 }
 
-// interp solves F(lam) = r on the linear piece [l, h] of F.
-func (tb *tube) interp(yc, yd []float64, i, j int, l, h, r float64) float64 {
-	fl, fh := tb.energy(yc, yd, i, j, l), tb.energy(yc, yd, i, j, h)
-	if fl == fh {
-		return l
+// span is the range of F's breakpoints on slots i..j: F is constant below
+// the first and above the last.
+func (tb *tube) span(yc, yd []float64, i, j int) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for k := i; k <= j; k++ {
+		lo, hi = min(lo, (yc[k]-tb.pch)/tb.a), max(hi, yc[k]/tb.a)
+		if tb.pdis > 0 {
+			lo, hi = min(lo, -yd[k]/tb.b), max(hi, (tb.pdis-yd[k])/tb.b)
+		}
 	}
-	return min(max(l+(fl-r)*(h-l)/(fl-fh), l), h)
+	return lo, hi
+}
+
+// bracket finds the root of F = r in [lo, hi] without sorting F's
+// breakpoints: it keeps a bracket l < h with F(l) on the far side of r
+// (above it, or at or above it for the lower root) and F(h) on the near
+// side, shrinks it by Newton steps taken from the side the last evaluation
+// landed on while they stay inside, and otherwise by the median of the
+// breakpoints still inside (a linear-time selection, so each such step
+// halves them). When no breakpoint is left inside, F is linear on [l, h]
+// and the root is one division. upper picks the smallest lam with F <= r,
+// else the largest with F >= r. Each step is one pass over the slots and
+// at most log2(4(j-i+1)) median steps are needed, so a root costs
+// O(T log T) at worst and a few passes in the common case.
+func (tb *tube) bracket(yc, yd []float64, i, j int, r, lo, hi, guess float64, upper bool) float64 {
+	blo, bhi := tb.span(yc, yd, i, j)
+	// far(f): F at that point is on the low-lam side of the answer.
+	far := func(f float64) bool {
+		if upper {
+			return f > r
+		}
+		return f >= r
+	}
+	l, h := max(lo, blo), min(hi, bhi)
+	if l > h { // [lo, hi] lies where F is constant
+		l, h = lo, hi
+	}
+	fl, sl := tb.eval(yc, yd, i, j, l)
+	if !far(fl) {
+		return lo // F is already on the near side at lo
+	}
+	fh, _ := tb.eval(yc, yd, i, j, h)
+	if far(fh) {
+		return hi
+	}
+	nb := 4 // kinks per slot
+	if tb.pdis == 0 {
+		nb = 2 // d is 0 at every lam
+	}
+	lam, f, slope := l, fl, sl
+	if guess > l && guess < h {
+		// Newton from the caller's guess (the last projection's
+		// multiplier), which is usually on the root's piece already.
+		lam = guess
+		f, slope = tb.eval(yc, yd, i, j, lam)
+		if slope > 0 && math.Abs(f-r) <= tb.tol() {
+			return lam
+		}
+		if far(f) {
+			l, fl = lam, f
+		} else {
+			h, fh = lam, f
+		}
+	}
+	for it := 0; ; it++ {
+		next := math.NaN()
+		if it < 8 && slope > 0 {
+			next = lam + (f-r)/slope
+		}
+		if !(next > l && next < h) {
+			// Median of the breakpoints inside (l, h); none: F is linear.
+			bp := tb.bp[:0]
+			for k := i; k <= j; k++ {
+				kinks := [4]float64{(yc[k] - tb.pch) / tb.a, yc[k] / tb.a, -yd[k] / tb.b, (tb.pdis - yd[k]) / tb.b}
+				for _, v := range kinks[:nb] {
+					if v > l && v < h {
+						bp = append(bp, v)
+					}
+				}
+			}
+			tb.bp = bp
+			if len(bp) == 0 {
+				return min(max(l+(fl-r)*(h-l)/(fl-fh), l), h)
+			}
+			next = selectNth(bp, len(bp)/2)
+		}
+		lam = next
+		f, slope = tb.eval(yc, yd, i, j, lam)
+		if slope > 0 && math.Abs(f-r) <= tb.tol() {
+			return lam // on a sloped piece: the root, to rounding
+		}
+		if far(f) {
+			l, fl = lam, f
+		} else {
+			h, fh = lam, f
+		}
+	}
+}
+
+// eval is F(lam) on slots i..j and its slope magnitude (the sum over free
+// charges of a^2 and free discharges of b^2).
+func (tb *tube) eval(yc, yd []float64, i, j int, lam float64) (f, slope float64) {
+	for k := i; k <= j; k++ {
+		cc, dd := tb.response(yc[k], yd[k], lam)
+		f += tb.a*cc - tb.b*dd
+		if cc > 0 && cc < tb.pch {
+			slope += tb.a * tb.a
+		}
+		if dd > 0 && dd < tb.pdis {
+			slope += tb.b * tb.b
+		}
+	}
+	return f, slope
+}
+
+// selectNth reorders v so that v[k] is the value a sort would put there,
+// and returns it (Hoare's selection with a median-of-three pivot; linear
+// time on average, no allocation).
+func selectNth(v []float64, k int) float64 {
+	l, h := 0, len(v)-1
+	for l < h {
+		m := l + (h-l)/2
+		if v[m] < v[l] {
+			v[m], v[l] = v[l], v[m]
+		}
+		if v[h] < v[l] {
+			v[h], v[l] = v[l], v[h]
+		}
+		if v[h] < v[m] {
+			v[h], v[m] = v[m], v[h]
+		}
+		p := v[m]
+		a, b := l, h
+		for a <= b {
+			for v[a] < p {
+				a++
+			}
+			for v[b] > p {
+				b--
+			}
+			if a <= b {
+				v[a], v[b] = v[b], v[a]
+				a++
+				b--
+			}
+		}
+		switch {
+		case k <= b:
+			h = b
+		case k >= a:
+			l = a
+		default:
+			return v[k]
+		}
+	}
+	return v[k]
 }
 
 // project sets (c, d) to the Euclidean projection of (yc, yd) onto the tube
@@ -238,7 +346,7 @@ func (tb *tube) project(yc, yd, c, d []float64, hint float64) float64 {
 	// One segment: L constant, fixed by the departure bounds.
 	lam := hint
 	if math.IsNaN(lam) || math.IsInf(lam, 0) || !tb.departOK(yc, yd, lam, tol) {
-		lam = tb.departLam(yc, yd)
+		lam = tb.departLam(yc, yd, hint)
 	}
 	if tb.fill(yc, yd, c, d, 0, n-1, lam, 0, tol) {
 		return lam
@@ -273,11 +381,11 @@ func (tb *tube) project(yc, yd, c, d []float64, hint float64) float64 {
 				break
 			}
 			if fLo > rU {
-				lamLo, argLo = min(tb.rootUpper(yc, yd, s0, t, rU), lamHi), t
+				lamLo, argLo = tb.rootUpper(yc, yd, s0, t, rU, lamLo, lamHi, math.NaN()), t
 				fLo = tb.energy(yc, yd, s0, t, lamLo)
 			}
 			if fHi < rL {
-				lamHi, argHi = max(tb.rootLower(yc, yd, s0, t, rL), lamLo), t
+				lamHi, argHi = tb.rootLower(yc, yd, s0, t, rL, lamLo, lamHi, math.NaN()), t
 				fHi = tb.energy(yc, yd, s0, t, lamHi)
 			}
 		}
@@ -381,15 +489,19 @@ func (tb *tube) newton(yc, yd []float64, i, j int, r, guess, tol float64) (float
 }
 
 // departLam is the L of a single segment: 0 if the departure bounds hold
-// at 0, else the root on the bound that is violated.
-func (tb *tube) departLam(yc, yd []float64) float64 {
+// at 0, else the root on the bound that is violated, searched from guess
+// (the last step's multiplier; NaN: none).
+func (tb *tube) departLam(yc, yd []float64, guess float64) float64 {
+	if math.IsNaN(guess) || math.IsInf(guess, 0) {
+		guess = 0
+	}
 	n := tb.n
 	f := tb.energy(yc, yd, 0, n-1, 0)
 	switch {
 	case f > tb.hi[n-1]:
-		return tb.rootUpper(yc, yd, 0, n-1, tb.hi[n-1])
+		return tb.rootUpper(yc, yd, 0, n-1, tb.hi[n-1], math.Inf(-1), math.Inf(1), guess)
 	case f < tb.lo[n-1]:
-		return tb.rootLower(yc, yd, 0, n-1, tb.lo[n-1])
+		return tb.rootLower(yc, yd, 0, n-1, tb.lo[n-1], math.Inf(-1), math.Inf(1), guess)
 	}
 	return 0
 }

@@ -121,7 +121,7 @@ func TestProjectTube(t *testing.T) {
 			yd[k] = -sgn*8*r.Float64() + 2*r.Float64() - 1
 		}
 		c, d := make([]float64, n), make([]float64, n)
-		if !tb.fill(yc, yd, c, d, 0, n-1, tb.departLam(yc, yd), 0, 1e-12) {
+		if !tb.fill(yc, yd, c, d, 0, n-1, tb.departLam(yc, yd, math.NaN()), 0, 1e-12) {
 			sweeps++
 		}
 		hint := math.NaN()
