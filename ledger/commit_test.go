@@ -284,9 +284,9 @@ func TestCloneIsDeep(t *testing.T) {
 	orig := d.App.state
 	before, hash := mustJSON(t, orig), orig.Hash()
 	c := orig.Clone()
-	now, txs := blocks[3]()
+	now, _ := blocks[3]()
 	c.BeginBlock(4, now)
-	now, txs = blocks[4]()
+	now, txs := blocks[4]()
 	c.BeginBlock(5, now)
 	for _, tx := range txs {
 		b, signer, err := Decode(tx)
