@@ -189,6 +189,9 @@ func BenchmarkVsKVStore(b *testing.B) {
 				b.Fatalf("broadcast: %v %+v", err, res)
 			}
 		}
+		// Bounded: a mempool that keeps the same count for a minute is
+		// stuck, and the benchmark says so instead of hanging.
+		last, still := -1, 0
 		for {
 			u, err := c.NumUnconfirmedTxs(ctx)
 			if err != nil {
@@ -196,6 +199,14 @@ func BenchmarkVsKVStore(b *testing.B) {
 			}
 			if u.Total == 0 {
 				break
+			}
+			if u.Total == last {
+				still++
+			} else {
+				last, still = u.Total, 0
+			}
+			if still > 12_000 {
+				b.Fatalf("%d transactions stayed in the mempool for a minute", u.Total)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
