@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,18 +31,28 @@ type App struct {
 	hash    []byte // app hash of the committed state
 
 	blockTime, checkTime int64 // Unix ms of the pending and the committed block
+
+	verified *verdicts // signatures already verified on this node
 }
 
-// stateFile is the persisted state: the state and its hash.
+// checkCommitments makes every Commit recompute the app hash from the
+// whole state and fail if the incremental one differs: the package's tests
+// switch it on, so that every test that drives the App (days, crashes,
+// validator sets) checks that no state change escapes the commitment.
+var checkCommitments = false
+
+// stateFile is the persisted state: the state, its hash, and how the hash
+// was computed (commitVersion).
 type stateFile struct {
-	State *State `json:"state"`
-	Hash  []byte `json:"hash"`
+	State   *State `json:"state"`
+	Hash    []byte `json:"hash"`
+	Version int    `json:"commitment_version"`
 }
 
 // NewApp opens the application whose state lives in dir (created if
 // missing). A fresh directory waits for InitChain.
 func NewApp(dir string) (*App, error) {
-	a := &App{dir: dir}
+	a := &App{dir: dir, verified: newVerdicts()}
 	if dir == "" {
 		return a, nil
 	}
@@ -59,17 +70,21 @@ func NewApp(dir string) (*App, error) {
 	if err := json.Unmarshal(data, &f); err != nil || f.State == nil {
 		return nil, fmt.Errorf("ledger: state.json in %s is corrupt (%v); restore it from a backup or start a new chain", dir, err)
 	}
+	// The stored hash is what this node told CometBFT; contents that hash
+	// differently were altered or damaged after the commit, and serving
+	// them would fork this node from the chain (issue 13).
+	if f.Version != commitVersion {
+		return nil, fmt.Errorf("ledger: state.json in %s has state commitment version %d, this gridveil computes version %d: it was written by another gridveil version; run that version, or start a new chain (a new home)", dir, f.Version, commitVersion)
+	}
+	if got := f.State.fullHash(); !bytes.Equal(got, f.Hash) {
+		return nil, fmt.Errorf("ledger: state.json in %s does not match its recorded hash (recorded %x, contents hash to %x): the file was altered or damaged after it was committed; restore it from a backup or from another validator's app/state.json, or remove it to replay the chain from genesis", dir, f.Hash, got)
+	}
 	a.state, a.hash = f.State, f.Hash
 	a.check = clone(f.State)
 	return a, nil
 }
 
-func clone(s *State) *State {
-	data, _ := json.Marshal(s)
-	var c State
-	_ = json.Unmarshal(data, &c)
-	return &c
-}
+func clone(s *State) *State { return s.Clone() }
 
 // State returns a copy of the committed state.
 func (a *App) State() *State {
@@ -123,7 +138,7 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 
 // CheckTx admits a transaction to the mempool if it would apply now.
 func (a *App) CheckTx(_ context.Context, req *abci.RequestCheckTx) (*abci.ResponseCheckTx, error) {
-	b, signer, err := Decode(req.Tx)
+	b, signer, err := a.verified.decode(req.Tx)
 	if err == nil {
 		a.mu.Lock()
 		if a.check == nil {
@@ -157,7 +172,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	s.BeginBlock(req.Height, now)
 	res := make([]*abci.ExecTxResult, len(req.Txs))
 	for i, tx := range req.Txs {
-		b, signer, err := Decode(tx)
+		b, signer, err := a.verified.decode(tx)
 		if err == nil {
 			err = s.Deliver(b, signer, now)
 		}
@@ -188,6 +203,11 @@ func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit
 		return &abci.ResponseCommit{}, nil
 	}
 	a.state, a.hash, a.pending = a.pending, a.pending.Hash(), nil
+	if checkCommitments {
+		if full := a.state.fullHash(); !bytes.Equal(full, a.hash) {
+			return nil, fmt.Errorf("ledger: height %d: incremental app hash %x, recomputed from the whole state %x: a state change was not recorded in the commitment", a.state.Height, a.hash, full)
+		}
+	}
 	a.check, a.checkTime = clone(a.state), a.blockTime
 	if err := a.persist(); err != nil {
 		return nil, err
@@ -199,7 +219,7 @@ func (a *App) persist() error {
 	if a.dir == "" {
 		return nil
 	}
-	data, err := json.Marshal(stateFile{State: a.state, Hash: a.hash})
+	data, err := json.Marshal(stateFile{State: a.state, Hash: a.hash, Version: commitVersion})
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,13 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cometbft/cometbft/abci/example/kvstore"
+	rpclocal "github.com/cometbft/cometbft/rpc/client/local"
 )
 
 // BenchmarkDeliver is the state machine alone: decode, verify and apply
@@ -120,4 +125,130 @@ func BenchmarkWindow10k(b *testing.B) {
 		b.ReportMetric(time.Since(t0).Seconds(), "s/window")
 		b.ReportMetric(float64(day.Windows[0].Orders+n+1)/time.Since(t0).Seconds(), "tx/s")
 	}
+}
+
+// BenchmarkVsKVStore is the driver of issue 18's ledger target: one
+// in-process validator with gridveil's market app and one with CometBFT's
+// kvstore example app, on the same node settings (startWith, 200 ms
+// blocks), each sent the same number of transactions of the same size
+// through BroadcastTxSync, timed until its mempool is empty (every
+// transaction committed). The two alternate, each round starting with the
+// other, and it reports each app's committed tx/s and market/kvstore.
+func BenchmarkVsKVStore(b *testing.B) {
+	if testing.Short() {
+		b.Skip("starts two CometBFT nodes")
+	}
+	const accounts, perAccount = 200, 20
+	grid := newParty(1)
+	g := &Genesis{Params: Params{Chain: "test", MinuteMillis: 60000, Rule: "uniform"}, Accounts: map[string]Account{grid.key: {Role: RoleGrid}}}
+	var ps []*party
+	for i := 0; i < accounts; i++ {
+		var seed [32]byte
+		seed[0], seed[1], seed[2] = byte(i), byte(i>>8), 0xbe
+		p := newParty(0)
+		p.priv = edKey(seed)
+		p.key = fmt.Sprintf("%x", p.priv.Public())
+		ps = append(ps, p)
+		g.Accounts[p.key] = Account{Role: RoleStation, Balance: 1 << 40}
+	}
+	settings := func(home string) NodeConfig { return NodeConfig{Home: home, Genesis: g, Block: 200 * time.Millisecond} }
+
+	app, err := NewApp(filepath.Join(b.TempDir(), "app"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	market, err := startWith(settings(b.TempDir()), app)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = market.Stop(); market.Wait() }()
+	kv := kvstore.NewPersistentApplication(b.TempDir())
+	defer kv.Close()
+	kvNode, err := startWith(settings(b.TempDir()), kv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = kvNode.Stop(); kvNode.Wait() }()
+	mc, kc := rpclocal.New(market), rpclocal.New(kvNode)
+	ctx := context.Background()
+	for _, c := range []*rpclocal.Local{mc, kc} {
+		for {
+			st, err := c.Status(ctx)
+			if err == nil && st.SyncInfo.LatestBlockHeight >= 2 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// run broadcasts txs to c and waits until the mempool has drained.
+	run := func(c *rpclocal.Local, txs [][]byte) time.Duration {
+		t0 := time.Now()
+		for _, tx := range txs {
+			res, err := c.BroadcastTxSync(ctx, tx)
+			if err != nil || res.Code != 0 {
+				b.Fatalf("broadcast: %v %+v", err, res)
+			}
+		}
+		// Bounded: a mempool that keeps the same count for a minute is
+		// stuck, and the benchmark says so instead of hanging.
+		last, still := -1, 0
+		for {
+			u, err := c.NumUnconfirmedTxs(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if u.Total == 0 {
+				break
+			}
+			if u.Total == last {
+				still++
+			} else {
+				last, still = u.Total, 0
+			}
+			if still > 12_000 {
+				b.Fatalf("%d transactions stayed in the mempool for a minute", u.Total)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(t0)
+	}
+	var total int
+	var tm, tk time.Duration
+	round := 0
+	for b.Loop() {
+		var mtx, ktx [][]byte
+		for k := 0; k < perAccount; k++ {
+			for i, p := range ps {
+				tx := p.tx(b, Body{Type: "transfer", To: ps[(i+1)%accounts].key, Amount: 1})
+				p.nonce++
+				mtx = append(mtx, tx)
+				key := fmt.Sprintf("r%d-%d-%d:", round, k, i)
+				ktx = append(ktx, []byte(key+strings.Repeat("v", max(1, len(tx)-len(key)))))
+			}
+		}
+		if round%2 == 0 {
+			tm += run(mc, mtx)
+			tk += run(kc, ktx)
+		} else {
+			tk += run(kc, ktx)
+			tm += run(mc, mtx)
+		}
+		round++
+		total += len(mtx)
+		// Committed, not just gone from the mempool: the last transfer's
+		// nonce is in the state, the last key is in the store.
+		if last := ps[len(ps)-1]; app.State().Accounts[last.key].Nonce != last.nonce {
+			b.Fatal("market app: the mempool drained before the last transfer was applied")
+		}
+		key, _, _ := strings.Cut(string(ktx[len(ktx)-1]), ":")
+		q, err := kc.ABCIQuery(ctx, "", []byte(key))
+		if err != nil || len(q.Response.Value) == 0 {
+			b.Fatalf("kvstore: last key not stored: %v", err)
+		}
+	}
+	m, k := float64(total)/tm.Seconds(), float64(total)/tk.Seconds()
+	b.ReportMetric(m, "market-tx/s")
+	b.ReportMetric(k, "kvstore-tx/s")
+	b.ReportMetric(m/k, "market/kvstore")
+	b.ReportMetric(float64(len(ps[0].tx(b, Body{Type: "transfer", To: ps[1].key, Amount: 1}))), "tx-bytes")
 }

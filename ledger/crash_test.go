@@ -45,8 +45,10 @@ func crashGenesis() (*Genesis, *party, []*party) {
 }
 
 // TestMain lets the crash and network tests run this binary as a node
-// process.
+// process, and makes every Commit check its incremental app hash against
+// the whole state's.
 func TestMain(m *testing.M) {
+	checkCommitments = true
 	if home := os.Getenv(crashChildEnv); home != "" {
 		os.Exit(crashChild(home))
 	}

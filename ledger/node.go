@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	abci "github.com/cometbft/cometbft/abci/types"
 	cfg "github.com/cometbft/cometbft/config"
 	cmtlog "github.com/cometbft/cometbft/libs/log"
 	"github.com/cometbft/cometbft/node"
@@ -46,6 +47,21 @@ func StartNode(c NodeConfig) (*Node, error) {
 	if c.Home == "" {
 		return nil, errors.New("ledger: NodeConfig.Home is empty")
 	}
+	app, err := NewApp(filepath.Join(c.Home, "app"))
+	if err != nil {
+		return nil, err
+	}
+	n, err := startWith(c, app)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{App: app, node: n, Client: rpclocal.New(n)}, nil
+}
+
+// startWith runs app in a CometBFT node configured from c: StartNode's
+// settings, shared with the benchmark that runs CometBFT's kvstore example
+// the same way.
+func startWith(c NodeConfig, app abci.Application) (*node.Node, error) {
 	conf := cfg.DefaultConfig()
 	conf.SetRoot(c.Home)
 	cfg.EnsureRoot(c.Home)
@@ -84,10 +100,6 @@ func StartNode(c NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
-	app, err := NewApp(filepath.Join(c.Home, "app"))
-	if err != nil {
-		return nil, err
-	}
 	out := c.Log
 	if out == nil {
 		out = io.Discard
@@ -102,7 +114,7 @@ func StartNode(c NodeConfig) (*Node, error) {
 	if err := n.Start(); err != nil {
 		return nil, fmt.Errorf("ledger: starting node: %w", err)
 	}
-	return &Node{App: app, node: n, Client: rpclocal.New(n)}, nil
+	return n, nil
 }
 
 func writeGenesis(path string, g *Genesis, pv *privval.FilePV) error {

@@ -1,8 +1,6 @@
 package ledger
 
 import (
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -108,6 +106,9 @@ type State struct {
 	// updates are the validator power changes of the block being built;
 	// FinalizeBlock hands them to CometBFT.
 	updates []string
+	// commit is the incremental application hash (commit.go); nil until
+	// the first Hash.
+	commit *commitment
 }
 
 // Validator is a station's validator: its consensus key and stake. Its
@@ -227,6 +228,7 @@ func (s *State) window(w int64) *Window {
 		win = &Window{Demand: map[string]int64{}, Rights: map[string]int64{}}
 		s.Windows[w] = win
 	}
+	s.touch(windowKey(w))
 	return win
 }
 
@@ -253,6 +255,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // when clearing begins. It runs before the block's transactions.
 func (s *State) BeginBlock(height, nowMs int64) {
 	s.Height, s.Time = height, nowMs
+	s.touch("m")
 	ids := make([]int64, 0, len(s.Windows))
 	for w := range s.Windows {
 		ids = append(ids, w)
@@ -263,9 +266,11 @@ func (s *State) BeginBlock(height, nowMs int64) {
 		ph := s.PhaseAt(w, nowMs)
 		past := func(p string) bool { return phaseIndex(ph) >= phaseIndex(p) }
 		if !win.Assigned && past(PhaseSatisfy) {
+			s.touch(windowKey(w))
 			s.assign(win)
 		}
 		if !win.Cleared && past(PhaseClearing) {
+			s.touch(windowKey(w))
 			s.clear(win)
 		}
 	}
@@ -362,7 +367,9 @@ func (s *State) clear(win *Window) {
 		filled[t.Sell] += t.Qty
 		win.Rights[t.Buyer] += t.Qty
 	}
+	s.touch(accountKey(grid))
 	for _, o := range win.Orders {
+		s.touch(accountKey(o.Trader))
 		switch o.Side {
 		case market.Buy:
 			cost := (buyMilli[o.ID] + 999) / 1000
@@ -394,10 +401,12 @@ func (s *State) Deliver(b *Body, signer string, nowMs int64) error {
 	}
 	acc := s.Accounts[signer]
 	acc.Nonce++
+	s.touch(accountKey(signer))
 	switch b.Type {
 	case "transfer":
 		acc.Balance -= b.Amount
 		s.Accounts[b.To].Balance += b.Amount
+		s.touch(accountKey(b.To))
 	case "demand":
 		s.window(b.Window).Demand[signer] = b.Wh
 	case "margin":
@@ -405,12 +414,16 @@ func (s *State) Deliver(b *Body, signer string, nowMs int64) error {
 		win.Margin, win.HasMarg = b.Wh, true
 		win.Slack, win.Congestion = b.Slack, b.Congestion
 	case "p2p":
+		s.touch(windowKey(b.Window))
 		s.settleContract(s.Windows[b.Window], b.Contract)
 	case "delivery":
+		s.touch(windowKey(b.Window))
 		s.meter(s.Windows[b.Window], b.Delivered)
 	case "order":
 		win := s.window(b.Window)
 		s.Seq++
+		s.touch("m")
+		s.touch(orderKey(b.Window, len(win.Orders)))
 		o := Order{Order: market.Order{ID: fmt.Sprintf("%d", s.Seq), Trader: signer, Price: b.Price, Qty: b.Wh, Seq: s.Seq}}
 		if b.Side == "buy" {
 			o.Side = market.Buy
@@ -578,15 +591,6 @@ func (s *State) check(b *Body, signer string, nowMs int64) error {
 	return nil
 }
 
-// Hash is the application hash: SHA-256 of the canonical JSON encoding of
-// the state (encoding/json sorts map keys, so every node gets the same
-// bytes).
-func (s *State) Hash() []byte {
-	data, _ := json.Marshal(s)
-	h := sha256.Sum256(data)
-	return h[:]
-}
-
 // Money is every balance plus the money held by open buy orders: what the
 // ledger's transactions conserve.
 func (s *State) Money() int64 {
@@ -623,6 +627,9 @@ func (s *State) settleContract(win *Window, c *Contract) {
 	s.Accounts[c.Buyer].Balance -= cost + tf + cf
 	s.Accounts[c.Seller].Balance += cost
 	s.Accounts[s.grid()].Balance += tf + cf
+	s.touch(accountKey(c.Buyer))
+	s.touch(accountKey(c.Seller))
+	s.touch(accountKey(s.grid()))
 	win.Income.TradeFees += tf
 	win.Income.Congestion += cf
 	win.Rights[c.Seller] -= c.Wh
@@ -648,7 +655,9 @@ func (s *State) meter(win *Window, delivered map[string]int64) {
 	}
 	sort.Strings(keys)
 	rep := &market.Reputation{Score: s.Reputation}
+	s.touch(accountKey(grid))
 	for _, k := range keys {
+		s.touchStation(k)
 		acc := s.Accounts[k]
 		if acc == nil || acc.Role != RoleStation {
 			continue

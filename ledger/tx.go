@@ -2,10 +2,13 @@ package ledger
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 )
 
 // Envelope is a signed transaction on the wire: the body's exact bytes, the
@@ -138,7 +141,12 @@ const maxTxBytes = 4096
 
 // Decode parses and authenticates a transaction: it returns the body and
 // the signer's account key (hex) only if the signature verifies.
-func Decode(tx []byte) (*Body, string, error) {
+func Decode(tx []byte) (*Body, string, error) { return decode(tx, true) }
+
+// decode is Decode, checking the signature only if verify: the
+// application skips it for a transaction whose exact bytes it already
+// verified (verdicts).
+func decode(tx []byte, verify bool) (*Body, string, error) {
 	if len(tx) > maxTxBytes {
 		return nil, "", fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(tx), maxTxBytes)
 	}
@@ -149,12 +157,73 @@ func Decode(tx []byte) (*Body, string, error) {
 	if len(env.Pub) != ed25519.PublicKeySize || len(env.Sig) != ed25519.SignatureSize {
 		return nil, "", fmt.Errorf("%w: public key or signature has the wrong length", ErrMalformed)
 	}
-	if !ed25519.Verify(env.Pub, append([]byte(signContext), env.Body...), env.Sig) {
+	if verify {
+		sigChecks.Add(1)
+	}
+	if verify && !ed25519.Verify(env.Pub, append([]byte(signContext), env.Body...), env.Sig) {
 		return nil, "", ErrSignature
 	}
 	var b Body
 	if err := json.Unmarshal(env.Body, &b); err != nil {
 		return nil, "", fmt.Errorf("%w: body: %v", ErrMalformed, err)
 	}
-	return &b, fmt.Sprintf("%x", env.Pub), nil
+	return &b, hex.EncodeToString(env.Pub), nil
+}
+
+// sigChecks counts envelope signature verifications, so that a test can
+// tell that a node verifies each transaction once.
+var sigChecks atomic.Int64
+
+// verdicts remembers, by SHA-256 of a transaction's bytes, the ones whose
+// envelope signature verified, so that a node verifies each signature once:
+// in CheckTx (and not again in mempool rechecks or FinalizeBlock). A
+// signature's validity depends on the bytes alone, never on the state, so
+// the verdict cannot go stale. It is bounded: the oldest verdict is
+// forgotten first, and a forgotten one only costs a verification again.
+type verdicts struct {
+	mu   sync.Mutex
+	ok   map[[32]byte]struct{}
+	ring [][32]byte // insertion order, for eviction
+	next int
+}
+
+// verdictCap bounds the cache: a full mempool (CometBFT's default is 5,000
+// transactions) several times over, 4 MiB at most.
+const verdictCap = 1 << 16
+
+func newVerdicts() *verdicts {
+	return &verdicts{ok: make(map[[32]byte]struct{}), ring: make([][32]byte, 0, verdictCap)}
+}
+
+// decode is Decode with the cache: a hit skips the signature check, a
+// verified miss is remembered.
+func (v *verdicts) decode(tx []byte) (*Body, string, error) {
+	if len(tx) > maxTxBytes {
+		return decode(tx, true)
+	}
+	h := sha256.Sum256(tx)
+	v.mu.Lock()
+	_, ok := v.ok[h]
+	v.mu.Unlock()
+	if ok {
+		return decode(tx, false)
+	}
+	b, signer, err := decode(tx, true)
+	if err == nil {
+		v.mu.Lock()
+		v.add(h)
+		v.mu.Unlock()
+	}
+	return b, signer, err
+}
+
+func (v *verdicts) add(h [32]byte) {
+	if len(v.ring) < verdictCap {
+		v.ring = append(v.ring, h)
+	} else {
+		delete(v.ok, v.ring[v.next])
+		v.ring[v.next] = h
+		v.next = (v.next + 1) % verdictCap
+	}
+	v.ok[h] = struct{}{}
 }
