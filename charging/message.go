@@ -117,7 +117,7 @@ func (m *Dropped) MarshalBinary() ([]byte, error) {
 	if len(m.Sender) > MaxSenderLen {
 		return nil, fmt.Errorf("sender is longer than %d bytes", MaxSenderLen)
 	}
-	b := append([]byte{'G', 'V', kindDropped, MessageVersion}, nil...)
+	b := []byte{'G', 'V', kindDropped, MessageVersion}
 	b = binary.AppendVarint(b, int64(m.Feeder))
 	b = binary.AppendVarint(b, int64(m.Bus))
 	b = binary.AppendUvarint(b, uint64(len(m.Sender)))
@@ -152,12 +152,7 @@ func (m *Broadcast) MarshalBinary() ([]byte, error) {
 		return nil, fmt.Errorf("broadcast of %d/%d slots exceeds the %d-slot limit", len(m.Aggregate), len(m.Price), MaxSlots)
 	}
 	b := make([]byte, 0, 64+8*(len(m.Aggregate)+len(m.Price)))
-	b = append(b, 'G', 'V', kindBroadcast, MessageVersion)
-	b = binary.AppendVarint(b, int64(m.Round))
-	b = binary.AppendVarint(b, int64(m.Iter))
-	b = append(b, byte(m.Phase))
-	b = binary.AppendVarint(b, int64(m.Feeder))
-	b = binary.AppendVarint(b, int64(m.Bus))
+	b = appendRoundHead(b, kindBroadcast, m.Round, m.Iter, m.Phase, m.Feeder, m.Bus)
 	b = appendFloat(b, m.Tau)
 	b = appendFloats(b, m.Aggregate)
 	b = appendFloats(b, m.Price)
@@ -167,13 +162,8 @@ func (m *Broadcast) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes a broadcast, refusing anything malformed.
 func (m *Broadcast) UnmarshalBinary(data []byte) error {
 	r := reader{b: data}
-	r.header(kindBroadcast)
 	var out Broadcast
-	out.Round = r.int("round")
-	out.Iter = r.int("iteration")
-	out.Phase = r.phase()
-	out.Feeder = r.int("feeder")
-	out.Bus = r.int("bus")
+	out.Round, out.Iter, out.Phase, out.Feeder, out.Bus = r.roundHead(kindBroadcast)
 	out.Tau = r.float("tau")
 	out.Aggregate = r.floats("aggregate")
 	out.Price = r.floats("price")
@@ -200,12 +190,7 @@ func (m *Report) MarshalBinary() ([]byte, error) {
 		return nil, fmt.Errorf("sender %q is longer than %d bytes", m.Sender[:16]+"...", MaxSenderLen)
 	}
 	b := make([]byte, 0, 64+len(m.Sender)+8*len(m.Values))
-	b = append(b, 'G', 'V', kindReport, MessageVersion)
-	b = binary.AppendVarint(b, int64(m.Round))
-	b = binary.AppendVarint(b, int64(m.Iter))
-	b = append(b, byte(m.Phase))
-	b = binary.AppendVarint(b, int64(m.Feeder))
-	b = binary.AppendVarint(b, int64(m.Bus))
+	b = appendRoundHead(b, kindReport, m.Round, m.Iter, m.Phase, m.Feeder, m.Bus)
 	b = binary.AppendUvarint(b, uint64(len(m.Sender)))
 	b = append(b, m.Sender...)
 	b = appendFloat(b, m.Bound)
@@ -216,13 +201,8 @@ func (m *Report) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes a report, refusing anything malformed.
 func (m *Report) UnmarshalBinary(data []byte) error {
 	r := reader{b: data}
-	r.header(kindReport)
 	var out Report
-	out.Round = r.int("round")
-	out.Iter = r.int("iteration")
-	out.Phase = r.phase()
-	out.Feeder = r.int("feeder")
-	out.Bus = r.int("bus")
+	out.Round, out.Iter, out.Phase, out.Feeder, out.Bus = r.roundHead(kindReport)
 	out.Sender = r.string("sender", MaxSenderLen)
 	out.Bound = r.float("bound")
 	out.Values = r.floats("values")
@@ -235,6 +215,29 @@ func (m *Report) UnmarshalBinary(data []byte) error {
 	}
 	*m = out
 	return nil
+}
+
+// appendRoundHead writes what every broadcast and report starts with: the
+// GV header with its kind and version, then round, iteration, phase,
+// feeder and bus.
+func appendRoundHead(b []byte, kind byte, round, iter int, ph Phase, feeder, bus int) []byte {
+	b = append(b, 'G', 'V', kind, MessageVersion)
+	b = binary.AppendVarint(b, int64(round))
+	b = binary.AppendVarint(b, int64(iter))
+	b = append(b, byte(ph))
+	b = binary.AppendVarint(b, int64(feeder))
+	return binary.AppendVarint(b, int64(bus))
+}
+
+// roundHead reads what appendRoundHead wrote.
+func (r *reader) roundHead(kind byte) (round, iter int, ph Phase, feeder, bus int) {
+	r.header(kind)
+	round = r.int("round")
+	iter = r.int("iteration")
+	ph = r.phase()
+	feeder = r.int("feeder")
+	bus = r.int("bus")
+	return
 }
 
 func appendFloat(b []byte, v float64) []byte {

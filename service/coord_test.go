@@ -48,6 +48,37 @@ func soConfig(p *charging.Problem) (charging.OperatorConfig, [][]string) {
 	return cfg, members
 }
 
+// startNATS starts an embedded NATS server on loopback for one test.
+func startNATS(t *testing.T) *transport.Server {
+	t.Helper()
+	srv, err := transport.StartServer(transport.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// connect connects a party to the test's bus and closes it at the end.
+func connect(t *testing.T, url, name string, log *slog.Logger) *transport.Conn {
+	t.Helper()
+	c, err := transport.Connect(url, name, 5*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// pseudonyms are the session names of p's vehicles in these tests.
+func pseudonyms(p *charging.Problem) []string {
+	ids := make([]string, len(p.EVs))
+	for i := range p.EVs {
+		ids[i] = "ps-" + p.EVs[i].ID
+	}
+	return ids
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -158,11 +189,7 @@ func checkAgainstSolve(t *testing.T, p *charging.Problem, d dayRun) {
 // parties over an embedded NATS server on loopback: the day converges to
 // the in-process solver's aggregate within 1e-6 kW.
 func TestCoordinationOverNATS(t *testing.T) {
-	srv, err := transport.StartServer(transport.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := startNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p := problem(t, "ieee13-paper")
@@ -212,26 +239,15 @@ func TestCoordinationSurvivesNATSRestart(t *testing.T) {
 // starts a new SO on the same state file: it resumes at the saved round,
 // not at the start, and the day ends with the in-process result.
 func TestSOResumesFromState(t *testing.T) {
-	srv, err := transport.StartServer(transport.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := startNATS(t)
 	p := problem(t, "ieee13-paper")
 	state := filepath.Join(t.TempDir(), "so.state")
 	cfg, members := soConfig(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The vehicles, in one host that lives through the SO's restart.
-	hostConn, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostConn.Close()
-	ids := make([]string, len(p.EVs))
-	for i := range p.EVs {
-		ids[i] = "ps-" + p.EVs[i].ID
-	}
+	hostConn := connect(t, srv.ClientURL(), "ev", testLog(t))
+	ids := pseudonyms(p)
 	hostDone := make(chan *EVHostResult, 1)
 	go func() {
 		res, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hostConn, Log: testLog(t)})
@@ -240,13 +256,9 @@ func TestSOResumesFromState(t *testing.T) {
 		}
 		hostDone <- res
 	}()
-	soConn, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer soConn.Close()
+	soConn := connect(t, srv.ClientURL(), "so", testLog(t))
 	crashCtx, crash := context.WithCancel(ctx)
-	_, err = RunSO(crashCtx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
+	_, err := RunSO(crashCtx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: soConn, StateFile: state, Resend: 200 * time.Millisecond, Log: testLog(t),
 		Progress: func(st charging.Stats) {
 			if st.Iter == 10 {
 				crash()
@@ -282,17 +294,9 @@ func TestSOResumesFromState(t *testing.T) {
 // replayed messages on report subjects while a day runs: each is refused
 // with its reason, and the day completes with the in-process result.
 func TestSORefusesMalformed(t *testing.T) {
-	srv, err := transport.StartServer(transport.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := startNATS(t)
 	p := problem(t, "ieee13-paper")
-	evil, err := transport.Connect(srv.ClientURL(), "evil", 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer evil.Close()
+	evil := connect(t, srv.ClientURL(), "evil", nil)
 	b := p.EVs[0].Bus
 	subj := transport.CoordReport(0, b)
 	var once sync.Once
@@ -444,32 +448,17 @@ func TestCoordinationOnNATSCluster(t *testing.T) {
 // TestSOMetrics scrapes the SO's /metrics endpoint after a day: the
 // counters agree with what the coordinator did and what it refused.
 func TestSOMetrics(t *testing.T) {
-	srv, err := transport.StartServer(transport.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := startNATS(t)
 	p := problem(t, "ieee13-paper")
 	cfg, members := soConfig(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ids := make([]string, len(p.EVs))
-	for i := range p.EVs {
-		ids[i] = "ps-" + p.EVs[i].ID
-	}
-	hc, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
+	ids := pseudonyms(p)
+	hc := connect(t, srv.ClientURL(), "ev", nil)
 	go func() {
 		_, _ = RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc})
 	}()
-	sc, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	sc := connect(t, srv.ClientURL(), "so", nil)
 	met := NewMetrics("so", sc)
 	addr, err := ServeMetrics(ctx, "127.0.0.1:0", met, testLog(t))
 	if err != nil {
@@ -537,30 +526,15 @@ var testSOPub, testSOKey = func() (ed25519.PublicKey, ed25519.PrivateKey) {
 // The vehicles follow none of them, and the day ends with the in-process
 // result.
 func TestHostsRefuseForgedBroadcasts(t *testing.T) {
-	srv, err := transport.StartServer(transport.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := startNATS(t)
 	p := problem(t, "ieee13-paper")
 	cfg, members := soConfig(p)
 	_, evilKey, _ := ed25519.GenerateKey(rand.Reader)
-	evil, err := transport.Connect(srv.ClientURL(), "evil", 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer evil.Close()
+	evil := connect(t, srv.ClientURL(), "evil", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ids := make([]string, len(p.EVs))
-	for i := range p.EVs {
-		ids[i] = "ps-" + p.EVs[i].ID
-	}
-	hc, err := transport.Connect(srv.ClientURL(), "ev", 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
+	ids := pseudonyms(p)
+	hc := connect(t, srv.ClientURL(), "ev", nil)
 	hostRes := make(chan *EVHostResult, 1)
 	go func() {
 		r, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: p.EVs, Senders: ids, Conn: hc, Log: testLog(t)})
@@ -569,11 +543,7 @@ func TestHostsRefuseForgedBroadcasts(t *testing.T) {
 		}
 		hostRes <- r
 	}()
-	sc, err := transport.Connect(srv.ClientURL(), "so", 5*time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	sc := connect(t, srv.ClientURL(), "so", nil)
 	var once sync.Once
 	res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: sc, Resend: 200 * time.Millisecond, Log: testLog(t),
 		Progress: func(st charging.Stats) {
