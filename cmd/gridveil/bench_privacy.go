@@ -8,11 +8,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"github.com/gridveil/gridveil/aggregate"
-	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/scenario"
+	"github.com/gridveil/gridveil/sim"
 )
 
 // benchMechanisms are the rows of bench privacy: every mechanism, and
@@ -72,8 +70,7 @@ self-masks (--mask-single). The other mechanisms use sim's defaults.`,
 
 func benchPrivacy(w io.Writer, spec *scenario.Spec, seed uint64, sizes []int, names []string, workers int) error {
 	// sim's defaults for every mechanism's parameters.
-	var f privacyFlags
-	f.register(pflag.NewFlagSet("defaults", pflag.ContinueOnError))
+	f := sim.Defaults().Privacy
 	const row = "%9v  %-15v %10v %14v %22v %8v\n"
 	fmt.Fprintf(w, row, "EVs", "mechanism", "set-up s", "ms/iteration", "CPU ns/EV-iteration", "vs none")
 	for _, n := range sizes {
@@ -85,15 +82,15 @@ func benchPrivacy(w io.Writer, spec *scenario.Spec, seed uint64, sizes []int, na
 		for _, label := range names {
 			mechanism, g := label, f
 			if label == "masking-single" {
-				mechanism, g.mask.SingleMask = "masking", true
+				mechanism, g.Masking.SingleMask = "masking", true
 			}
 			t0 := time.Now()
-			mech, err := g.build(mechanism, p, seed, false)
+			mech, err := g.Build(mechanism, p, seed, false)
 			if err != nil {
 				return err
 			}
 			setup := time.Since(t0)
-			wall, cpu, err := iterationTime(p, mech, workers)
+			wall, cpu, err := sim.IterationTime(p, mech, workers, processCPU)
 			if err != nil {
 				return fmt.Errorf("%s at %d EVs: %w", label, n, err)
 			}
@@ -109,33 +106,4 @@ func benchPrivacy(w io.Writer, spec *scenario.Spec, seed uint64, sizes []int, na
 		}
 	}
 	return nil
-}
-
-// iterationTime is the median time of one coordination iteration with
-// mech, wall and process CPU: the medians over 12 iterations, timed between
-// the solver's progress calls so that set-up (the solver's, key agreement)
-// is left out. This is BenchmarkIteration's method. workers 0 means every
-// core.
-func iterationTime(p *charging.Problem, mech aggregate.Mechanism, workers int) (wall, cpu time.Duration, err error) {
-	var walls, cpus []time.Duration
-	var lastWall time.Time
-	var lastCPU time.Duration
-	lap := func(charging.Stats) {
-		now, c := time.Now(), processCPU()
-		if !lastWall.IsZero() {
-			walls = append(walls, now.Sub(lastWall))
-			cpus = append(cpus, c-lastCPU)
-		}
-		lastWall, lastCPU = now, c
-	}
-	opt := charging.Options{Aggregator: mech, Workers: workers, MaxIter: 12, GapTol: 1e-300, RelTol: 1e-300, Progress: lap}
-	if _, err := charging.Solve(p, opt); err != nil {
-		return 0, 0, err
-	}
-	if len(walls) == 0 {
-		return 0, 0, nil
-	}
-	slices.Sort(walls)
-	slices.Sort(cpus)
-	return walls[len(walls)/2], cpus[len(cpus)/2], nil
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gridveil/gridveil/runfile"
 )
 
 // runLDPCmd runs "gridveil ldp" with args through the root command.
@@ -45,7 +47,7 @@ func TestLDPFiles(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	var res ldpResult
+	var res runfile.LDP
 	data, _ := os.ReadFile(filepath.Join(a, "ldp.json"))
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatal(err)
@@ -102,8 +104,8 @@ func TestLDPOneMechanism(t *testing.T) {
 	if _, err := runLDPCmd(t, append(args, "--out", b, "--mechanism", "piecewise")...); err != nil {
 		t.Fatal(err)
 	}
-	read := func(dir string) ldpResult {
-		var r ldpResult
+	read := func(dir string) runfile.LDP {
+		var r runfile.LDP
 		data, _ := os.ReadFile(filepath.Join(dir, "ldp.json"))
 		if err := json.Unmarshal(data, &r); err != nil {
 			t.Fatal(err)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -14,25 +12,22 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/ldp"
 	"github.com/gridveil/gridveil/rundir"
+	"github.com/gridveil/gridveil/runfile"
 	"github.com/gridveil/gridveil/scenario"
+	"github.com/gridveil/gridveil/sim"
 )
 
 type simFlags struct {
-	scenario    string
-	out         string
-	seed        uint64
-	evs         int
-	noSchedules bool
-	maxIter     int
-	workers     int
-	quiet       bool
-	priv        privacyFlags
-	base        baselineFlags
-	mkt         marketFlags
-	v2g         v2gFlags
+	scenario string
+	out      string
+	seed     uint64
+	evs      int
+	v2gShare float64
+	quiet    bool
+	day      sim.Config
 }
 
 func newSimCmd() *cobra.Command {
@@ -72,16 +67,56 @@ do. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
 	fl.StringVar(&f.out, "out", "out", "directory for the output files (created if missing)")
 	fl.Uint64Var(&f.seed, "seed", 0, "random seed for the scenario's draws (default: the scenario's own seed)")
 	fl.IntVar(&f.evs, "evs", 0, "number of EVs: tile as many feeders as it takes (default: the scenario's)")
-	fl.BoolVar(&f.noSchedules, "no-schedules", false, "leave per-EV schedules out of solution.json (for very large runs)")
-	fl.IntVar(&f.maxIter, "max-iter", 5000, "iteration limit")
-	fl.IntVar(&f.workers, "workers", 0, "goroutines for the EV updates (default: all cores); results do not depend on it")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
-	f.priv.register(fl)
-	f.base.register(fl)
-	f.mkt.register(fl)
-	f.v2g.register(fl)
+	fl.Float64Var(&f.v2gShare, "v2g-share", 0, "fraction of the drawn vehicles with a battery that may discharge, in [0, 1] (default: the scenario's evs.v2g.share)")
+	registerDayFlags(fl, &f.day)
 	addForceFlag(fl)
 	return cmd
+}
+
+// registerDayFlags binds the day's set-up to fl, with package sim's
+// defaults.
+func registerDayFlags(fl *pflag.FlagSet, c *sim.Config) {
+	d := sim.Defaults()
+	fl.BoolVar(&c.NoSchedules, "no-schedules", d.NoSchedules, "leave per-EV schedules out of solution.json (for very large runs)")
+	fl.IntVar(&c.MaxIter, "max-iter", d.MaxIter, "iteration limit")
+	fl.IntVar(&c.Workers, "workers", d.Workers, "goroutines for the EV updates (default: all cores); results do not depend on it")
+	registerPrivacyFlags(fl, &c.Privacy, d.Privacy)
+	b, bd := &c.Baseline, d.Baseline
+	fl.StringVar(&b.Source, "baseline", bd.Source, `where the SO's baseline comes from: "true", or "ldp" (estimated from LDP-perturbed meter readings)`)
+	fl.StringVar(&b.Mechanism, "ldp-mechanism", bd.Mechanism, "with --baseline ldp: the meters' mechanism ("+fmt.Sprint(ldp.Names())+")")
+	fl.Float64Var(&b.Epsilon, "epsilon", bd.Epsilon, "with --baseline ldp: epsilon of each meter reading (give this or --day-epsilon)")
+	fl.Float64Var(&b.DayEpsilon, "day-epsilon", bd.DayEpsilon, "with --baseline ldp: each meter's budget for the whole horizon, split over its readings")
+	fl.IntVar(&b.MetersPerBus, "meters-per-bus", bd.MetersPerBus, "with --baseline ldp: household meters behind each loaded bus")
+	m, md := &c.Market, d.Market
+	fl.BoolVar(&m.On, "market", md.On, "trade charging rights for every 30-minute window through the ledger application (first feeder's stations); writes market.json")
+	fl.StringVar(&m.Rule, "market-rule", md.Rule, "clearing rule: uniform, pay-as-bid or mcafee")
+	fl.Float64Var(&m.Margin, "market-margin", md.Margin, "the grid company's load margin as a fraction of the stations' demand in each window (seed 003: rights = margin / demand)")
+	fl.Int64Var(&m.FeePPM, "market-fee-ppm", md.FeePPM, "fee on each trade's value to the grid company, parts per million")
+	fl.Int64Var(&m.Penalty, "market-penalty", md.Penalty, "penalty per kWh of deviation from rights, milli-currency")
+	fl.Float64Var(&m.Headroom, "market-headroom", md.Headroom, "share of each bus's voltage headroom the grid company posts for the line security check; below 1 it keeps a reserve and the check refuses matches that would use it")
+	fl.BoolVar(&c.V2G.Compare, "v2g-compare", d.V2G.Compare, "with bidirectional vehicles, also solve the day with discharging switched off and report what discharging bought")
+}
+
+// registerPrivacyFlags binds a private aggregation mechanism's choice and
+// parameters to fl, with defaults d.
+func registerPrivacyFlags(fl *pflag.FlagSet, f *sim.Privacy, d sim.Privacy) {
+	fl.StringVar(&f.Mechanism, "privacy", d.Mechanism, "aggregation between EVs and the SO: "+strings.Join(sim.Mechanisms, "|"))
+	fl.BoolVar(&f.Compare, "privacy-compare", d.Compare, "run every mechanism on the instance and write privacy.json and a comparison in the report")
+	fl.StringVar(&f.DumpView, "dump-view", d.DumpView, `write what a party saw in the final iteration: "so" writes so_view.json`)
+	fl.IntVar(&f.Iterations, "iterations", d.Iterations, "iterations for mechanisms with noisy sums (obfuscation, dp), which never meet the exact stopping test (so their runs exit 3)")
+	fl.IntVar(&f.Obfuscation.M, "obf-m", d.Obfuscation.M, "obfuscation: values sent per slot")
+	fl.Float64Var(&f.Obfuscation.Sigma, "obf-sigma", d.Obfuscation.Sigma, "obfuscation: noise standard deviation, kW")
+	fl.Float64Var(&f.Obfuscation.Mu[0], "obf-mu-min", d.Obfuscation.Mu[0], "obfuscation: bus keys mu_b are drawn from [min, max] kW")
+	fl.Float64Var(&f.Obfuscation.Mu[1], "obf-mu-max", d.Obfuscation.Mu[1], "obfuscation: see --obf-mu-min")
+	fl.IntVar(&f.Masking.Threshold, "mask-threshold", d.Masking.Threshold, "masking: vehicles needed to unmask a bus (0: a majority)")
+	fl.Float64Var(&f.Masking.DropRate, "mask-drop", d.Masking.DropRate, "masking: probability that a vehicle's message is lost, in each phase of an iteration (report, unmasking)")
+	fl.BoolVar(&f.Masking.Authenticate, "mask-auth", d.Masking.Authenticate, "masking: vehicles sign their mask keys under CA-certified pseudonyms and check the list the LAG relays (false: trust the LAG)")
+	fl.BoolVar(&f.Masking.SingleMask, "mask-single", d.Masking.SingleMask, "masking: no self-masks (safe only against a protocol-following SO on a punctual network)")
+	fl.IntVar(&f.Shamir.Holders, "shamir-holders", d.Shamir.Holders, "shamir: shareholders (LAGs and the SO)")
+	fl.IntVar(&f.Shamir.Threshold, "shamir-threshold", d.Shamir.Threshold, "shamir: shares needed to reconstruct a sum")
+	fl.Float64Var(&f.DP.Epsilon, "dp-epsilon", d.DP.Epsilon, "dp: epsilon per iteration")
+	fl.Float64Var(&f.DP.Delta, "dp-delta", d.DP.Delta, "dp: delta per iteration")
 }
 
 func runSim(cmd *cobra.Command, f *simFlags) error {
@@ -94,223 +129,53 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if f.evs < 0 || f.evs == 0 && cmd.Flags().Changed("evs") {
 		return fmt.Errorf("--evs %d: give a positive number of EVs, or leave --evs out for the scenario's own fleet", f.evs)
 	}
-	if f.workers < 0 {
-		return fmt.Errorf("--workers %d: give a positive number of goroutines, or 0 for one per core", f.workers)
-	}
-	if f.maxIter <= 0 {
-		return fmt.Errorf("--max-iter %d: give a positive iteration limit", f.maxIter)
-	}
-	if f.priv.iterations <= 0 {
-		return fmt.Errorf("--iterations %d: give a positive number of iterations for the noisy mechanisms", f.priv.iterations)
+	if err := f.day.Validate(); err != nil {
+		return err
 	}
 	t0 := time.Now()
-	var (
-		p    *charging.Problem
-		meta *scenario.Meta
-		err  error
-	)
-	if strings.HasSuffix(f.scenario, ".json") {
-		if cmd.Flags().Changed("seed") || f.evs > 0 || cmd.Flags().Changed("v2g-share") {
-			return errors.New("--seed, --evs and --v2g-share do not apply to an instance.json, which fixes every vehicle; give a scenario instead")
-		}
-		var file *os.File
-		file, err = os.Open(f.scenario)
-		if err != nil {
-			return fmt.Errorf("reading instance: %w", err)
-		}
-		p, meta, err = scenario.ReadInstance(file)
-		file.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.scenario, err)
-		}
-	} else {
-		spec, err := scenario.Load(f.scenario)
-		if err != nil {
-			return err
-		}
-		seed := spec.Seed
-		if cmd.Flags().Changed("seed") {
-			seed = f.seed
-		}
-		if cmd.Flags().Changed("v2g-share") {
-			if !(f.v2g.share >= 0 && f.v2g.share <= 1) {
-				return fmt.Errorf("--v2g-share %v: give the fraction of vehicles that may discharge, in [0, 1]", f.v2g.share)
-			}
-			spec.SetV2GShare(f.v2g.share)
-		}
-		p, meta, err = scenario.Build(spec, seed, f.evs)
-		if err != nil {
-			return fmt.Errorf("scenario %s: %w", f.scenario, err)
-		}
+	var share *float64
+	if cmd.Flags().Changed("v2g-share") {
+		share = &f.v2gShare
+	}
+	p, meta, err := sim.Load(f.scenario, f.seed, cmd.Flags().Changed("seed"), f.evs, share)
+	if err != nil {
+		return err
 	}
 	buildTime := time.Since(t0)
-	if f.priv.dumpView != "" && f.priv.dumpView != "so" {
-		return fmt.Errorf("--dump-view %q: only \"so\" (what the system operator received) is supported", f.priv.dumpView)
-	}
 	// Refuse a directory of someone else's files now, once the input is
 	// known good, not after a long solve.
 	force, _ := cmd.Flags().GetBool("force")
 	if err := rundir.Check(f.out, force); err != nil {
 		return err
 	}
-	progress := newProgress(stderr, f.quiet, f.maxIter)
-	if f.priv.mechanism == "masking" {
-		// Key agreement (and with --mask-auth a certificate per vehicle)
-		// takes about 0.3 ms per vehicle on two cores: half a minute at
-		// 10^5.
-		progress.status(fmt.Sprintf("masking: agreeing keys among %d vehicles...", len(p.EVs)))
-	}
-	tMech := time.Now()
-	mech, err := f.priv.build(f.priv.mechanism, p, meta.Seed, f.priv.dumpView == "so")
-	setupTime := time.Since(tMech)
-	progress.done()
-	if err != nil {
-		return err
-	}
-
-	opt := f.priv.options(mech, charging.Options{MaxIter: f.maxIter, Workers: f.workers})
-	progress.started = time.Now()
-	opt.Progress = progress.update
-	t1 := time.Now()
-	var (
-		sol         *charging.Solution
-		ldpBaseline *LDPBaselineFile
-		soProblem   = p // the problem the SO solved: p, or p on LDP-estimated baselines
-	)
-	if f.base.source == "true" {
-		sol, err = charging.Solve(p, opt)
-	} else {
-		if f.priv.mechanism != "none" || f.priv.compare {
+	progress := newProgress(stderr, f.quiet, f.day.MaxIter)
+	c := f.day
+	c.Progress = progress.update
+	c.Status = func(msg string) {
+		if msg == "" {
 			progress.done()
-			return fmt.Errorf("--baseline ldp runs with --privacy none; combine them in separate runs")
+			progress.started = time.Now()
+			return
 		}
-		sol, soProblem, ldpBaseline, err = f.base.solveOnLDP(p, meta.Seed, opt)
+		progress.status(msg)
 	}
+	c.CompareLog = stdout
+	d, err := sim.RunDay(p, meta, c)
 	progress.done()
 	if err != nil {
 		return err
 	}
-	solveTime := time.Since(t1)
-	// What the grid did: the true baselines plus the vehicles' schedules.
-	// The solution's own aggregate and voltages are the SO's view, which a
-	// noisy mechanism or an estimated baseline makes differ from it.
-	res, err := newSimResult(p, soProblem, sol, mech, ldpBaseline != nil)
+	written, err := writeRun(cmd, f.out, d.Files(sim.RunInfo{Build: buildTime, Flags: runFlags(cmd.Flags())}))
 	if err != nil {
 		return err
 	}
-	extra := &reportExtras{}
-	onlySol, onlyGrid, err := f.v2g.solveChargingOnly(p, f.maxIter, f.workers)
-	if err != nil {
-		return err
-	}
-	v2g := scenario.NewV2GResult(p, sol, res.grid, onlySol, onlyGrid, !f.noSchedules)
-	if v2g != nil {
-		extra.lines = append(extra.lines, v2gFigures(p, meta, res, v2g)...)
-	}
-	if res.so != nil {
-		extra.lines = append(extra.lines, soViewFigure(p, meta, res))
-	}
-	if ldpBaseline != nil {
-		extra.tables = append(extra.tables, ldpBaselineTable(ldpBaseline))
-	}
-	var marketOut *MarketFile
-	if f.mkt.on {
-		if marketOut, err = f.mkt.runMarket(p, meta, sol); err != nil {
-			return err
-		}
-		extra.tables = append(extra.tables, marketTables(marketOut, meta, p.DT)...)
-		extra.lines = append(extra.lines, marketFigures(marketOut, meta, p.DT)...)
-		if d := marketDepth(marketOut, meta, p.DT); d != nil {
-			extra.curves = append(extra.curves, *d)
-		}
-	}
-	var privacy *Privacy
-	if f.priv.compare {
-		fmt.Fprintln(stdout, "privacy comparison (one worker per run, so times are CPU time):")
-		privacy, err = comparePrivacy(p, meta, &f.priv, stdout)
-		if err != nil {
-			return err
-		}
-		extra.tables = append(extra.tables, privacyTable(privacy))
-		extra.notes = append(extra.notes, privacyNotes(privacy)...)
-		for _, r := range privacy.Mechanisms {
-			if r.band != nil {
-				extra.band = r.band
-			}
-		}
-	}
-
-	files := map[string]func(io.Writer) error{
-		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
-		"solution.json": func(w io.Writer) error {
-			out := scenario.NewSolution(p, meta, sol, res.grid, mech.Name(), !f.noSchedules)
-			out.SOView = res.so
-			out.V2G = v2g
-			return scenario.WriteJSON(w, out)
-		},
-		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, res, extra) },
-		"run.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, map[string]any{
-				"schema": "gridveil/run/v1", "build_seconds": buildTime.Seconds(), "solve_seconds": solveTime.Seconds(),
-				"seconds_per_iteration": solveTime.Seconds() / float64(max(sol.Iterations, 1)),
-				"workers":               opt.Workers, "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(),
-				"goos": runtime.GOOS, "goarch": runtime.GOARCH,
-				"scenario": meta.Scenario, "seed": meta.Seed, "privacy": mech.Name(), "privacy_params": mech.Params(),
-				"flags": runFlags(cmd.Flags()),
-			})
-		},
-	}
-	if marketOut != nil {
-		files["market.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, marketOut) }
-	}
-	if ldpBaseline != nil {
-		files["ldp_baseline.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, ldpBaseline) }
-	}
-	if privacy != nil {
-		files["privacy.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, privacy) }
-	}
-	if f.priv.dumpView == "so" {
-		v := mech.View()
-		files["so_view.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, newSOView(p, v)) }
-	}
-	written, err := writeRun(cmd, f.out, files)
-	if err != nil {
-		return err
-	}
-	printSummary(stdout, p, meta, res, solveTime)
-	printV2G(stdout, v2g, res.grid.Objective)
-	if l := ldpBaseline; l != nil {
-		fmt.Fprintf(stdout, "  ldp baseline %s, epsilon %.3g per reading (%.3g per meter over the horizon), %d meters: baseline RMSE %.1f kW per bus-slot;\n               on the true grid the schedules cost %+.3g%% over the true-baseline optimum, %d bus-slots below vmin\n",
-			l.Estimate.Mechanism, l.Estimate.EpsilonPerReport, l.Estimate.EpsilonPerDay, l.Estimate.Meters, l.Estimate.RMSE, 100*l.Comparison.RelGap, l.Comparison.Violations)
-	}
-	if mo := marketOut; mo != nil {
-		var trades, failed, contracts int
-		var vol, p2p int64
-		for _, w := range mo.Day.Windows {
-			trades += w.Trades
-			failed += w.Failed
-			vol += w.Volume
-			p2p += w.P2PVolume
-			contracts += w.Contracts
-		}
-		in := mo.Day.Income
-		fmt.Fprintf(stdout, "  market       %d stations, %d windows (%s): %d trades and %d P2P contracts, %.1f + %.1f kWh of rights traded, %d matches refused by the security check\n",
-			len(mo.Stations), len(mo.Day.Windows), mo.Day.Rule, trades, contracts, float64(vol)/1000, float64(p2p)/1000, failed)
-		fmt.Fprintf(stdout, "               the grid company received %.3f: %.3f fees and spread, %.3f congestion fees, %.3f penalties\n",
-			float64(in.Total())/1000, float64(in.TradeFees+in.Spread)/1000, float64(in.Congestion)/1000, float64(in.Penalties)/1000)
-	}
-	if !mech.Exact() {
-		fmt.Fprintf(stdout, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), f.priv.iterations)
-	} else if mech.Name() == "masking" {
-		fmt.Fprintf(stdout, "  privacy      masking: the SO saw only per-bus sums; keys agreed in %s\n", setupTime.Round(time.Millisecond))
-	} else if mech.Name() != "none" {
-		fmt.Fprintf(stdout, "  privacy      %s: the SO saw only per-bus sums\n", mech.Name())
-	}
-	printFiles(stdout, written)
+	d.PrintSummary(stdout)
+	runfile.PrintFiles(stdout, written)
 	// One rule for every mechanism: a run whose solver did not pass its
 	// certified stopping test exits 3, and its files say converged: false.
 	// A noisy mechanism never passes it, by design, so its runs always end
 	// here; the message says so rather than suggesting a fix.
+	sol, mech := d.Outcome.Solution, d.Mechanism
 	if !sol.Converged && !mech.Exact() {
 		return &exitError{code: 3, err: fmt.Errorf("did not converge: --privacy %s gives the SO noisy sums, so the exact stopping test cannot pass and the run stopped after --iterations %d as designed; the files in %s are complete and say converged: false (exit status 3 marks every unconverged run; the true grid is in solution.json)", mech.Name(), sol.Iterations, f.out)}
 	}
@@ -349,18 +214,6 @@ func runFlags(fl *pflag.FlagSet) map[string]string {
 // addForceFlag registers --force on a command that writes a run directory.
 func addForceFlag(fl *pflag.FlagSet) {
 	fl.Bool("force", false, "write into --out even if it holds files no gridveil run recorded (they are kept, except those this run writes)")
-}
-
-// printFiles lists every file a run wrote, and the earlier run's files it
-// removed or the foreign ones --force left beside it.
-func printFiles(w io.Writer, r *rundir.Result) {
-	fmt.Fprintf(w, "  files        %s\n", strings.Join(r.Paths(), ", "))
-	if len(r.Removed) > 0 {
-		fmt.Fprintf(w, "               removed the earlier run's %s\n", strings.Join(r.Removed, ", "))
-	}
-	if len(r.Foreign) > 0 {
-		fmt.Fprintf(w, "               left in place, not from this run: %s\n", strings.Join(r.Foreign, ", "))
-	}
 }
 
 // progress draws a one-line progress bar on stderr when it is a terminal.
@@ -417,89 +270,5 @@ func (p *progress) done() {
 	if p.drawn {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.drawn = false
-	}
-}
-
-// simResult is a finished run: the solver's record, the grid's true state
-// under its schedules, and, when they can differ, what the SO believed.
-type simResult struct {
-	sol  *charging.Solution
-	grid *charging.GridState
-	so   *scenario.SOView // nil when the SO's view is the grid's (exact sums on true baselines)
-	// soPriced counts the voltage limits the SO priced (mu > 0): the
-	// binding limits when its view is the grid's, its belief otherwise.
-	soPriced int
-	command  string // the command whose summary this is ("" for sim)
-}
-
-func newSimResult(p, soProblem *charging.Problem, sol *charging.Solution, mech aggregate.Mechanism, ldpBaseline bool) (*simResult, error) {
-	g, err := charging.Evaluate(p, sol.Schedules)
-	if err != nil {
-		return nil, err
-	}
-	r := &simResult{sol: sol, grid: g}
-	for fi := range sol.Mu {
-		for b := 1; b < len(sol.Mu[fi]); b++ {
-			for _, m := range sol.Mu[fi][b] {
-				if m > 0 {
-					r.soPriced++
-				}
-			}
-		}
-	}
-	var why []string
-	if !mech.Exact() {
-		why = append(why, fmt.Sprintf("--privacy %s: the per-bus sums the SO received are noisy", mech.Name()))
-	}
-	if ldpBaseline {
-		why = append(why, "--baseline ldp: the SO solved on its LDP estimates of the baselines")
-	}
-	if len(why) > 0 {
-		r.so = scenario.NewSOView(soProblem, sol, strings.Join(why, "; "))
-	}
-	return r, nil
-}
-
-func loadRange(a []float64) (lo, hi float64) {
-	lo, hi = math.Inf(1), math.Inf(-1)
-	for _, v := range a {
-		lo, hi = math.Min(lo, v), math.Max(hi, v)
-	}
-	return
-}
-
-func printSummary(w io.Writer, p *charging.Problem, m *scenario.Meta, r *simResult, solve time.Duration) {
-	sol, g := r.sol, r.grid
-	bl, bh := loadRange(p.Baseline())
-	al, ah := loadRange(g.Aggregate)
-	energy := storedEnergy(p, sol)
-	where := ""
-	if len(p.Feeders) > 0 {
-		f := &p.Feeders[g.MinFeeder]
-		where = fmt.Sprintf("%s/%s at %s", f.Name, f.Buses[g.MinBus].Name, scenario.SlotClock(m.Start, p.DT, g.MinSlot))
-	}
-	status := "converged"
-	if !sol.Converged {
-		status = "NOT converged"
-	}
-	gap := "n/a"
-	if !math.IsNaN(sol.Gap) {
-		gap = fmt.Sprintf("%.1e", sol.Gap)
-	}
-	cmdName := r.command
-	if cmdName == "" {
-		cmdName = "sim"
-	}
-	fmt.Fprintf(w, "gridveil %s: %s, seed %d\n", cmdName, m.Scenario, m.Seed)
-	fmt.Fprintf(w, "  network      %d feeder(s), %d EVs, %d slots of %g min from %s, vmin %.3f pu\n", len(p.Feeders), len(p.EVs), p.Slots, p.DT*60, m.Start, p.VMin)
-	fmt.Fprintf(w, "  solver       %s in %d iterations, %s (%.3g ms/iteration), duality gap %s\n", status, sol.Iterations, solve.Round(time.Microsecond), float64(solve.Microseconds())/1000/float64(max(sol.Iterations, 1)), gap)
-	fmt.Fprintf(w, "  EV energy    %.1f kWh stored, %.1f kWh drawn from the grid\n", energy, g.EVEnergy)
-	fmt.Fprintf(w, "  load         baseline %.0f-%.0f kW (peak/valley %.2f) -> with EVs %.0f-%.0f kW (%.2f)\n", bl, bh, bh/bl, al, ah, ah/al)
-	if r.so == nil {
-		fmt.Fprintf(w, "  voltage      min %.4f pu (%s); %d bus-slot(s) below vmin; %d binding limit(s)\n", g.MinVoltage, where, g.Violations, r.soPriced)
-	} else {
-		fmt.Fprintf(w, "  voltage      min %.4f pu (%s); %d bus-slot(s) below vmin\n", g.MinVoltage, where, g.Violations)
-		sl, sh := loadRange(r.so.Aggregate)
-		fmt.Fprintf(w, "  SO's view    not the grid (%s):\n               it believed load %.0f-%.0f kW, min voltage %.4f pu, and priced %d limit(s)\n", r.so.Why, sl, sh, r.so.MinVoltage, r.soPriced)
 	}
 }

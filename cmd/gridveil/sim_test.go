@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gridveil/gridveil/runfile"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -154,7 +156,7 @@ func TestSimMarket(t *testing.T) {
 	if len(da) == 0 || !bytes.Equal(da, db) {
 		t.Fatal("market.json missing or not deterministic")
 	}
-	var mf MarketFile
+	var mf runfile.Market
 	if err := json.Unmarshal(da, &mf); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/gridveil/gridveil/dashboard"
 	"github.com/gridveil/gridveil/day"
 	"github.com/gridveil/gridveil/rundir"
+	"github.com/gridveil/gridveil/runfile"
 	"github.com/gridveil/gridveil/scenario"
 	"github.com/gridveil/gridveil/transport"
 )
@@ -158,12 +159,11 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	p, meta := pl.Problem, pl.Meta
 	// The SO's sums were exact and its baselines true, so its view is the
 	// grid's: no so_view (as in sim with --privacy none).
-	r, err := newSimResult(p, p, sol, aggregate.NewNone(p, false), false)
+	r, err := runfile.NewOutcome(p, p, sol, aggregate.NewNone(p, false), false)
 	if err != nil {
 		return err
 	}
-	r.grid = g
-	r.command = "up"
+	r.Grid = g
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
 		"solution.json": func(w io.Writer) error {
@@ -171,7 +171,7 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		},
 		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
 		"events.log":  events,
-		"report.html": func(w io.Writer) error { return writeChargingReport(w, p, meta, r, &reportExtras{}) },
+		"report.html": func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, r, &runfile.ReportExtras{}) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,
@@ -184,8 +184,8 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	if err != nil {
 		return err
 	}
-	printSummary(stdout, p, meta, r, elapsed)
-	printFiles(stdout, written)
+	runfile.PrintSummary(stdout, "up", p, meta, r, elapsed)
+	runfile.PrintFiles(stdout, written)
 	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, their last schedules kept as load), refused %v; parties' files in %s\n",
 		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), res.SO.Refused, data)
 	if dash != nil {

@@ -1,45 +1,16 @@
-package main
+package runfile
 
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 
-	"github.com/spf13/pflag"
-
-	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/ledger"
-	"github.com/gridveil/gridveil/market"
 	"github.com/gridveil/gridveil/report"
 	"github.com/gridveil/gridveil/scenario"
 )
 
-// marketFlags run a charging-rights market day after the coordination.
-type marketFlags struct {
-	on      bool
-	rule    string
-	margin  float64
-	feePPM  int64
-	penalty int64
-	// headroom is the share of each bus's voltage headroom the grid
-	// company posts for trading. The coordinated schedules already meet
-	// the voltage limits and buyers only buy what they lack, so at 1 the
-	// line security check cannot refuse a match; a smaller share (a
-	// reserve, e.g. for forecast error) makes it bind.
-	headroom float64
-}
-
-func (f *marketFlags) register(fl *pflag.FlagSet) {
-	fl.BoolVar(&f.on, "market", false, "trade charging rights for every 30-minute window through the ledger application (first feeder's stations); writes market.json")
-	fl.StringVar(&f.rule, "market-rule", "uniform", "clearing rule: uniform, pay-as-bid or mcafee")
-	fl.Float64Var(&f.margin, "market-margin", 0.8, "the grid company's load margin as a fraction of the stations' demand in each window (seed 003: rights = margin / demand)")
-	fl.Int64Var(&f.feePPM, "market-fee-ppm", 10_000, "fee on each trade's value to the grid company, parts per million")
-	fl.Int64Var(&f.penalty, "market-penalty", 500, "penalty per kWh of deviation from rights, milli-currency")
-	fl.Float64Var(&f.headroom, "market-headroom", 1, "share of each bus's voltage headroom the grid company posts for the line security check; below 1 it keeps a reserve and the check refuses matches that would use it")
-}
-
-// MarketFile is market.json.
-type MarketFile struct {
+// Market is market.json.
+type Market struct {
 	Schema   string            `json:"schema"`
 	Scenario string            `json:"scenario"`
 	Seed     uint64            `json:"seed"`
@@ -48,14 +19,14 @@ type MarketFile struct {
 	Headroom float64           `json:"headroom_fraction"` // share of the baseline's voltage headroom posted for the security check
 	Stations []string          `json:"stations"`
 	Day      *ledger.DayResult `json:"day"`
-	Rolling  *RollingFile      `json:"rolling"`
+	Rolling  *Rolling          `json:"rolling"`
 }
 
-// RollingFile is seed 003's rolling price formation run on the same day,
+// Rolling is seed 003's rolling price formation run on the same day,
 // as the alternative to the auction: the platform posts one price per
 // window and moves it until the stations' price-responsive demand meets
 // the grid's margin.
-type RollingFile struct {
+type Rolling struct {
 	Choke      map[string]float64 `json:"choke_price"` // station -> price at which it takes nothing, milli-currency per kWh
 	Price      []float64          `json:"price"`       // per window, milli-currency per kWh
 	Demand     []float64          `json:"demand_wh"`   // per window at that price
@@ -63,157 +34,8 @@ type RollingFile struct {
 	Converged  bool               `json:"converged"`
 }
 
-// rollingBidder is a station under rolling prices: its demand falls
-// linearly from all of it at price 0 to nothing at its choke price.
-type rollingBidder struct {
-	base  []float64 // Wh per window
-	choke float64
-}
-
-// Demand implements market.Bidder.
-func (b rollingBidder) Demand(price, out []float64) {
-	for t := range out {
-		out[t] = b.base[t] * math.Max(0, 1-price[t]/b.choke)
-	}
-}
-
-// runRolling forms rolling prices for the day's windows. Each station's
-// choke price is drawn from the seed in [100, 900) milli-currency per kWh
-// (the auction's private values lie in [50, 500)).
-func runRolling(cfg ledger.DayConfig, seed uint64) (*RollingFile, error) {
-	W := len(cfg.Margin)
-	rng := rand.New(rand.NewPCG(seed, 0x726f6c6c)) // "roll"
-	rf := &RollingFile{Choke: map[string]float64{}}
-	bidders := make([]market.Bidder, len(cfg.Stations))
-	slope := make([]float64, W) // Wh per unit price, summed over stations
-	for i, st := range cfg.Stations {
-		b := rollingBidder{base: make([]float64, W), choke: math.Round(100 + 800*rng.Float64())}
-		for w, d := range st.Demand {
-			b.base[w] = float64(d)
-			slope[w] += float64(d) / b.choke
-		}
-		bidders[i] = b
-		rf.Choke[st.Name] = b.choke
-	}
-	// The dual ascent is stable for steps below 2 / slope; use 1 / slope,
-	// which settles each window's price in a few steps.
-	step := 1.0
-	for _, sl := range slope {
-		if sl > 0 {
-			step = math.Min(step, 1/sl)
-		}
-	}
-	margin, floor := make([]float64, W), make([]float64, W)
-	for w, m := range cfg.Margin {
-		margin[w] = float64(m)
-	}
-	res, err := market.RollingPrices(bidders, margin, floor, step, 0.5, 100_000)
-	if err != nil {
-		return nil, fmt.Errorf("rolling prices: %w", err)
-	}
-	rf.Price, rf.Demand, rf.Iterations, rf.Converged = res.Price, res.Demand, res.Iterations, res.Converged
-	return rf, nil
-}
-
-// runMarket turns the first feeder's EV buses into stations whose demand
-// per window is what their EVs draw under the coordinated schedules, and
-// trades the day through the ledger application. The grid company posts a
-// margin of the given fraction of demand and, for every bus, the voltage
-// headroom its baseline leaves (LinDistFlow at the window's mean baseline)
-// and a congestion fee on the tightest buses.
-func (f *marketFlags) runMarket(p *charging.Problem, m *scenario.Meta, sol *charging.Solution) (*MarketFile, error) {
-	if _, err := market.ParseRule(f.rule); err != nil {
-		return nil, fmt.Errorf("--market-rule: %w", err)
-	}
-	if !(f.margin > 0 && f.margin <= 1) {
-		return nil, fmt.Errorf("--market-margin %v: give a fraction in (0, 1]", f.margin)
-	}
-	if !(f.headroom > 0 && f.headroom <= 1) {
-		return nil, fmt.Errorf("--market-headroom %v: give the share of the voltage headroom to post, a fraction in (0, 1]", f.headroom)
-	}
-	fd := &p.Feeders[0]
-	spw := max(1, int(math.Round(0.5/p.DT))) // slots per 30-minute window
-	W := (p.Slots + spw - 1) / spw
-	model := &ledger.GridModel{SBaseKVA: int64(math.Round(fd.SBase))}
-	for _, b := range fd.Buses {
-		model.Buses = append(model.Buses, ledger.GridBus{Name: b.Name, Parent: b.Parent, RMicro: int64(math.Round(b.R * 1e6))})
-	}
-	stationAt := map[int]int{}
-	var stations []ledger.DayStation
-	for i, ev := range p.EVs {
-		if ev.Feeder != 0 {
-			continue
-		}
-		k, ok := stationAt[ev.Bus]
-		if !ok {
-			k = len(stations)
-			stationAt[ev.Bus] = k
-			stations = append(stations, ledger.DayStation{Name: "station-" + fd.Buses[ev.Bus].Name, Bus: fd.Buses[ev.Bus].Name, Demand: make([]int64, W)})
-		}
-		for t, x := range sol.Schedules[i] {
-			stations[k].Demand[t/spw] += int64(math.Round(x * p.DT * 1000))
-		}
-	}
-	if len(stations) < 2 {
-		return nil, fmt.Errorf("--market needs EVs at two or more buses of the first feeder")
-	}
-	cfg := ledger.DayConfig{Chain: "gridveil-sim", Rule: f.rule, FeePPM: f.feePPM, Penalty: f.penalty, Grid: model, Stations: stations, Seed: m.Seed}
-	// Headroom per bus: V_base^2 - vmin^2 at the window's mean baseline.
-	n := len(fd.Buses)
-	pw, qw := make([]float64, n), make([]float64, n)
-	v2, sc := make([]float64, n), make([]float64, n)
-	for w := 0; w < W; w++ {
-		var demand int64
-		for _, st := range stations {
-			demand += st.Demand[w]
-		}
-		cfg.Margin = append(cfg.Margin, int64(f.margin*float64(demand)))
-		clear(pw)
-		clear(qw)
-		cnt := 0
-		for t := w * spw; t < min((w+1)*spw, p.Slots); t++ {
-			for b := 0; b < n; b++ {
-				pw[b] += fd.BaseP[b][t]
-				qw[b] += fd.BaseQ[b][t]
-			}
-			cnt++
-		}
-		for b := range pw {
-			pw[b] /= float64(cnt)
-			qw[b] /= float64(cnt)
-		}
-		fd.VoltageSquared(pw, qw, v2, sc)
-		slack, fee := map[string]int64{}, map[string]int64{}
-		tight := math.Inf(1)
-		for b := 1; b < n; b++ {
-			tight = math.Min(tight, v2[b]-p.VMin*p.VMin)
-		}
-		for b := 1; b < n; b++ {
-			h := v2[b] - p.VMin*p.VMin
-			slack[fd.Buses[b].Name] = int64(f.headroom * math.Max(0, h) * 1e9)
-			if h < 1.5*tight {
-				fee[fd.Buses[b].Name] = 50
-			}
-		}
-		cfg.Slack = append(cfg.Slack, slack)
-		cfg.Fee = append(cfg.Fee, fee)
-	}
-	day, err := ledger.RunDay(cfg)
-	if err != nil {
-		return nil, err
-	}
-	rolling, err := runRolling(cfg, m.Seed)
-	if err != nil {
-		return nil, err
-	}
-	out := &MarketFile{Schema: "gridveil/market/v2", Scenario: m.Scenario, Seed: m.Seed, Feeder: fd.Name, Margin: f.margin, Headroom: f.headroom, Day: day, Rolling: rolling}
-	for _, st := range stations {
-		out.Stations = append(out.Stations, st.Name)
-	}
-	return out, nil
-}
-
-func marketTable(mf *MarketFile, m *scenario.Meta, dt float64) report.Table {
+// marketTable is the market's per-window table.
+func marketTable(mf *Market, m *scenario.Meta, dt float64) report.Table {
 	t := report.Table{
 		Title: fmt.Sprintf("Charging-rights market: %s clearing, %d stations", mf.Day.Rule, len(mf.Stations)),
 		Header: []string{"window", "demand kWh", "margin kWh", "rho", "bids / asks", "bid / ask kWh", "trades", "refused (security)",
@@ -240,9 +62,9 @@ func marketTable(mf *MarketFile, m *scenario.Meta, dt float64) report.Table {
 	return t
 }
 
-// marketTables are the market's report tables: windows, stations, and the
+// MarketTables are the market's report tables: windows, stations, and the
 // matches the line security check refused, when it refused any.
-func marketTables(mf *MarketFile, m *scenario.Meta, dt float64) []report.Table {
+func MarketTables(mf *Market, m *scenario.Meta, dt float64) []report.Table {
 	ts := []report.Table{marketTable(mf, m, dt), marketStationTable(mf)}
 	if t, ok := marketRefusedTable(mf, m, dt); ok {
 		ts = append(ts, t)
@@ -253,7 +75,7 @@ func marketTables(mf *MarketFile, m *scenario.Meta, dt float64) []report.Table {
 // marketRefusedTable lists every auction match and P2P contract the line
 // security check refused, with the bus that would have gone beyond its
 // headroom; ok is false when nothing was refused.
-func marketRefusedTable(mf *MarketFile, m *scenario.Meta, dt float64) (report.Table, bool) {
+func marketRefusedTable(mf *Market, m *scenario.Meta, dt float64) (report.Table, bool) {
 	t := report.Table{
 		Title:  "Trades refused by the line security check",
 		Header: []string{"window", "phase", "buyer", "seller", "kWh", "bus", "V^2 drop before / after / headroom [1e-3 pu^2]", "ledger's reason"},
@@ -284,7 +106,7 @@ func marketRefusedTable(mf *MarketFile, m *scenario.Meta, dt float64) (report.Ta
 
 // marketStationTable shows each station's rights before and after trading
 // over the day.
-func marketStationTable(mf *MarketFile) report.Table {
+func marketStationTable(mf *Market) report.Table {
 	t := report.Table{
 		Title:  "Rights before and after trading, per station (whole day)",
 		Header: []string{"station", "bus", "demand kWh", "rights before kWh", "auction +/- kWh", "P2P +/- kWh", "rights after kWh", "deviation kWh", "money change", "reputation"},
@@ -299,10 +121,10 @@ func marketStationTable(mf *MarketFile) report.Table {
 	return t
 }
 
-// marketDepth is the order book of the window with the most energy bid
+// MarketDepth is the order book of the window with the most energy bid
 // and offered (the earliest of equals): bids by falling price and asks by
 // rising price against cumulative energy.
-func marketDepth(mf *MarketFile, m *scenario.Meta, dt float64) *report.XYFigure {
+func MarketDepth(mf *Market, m *scenario.Meta, dt float64) *report.XYFigure {
 	best := -1
 	for i, w := range mf.Day.Windows {
 		if len(w.Book) > 0 && (best < 0 || w.BidWh+w.AskWh > mf.Day.Windows[best].BidWh+mf.Day.Windows[best].AskWh) {
@@ -351,9 +173,9 @@ func marketDepth(mf *MarketFile, m *scenario.Meta, dt float64) *report.XYFigure 
 	}
 }
 
-// marketFigures plots the day: energy per window, and the clearing price
+// MarketFigures plots the day: energy per window, and the clearing price
 // when the rule has one.
-func marketFigures(mf *MarketFile, m *scenario.Meta, dt float64) []report.LineFigure {
+func MarketFigures(mf *Market, m *scenario.Meta, dt float64) []report.LineFigure {
 	spw := max(1, int(math.Round(0.5/dt)))
 	var labels []string
 	demand, margin, volume, p2p, unmet, price := []float64{}, []float64{}, []float64{}, []float64{}, []float64{}, []float64{}
