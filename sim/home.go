@@ -55,6 +55,13 @@ type homeOutcome struct {
 	detected []runfile.Detected
 }
 
+// DefaultHomes is gridveil home's default set-up.
+func DefaultHomes() Homes {
+	cfg := home.DefaultConfig()
+	return Homes{Homes: 100, Scheduler: "all", Alpha: 0.5, Beta: cfg.Beta, Seed: 1, SlotMinutes: 15, Levels: home.DefaultLevels, Tariff: "tou",
+		Commute: cfg.CommuteProb, BatteryKWh: home.DefaultBattery.CapacityKWh, StepKW: home.DefaultStepKW, TrainHomes: 200}
+}
+
 // homeConfig checks the set-up and makes the home model and the chosen
 // schedulers' names (nil: all).
 func homeConfig(f *Homes) (home.Config, []string, error) {

@@ -41,7 +41,12 @@ type LDP struct {
 	Readings  bool // list every true reading in ldp.json
 }
 
-// ldpMechanismList names the mechanisms for help texts and errors.
+// DefaultLDP is gridveil ldp's default set-up.
+func DefaultLDP() LDP {
+	return LDP{Meters: 10000, Epsilon: 1, Mechanism: "all", MaxKW: 10, Hour: 18, Trials: 200, Epsilons: "0.1,0.25,0.5,1,2,4,8", Seed: 1}
+}
+
+// LDPMechanismList names the mechanisms for help texts and errors.
 func LDPMechanismList() string {
 	var s []string
 	for _, n := range ldp.Names() {
