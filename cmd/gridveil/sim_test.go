@@ -258,3 +258,67 @@ func stationDemand(t *testing.T, dir string, windows int) map[string][]float64 {
 	}
 	return out
 }
+
+// TestSimExitRule: one rule for every mechanism. A run whose solver did not
+// pass its stopping test writes complete files that say converged: false
+// and exits 3; a converged run exits 0. Noisy mechanisms never pass the
+// test, so they always exit 3, with a message that says why.
+func TestSimExitRule(t *testing.T) {
+	for _, c := range []struct {
+		args      []string
+		converged bool
+		want      string
+	}{
+		{[]string{"--privacy", "dp", "--iterations", "30"}, false, "noisy sums"},
+		{[]string{"--privacy", "obfuscation", "--iterations", "30"}, false, "noisy sums"},
+		{[]string{"--scenario", "ieee13-stressed", "--max-iter", "20"}, false, "raise --max-iter"},
+		{[]string{"--privacy", "masking", "--mask-auth=false"}, true, ""},
+		{nil, true, ""},
+	} {
+		dir := t.TempDir()
+		_, err := run(t, append([]string{"sim", "--out", dir, "-q"}, c.args...)...)
+		var sol struct {
+			Converged bool `json:"converged"`
+		}
+		readJSON(t, filepath.Join(dir, "solution.json"), &sol)
+		var ee *exitError
+		switch {
+		case sol.Converged != c.converged:
+			t.Errorf("%v: solution.json says converged %v", c.args, sol.Converged)
+		case c.converged && err != nil:
+			t.Errorf("%v: a converged run failed: %v", c.args, err)
+		case !c.converged && (!errors.As(err, &ee) || ee.code != 3 || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: an unconverged run gave %v; want exit status 3 naming %q", c.args, err, c.want)
+		}
+	}
+}
+
+// TestSimLooseInput: counts that used to be accepted silently are refused
+// by name, and an unknown scenario key is named by its place in the file
+// with the keys valid there, not by a Go type; nothing is written.
+func TestSimLooseInput(t *testing.T) {
+	dir := t.TempDir()
+	yml := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(yml, []byte("evs: {per_bus: 1, pmax_kw: 7, energy_kwh: [5, 10], colour: red}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--evs", "0"}, "--evs 0"},
+		{[]string{"--workers", "-3"}, "--workers -3"},
+		{[]string{"--max-iter", "0"}, "--max-iter 0"},
+		{[]string{"--privacy", "dp", "--iterations", "-1"}, "--iterations -1"},
+		{[]string{"--scenario", yml}, `unknown key "evs.colour" (line 1, column 52): in evs the keys are per_bus, buses, pmax_kw`},
+	} {
+		out := filepath.Join(dir, "out")
+		_, err := run(t, append([]string{"sim", "--out", out, "-q"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "scenario.EVSpec") {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+		if _, serr := os.Stat(out); serr == nil {
+			t.Errorf("%v: refused input left %s", c.args, out)
+		}
+	}
+}

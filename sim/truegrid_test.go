@@ -1,11 +1,9 @@
-package main
+package sim
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -119,28 +117,35 @@ func trueGrid(t *testing.T, in *instanceFile, sol *solutionFile) (agg []float64,
 	return agg, volt, energy
 }
 
-// TestSimTrueGrid: with a noisy mechanism or an LDP baseline, solution.json's
-// aggregate, voltages and minimum are the true grid's, recomputed here from
-// the files alone; what the SO believed is in so_view, and the summary
-// prints the true figures with the SO's labelled. An exact run has no
-// so_view and the same true-grid fields.
-func TestSimTrueGrid(t *testing.T) {
+// TestDayTrueGrid: with a noisy mechanism or an LDP baseline,
+// solution.json's aggregate, voltages and minimum are the true grid's,
+// recomputed here from the files alone; what the SO believed is in
+// so_view, and the summary prints the true figures with the SO's labelled.
+// An exact run has no so_view and the same true-grid fields.
+func TestDayTrueGrid(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		args []string
+		edit func(*Config)
 	}{
-		{"dp", []string{"--privacy", "dp"}},
-		{"obfuscation", []string{"--privacy", "obfuscation", "--iterations", "60"}},
-		{"ldp", []string{"--baseline", "ldp", "--epsilon", "1"}},
+		{"dp", func(c *Config) { c.Privacy.Mechanism = "dp" }},
+		{"obfuscation", func(c *Config) { c.Privacy.Mechanism, c.Privacy.Iterations = "obfuscation", 60 }},
+		{"ldp", func(c *Config) { c.Baseline.Source, c.Baseline.Epsilon = "ldp", 1 }},
 		{"none", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			out, _ := run(t, append([]string{"sim", "--out", dir}, c.args...)...)
+			d := runDay(t, "ieee13-paper", c.edit)
+			files := dayFiles(t, d)
+			var summary strings.Builder
+			d.PrintSummary(&summary)
+			out := summary.String()
 			var in instanceFile
 			var sol solutionFile
-			readJSON(t, filepath.Join(dir, "instance.json"), &in)
-			readJSON(t, filepath.Join(dir, "solution.json"), &sol)
+			if err := json.Unmarshal(files["instance.json"], &in); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(files["solution.json"], &sol); err != nil {
+				t.Fatal(err)
+			}
 			agg, volt, energy := trueGrid(t, &in, &sol)
 			worst := 0.0 // how far the SO's view is from the grid
 			for tt := range agg {
@@ -172,10 +177,7 @@ func TestSimTrueGrid(t *testing.T) {
 			}
 			// The report's figures are the true grid too: the load figure's
 			// energy and the voltage figure's margin.
-			html, err := os.ReadFile(filepath.Join(dir, "report.html"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			html := files["report.html"]
 			if want := fmt.Sprintf("EVs draw %.1f kWh", energy); !strings.Contains(string(html), want) || below == 0 && strings.Contains(string(html), "The limit is violated") {
 				t.Fatalf("report.html lacks %q or reports a violation the true grid does not have", want)
 			}
@@ -216,67 +218,5 @@ func TestSimTrueGrid(t *testing.T) {
 				t.Fatalf("summary lacks the true load %q:\n%s", want, out)
 			}
 		})
-	}
-}
-
-// TestSimExitRule: one rule for every mechanism. A run whose solver did not
-// pass its stopping test writes complete files that say converged: false
-// and exits 3; a converged run exits 0. Noisy mechanisms never pass the
-// test, so they always exit 3, with a message that says why.
-func TestSimExitRule(t *testing.T) {
-	for _, c := range []struct {
-		args      []string
-		converged bool
-		want      string
-	}{
-		{[]string{"--privacy", "dp", "--iterations", "30"}, false, "noisy sums"},
-		{[]string{"--privacy", "obfuscation", "--iterations", "30"}, false, "noisy sums"},
-		{[]string{"--scenario", "ieee13-stressed", "--max-iter", "20"}, false, "raise --max-iter"},
-		{[]string{"--privacy", "masking", "--mask-auth=false"}, true, ""},
-		{nil, true, ""},
-	} {
-		dir := t.TempDir()
-		_, err := run(t, append([]string{"sim", "--out", dir, "-q"}, c.args...)...)
-		var sol solutionFile
-		readJSON(t, filepath.Join(dir, "solution.json"), &sol)
-		var ee *exitError
-		switch {
-		case sol.Converged != c.converged:
-			t.Errorf("%v: solution.json says converged %v", c.args, sol.Converged)
-		case c.converged && err != nil:
-			t.Errorf("%v: a converged run failed: %v", c.args, err)
-		case !c.converged && (!errors.As(err, &ee) || ee.code != 3 || !strings.Contains(err.Error(), c.want)):
-			t.Errorf("%v: an unconverged run gave %v; want exit status 3 naming %q", c.args, err, c.want)
-		}
-	}
-}
-
-// TestSimLooseInput: counts that used to be accepted silently are refused
-// by name, and an unknown scenario key is named by its place in the file
-// with the keys valid there, not by a Go type; nothing is written.
-func TestSimLooseInput(t *testing.T) {
-	dir := t.TempDir()
-	yml := filepath.Join(dir, "typo.yaml")
-	if err := os.WriteFile(yml, []byte("evs: {per_bus: 1, pmax_kw: 7, energy_kwh: [5, 10], colour: red}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--evs", "0"}, "--evs 0"},
-		{[]string{"--workers", "-3"}, "--workers -3"},
-		{[]string{"--max-iter", "0"}, "--max-iter 0"},
-		{[]string{"--privacy", "dp", "--iterations", "-1"}, "--iterations -1"},
-		{[]string{"--scenario", yml}, `unknown key "evs.colour" (line 1, column 52): in evs the keys are per_bus, buses, pmax_kw`},
-	} {
-		out := filepath.Join(dir, "out")
-		_, err := run(t, append([]string{"sim", "--out", out, "-q"}, c.args...)...)
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "scenario.EVSpec") {
-			t.Errorf("%v: %v, want %q", c.args, err, c.want)
-		}
-		if _, serr := os.Stat(out); serr == nil {
-			t.Errorf("%v: refused input left %s", c.args, out)
-		}
 	}
 }

@@ -1,10 +1,9 @@
-package main
+package sim
 
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
+	"math"
 	"sort"
 	"strings"
 	"testing"
@@ -556,13 +555,18 @@ func auditMarket(data []byte) error {
 // check binds, re-derive exactly from market.json alone; a file with one
 // figure changed does not.
 func TestMarketAudit(t *testing.T) {
-	runs := map[string][]string{
-		"uniform":             {"--market-rule", "uniform"},
-		"pay-as-bid":          {"--market-rule", "pay-as-bid"},
-		"mcafee":              {"--market-rule", "mcafee"},
-		"stressed-uniform":    {"--scenario", "ieee13-stressed", "--market-rule", "uniform", "--market-headroom", "0.8"},
-		"stressed-mcafee":     {"--scenario", "ieee13-stressed", "--market-rule", "mcafee", "--market-headroom", "0.8"},
-		"stressed-pay-as-bid": {"--scenario", "ieee13-stressed", "--market-rule", "pay-as-bid", "--market-headroom", "0.8"},
+	type run struct {
+		scenario string
+		rule     string
+		headroom float64
+	}
+	runs := map[string]run{
+		"uniform":             {"ieee13-paper", "uniform", 1},
+		"pay-as-bid":          {"ieee13-paper", "pay-as-bid", 1},
+		"mcafee":              {"ieee13-paper", "mcafee", 1},
+		"stressed-uniform":    {"ieee13-stressed", "uniform", 0.8},
+		"stressed-mcafee":     {"ieee13-stressed", "mcafee", 0.8},
+		"stressed-pay-as-bid": {"ieee13-stressed", "pay-as-bid", 0.8},
 	}
 	names := make([]string, 0, len(runs))
 	for n := range runs {
@@ -570,14 +574,9 @@ func TestMarketAudit(t *testing.T) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		dir := t.TempDir()
-		if _, err := run(t, append([]string{"sim", "--market", "--out", dir, "-q"}, runs[name]...)...); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		data, err := os.ReadFile(filepath.Join(dir, "market.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := runs[name]
+		d := runDay(t, r.scenario, func(c *Config) { c.Market.On, c.Market.Rule, c.Market.Headroom = true, r.rule, r.headroom })
+		data := dayFiles(t, d)["market.json"]
 		if err := auditMarket(data); err != nil {
 			t.Fatalf("%s: market.json does not re-derive: %v", name, err)
 		}
@@ -604,21 +603,16 @@ func TestMarketAudit(t *testing.T) {
 	}
 }
 
-// TestSimMarketSecurityBinds: on the stressed evening with the grid
-// company keeping a fifth of the voltage headroom in reserve, the line
-// security check refuses some auction matches; market.json records them
-// with the bus and the figures, every accepted trade passes the check as
-// the audit recomputes it, and the report lists the refusals. A headroom
-// share outside (0, 1] is refused by name, with nothing written.
-func TestSimMarketSecurityBinds(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := run(t, "sim", "--scenario", "ieee13-stressed", "--market", "--market-headroom", "0.8", "--out", dir, "-q"); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "market.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestMarketSecurityBinds: on the stressed evening with the grid company
+// keeping a fifth of the voltage headroom in reserve, the line security
+// check refuses some auction matches; market.json records them with the
+// bus and the figures, every accepted trade passes the check as the audit
+// recomputes it, and the report lists the refusals. A headroom share
+// outside (0, 1] is refused by name.
+func TestMarketSecurityBinds(t *testing.T) {
+	d := runDay(t, "ieee13-stressed", func(c *Config) { c.Market.On, c.Market.Headroom = true, 0.8 })
+	files := dayFiles(t, d)
+	data, page := files["market.json"], files["report.html"]
 	if err := auditMarket(data); err != nil {
 		t.Fatalf("market.json does not re-derive: %v", err)
 	}
@@ -636,10 +630,6 @@ func TestSimMarketSecurityBinds(t *testing.T) {
 		} `json:"day"`
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
-	}
-	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
-	if err != nil {
 		t.Fatal(err)
 	}
 	refused, settled := 0, 0
@@ -668,14 +658,12 @@ func TestSimMarketSecurityBinds(t *testing.T) {
 	if !strings.Contains(string(page), "Trades refused by the line security check") {
 		t.Fatal("the report has no table of refused trades")
 	}
-	for _, bad := range []string{"0", "1.5", "NaN"} {
-		out := t.TempDir()
-		_, err := run(t, "sim", "--market", "--market-headroom", bad, "--out", out, "-q")
-		if err == nil || !strings.Contains(err.Error(), "--market-headroom") {
-			t.Fatalf("--market-headroom %s: %v, want a refusal naming the flag", bad, err)
-		}
-		if ents, _ := os.ReadDir(out); len(ents) != 0 {
-			t.Fatalf("--market-headroom %s: %d files written", bad, len(ents))
+	p, m := load(t, "ieee13-paper")
+	for _, bad := range []float64{0, 1.5, math.NaN()} {
+		c := Defaults()
+		c.Market.On, c.Market.Headroom = true, bad
+		if _, err := RunDay(p, m, c); err == nil || !strings.Contains(err.Error(), "--market-headroom") {
+			t.Fatalf("headroom %v: %v, want a refusal naming --market-headroom", bad, err)
 		}
 	}
 }
