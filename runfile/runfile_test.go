@@ -23,6 +23,24 @@ func written(t *testing.T, files map[string]func(io.Writer) error, name string) 
 	return b.Bytes()
 }
 
+// reportFromDocument decodes the run's document doc into v and renders
+// report.html with render, which reads v alone; it fails unless that is
+// the run's report.html byte for byte, and returns the page.
+func reportFromDocument(t *testing.T, files map[string]func(io.Writer) error, doc string, v any, render func(io.Writer) error) string {
+	t.Helper()
+	if err := json.Unmarshal(written(t, files, doc), v); err != nil {
+		t.Fatal(err)
+	}
+	var page bytes.Buffer
+	if err := render(&page); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(page.Bytes(), written(t, files, "report.html")) {
+		t.Errorf("the report rendered from %s differs from the run's", doc)
+	}
+	return page.String()
+}
+
 // TestHomeReportFromDocument: home.json alone renders the report the run
 // wrote, byte for byte (so a dashboard or a third party holding only the
 // file draws the same figures), with series and a sweep, and without
@@ -39,19 +57,9 @@ func TestHomeReportFromDocument(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files := sim.HomeFiles(doc)
 		var back runfile.Home
-		if err := json.Unmarshal(written(t, files, "home.json"), &back); err != nil {
-			t.Fatal(err)
-		}
-		var page bytes.Buffer
-		if err := homereport.Write(&page, runfile.HomeReport(&back)); err != nil {
-			t.Fatal(err)
-		}
-		if want := written(t, files, "report.html"); !bytes.Equal(page.Bytes(), want) {
-			t.Errorf("sweep %v, no series %v: the report rendered from home.json differs from the run's", h.Sweep, h.NoSeries)
-		}
-		if strings.Contains(page.String(), "Run with --sweep") == h.Sweep {
+		page := reportFromDocument(t, sim.HomeFiles(doc), "home.json", &back, func(w io.Writer) error { return homereport.Write(w, runfile.HomeReport(&back)) })
+		if strings.Contains(page, "Run with --sweep") == h.Sweep {
 			t.Errorf("sweep %v: the report's note on --sweep is wrong", h.Sweep)
 		}
 	}
@@ -66,18 +74,8 @@ func TestLDPReportFromDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := sim.LDPFiles(res)
 	var back runfile.LDP
-	if err := json.Unmarshal(written(t, files, "ldp.json"), &back); err != nil {
-		t.Fatal(err)
-	}
-	var page bytes.Buffer
-	if err := runfile.WriteLDPReport(&page, &back); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(page.Bytes(), written(t, files, "report.html")) {
-		t.Error("the report rendered from ldp.json differs from the run's")
-	}
+	reportFromDocument(t, sim.LDPFiles(res), "ldp.json", &back, func(w io.Writer) error { return runfile.WriteLDPReport(w, &back) })
 }
 
 // TestSummaryNamesItsCommand: the summary is headed by the command that

@@ -8,12 +8,13 @@
 // meter experiment (RunLDP, C5).
 //
 // It drives the pure cores (charging, aggregate, ledger, market, home,
-// ldp) and turns their results into the documents of package runfile; it
-// opens no file and no socket. Its runs spread work over goroutines only
+// ldp) and turns their results into the documents of package runfile. The
+// runs themselves open no file and no socket: Load reads the scenario,
+// and a finished run's files are rendered by its Files or written into a
+// directory by its writer (Day.Write, WriteHomes, WriteLDP) through
+// package rundir, all or none. The runs spread work over goroutines only
 // where each unit's result is a pure function of the seed and its index,
-// so the documents do not depend on the number of workers. Writing is the
-// caller's: each run's Files (or Write, into a directory through package
-// rundir). gridveil sim, home and ldp are flag parsing around this
-// package; gridveil up and the services share its documents through
-// package runfile.
+// so the documents do not depend on the number of workers. gridveil sim,
+// home and ldp are flag parsing around this package; gridveil up and the
+// services share its documents through package runfile.
 package sim

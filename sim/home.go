@@ -12,6 +12,7 @@ import (
 
 	"github.com/gridveil/gridveil/home"
 	"github.com/gridveil/gridveil/home/homereport"
+	"github.com/gridveil/gridveil/rundir"
 	"github.com/gridveil/gridveil/runfile"
 )
 
@@ -335,4 +336,10 @@ func HomeFiles(doc *runfile.Home) map[string]func(io.Writer) error {
 		"home.json":   func(w io.Writer) error { return json.NewEncoder(w).Encode(doc) },
 		"report.html": func(w io.Writer) error { return homereport.Write(w, runfile.HomeReport(doc)) },
 	}
+}
+
+// WriteHomes writes a home run's files into dir through package rundir:
+// all of them or none, with a manifest.
+func WriteHomes(dir string, doc *runfile.Home, opt rundir.Options) (*rundir.Result, error) {
+	return rundir.Write(dir, HomeFiles(doc), opt)
 }

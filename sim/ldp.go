@@ -15,6 +15,7 @@ import (
 
 	"github.com/gridveil/gridveil/grid"
 	"github.com/gridveil/gridveil/ldp"
+	"github.com/gridveil/gridveil/rundir"
 	"github.com/gridveil/gridveil/runfile"
 	"github.com/gridveil/gridveil/scenario"
 )
@@ -342,4 +343,10 @@ func LDPFiles(res *runfile.LDP) map[string]func(io.Writer) error {
 		"ldp.json":    func(w io.Writer) error { return scenario.WriteJSON(w, res) },
 		"report.html": func(w io.Writer) error { return runfile.WriteLDPReport(w, res) },
 	}
+}
+
+// WriteLDP writes an ldp run's files into dir through package rundir: all
+// of them or none, with a manifest.
+func WriteLDP(dir string, res *runfile.LDP, opt rundir.Options) (*rundir.Result, error) {
+	return rundir.Write(dir, LDPFiles(res), opt)
 }

@@ -91,7 +91,7 @@ func runHome(cmd *cobra.Command, f *homeFlags) error {
 		return err
 	}
 	elapsed := time.Since(t0)
-	written, err := writeRun(cmd, f.out, sim.HomeFiles(doc))
+	written, err := sim.WriteHomes(f.out, doc, runOptions(cmd))
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func runLDP(cmd *cobra.Command, f *ldpFlags) error {
 	if f.quiet {
 		stdout = io.Discard
 	}
-	written, err := writeRun(cmd, f.out, sim.LDPFiles(res))
+	written, err := sim.WriteLDP(f.out, res, runOptions(cmd))
 	if err != nil {
 		return err
 	}

@@ -165,7 +165,7 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	if err != nil {
 		return err
 	}
-	written, err := writeRun(cmd, f.out, d.Files(sim.RunInfo{Build: buildTime, Flags: runFlags(cmd.Flags())}))
+	written, err := d.Write(f.out, sim.RunInfo{Build: buildTime, Flags: runFlags(cmd.Flags())}, runOptions(cmd))
 	if err != nil {
 		return err
 	}
@@ -186,16 +186,18 @@ func runSim(cmd *cobra.Command, f *simFlags) error {
 	return nil
 }
 
+// runOptions are the command's options for its run directory: its name
+// for the manifest, and --force.
+func runOptions(cmd *cobra.Command) rundir.Options {
+	force, _ := cmd.Flags().GetBool("force")
+	return rundir.Options{Command: cmd.Name(), Force: force}
+}
+
 // writeRun writes a command's run directory through package rundir: all
 // files or none, a manifest of what was written, the earlier run's stale
 // files removed, and files gridveil did not write refused unless --force.
 func writeRun(cmd *cobra.Command, dir string, files map[string]func(io.Writer) error) (*rundir.Result, error) {
-	force, _ := cmd.Flags().GetBool("force")
-	res, err := rundir.Write(dir, files, rundir.Options{Command: cmd.Name(), Force: force})
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
+	return rundir.Write(dir, files, runOptions(cmd))
 }
 
 // runFlags is every flag of the command with the value it had in this
