@@ -3,10 +3,13 @@ package ocpp
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,19 +87,30 @@ type cpEvent struct {
 	Protocol      string          `json:"protocol"`
 	TransactionID string          `json:"transactionId"`
 	ProfileID     int             `json:"profileId"`
-	RegisterWh    float64         `json:"register_wh"`
-	SlotWh        []float64       `json:"slot_wh"`
-	Error         string          `json:"error"`
-	What          string          `json:"what"`
+	Result        struct {
+		IDTokenInfo IDTokenInfo `json:"idTokenInfo"`
+	} `json:"result"`
+	Authorize  string    `json:"authorize"` // refused: the Authorize status
+	Started    string    `json:"started"`   // refused: the status TransactionEvent Started got
+	RegisterWh float64   `json:"register_wh"`
+	SlotWh     []float64 `json:"slot_wh"`
+	Error      string    `json:"error"`
+	What       string    `json:"what"`
 }
 
-// runCP runs cp.js as station id against addr for n transactions.
-func runCP(t *testing.T, nodePath, addr, id, password string, n int) []cpEvent {
+// runCP runs cp.js as station id against endpoint (ws://ADDR/ocpp or
+// wss://...), vehicles showing tokens one after the other; env adds
+// cp.js's TLS settings.
+func runCP(t *testing.T, nodePath, endpoint, id, password string, tokens []IDToken, env ...string) []cpEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "testdata/cp-sim/cp.js", "ws://"+addr+"/ocpp", id, password, string(rune('0'+n)))
-	cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+	toks, err := json.Marshal(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "node", "testdata/cp-sim/cp.js", endpoint, id, password, string(toks))
+	cmd.Env = append(append(os.Environ(), "NODE_PATH="+nodePath), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -118,26 +132,67 @@ func runCP(t *testing.T, nodePath, addr, id, password string, n int) []cpEvent {
 
 // TestOCPPRPCChargePoint runs a real OCPP 2.0.1 client (ocpp-rpc in strict
 // mode, which validates every message against the schemas in both
-// directions) against the CSMS: boot, authorize, start, receive the
-// profile, report meter values, stop; twice, so the second transaction
-// gets the second vehicle. The profiles must be the vehicles' schedules of
-// the sim run, and the ledger must settle the energy the station reported
+// directions) against the CSMS of a real LAG, with vehicles holding real
+// C6 sessions: six vehicles show the station their tokens. The tokens of
+// two sessions the LAG holds are accepted: authorize, start, receive the
+// profile, report meter values, stop; the first gets vehicle 0's
+// schedule, the second vehicle 1's. A forged token, the token of a
+// session that ended, and the token of a session at another LAG are
+// Unknown, an RFID card's UID (a contract identity) is Invalid, both at
+// Authorize and at TransactionEvent; none of them gets a schedule or a
+// line of metering. The profiles must be the vehicles' schedules of the
+// sim run, and the ledger must settle the energy the station reported
 // (which falls short of the schedule in each vehicle's last charging
-// period), not the schedule.
+// period), not the schedule. The CSMS pings every 100 ms throughout: the
+// client answers, and is never taken for dead.
 func TestOCPPRPCChargePoint(t *testing.T) {
 	nodePath := cpSim(t)
 	run, err := ReadSimRun("testdata/sim")
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := startAuthWorld(t, "lag-1", "lag-2")
+	vs := w.vehicles(t, "cp", 4)
+	_, tok0 := w.connect(t, vs[0], "lag-1")
+	_, tok1 := w.connect(t, vs[1], "lag-1")
+	gone, tokEnded := w.connect(t, vs[2], "lag-1")
+	b := gone.S.Binding()
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitSession(t, "lag-1", b, false)
+	_, tokOther := w.connect(t, vs[3], "lag-2")
+	var fb [16]byte
+	if _, err := rand.Read(fb[:]); err != nil {
+		t.Fatal(err)
+	}
+	forged := IDToken{IDToken: hex.EncodeToString(fb[:]), Type: TokenType}
+	card := IDToken{IDToken: "04A2B3C4D5E6F7", Type: "ISO14443"}
+	tokens := []IDToken{tok0, forged, tokEnded, tokOther, card, tok1}
+	refused := map[int]string{1: StatusUnknown, 2: StatusUnknown, 3: StatusUnknown, 4: StatusInvalid}
+	if tok0 == tok1 || tok0 == tokEnded {
+		t.Fatal("tokens of different sessions coincide")
+	}
+
 	dir := t.TempDir()
-	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Schedules: run, Dir: dir})
-	evs := runCP(t, nodePath, addr, "CP-1", "s3cret-cp1", 2)
+	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Authorizer: w.authorizer("lag-1"), Schedules: run, Dir: dir,
+		PingInterval: 100 * time.Millisecond})
+	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-1", "s3cret-cp1", tokens)
 
 	var profiles []SetChargingProfileRequest
 	var txs []cpEvent
+	var authorized []string
 	for _, e := range evs {
 		switch e.Event {
+		case "Authorize":
+			authorized = append(authorized, e.Result.IDTokenInfo.Status)
+		case "refused":
+			var n int
+			if _, err := fmt.Sscanf(e.TransactionID, "CP-1-tx-%d", &n); err != nil || refused[n] == "" {
+				t.Errorf("transaction %q refused", e.TransactionID)
+			} else if e.Authorize != refused[n] || e.Started != refused[n] {
+				t.Errorf("token %d (%s): Authorize %q, TransactionEvent Started %q; want %q for both", n, tokens[n].Type, e.Authorize, e.Started, refused[n])
+			}
 		case "connected":
 			if e.Protocol != Subprotocol {
 				t.Errorf("negotiated subprotocol %q, want %q", e.Protocol, Subprotocol)
@@ -153,6 +208,14 @@ func TestOCPPRPCChargePoint(t *testing.T) {
 		case "unhandled":
 			t.Errorf("the CSMS sent an unexpected call: %+v", e)
 		}
+	}
+	for n, st := range authorized {
+		if want := cmp.Or(refused[n], StatusAccepted); st != want {
+			t.Errorf("token %d: Authorize %q, want %q", n, st, want)
+		}
+	}
+	if len(authorized) != len(tokens) {
+		t.Errorf("%d Authorize answers for %d tokens", len(authorized), len(tokens))
 	}
 	if len(profiles) != 2 || len(txs) != 2 {
 		t.Fatalf("got %d profiles and %d transactions, want 2 and 2: %+v", len(profiles), len(txs), evs)
@@ -186,6 +249,21 @@ func TestOCPPRPCChargePoint(t *testing.T) {
 	ds, err := ReadMetering(filepath.Join(dir, MeteringFile))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Only the accepted sessions' transactions were recorded, each with
+	// its token.
+	raw, err := os.ReadFile(filepath.Join(dir, MeteringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var r MeterRecord
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatal(err)
+		}
+		if !(r.Transaction == "CP-1-tx-0" && r.IDToken == tok0.IDToken) && !(r.Transaction == "CP-1-tx-5" && r.IDToken == tok1.IDToken) {
+			t.Errorf("metering record of transaction %q with token %q: only CP-1-tx-0 (token 0) and CP-1-tx-5 (token 5) were authorised", r.Transaction, r.IDToken)
+		}
 	}
 	if len(ds) != 2 {
 		t.Fatalf("%d deliveries in the metering log, want 2", len(ds))

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,6 +30,10 @@ const Subprotocol = "ocpp2.0.1"
 
 // PathPrefix is the CSMS endpoint: a station connects to PathPrefix+ID.
 const PathPrefix = "/ocpp/"
+
+// DefaultPingInterval is how often the CSMS pings a station unless
+// Options.PingInterval says otherwise.
+const DefaultPingInterval = time.Minute
 
 // Limits of the CSMS's connections.
 const (
@@ -42,6 +47,15 @@ type Options struct {
 	// Stations are the charging stations allowed to connect: identity ->
 	// password (HTTP basic auth, OCPP security profiles 1 and 2).
 	Stations map[string]string
+	// ClientCerts is security profile 3: a station is identified by its
+	// TLS client certificate (Subject CN = the station id of the URL,
+	// verified against the ClientCAs of Serve's tls.Config, which must
+	// require one), not by basic auth; the station must still be listed.
+	ClientCerts bool
+	// Authorizer decides whether an idToken is held by a session the LAG
+	// admitted (LAGSessions); nil: none is, and no transaction is
+	// recorded.
+	Authorizer Authorizer
 	// Schedules gives each started transaction its vehicle's schedule; nil:
 	// no TxProfiles are sent.
 	Schedules Schedules
@@ -52,6 +66,11 @@ type Options struct {
 	Heartbeat time.Duration
 	// CallTimeout bounds the wait for a station's answer (default 30 s).
 	CallTimeout time.Duration
+	// PingInterval is how often the CSMS sends each station a WebSocket
+	// ping (default DefaultPingInterval; negative: never). A station that
+	// sends nothing, not even a pong, for two intervals in a row is taken
+	// for dead: its connection is closed and logged.
+	PingInterval time.Duration
 	// Log receives one line per event; nil: discarded.
 	Log *slog.Logger
 }
@@ -67,7 +86,8 @@ type CSMS struct {
 	conns    map[string]*Conn
 	stations map[string]*stationState
 	txs      map[txKey]*transaction
-	nextVeh  int // vehicle index of the next started transaction
+	inUse    map[string]txKey // session token -> its transaction that has not ended
+	nextVeh  int              // vehicle index of the next started transaction
 	meter    *os.File
 	closed   bool
 	wg       sync.WaitGroup
@@ -79,6 +99,7 @@ type txKey struct{ station, tx string }
 type transaction struct {
 	start     string
 	evse      int
+	token     string // the session token that authorised it
 	sched     VehicleSchedule
 	hasSched  bool
 	profileID int
@@ -109,6 +130,9 @@ func New(opts Options) (*CSMS, error) {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 30 * time.Second
 	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -116,7 +140,7 @@ func New(opts Options) (*CSMS, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ocpp: data directory: %w", err)
 	}
-	c := &CSMS{opts: opts, log: log, conns: map[string]*Conn{}, stations: map[string]*stationState{}, txs: map[txKey]*transaction{}}
+	c := &CSMS{opts: opts, log: log, conns: map[string]*Conn{}, stations: map[string]*stationState{}, txs: map[txKey]*transaction{}, inUse: map[string]txKey{}}
 	c.upgrader = websocket.Upgrader{Subprotocols: []string{Subprotocol}, ReadBufferSize: 4096, WriteBufferSize: 4096}
 	path := filepath.Join(opts.Dir, MeteringFile)
 	if err := c.recover(path); err != nil {
@@ -149,7 +173,7 @@ func (c *CSMS) recover(path string) error {
 		k := txKey{r.Station, r.Transaction}
 		tx := c.txs[k]
 		if tx == nil {
-			tx = &transaction{start: r.Start, profileID: r.ProfileID, seqs: map[int]bool{}}
+			tx = &transaction{start: r.Start, profileID: r.ProfileID, token: r.IDToken, seqs: map[int]bool{}}
 			tx.sched = VehicleSchedule{Index: r.Vehicle, FirstSlot: r.FirstSlot, SlotSeconds: r.SlotSeconds}
 			tx.hasSched = r.Vehicle >= 0
 			c.txs[k] = tx
@@ -159,8 +183,47 @@ func (c *CSMS) recover(path string) error {
 		}
 		tx.seqs[r.SeqNo] = true
 		tx.ended = tx.ended || r.Event == "Ended"
+		c.track(k, tx)
 	}
 	return sc.Err()
+}
+
+// track keeps inUse in step with tx: a token is in use from its
+// transaction's first recorded event to its Ended event. Callers hold mu
+// (or own c, in New).
+func (c *CSMS) track(k txKey, tx *transaction) {
+	if tx.token == "" {
+		return
+	}
+	if tx.ended {
+		if c.inUse[tx.token] == k {
+			delete(c.inUse, tx.token)
+		}
+		return
+	}
+	c.inUse[tx.token] = k
+}
+
+// holds asks the Authorizer about tok, without c.mu (the LAG's lookup
+// takes the LAG's own lock).
+func (c *CSMS) holds(tok IDToken) bool {
+	return wellFormed(tok) && c.opts.Authorizer != nil && c.opts.Authorizer.Holds(tok)
+}
+
+// tokenStatus is the authorization status of tok for transaction self
+// (txKey{} for an Authorize), given held, the Authorizer's answer.
+// Callers hold mu.
+func (c *CSMS) tokenStatus(tok IDToken, held bool, self txKey) string {
+	switch {
+	case !wellFormed(tok):
+		return StatusInvalid
+	case !held:
+		return StatusUnknown
+	}
+	if k, busy := c.inUse[tok.IDToken]; busy && k != self {
+		return StatusConcurrentTx
+	}
+	return StatusAccepted
 }
 
 // Close closes every connection and the metering log.
@@ -208,18 +271,34 @@ func (c *CSMS) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 }
 
 // ServeHTTP implements http.Handler: the WebSocket upgrade of a station.
-// A station not listed, or with a wrong password, is refused before the
-// upgrade; one that does not offer ocpp2.0.1 is upgraded without a
+// A station not listed, or with a wrong password (profiles 1 and 2) or a
+// client certificate of another station (profile 3), is refused before
+// the upgrade; one that does not offer ocpp2.0.1 is upgraded without a
 // subprotocol and closed at once (OCPP 2.0.1 part 4, section 3.1.2).
 func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, PathPrefix)
 	want, listed := c.opts.Stations[id]
-	user, pass, hasAuth := r.BasicAuth()
-	if id == "" || strings.Contains(id, "/") || !listed || !hasAuth || user != id || !equalSecret(pass, want) {
-		c.log.Warn("ocpp: station refused at upgrade", "station", trimID(id), "remote", r.RemoteAddr, "basic_auth", hasAuth)
-		w.Header().Set("WWW-Authenticate", `Basic realm="gridveil CSMS", charset="UTF-8"`)
-		http.Error(w, "unknown charging station or wrong password: connect to /ocpp/STATION_ID with HTTP basic auth STATION_ID:PASSWORD as listed in the CSMS's stations file", http.StatusUnauthorized)
-		return
+	ok := id != "" && !strings.Contains(id, "/") && listed
+	if c.opts.ClientCerts {
+		// The TLS handshake verified the chain (RequireAndVerifyClientCert);
+		// what is left is whose certificate it is.
+		cn := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			cn = r.TLS.VerifiedChains[0][0].Subject.CommonName
+		}
+		if !ok || cn != id {
+			c.log.Warn("ocpp: station refused at upgrade", "station", trimID(id), "remote", r.RemoteAddr, "certificate_cn", trimID(cn))
+			http.Error(w, "unknown charging station, or a client certificate of another station: connect to /ocpp/STATION_ID with a certificate whose Subject CN is STATION_ID, issued by the CSMS's client CA", http.StatusUnauthorized)
+			return
+		}
+	} else {
+		user, pass, hasAuth := r.BasicAuth()
+		if !ok || !hasAuth || user != id || !equalSecret(pass, want) {
+			c.log.Warn("ocpp: station refused at upgrade", "station", trimID(id), "remote", r.RemoteAddr, "basic_auth", hasAuth)
+			w.Header().Set("WWW-Authenticate", `Basic realm="gridveil CSMS", charset="UTF-8"`)
+			http.Error(w, "unknown charging station or wrong password: connect to /ocpp/STATION_ID with HTTP basic auth STATION_ID:PASSWORD as listed in the CSMS's stations file", http.StatusUnauthorized)
+			return
+		}
 	}
 	ws, err := c.upgrader.Upgrade(w, r, nil)
 	if err != nil {
@@ -245,7 +324,7 @@ func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.stations[id] == nil {
 		c.stations[id] = &stationState{ids: map[string]bool{}}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	c.mu.Unlock()
 	if old != nil {
 		// A station that reconnects replaces its old, likely dead, socket.
@@ -261,6 +340,10 @@ func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		c.mu.Unlock()
 		c.log.Info("ocpp: station disconnected", "station", id)
+	}()
+	go func() {
+		defer c.wg.Done()
+		cn.pinger(c.opts.PingInterval)
 	}()
 }
 
@@ -339,6 +422,48 @@ type Conn struct {
 	pending  map[string]chan *Frame
 	done     chan struct{}
 	doneOnce sync.Once
+	// heard is set by every frame and pong from the station and cleared
+	// by each ping: a ping that finds it clear had no answer to the last.
+	heard atomic.Bool
+}
+
+// deadPings is how many ping intervals in a row a station may stay
+// silent before it is taken for dead: two, so that one late pong (a
+// stalled process on either side) does not cut a live station off.
+const deadPings = 2
+
+// pinger sends a WebSocket ping every interval until the connection
+// closes. A station that lets deadPings whole intervals pass without a
+// pong or any frame is dead (a cut cable, a crashed station behind a NAT
+// that keeps the TCP connection up): it is closed and logged, so that its
+// transactions' calls fail at once instead of at their time-out.
+func (cn *Conn) pinger(every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	cn.heard.Store(true)
+	missed := 0
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-t.C:
+		}
+		if cn.heard.Swap(false) {
+			missed = 0
+		} else if missed++; missed >= deadPings {
+			cn.csms.log.Warn("ocpp: station dead: no pong or frame for two ping intervals; closing its connection", "station", cn.station, "ping_interval", every)
+			cn.close(websocket.CloseGoingAway, "no answer to WebSocket pings")
+			return
+		}
+		if err := cn.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			cn.csms.log.Info("ocpp: ping", "station", cn.station, "err", err)
+			cn.close(websocket.CloseGoingAway, "")
+			return
+		}
+	}
 }
 
 func (cn *Conn) close(code int, reason string) {
@@ -362,6 +487,12 @@ func (cn *Conn) readLoop() {
 	defer cn.close(websocket.CloseNormalClosure, "")
 	cn.ws.SetReadLimit(maxFrame)
 	idle := 3 * cn.csms.opts.Heartbeat
+	cn.ws.SetPongHandler(func(string) error {
+		// A station that answers pings is alive even when it has nothing
+		// to say for longer than three heartbeats.
+		cn.heard.Store(true)
+		return cn.ws.SetReadDeadline(time.Now().Add(idle))
+	})
 	for {
 		_ = cn.ws.SetReadDeadline(time.Now().Add(idle))
 		typ, data, err := cn.ws.ReadMessage()
@@ -371,6 +502,7 @@ func (cn *Conn) readLoop() {
 			}
 			return
 		}
+		cn.heard.Store(true)
 		if typ != websocket.TextMessage {
 			cn.reply(EncodeCallError(&RPCError{ID: "-1", Code: ErrRPCFrameworkError, Description: "OCPP-J frames are WebSocket text messages, not binary"}))
 			continue

@@ -31,6 +31,7 @@ type MeterRecord struct {
 	ProfileID   int       `json:"profile_id"`         // the TxProfile's id; 0 none
 	FirstSlot   int       `json:"first_slot"`         // horizon slot of the transaction's start
 	SlotSeconds int       `json:"slot_seconds"`       // 0 without a schedule
+	IDToken     string    `json:"id_token"`           // the session token that authorised the transaction
 	Readings    []Reading `json:"readings,omitempty"` // Energy.Active.Import.Register, Wh
 }
 

@@ -1,24 +1,30 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gridveil/gridveil/auth"
+	"github.com/gridveil/gridveil/auth/authnet"
 	"github.com/gridveil/gridveil/ocpp"
 )
 
 // TestServeLAGOCPP: gridveil serve --role lag --ocpp opens the CSMS beside
-// the LAG; a station from --ocpp-stations boots, starts a transaction and
-// gets vehicle 0's schedule of the --schedules run as its TxProfile; its
-// meter values land in the LAG's metering log.
+// the LAG; a vehicle opens a session with that LAG; a station from
+// --ocpp-stations boots, is refused a forged token, and with the
+// vehicle's session token starts a transaction and gets vehicle 0's
+// schedule of the --schedules run as its TxProfile; its meter values land
+// in the LAG's metering log.
 func TestServeLAGOCPP(t *testing.T) {
 	data := t.TempDir()
 	stations := filepath.Join(data, "stations.txt")
@@ -69,7 +75,67 @@ func TestServeLAGOCPP(t *testing.T) {
 	if f := read(); f.Type != ocpp.TypeCallResult {
 		t.Fatalf("BootNotification: %+v", f)
 	}
-	send(`[2,"2","TransactionEvent",{"eventType":"Started","timestamp":"2025-01-15T19:00:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{"transactionId":"T1"},"evse":{"id":1},"meterValue":[{"timestamp":"2025-01-15T19:00:00Z","sampledValue":[{"value":0}]}]}]`)
+
+	// A vehicle with a session at this LAG.
+	pub, err := authnet.ReadCAPublic(filepath.Join(data, "ca", "public.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolToken, err := authnet.ReadToken(filepath.Join(data, "ca", "enrol.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caAddr, _ := os.ReadFile(filepath.Join(data, "ca", "addr"))
+	// The CSMS's address is written first; the LAG's once it has enrolled.
+	var lagAddr []byte
+	for i := 0; len(lagAddr) == 0; i++ {
+		if i == 3000 {
+			t.Fatalf("the LAG wrote no address in 30 s:\n%s", lagOut)
+		}
+		time.Sleep(10 * time.Millisecond)
+		lagAddr, _ = os.ReadFile(filepath.Join(data, "lag-lag-1", "addr"))
+	}
+	vs, err := authnet.OpenStore(filepath.Join(data, "bv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := authnet.OpenVehicle(vs, "BV-OCPP", "utility-a", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := v.Enrol(ctx, strings.TrimSpace(string(caAddr)), enrolToken, 2); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := v.Connect(ctx, strings.TrimSpace(string(lagAddr)), auth.SessionOptions{Role: auth.RoleLoad, ExpectLAG: "lag-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	tok := ocpp.SessionToken("lag-1", sess.S.Binding())
+	status := func(id string, tok ocpp.IDToken) string {
+		b, _ := json.Marshal(map[string]any{"idToken": tok})
+		send(`[2,"` + id + `","Authorize",` + string(b) + `]`)
+		f := read()
+		var r struct{ IDTokenInfo ocpp.IDTokenInfo }
+		if f.Type != ocpp.TypeCallResult || json.Unmarshal(f.Payload, &r) != nil {
+			t.Fatalf("Authorize: %+v", f)
+		}
+		return r.IDTokenInfo.Status
+	}
+	if st := status("a0", ocpp.IDToken{IDToken: strings.Repeat("ab", 16), Type: ocpp.TokenType}); st != ocpp.StatusUnknown {
+		t.Errorf("a forged token: %s, want Unknown", st)
+	}
+	// The vehicle charges once it has its permit; the LAG holds the session
+	// as active once the vehicle's grant arrived, a moment later.
+	for i := 0; status("a"+strconv.Itoa(i+1), tok) != ocpp.StatusAccepted; i++ {
+		if i == 3000 {
+			t.Fatal("the session token of a vehicle charging at this LAG is not accepted after 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	send(`[2,"2","TransactionEvent",{"eventType":"Started","timestamp":"2025-01-15T19:00:00Z","triggerReason":"Authorized","seqNo":0,"transactionInfo":{"transactionId":"T1"},"evse":{"id":1},"idToken":{"idToken":"` + tok.IDToken + `","type":"Central"},"meterValue":[{"timestamp":"2025-01-15T19:00:00Z","sampledValue":[{"value":0}]}]}]`)
 	var profile *ocpp.SetChargingProfileRequest
 	for i := 0; i < 2; i++ {
 		f := read()

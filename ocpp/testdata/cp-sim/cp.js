@@ -2,20 +2,28 @@
 // sends or receives is validated against the OCPP 2.0.1 JSON schemas. The
 // Go tests of package ocpp run it against gridveil's CSMS:
 //
-//   node cp.js ENDPOINT IDENTITY PASSWORD TRANSACTIONS
+//   node cp.js ENDPOINT IDENTITY PASSWORD TOKENS
 //
-// It boots, reports its connector, and runs TRANSACTIONS transactions one
-// after the other: authorize, start, wait for the CSMS's TxProfile, then
+// TOKENS is a JSON array of OCPP idTokens ({idToken, type}), the tokens
+// vehicles show the station one after the other. It boots, reports its
+// connector, and for each token: authorize; if the CSMS refuses it, start
+// a transaction with it anyway (as a station that starts on plug-in does),
+// report the status the CSMS gives the token there, and end it
+// (Deauthorized); if the CSMS accepts it: start, wait for the TxProfile, then
 // report the energy register once per profile period (timestamps on the
 // profile's clock, not the wall clock, so the run is deterministic and
 // quick), the EV drawing the profile's limit except in the last charging
-// period, where its battery tapers and it draws half, then stop. Every
-// event goes to stdout as one JSON line; a validation failure or a call
-// error exits with status 1.
+// period, where its battery tapers and it draws half, then stop. With
+// CP_TLS_CA (the CSMS's CA), and optionally CP_TLS_CERT and CP_TLS_KEY (the
+// station's client certificate, security profile 3; PASSWORD "-" then
+// sends no basic auth), it connects over TLS (wss:). Every event goes to
+// stdout as one JSON line; a validation failure or a call error exits
+// with status 1.
 'use strict';
 const { RPCClient } = require('ocpp-rpc');
 
-const [endpoint, identity, password, nTx] = process.argv.slice(2);
+const [endpoint, identity, password, tokensJSON] = process.argv.slice(2);
+const tokens = JSON.parse(tokensJSON);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const fail = (what, err) => { out({ event: 'error', what, error: String(err && err.stack || err) }); process.exit(1); };
 
@@ -23,7 +31,17 @@ const T0 = Date.parse('2025-01-15T19:00:00Z');
 const iso = (ms) => new Date(ms).toISOString();
 
 async function main() {
-  const cli = new RPCClient({ endpoint, identity, password, protocols: ['ocpp2.0.1'], strictMode: true, reconnect: false, callTimeoutMs: 20000 });
+  const fs = require('fs');
+  const wsOpts = {};
+  if (process.env.CP_TLS_CA) wsOpts.ca = fs.readFileSync(process.env.CP_TLS_CA);
+  if (process.env.CP_TLS_CERT) {
+    wsOpts.cert = fs.readFileSync(process.env.CP_TLS_CERT);
+    wsOpts.key = fs.readFileSync(process.env.CP_TLS_KEY);
+  }
+  const cli = new RPCClient({
+    endpoint, identity, password: password === '-' ? undefined : password, wsOpts,
+    protocols: ['ocpp2.0.1'], strictMode: true, reconnect: false, callTimeoutMs: 20000,
+  });
   cli.on('strictValidationFailure', (e) => fail('strictValidationFailure', e.error));
   const profiles = [];
   let waiting = null;
@@ -44,13 +62,26 @@ async function main() {
 
   let register = 0; // Wh, the EVSE's energy register
   let clock = T0;
-  for (let n = 0; n < Number(nTx); n++) {
-    const token = { idToken: `session-${n}`, type: 'Central' };
+  for (let n = 0; n < tokens.length; n++) {
+    const token = tokens[n];
     const auth = await cli.call('Authorize', { idToken: token });
     out({ event: 'Authorize', result: auth });
     const txId = `${identity}-tx-${n}`;
     let seqNo = 0;
     const energy = (ms, context) => [{ timestamp: iso(ms), sampledValue: [{ value: Math.round(register * 10) / 10, context, measurand: 'Energy.Active.Import.Register', unitOfMeasure: { unit: 'Wh' } }] }];
+    if (auth.idTokenInfo.status !== 'Accepted') {
+      const started = await cli.call('TransactionEvent', {
+        eventType: 'Started', timestamp: iso(clock), triggerReason: 'CablePluggedIn', seqNo: seqNo++,
+        transactionInfo: { transactionId: txId, chargingState: 'EVConnected' }, evse: { id: 1, connectorId: 1 }, idToken: token,
+        meterValue: energy(clock, 'Transaction.Begin'),
+      });
+      await cli.call('TransactionEvent', {
+        eventType: 'Ended', timestamp: iso(clock), triggerReason: 'Deauthorized', seqNo: seqNo++,
+        transactionInfo: { transactionId: txId, stoppedReason: 'DeAuthorized' }, meterValue: energy(clock, 'Transaction.End'),
+      });
+      out({ event: 'refused', transactionId: txId, authorize: auth.idTokenInfo.status, started: started.idTokenInfo ? started.idTokenInfo.status : '' });
+      continue;
+    }
     let timer;
     const got = new Promise((resolve, reject) => {
       waiting = resolve;
