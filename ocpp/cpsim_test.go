@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +94,7 @@ type cpEvent struct {
 	Authorize  string    `json:"authorize"` // refused: the Authorize status
 	Started    string    `json:"started"`   // refused: the status TransactionEvent Started got
 	RegisterWh float64   `json:"register_wh"`
+	ExportWh   float64   `json:"export_wh"`
 	SlotWh     []float64 `json:"slot_wh"`
 	Error      string    `json:"error"`
 	What       string    `json:"what"`
@@ -143,7 +145,7 @@ func runCP(t *testing.T, nodePath, endpoint, id, password string, tokens []IDTok
 // line of metering. The profiles must be the vehicles' schedules of the
 // sim run, and the ledger must settle the energy the station reported
 // (which falls short of the schedule in each vehicle's last charging
-// period), not the schedule. The CSMS pings every 100 ms throughout: the
+// period), not the schedule. The CSMS pings every second throughout: the
 // client answers, and is never taken for dead.
 func TestOCPPRPCChargePoint(t *testing.T) {
 	nodePath := cpSim(t)
@@ -176,7 +178,7 @@ func TestOCPPRPCChargePoint(t *testing.T) {
 
 	dir := t.TempDir()
 	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Authorizer: w.authorizer("lag-1"), Schedules: run, Dir: dir,
-		PingInterval: 100 * time.Millisecond})
+		PingInterval: time.Second})
 	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-1", "s3cret-cp1", tokens)
 
 	var profiles []SetChargingProfileRequest
@@ -330,4 +332,81 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// TestOCPPRPC21V2X runs the ocpp-rpc charge point on OCPP 2.1 (strict
+// mode against the 2.1 schemas) against the CSMS with the schedules of a
+// V2G run: four transactions get vehicles 0 to 3, vehicle 3 a battery that
+// discharges. Each profile must carry its vehicle's schedule period by
+// period: a charging slot as ChargingOnly with its limit, a discharging
+// slot as CentralSetpoint with the (negative) setpoint and discharge limit
+// of the schedule and limit 0; the client, following the setpoints, runs
+// up its export register.
+func TestOCPPRPC21V2X(t *testing.T) {
+	nodePath := cpSim(t)
+	run, err := ReadSimRun("testdata/sim-v2g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startAuthWorld(t, "lag-1")
+	var tokens []IDToken
+	for _, v := range w.vehicles(t, "v2x", 4) {
+		_, tok := w.connect(t, v, "lag-1")
+		tokens = append(tokens, tok)
+	}
+	_, addr := startCSMS(t, Options{Stations: map[string]string{"CP-21": "s3cret-cp21"}, Authorizer: w.authorizer("lag-1"), Schedules: run})
+	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-21", "s3cret-cp21", tokens, "CP_PROTOCOL="+Subprotocol21)
+	var profiles []SetChargingProfileRequest
+	var txs []cpEvent
+	for _, e := range evs {
+		switch e.Event {
+		case "connected":
+			if e.Protocol != Subprotocol21 {
+				t.Fatalf("negotiated %q, want %q", e.Protocol, Subprotocol21)
+			}
+		case "SetChargingProfile":
+			var p SetChargingProfileRequest
+			if err := json.Unmarshal(e.Params, &p); err != nil {
+				t.Fatal(err)
+			}
+			profiles = append(profiles, p)
+		case "transaction":
+			txs = append(txs, e)
+		}
+	}
+	if len(profiles) != 4 || len(txs) != 4 {
+		t.Fatalf("%d profiles and %d transactions, want 4 and 4: %+v", len(profiles), len(txs), evs)
+	}
+	discharging := 0
+	for n, p := range profiles {
+		want, _ := run.Schedule(n)
+		s := p.ChargingProfile.ChargingSchedule[0]
+		if p.ChargingProfile.TransactionID != txs[n].TransactionID || len(s.ChargingSchedulePeriod) != len(want.PowerW) {
+			t.Fatalf("profile %d: transaction %q, %d periods; want %q, %d", n, p.ChargingProfile.TransactionID, len(s.ChargingSchedulePeriod), txs[n].TransactionID, len(want.PowerW))
+		}
+		for k, per := range s.ChargingSchedulePeriod {
+			x := math.Round(want.PowerW[k]*10) / 10
+			if per.StartPeriod != k*want.SlotSeconds {
+				t.Errorf("vehicle %d period %d starts at %d s, want %d", n, k, per.StartPeriod, k*want.SlotSeconds)
+			}
+			if x < 0 {
+				discharging++
+				if per.OperationMode != "CentralSetpoint" || per.Setpoint == nil || *per.Setpoint != x || per.DischargeLimit == nil || *per.DischargeLimit != x || per.Limit != 0 {
+					t.Errorf("vehicle %d period %d: %+v; want CentralSetpoint, setpoint and dischargeLimit %v W (the schedule's %v kW), limit 0", n, k, per, x, want.PowerW[k]/1000)
+				}
+			} else if per.OperationMode != "ChargingOnly" || per.Limit != x || per.Setpoint != nil || per.DischargeLimit != nil {
+				t.Errorf("vehicle %d period %d: %+v; want ChargingOnly with limit %v W", n, k, per, x)
+			}
+		}
+	}
+	if discharging == 0 {
+		t.Fatal("no discharging slot in vehicles 0-3 of testdata/sim-v2g: the test checks nothing about discharge")
+	}
+	var exportWh float64
+	for _, e := range txs {
+		exportWh += e.ExportWh
+	}
+	if exportWh <= 0 {
+		t.Errorf("the station exported %v Wh following the setpoints, want more than 0", exportWh)
+	}
 }

@@ -28,6 +28,11 @@ import (
 // Subprotocol is the WebSocket subprotocol of OCPP-J 2.0.1.
 const Subprotocol = "ocpp2.0.1"
 
+// Subprotocol21 is the WebSocket subprotocol of OCPP-J 2.1, the edition
+// with bidirectional (V2X) charging profiles: a station that offers it is
+// served in 2.1 and can be sent discharge schedules (TxProfileV2X).
+const Subprotocol21 = "ocpp2.1"
+
 // PathPrefix is the CSMS endpoint: a station connects to PathPrefix+ID.
 const PathPrefix = "/ocpp/"
 
@@ -141,7 +146,7 @@ func New(opts Options) (*CSMS, error) {
 		return nil, fmt.Errorf("ocpp: data directory: %w", err)
 	}
 	c := &CSMS{opts: opts, log: log, conns: map[string]*Conn{}, stations: map[string]*stationState{}, txs: map[txKey]*transaction{}, inUse: map[string]txKey{}}
-	c.upgrader = websocket.Upgrader{Subprotocols: []string{Subprotocol}, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	c.upgrader = websocket.Upgrader{Subprotocols: []string{Subprotocol21, Subprotocol}, ReadBufferSize: 4096, WriteBufferSize: 4096}
 	path := filepath.Join(opts.Dir, MeteringFile)
 	if err := c.recover(path); err != nil {
 		return nil, err
@@ -305,14 +310,14 @@ func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.log.Warn("ocpp: upgrade failed", "station", id, "err", err)
 		return // the upgrader has answered
 	}
-	if ws.Subprotocol() != Subprotocol {
-		c.log.Warn("ocpp: station refused: no ocpp2.0.1 subprotocol", "station", id, "offered", websocket.Subprotocols(r))
-		msg := websocket.FormatCloseMessage(websocket.CloseProtocolError, "this CSMS speaks OCPP 2.0.1 only: offer Sec-WebSocket-Protocol: ocpp2.0.1")
+	if p := ws.Subprotocol(); p != Subprotocol && p != Subprotocol21 {
+		c.log.Warn("ocpp: station refused: no ocpp2.0.1 or ocpp2.1 subprotocol", "station", id, "offered", websocket.Subprotocols(r))
+		msg := websocket.FormatCloseMessage(websocket.CloseProtocolError, "this CSMS speaks OCPP 2.0.1 and 2.1 only: offer Sec-WebSocket-Protocol: ocpp2.0.1 or ocpp2.1")
 		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
 		ws.Close()
 		return
 	}
-	cn := &Conn{csms: c, station: id, ws: ws, pending: map[string]chan *Frame{}, done: make(chan struct{})}
+	cn := &Conn{csms: c, station: id, proto: ws.Subprotocol(), ws: ws, pending: map[string]chan *Frame{}, done: make(chan struct{})}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -330,7 +335,7 @@ func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A station that reconnects replaces its old, likely dead, socket.
 		old.close(websocket.ClosePolicyViolation, "replaced by a new connection of the same station")
 	}
-	c.log.Info("ocpp: station connected", "station", id, "remote", r.RemoteAddr)
+	c.log.Info("ocpp: station connected", "station", id, "remote", r.RemoteAddr, "protocol", cn.proto)
 	go func() {
 		defer c.wg.Done()
 		cn.readLoop()
@@ -376,7 +381,8 @@ func (c *CSMS) Call(ctx context.Context, station, action string, req, resp any) 
 // SetTxProfile sends (or re-sends, after a re-plan) the TxProfile of
 // transaction txID of station with schedule s. The profile keeps the
 // transaction's id and stack level, so the station replaces the one it
-// has.
+// has. A station on OCPP 2.1 gets TxProfileV2X, which carries discharge;
+// one on 2.0.1 gets TxProfile, in which discharge slots are 0 W.
 func (c *CSMS) SetTxProfile(ctx context.Context, station, txID string, s VehicleSchedule) error {
 	c.mu.Lock()
 	tx := c.txs[txKey{station, txID}]
@@ -384,9 +390,19 @@ func (c *CSMS) SetTxProfile(ctx context.Context, station, txID string, s Vehicle
 	if tx == nil {
 		return fmt.Errorf("ocpp: station %q has no transaction %q", station, trimID(txID))
 	}
-	req := SetChargingProfileRequest{EVSEID: tx.evse, ChargingProfile: TxProfile(tx.profileID, txID, s)}
+	c.mu.Lock()
+	cn := c.conns[station]
+	c.mu.Unlock()
+	if cn == nil {
+		return fmt.Errorf("ocpp: station %q is not connected", station)
+	}
+	profile := TxProfile(tx.profileID, txID, s)
+	if cn.proto == Subprotocol21 {
+		profile = TxProfileV2X(tx.profileID, txID, s)
+	}
+	req := SetChargingProfileRequest{EVSEID: tx.evse, ChargingProfile: profile}
 	var resp StatusResponse
-	if err := c.Call(ctx, station, "SetChargingProfile", req, &resp); err != nil {
+	if err := cn.Call(ctx, "SetChargingProfile", req, &resp); err != nil {
 		return err
 	}
 	if resp.Status != "Accepted" {
@@ -413,6 +429,7 @@ func (c *CSMS) SetStationLimit(ctx context.Context, station string, profileID in
 type Conn struct {
 	csms    *CSMS
 	station string
+	proto   string // the negotiated subprotocol: Subprotocol or Subprotocol21
 	ws      *websocket.Conn
 
 	writeMu sync.Mutex
@@ -573,7 +590,7 @@ func (cn *Conn) handleCall(f *Frame) {
 		fail(ErrNotImplemented, "action %q is not implemented by this CSMS; a charging station may send %s", trimID(f.Action), strings.Join(stationActions(), ", "))
 		return
 	}
-	if err := Validate(f.Action, false, f.Payload); err != nil {
+	if err := ValidateVersion(cn.proto, f.Action, false, f.Payload); err != nil {
 		var rpc *RPCError
 		errors.As(err, &rpc)
 		fail(rpc.Code, "%s", rpc.Description)
@@ -586,7 +603,7 @@ func (cn *Conn) handleCall(f *Frame) {
 	}
 	data, err := json.Marshal(resp)
 	if err == nil {
-		err = Validate(f.Action, true, data)
+		err = ValidateVersion(cn.proto, f.Action, true, data)
 	}
 	if err != nil {
 		fail(ErrInternalError, "the CSMS built an invalid %s response: %v", f.Action, err)
@@ -609,7 +626,7 @@ func (cn *Conn) Call(ctx context.Context, action string, req, resp any) error {
 	if err != nil {
 		return fmt.Errorf("ocpp: %s: %w", action, err)
 	}
-	if err := Validate(action, false, data); err != nil {
+	if err := ValidateVersion(cn.proto, action, false, data); err != nil {
 		return fmt.Errorf("ocpp: refusing to send an invalid %s: %w", action, err)
 	}
 	cn.callMu.Lock()
@@ -647,7 +664,7 @@ func (cn *Conn) Call(ctx context.Context, action string, req, resp any) error {
 	if f.Type == TypeCallError {
 		return &RPCError{ID: f.ID, Code: f.ErrorCode, Description: f.ErrorDescription}
 	}
-	if err := Validate(action, true, f.Payload); err != nil {
+	if err := ValidateVersion(cn.proto, action, true, f.Payload); err != nil {
 		return fmt.Errorf("ocpp: %s's answer from %s: %w", action, cn.station, err)
 	}
 	if resp != nil {
