@@ -53,6 +53,14 @@ type Authorizer interface {
 	Holds(token IDToken) bool
 }
 
+// TokenLister is an Authorizer that can list every token it holds at
+// once, so that the CSMS can find the running transactions whose session
+// ended with one lookup (StopVoided) instead of one per transaction.
+type TokenLister interface {
+	Authorizer
+	HeldTokens() map[string]bool
+}
+
 // LAGSessions is the Authorizer of a LAG: a token is held when it is the
 // SessionToken of one of the LAG's active sessions, asked afresh at each
 // check, so that a session's end voids its token at once. Make it with
@@ -77,6 +85,20 @@ func (s *LAGSessions) Holds(tok IDToken) bool {
 	if !wellFormed(tok) {
 		return false
 	}
+	found := 0
+	s.each(func(t string) { found |= subtle.ConstantTimeCompare([]byte(t), []byte(tok.IDToken)) })
+	return found == 1
+}
+
+// HeldTokens implements TokenLister: the tokens of every active session.
+func (s *LAGSessions) HeldTokens() map[string]bool {
+	out := map[string]bool{}
+	s.each(func(t string) { out[t] = true })
+	return out
+}
+
+// each calls f with the token of every active session.
+func (s *LAGSessions) each(f func(token string)) {
 	views := s.active()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -90,7 +112,6 @@ func (s *LAGSessions) Holds(tok IDToken) bool {
 		}
 		s.tokens = keep
 	}
-	found := 0
 	for _, v := range views {
 		t, ok := s.tokens[v.Binding]
 		if !ok {
@@ -101,9 +122,8 @@ func (s *LAGSessions) Holds(tok IDToken) bool {
 			t = SessionToken(s.lagID, b).IDToken
 			s.tokens[v.Binding] = t
 		}
-		found |= subtle.ConstantTimeCompare([]byte(t), []byte(tok.IDToken))
+		f(t)
 	}
-	return found == 1
 }
 
 // wellFormed tells whether tok could be a SessionToken at all: type

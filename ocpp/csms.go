@@ -40,6 +40,10 @@ const PathPrefix = "/ocpp/"
 // Options.PingInterval says otherwise.
 const DefaultPingInterval = time.Minute
 
+// DefaultStopVoidedEvery is how often Serve looks for running transactions
+// whose session ended, unless Options.StopVoidedEvery says otherwise.
+const DefaultStopVoidedEvery = 10 * time.Second
+
 // Limits of the CSMS's connections.
 const (
 	maxFrame  = 256 << 10 // largest frame a station may send
@@ -71,6 +75,10 @@ type Options struct {
 	Heartbeat time.Duration
 	// CallTimeout bounds the wait for a station's answer (default 30 s).
 	CallTimeout time.Duration
+	// StopVoidedEvery is how often Serve runs StopVoided: the transactions
+	// of sessions that ended are stopped within about this long (default
+	// DefaultStopVoidedEvery; negative: never).
+	StopVoidedEvery time.Duration
 	// PingInterval is how often the CSMS sends each station a WebSocket
 	// ping (default DefaultPingInterval; negative: never). A station that
 	// sends nothing, not even a pong, for two intervals in a row is taken
@@ -105,6 +113,7 @@ type transaction struct {
 	start     string
 	evse      int
 	token     string // the session token that authorised it
+	stopAsked bool   // the station accepted a RequestStopTransaction (its session ended)
 	sched     VehicleSchedule
 	hasSched  bool
 	profileID int
@@ -137,6 +146,9 @@ func New(opts Options) (*CSMS, error) {
 	}
 	if opts.PingInterval == 0 {
 		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.StopVoidedEvery == 0 {
+		opts.StopVoidedEvery = DefaultStopVoidedEvery
 	}
 	log := opts.Log
 	if log == nil {
@@ -262,17 +274,44 @@ func (c *CSMS) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	sctx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		c.stopLoop(sctx)
+	}()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		stopLoop()
+		<-loopDone
 		c.Close()
 		return err
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	stopLoop()
+	<-loopDone
+	shctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx) // hijacked WebSocket connections are closed by Close
+	_ = srv.Shutdown(shctx) // hijacked WebSocket connections are closed by Close
 	<-errc
 	return c.Close()
+}
+
+// stopLoop runs StopVoided every StopVoidedEvery until ctx ends.
+func (c *CSMS) stopLoop(ctx context.Context) {
+	if c.opts.StopVoidedEvery <= 0 {
+		return
+	}
+	t := time.NewTicker(c.opts.StopVoidedEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.StopVoided(ctx)
+		}
+	}
 }
 
 // ServeHTTP implements http.Handler: the WebSocket upgrade of a station.
@@ -409,6 +448,57 @@ func (c *CSMS) SetTxProfile(ctx context.Context, station, txID string, s Vehicle
 		return fmt.Errorf("ocpp: station %q rejected the TxProfile of transaction %q: %s", station, trimID(txID), resp.Status)
 	}
 	return nil
+}
+
+// StopVoided asks every station with a running transaction whose session
+// token is no longer held (the vehicle's session at the LAG ended, or was
+// revoked) to stop it (RequestStopTransaction), and returns how many
+// stations accepted; one that accepted is not asked again. A station not
+// connected, or one that rejects, is logged and asked again at the next
+// call; the transaction's later events
+// are still recorded (the energy drawn until it stops is settled).
+func (c *CSMS) StopVoided(ctx context.Context) int {
+	if c.opts.Authorizer == nil {
+		return 0
+	}
+	var held func(string) bool
+	if l, ok := c.opts.Authorizer.(TokenLister); ok {
+		set := l.HeldTokens()
+		held = func(t string) bool { return set[t] }
+	} else {
+		held = func(t string) bool { return c.opts.Authorizer.Holds(IDToken{IDToken: t, Type: TokenType}) }
+	}
+	c.mu.Lock()
+	running := make(map[string]txKey, len(c.inUse))
+	for t, k := range c.inUse {
+		if tx := c.txs[k]; tx != nil && !tx.stopAsked {
+			running[t] = k
+		}
+	}
+	c.mu.Unlock()
+	stopped := 0
+	for t, k := range running {
+		if held(t) {
+			continue
+		}
+		var resp StatusResponse
+		err := c.Call(ctx, k.station, "RequestStopTransaction", map[string]any{"transactionId": k.tx}, &resp)
+		switch {
+		case err != nil:
+			c.log.Warn("ocpp: transaction of an ended session not stopped", "station", k.station, "transaction", trimID(k.tx), "err", err)
+		case resp.Status != "Accepted":
+			c.log.Warn("ocpp: station rejected stopping the transaction of an ended session", "station", k.station, "transaction", trimID(k.tx), "status", resp.Status)
+		default:
+			c.log.Info("ocpp: transaction of an ended session stopped", "station", k.station, "transaction", trimID(k.tx))
+			c.mu.Lock()
+			if tx := c.txs[k]; tx != nil {
+				tx.stopAsked = true
+			}
+			c.mu.Unlock()
+			stopped++
+		}
+	}
+	return stopped
 }
 
 // SetStationLimit sends station a ChargingStationMaxProfile of w W: the

@@ -1,9 +1,11 @@
 package ocpp
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -49,14 +51,18 @@ func eventFrame(id, kind, tx string, seq int, tok *IDToken) string {
 // Unknown once the vehicle's session ended, at Authorize and at
 // TransactionEvent, nothing stored, the other station served throughout. A
 // restarted CSMS still knows which tokens are in a transaction (from its
-// metering log).
+// metering log). A session that ends while its transaction runs gets the
+// transaction stopped (RequestStopTransaction, asked once).
 func TestSessionTokenLifecycle(t *testing.T) {
 	w := startAuthWorld(t, "lag-1")
-	vs := w.vehicles(t, "life", 2)
+	vs := w.vehicles(t, "life", 3)
 	sess, tok := w.connect(t, vs[0], "lag-1")
 	_, tok2 := w.connect(t, vs[1], "lag-1")
+	sess3, tok3 := w.connect(t, vs[2], "lag-1")
 	dir := t.TempDir()
-	opts := Options{Stations: map[string]string{"A": "pa", "B": "pb"}, Authorizer: w.authorizer("lag-1"), Dir: dir}
+	// StopVoided runs when the test calls it, not on a timer, so that no
+	// CALL of the CSMS comes between a station's request and its answer.
+	opts := Options{Stations: map[string]string{"A": "pa", "B": "pb"}, Authorizer: w.authorizer("lag-1"), Dir: dir, StopVoidedEvery: -1}
 	c, addr := startCSMS(t, opts)
 	a, _, err := dial(addr, "A", "pa", Subprotocol)
 	if err != nil {
@@ -121,6 +127,45 @@ func TestSessionTokenLifecycle(t *testing.T) {
 	}
 	lines(2, "after the ended session's token was refused")
 	heartbeat(a, "a4")
+
+	// A session that ends while its transaction runs: the CSMS asks the
+	// station to stop the transaction, once, and still records its end.
+	if st := tokenStatusOf(t, a, eventFrame("a6", "Started", "TE", 0, &tok3)); st != StatusAccepted {
+		t.Fatalf("Started with the third vehicle's token: %s", st)
+	}
+	if n := c.StopVoided(context.Background()); n != 0 {
+		t.Fatalf("StopVoided stopped %d transactions while every session is held", n)
+	}
+	bind3 := sess3.S.Binding()
+	if err := sess3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitSession(t, "lag-1", bind3, false)
+	stopped := make(chan int, 1)
+	go func() { stopped <- c.StopVoided(context.Background()) }()
+	_ = a.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, msg, err := a.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := DecodeFrame(msg)
+	var stop struct{ TransactionID string }
+	if err != nil || f.Type != TypeCall || f.Action != "RequestStopTransaction" || json.Unmarshal(f.Payload, &stop) != nil || stop.TransactionID != "TE" {
+		t.Fatalf("station A got %s, want RequestStopTransaction of TE", msg)
+	}
+	if err := a.WriteMessage(websocket.TextMessage, []byte(`[3,"`+f.ID+`",{"status":"Accepted"}]`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-stopped; n != 1 {
+		t.Errorf("StopVoided: %d stopped, want 1", n)
+	}
+	if n := c.StopVoided(context.Background()); n != 0 {
+		t.Errorf("StopVoided asked again for a transaction the station already agreed to stop (%d)", n)
+	}
+	if f := roundTrip(t, a, eventFrame("a7", "Ended", "TE", 1, nil)); f.Type != TypeCallResult {
+		t.Fatalf("Ended of TE: %+v", f)
+	}
+	lines(4, "after TE's Started and Ended")
 
 	// A transaction left running across a restart keeps its token busy.
 	if st := tokenStatusOf(t, a, eventFrame("a5", "Started", "TD", 0, &tok2)); st != StatusAccepted {
