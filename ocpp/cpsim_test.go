@@ -341,7 +341,8 @@ func abs(x float64) float64 {
 // period: a charging slot as ChargingOnly with its limit, a discharging
 // slot as CentralSetpoint with the (negative) setpoint and discharge limit
 // of the schedule and limit 0; the client, following the setpoints, runs
-// up its export register.
+// up its export register, and the CSMS meters what it fed back slot by
+// slot (Delivery.ExportSlotWh) as the station reported it.
 func TestOCPPRPC21V2X(t *testing.T) {
 	nodePath := cpSim(t)
 	run, err := ReadSimRun("testdata/sim-v2g")
@@ -354,7 +355,8 @@ func TestOCPPRPC21V2X(t *testing.T) {
 		_, tok := w.connect(t, v, "lag-1")
 		tokens = append(tokens, tok)
 	}
-	_, addr := startCSMS(t, Options{Stations: map[string]string{"CP-21": "s3cret-cp21"}, Authorizer: w.authorizer("lag-1"), Schedules: run})
+	dir := t.TempDir()
+	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-21": "s3cret-cp21"}, Authorizer: w.authorizer("lag-1"), Schedules: run, Dir: dir})
 	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-21", "s3cret-cp21", tokens, "CP_PROTOCOL="+Subprotocol21)
 	var profiles []SetChargingProfileRequest
 	var txs []cpEvent
@@ -402,11 +404,30 @@ func TestOCPPRPC21V2X(t *testing.T) {
 	if discharging == 0 {
 		t.Fatal("no discharging slot in vehicles 0-3 of testdata/sim-v2g: the test checks nothing about discharge")
 	}
-	var exportWh float64
-	for _, e := range txs {
-		exportWh += e.ExportWh
+	if txs[3].ExportWh <= 0 {
+		t.Fatalf("the station exported %v Wh following vehicle 3's setpoints, want more than 0", txs[3].ExportWh)
 	}
-	if exportWh <= 0 {
-		t.Errorf("the station exported %v Wh following the setpoints, want more than 0", exportWh)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ReadMetering(filepath.Join(dir, MeteringFile))
+	if err != nil || len(ds) != 4 {
+		t.Fatalf("%d deliveries (%v), want 4", len(ds), err)
+	}
+	prev := 0.0
+	for n, d := range ds {
+		if reported := txs[n].ExportWh - prev; abs(float64(d.ExportWh)-reported) > 1 {
+			t.Errorf("vehicle %d: %d Wh export metered, the station reported %.1f Wh", n, d.ExportWh, reported)
+		}
+		prev = txs[n].ExportWh
+		for k, wh := range txs[n].SlotWh {
+			got := int64(0)
+			if k < len(d.ExportSlotWh) {
+				got = d.ExportSlotWh[k]
+			}
+			if want := max(-wh, 0); abs(float64(got)-want) > 1 {
+				t.Errorf("vehicle %d slot %d: %d Wh export metered, the station fed back %.1f Wh", n, k, got, want)
+			}
+		}
 	}
 }

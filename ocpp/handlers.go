@@ -92,7 +92,7 @@ func transactionEvent(cn *Conn, payload json.RawMessage) (any, func(), *RPCError
 	if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
 		return nil, nil, &RPCError{Code: ErrFormatViolation, Description: fmt.Sprintf("timestamp %q: %v", ev.Timestamp, err)}
 	}
-	readings, rerr := energyReadings(ev.MeterValue)
+	readings, exported, rerr := energyReadings(ev.MeterValue)
 	if rerr != nil {
 		return nil, nil, rerr
 	}
@@ -135,7 +135,7 @@ func transactionEvent(cn *Conn, payload json.RawMessage) (any, func(), *RPCError
 		return resp, nil, nil // already on disk
 	}
 	rec := MeterRecord{Station: cn.station, Transaction: k.tx, Event: ev.EventType, SeqNo: ev.SeqNo, Time: ev.Timestamp, Start: tx.start,
-		Vehicle: tx.sched.Index, ProfileID: tx.profileID, FirstSlot: tx.sched.FirstSlot, SlotSeconds: tx.sched.SlotSeconds, IDToken: tx.token, Readings: readings}
+		Vehicle: tx.sched.Index, ProfileID: tx.profileID, FirstSlot: tx.sched.FirstSlot, SlotSeconds: tx.sched.SlotSeconds, IDToken: tx.token, Readings: readings, ExportReadings: exported}
 	line, err := json.Marshal(rec)
 	if err != nil {
 		return nil, nil, &RPCError{Code: ErrInternalError, Description: err.Error()}
