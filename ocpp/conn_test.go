@@ -222,6 +222,10 @@ func startProfile3(t *testing.T, ca *pki, opts Options) (*CSMS, string) {
 // right password included) are refused, and the good station is still
 // served.
 func TestClientCertificates(t *testing.T) {
+	// Without certificates a station needs its password.
+	if _, err := New(Options{Stations: map[string]string{"CP-1": ""}, Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "no password") {
+		t.Errorf("a station without a password under basic auth: %v, want refused naming the missing password", err)
+	}
 	ca, other := newPKI(t, "CSO root"), newPKI(t, "someone else's root")
 	_, addr := startProfile3(t, ca, Options{Stations: map[string]string{"CP-1": "", "CP-2": ""}})
 	roots := x509.NewCertPool()

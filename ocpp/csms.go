@@ -138,6 +138,13 @@ func New(opts Options) (*CSMS, error) {
 	if len(opts.Stations) == 0 {
 		return nil, errors.New("ocpp: no stations may connect: list them, one STATION_ID PASSWORD a line")
 	}
+	if !opts.ClientCerts {
+		for id, pw := range opts.Stations {
+			if pw == "" {
+				return nil, fmt.Errorf("ocpp: station %q has no password: give it one (security profiles 1 and 2) or identify stations by TLS client certificates (profile 3)", trimID(id))
+			}
+		}
+	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 5 * time.Minute
 	}
@@ -317,8 +324,9 @@ func (c *CSMS) stopLoop(ctx context.Context) {
 // ServeHTTP implements http.Handler: the WebSocket upgrade of a station.
 // A station not listed, or with a wrong password (profiles 1 and 2) or a
 // client certificate of another station (profile 3), is refused before
-// the upgrade; one that does not offer ocpp2.0.1 is upgraded without a
-// subprotocol and closed at once (OCPP 2.0.1 part 4, section 3.1.2).
+// the upgrade; one that offers neither ocpp2.0.1 nor ocpp2.1 is upgraded
+// without a subprotocol and closed at once (OCPP 2.0.1 part 4, section
+// 3.1.2).
 func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, PathPrefix)
 	want, listed := c.opts.Stations[id]
@@ -455,8 +463,8 @@ func (c *CSMS) SetTxProfile(ctx context.Context, station, txID string, s Vehicle
 // revoked) to stop it (RequestStopTransaction), and returns how many
 // stations accepted; one that accepted is not asked again. A station not
 // connected, or one that rejects, is logged and asked again at the next
-// call; the transaction's later events
-// are still recorded (the energy drawn until it stops is settled).
+// call. The transaction's later events are still recorded: the energy
+// drawn until it stops is settled.
 func (c *CSMS) StopVoided(ctx context.Context) int {
 	if c.opts.Authorizer == nil {
 		return 0

@@ -31,7 +31,7 @@ var ocppServeFlags struct {
 
 func init() {
 	serveFlagHooks = append(serveFlagHooks, func(fs *pflag.FlagSet) {
-		fs.StringVar(&ocppServeFlags.addr, "ocpp", "", "lag: also serve OCPP 2.0.1 charging stations at ws://ADDR/ocpp/STATION_ID (docs/OCPP.md)")
+		fs.StringVar(&ocppServeFlags.addr, "ocpp", "", "lag: also serve OCPP 2.0.1 and 2.1 charging stations at ws://ADDR/ocpp/STATION_ID (docs/OCPP.md)")
 		fs.StringVar(&ocppServeFlags.stations, "ocpp-stations", "", "lag: the stations allowed to connect, one 'STATION_ID PASSWORD' a line")
 		fs.StringVar(&ocppServeFlags.schedules, "schedules", "", "lag: a finished gridveil sim run; the n-th OCPP transaction gets vehicle n's schedule")
 		fs.StringVar(&ocppServeFlags.cert, "ocpp-tls-cert", "", "lag: TLS certificate of the OCPP endpoint (security profile 2; with --ocpp-tls-key)")
@@ -199,7 +199,7 @@ func startOCPP(ctx context.Context, out, errw io.Writer, dir string, quiet bool,
 		csms.Close()
 		return nil, err
 	}
-	fmt.Fprintf(out, "lag: OCPP 2.0.1 CSMS on %s://%s/ocpp/STATION_ID (security profile %d) for %d station(s), metering to %s\n", scheme, ln.Addr(), profile, len(stations), filepath.Join(dir, ocpp.MeteringFile))
+	fmt.Fprintf(out, "lag: OCPP 2.0.1/2.1 CSMS on %s://%s/ocpp/STATION_ID (security profile %d) for %d station(s), metering to %s\n", scheme, ln.Addr(), profile, len(stations), filepath.Join(dir, ocpp.MeteringFile))
 	done := make(chan error, 1)
 	go func() { done <- csms.Serve(ctx, ln, tlsConf) }()
 	return done, nil
