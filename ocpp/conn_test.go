@@ -52,7 +52,7 @@ func (l *syncLog) String() string {
 // closed and logged as dead, and the live one is still served.
 func TestPings(t *testing.T) {
 	log := &syncLog{}
-	c, addr := startCSMS(t, Options{Stations: map[string]string{"live": "pl", "dead": "pd"}, PingInterval: 200 * time.Millisecond,
+	c, addr := startCSMS(t, Options{Stations: map[string]string{"live": "pl", "dead": "pd"}, PingInterval: 300 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(log, nil))})
 	live, _, err := dial(addr, "live", "pl", Subprotocol)
 	if err != nil {
@@ -81,13 +81,19 @@ func TestPings(t *testing.T) {
 	}
 	defer dead.Close()
 
-	for i := 0; c.Connected("dead"); i++ {
+	// Wait for the CSMS to log the dead station's disconnection (it
+	// registers a connection just after the upgrade the client has seen,
+	// so Connected alone could be read before it ever was true).
+	for i := 0; !strings.Contains(log.String(), `msg="ocpp: station disconnected" station=dead`); i++ {
 		if i == 6000 {
 			t.Fatalf("a station that answers no ping is still connected after 60 s; log:\n%s", log)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !strings.Contains(log.String(), "station dead") || !strings.Contains(log.String(), "station=dead") {
+	if c.Connected("dead") {
+		t.Error("the dead station is disconnected in the log but still listed as connected")
+	}
+	if !strings.Contains(log.String(), `station dead: no pong or frame for two ping intervals; closing its connection" station=dead`) {
 		t.Errorf("the dead station's close was not logged:\n%s", log)
 	}
 	for i := 0; pings.Load() < 4; i++ {

@@ -145,7 +145,7 @@ func runCP(t *testing.T, nodePath, endpoint, id, password string, tokens []IDTok
 // line of metering. The profiles must be the vehicles' schedules of the
 // sim run, and the ledger must settle the energy the station reported
 // (which falls short of the schedule in each vehicle's last charging
-// period), not the schedule. The CSMS pings every second throughout: the
+// period), not the schedule. The CSMS pings every 2 s meanwhile: the
 // client answers, and is never taken for dead.
 func TestOCPPRPCChargePoint(t *testing.T) {
 	nodePath := cpSim(t)
@@ -178,7 +178,7 @@ func TestOCPPRPCChargePoint(t *testing.T) {
 
 	dir := t.TempDir()
 	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Authorizer: w.authorizer("lag-1"), Schedules: run, Dir: dir,
-		PingInterval: time.Second})
+		PingInterval: 2 * time.Second})
 	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-1", "s3cret-cp1", tokens)
 
 	var profiles []SetChargingProfileRequest
