@@ -47,7 +47,9 @@ const started = `{"eventType":"Started","timestamp":"2025-01-15T19:00:00Z","trig
 // connection, and the other stations, served.
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := startCSMS(t, Options{Stations: map[string]string{"A": "pa", "B": "pb"}, Dir: dir})
+	w := startAuthWorld(t, "lag-1")
+	_, tok := w.connect(t, w.vehicles(t, "bad", 1)[0], "lag-1")
+	_, addr := startCSMS(t, Options{Stations: map[string]string{"A": "pa", "B": "pb"}, Authorizer: w.authorizer("lag-1"), Dir: dir})
 	a, _, err := dial(addr, "A", "pa", Subprotocol)
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +95,18 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 
-	// A valid event is stored once; the same id again is refused, and a
-	// retransmission under a new id with the same seqNo is not stored twice.
+	// A valid event without an idToken is answered and stored nowhere: no
+	// session authorised it.
+	if f := roundTrip(t, a, `[2, "ev0", "TransactionEvent", `+started+`]`); f.Type != TypeCallResult {
+		t.Fatalf("TransactionEvent without idToken: %+v", f)
+	}
+	if n := meteringLines(t, dir); n != 0 {
+		t.Fatalf("%d metering records after an event without idToken, want 0", n)
+	}
+	// With the token of the vehicle's session it is stored once; the same
+	// id again is refused, and a retransmission under a new id with the
+	// same seqNo is not stored twice.
+	started := strings.Replace(started, `"evse":{"id":1}`, `"evse":{"id":1},"idToken":{"idToken":"`+tok.IDToken+`","type":"Central"}`, 1)
 	if f := roundTrip(t, a, `[2, "ev1", "TransactionEvent", `+started+`]`); f.Type != TypeCallResult {
 		t.Fatalf("TransactionEvent: %+v", f)
 	}

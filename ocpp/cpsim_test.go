@@ -3,10 +3,14 @@ package ocpp
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,19 +88,31 @@ type cpEvent struct {
 	Protocol      string          `json:"protocol"`
 	TransactionID string          `json:"transactionId"`
 	ProfileID     int             `json:"profileId"`
-	RegisterWh    float64         `json:"register_wh"`
-	SlotWh        []float64       `json:"slot_wh"`
-	Error         string          `json:"error"`
-	What          string          `json:"what"`
+	Result        struct {
+		IDTokenInfo IDTokenInfo `json:"idTokenInfo"`
+	} `json:"result"`
+	Authorize  string    `json:"authorize"` // refused: the Authorize status
+	Started    string    `json:"started"`   // refused: the status TransactionEvent Started got
+	RegisterWh float64   `json:"register_wh"`
+	ExportWh   float64   `json:"export_wh"`
+	SlotWh     []float64 `json:"slot_wh"`
+	Error      string    `json:"error"`
+	What       string    `json:"what"`
 }
 
-// runCP runs cp.js as station id against addr for n transactions.
-func runCP(t *testing.T, nodePath, addr, id, password string, n int) []cpEvent {
+// runCP runs cp.js as station id against endpoint (ws://ADDR/ocpp or
+// wss://...), vehicles showing tokens one after the other; env adds
+// cp.js's TLS settings.
+func runCP(t *testing.T, nodePath, endpoint, id, password string, tokens []IDToken, env ...string) []cpEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "testdata/cp-sim/cp.js", "ws://"+addr+"/ocpp", id, password, string(rune('0'+n)))
-	cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+	toks, err := json.Marshal(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "node", "testdata/cp-sim/cp.js", endpoint, id, password, string(toks))
+	cmd.Env = append(append(os.Environ(), "NODE_PATH="+nodePath), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -118,26 +134,67 @@ func runCP(t *testing.T, nodePath, addr, id, password string, n int) []cpEvent {
 
 // TestOCPPRPCChargePoint runs a real OCPP 2.0.1 client (ocpp-rpc in strict
 // mode, which validates every message against the schemas in both
-// directions) against the CSMS: boot, authorize, start, receive the
-// profile, report meter values, stop; twice, so the second transaction
-// gets the second vehicle. The profiles must be the vehicles' schedules of
-// the sim run, and the ledger must settle the energy the station reported
+// directions) against the CSMS of a real LAG, with vehicles holding real
+// C6 sessions: six vehicles show the station their tokens. The tokens of
+// two sessions the LAG holds are accepted: authorize, start, receive the
+// profile, report meter values, stop; the first gets vehicle 0's
+// schedule, the second vehicle 1's. A forged token, the token of a
+// session that ended, and the token of a session at another LAG are
+// Unknown, an RFID card's UID (a contract identity) is Invalid, both at
+// Authorize and at TransactionEvent; none of them gets a schedule or a
+// line of metering. The profiles must be the vehicles' schedules of the
+// sim run, and the ledger must settle the energy the station reported
 // (which falls short of the schedule in each vehicle's last charging
-// period), not the schedule.
+// period), not the schedule. The CSMS pings every 2 s meanwhile: the
+// client answers, and is never taken for dead.
 func TestOCPPRPCChargePoint(t *testing.T) {
 	nodePath := cpSim(t)
 	run, err := ReadSimRun("testdata/sim")
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := startAuthWorld(t, "lag-1", "lag-2")
+	vs := w.vehicles(t, "cp", 4)
+	_, tok0 := w.connect(t, vs[0], "lag-1")
+	_, tok1 := w.connect(t, vs[1], "lag-1")
+	gone, tokEnded := w.connect(t, vs[2], "lag-1")
+	b := gone.S.Binding()
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitSession(t, "lag-1", b, false)
+	_, tokOther := w.connect(t, vs[3], "lag-2")
+	var fb [16]byte
+	if _, err := rand.Read(fb[:]); err != nil {
+		t.Fatal(err)
+	}
+	forged := IDToken{IDToken: hex.EncodeToString(fb[:]), Type: TokenType}
+	card := IDToken{IDToken: "04A2B3C4D5E6F7", Type: "ISO14443"}
+	tokens := []IDToken{tok0, forged, tokEnded, tokOther, card, tok1}
+	refused := map[int]string{1: StatusUnknown, 2: StatusUnknown, 3: StatusUnknown, 4: StatusInvalid}
+	if tok0 == tok1 || tok0 == tokEnded {
+		t.Fatal("tokens of different sessions coincide")
+	}
+
 	dir := t.TempDir()
-	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Schedules: run, Dir: dir})
-	evs := runCP(t, nodePath, addr, "CP-1", "s3cret-cp1", 2)
+	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-1": "s3cret-cp1"}, Authorizer: w.authorizer("lag-1"), Schedules: run, Dir: dir,
+		PingInterval: 2 * time.Second})
+	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-1", "s3cret-cp1", tokens)
 
 	var profiles []SetChargingProfileRequest
 	var txs []cpEvent
+	var authorized []string
 	for _, e := range evs {
 		switch e.Event {
+		case "Authorize":
+			authorized = append(authorized, e.Result.IDTokenInfo.Status)
+		case "refused":
+			var n int
+			if _, err := fmt.Sscanf(e.TransactionID, "CP-1-tx-%d", &n); err != nil || refused[n] == "" {
+				t.Errorf("transaction %q refused", e.TransactionID)
+			} else if e.Authorize != refused[n] || e.Started != refused[n] {
+				t.Errorf("token %d (%s): Authorize %q, TransactionEvent Started %q; want %q for both", n, tokens[n].Type, e.Authorize, e.Started, refused[n])
+			}
 		case "connected":
 			if e.Protocol != Subprotocol {
 				t.Errorf("negotiated subprotocol %q, want %q", e.Protocol, Subprotocol)
@@ -153,6 +210,14 @@ func TestOCPPRPCChargePoint(t *testing.T) {
 		case "unhandled":
 			t.Errorf("the CSMS sent an unexpected call: %+v", e)
 		}
+	}
+	for n, st := range authorized {
+		if want := cmp.Or(refused[n], StatusAccepted); st != want {
+			t.Errorf("token %d: Authorize %q, want %q", n, st, want)
+		}
+	}
+	if len(authorized) != len(tokens) {
+		t.Errorf("%d Authorize answers for %d tokens", len(authorized), len(tokens))
 	}
 	if len(profiles) != 2 || len(txs) != 2 {
 		t.Fatalf("got %d profiles and %d transactions, want 2 and 2: %+v", len(profiles), len(txs), evs)
@@ -186,6 +251,21 @@ func TestOCPPRPCChargePoint(t *testing.T) {
 	ds, err := ReadMetering(filepath.Join(dir, MeteringFile))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Only the accepted sessions' transactions were recorded, each with
+	// its token.
+	raw, err := os.ReadFile(filepath.Join(dir, MeteringFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var r MeterRecord
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatal(err)
+		}
+		if !(r.Transaction == "CP-1-tx-0" && r.IDToken == tok0.IDToken) && !(r.Transaction == "CP-1-tx-5" && r.IDToken == tok1.IDToken) {
+			t.Errorf("metering record of transaction %q with token %q: only CP-1-tx-0 (token 0) and CP-1-tx-5 (token 5) were authorised", r.Transaction, r.IDToken)
+		}
 	}
 	if len(ds) != 2 {
 		t.Fatalf("%d deliveries in the metering log, want 2", len(ds))
@@ -252,4 +332,102 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// TestOCPPRPC21V2X runs the ocpp-rpc charge point on OCPP 2.1 (strict
+// mode against the 2.1 schemas) against the CSMS with the schedules of a
+// V2G run: four transactions get vehicles 0 to 3, vehicle 3 a battery that
+// discharges. Each profile must carry its vehicle's schedule period by
+// period: a charging slot as ChargingOnly with its limit, a discharging
+// slot as CentralSetpoint with the (negative) setpoint and discharge limit
+// of the schedule and limit 0; the client, following the setpoints, runs
+// up its export register, and the CSMS meters what it fed back slot by
+// slot (Delivery.ExportSlotWh) as the station reported it.
+func TestOCPPRPC21V2X(t *testing.T) {
+	nodePath := cpSim(t)
+	run, err := ReadSimRun("testdata/sim-v2g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startAuthWorld(t, "lag-1")
+	var tokens []IDToken
+	for _, v := range w.vehicles(t, "v2x", 4) {
+		_, tok := w.connect(t, v, "lag-1")
+		tokens = append(tokens, tok)
+	}
+	dir := t.TempDir()
+	c, addr := startCSMS(t, Options{Stations: map[string]string{"CP-21": "s3cret-cp21"}, Authorizer: w.authorizer("lag-1"), Schedules: run, Dir: dir})
+	evs := runCP(t, nodePath, "ws://"+addr+"/ocpp", "CP-21", "s3cret-cp21", tokens, "CP_PROTOCOL="+Subprotocol21)
+	var profiles []SetChargingProfileRequest
+	var txs []cpEvent
+	for _, e := range evs {
+		switch e.Event {
+		case "connected":
+			if e.Protocol != Subprotocol21 {
+				t.Fatalf("negotiated %q, want %q", e.Protocol, Subprotocol21)
+			}
+		case "SetChargingProfile":
+			var p SetChargingProfileRequest
+			if err := json.Unmarshal(e.Params, &p); err != nil {
+				t.Fatal(err)
+			}
+			profiles = append(profiles, p)
+		case "transaction":
+			txs = append(txs, e)
+		}
+	}
+	if len(profiles) != 4 || len(txs) != 4 {
+		t.Fatalf("%d profiles and %d transactions, want 4 and 4: %+v", len(profiles), len(txs), evs)
+	}
+	discharging := 0
+	for n, p := range profiles {
+		want, _ := run.Schedule(n)
+		s := p.ChargingProfile.ChargingSchedule[0]
+		if p.ChargingProfile.TransactionID != txs[n].TransactionID || len(s.ChargingSchedulePeriod) != len(want.PowerW) {
+			t.Fatalf("profile %d: transaction %q, %d periods; want %q, %d", n, p.ChargingProfile.TransactionID, len(s.ChargingSchedulePeriod), txs[n].TransactionID, len(want.PowerW))
+		}
+		for k, per := range s.ChargingSchedulePeriod {
+			x := math.Round(want.PowerW[k]*10) / 10
+			if per.StartPeriod != k*want.SlotSeconds {
+				t.Errorf("vehicle %d period %d starts at %d s, want %d", n, k, per.StartPeriod, k*want.SlotSeconds)
+			}
+			if x < 0 {
+				discharging++
+				if per.OperationMode != "CentralSetpoint" || per.Setpoint == nil || *per.Setpoint != x || per.DischargeLimit == nil || *per.DischargeLimit != x || per.Limit != 0 {
+					t.Errorf("vehicle %d period %d: %+v; want CentralSetpoint, setpoint and dischargeLimit %v W (the schedule's %v kW), limit 0", n, k, per, x, want.PowerW[k]/1000)
+				}
+			} else if per.OperationMode != "ChargingOnly" || per.Limit != x || per.Setpoint != nil || per.DischargeLimit != nil {
+				t.Errorf("vehicle %d period %d: %+v; want ChargingOnly with limit %v W", n, k, per, x)
+			}
+		}
+	}
+	if discharging == 0 {
+		t.Fatal("no discharging slot in vehicles 0-3 of testdata/sim-v2g: the test checks nothing about discharge")
+	}
+	if txs[3].ExportWh <= 0 {
+		t.Fatalf("the station exported %v Wh following vehicle 3's setpoints, want more than 0", txs[3].ExportWh)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ReadMetering(filepath.Join(dir, MeteringFile))
+	if err != nil || len(ds) != 4 {
+		t.Fatalf("%d deliveries (%v), want 4", len(ds), err)
+	}
+	prev := 0.0
+	for n, d := range ds {
+		if reported := txs[n].ExportWh - prev; abs(float64(d.ExportWh)-reported) > 1 {
+			t.Errorf("vehicle %d: %d Wh export metered, the station reported %.1f Wh", n, d.ExportWh, reported)
+		}
+		prev = txs[n].ExportWh
+		for k, wh := range txs[n].SlotWh {
+			got := int64(0)
+			if k < len(d.ExportSlotWh) {
+				got = d.ExportSlotWh[k]
+			}
+			if want := max(-wh, 0); abs(float64(got)-want) > 1 {
+				t.Errorf("vehicle %d slot %d: %d Wh export metered, the station fed back %.1f Wh", n, k, got, want)
+			}
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,8 +28,21 @@ import (
 // Subprotocol is the WebSocket subprotocol of OCPP-J 2.0.1.
 const Subprotocol = "ocpp2.0.1"
 
+// Subprotocol21 is the WebSocket subprotocol of OCPP-J 2.1, the edition
+// with bidirectional (V2X) charging profiles: a station that offers it is
+// served in 2.1 and can be sent discharge schedules (TxProfileV2X).
+const Subprotocol21 = "ocpp2.1"
+
 // PathPrefix is the CSMS endpoint: a station connects to PathPrefix+ID.
 const PathPrefix = "/ocpp/"
+
+// DefaultPingInterval is how often the CSMS pings a station unless
+// Options.PingInterval says otherwise.
+const DefaultPingInterval = time.Minute
+
+// DefaultStopVoidedEvery is how often Serve looks for running transactions
+// whose session ended, unless Options.StopVoidedEvery says otherwise.
+const DefaultStopVoidedEvery = 10 * time.Second
 
 // Limits of the CSMS's connections.
 const (
@@ -42,6 +56,15 @@ type Options struct {
 	// Stations are the charging stations allowed to connect: identity ->
 	// password (HTTP basic auth, OCPP security profiles 1 and 2).
 	Stations map[string]string
+	// ClientCerts is security profile 3: a station is identified by its
+	// TLS client certificate (Subject CN = the station id of the URL,
+	// verified against the ClientCAs of Serve's tls.Config, which must
+	// require one), not by basic auth; the station must still be listed.
+	ClientCerts bool
+	// Authorizer decides whether an idToken is held by a session the LAG
+	// admitted (LAGSessions); nil: none is, and no transaction is
+	// recorded.
+	Authorizer Authorizer
 	// Schedules gives each started transaction its vehicle's schedule; nil:
 	// no TxProfiles are sent.
 	Schedules Schedules
@@ -52,6 +75,15 @@ type Options struct {
 	Heartbeat time.Duration
 	// CallTimeout bounds the wait for a station's answer (default 30 s).
 	CallTimeout time.Duration
+	// StopVoidedEvery is how often Serve runs StopVoided: the transactions
+	// of sessions that ended are stopped within about this long (default
+	// DefaultStopVoidedEvery; negative: never).
+	StopVoidedEvery time.Duration
+	// PingInterval is how often the CSMS sends each station a WebSocket
+	// ping (default DefaultPingInterval; negative: never). A station that
+	// sends nothing, not even a pong, for two intervals in a row is taken
+	// for dead: its connection is closed and logged.
+	PingInterval time.Duration
 	// Log receives one line per event; nil: discarded.
 	Log *slog.Logger
 }
@@ -67,7 +99,8 @@ type CSMS struct {
 	conns    map[string]*Conn
 	stations map[string]*stationState
 	txs      map[txKey]*transaction
-	nextVeh  int // vehicle index of the next started transaction
+	inUse    map[string]txKey // session token -> its transaction that has not ended
+	nextVeh  int              // vehicle index of the next started transaction
 	meter    *os.File
 	closed   bool
 	wg       sync.WaitGroup
@@ -79,6 +112,8 @@ type txKey struct{ station, tx string }
 type transaction struct {
 	start     string
 	evse      int
+	token     string // the session token that authorised it
+	stopAsked bool   // the station accepted a RequestStopTransaction (its session ended)
 	sched     VehicleSchedule
 	hasSched  bool
 	profileID int
@@ -103,11 +138,24 @@ func New(opts Options) (*CSMS, error) {
 	if len(opts.Stations) == 0 {
 		return nil, errors.New("ocpp: no stations may connect: list them, one STATION_ID PASSWORD a line")
 	}
+	if !opts.ClientCerts {
+		for id, pw := range opts.Stations {
+			if pw == "" {
+				return nil, fmt.Errorf("ocpp: station %q has no password: give it one (security profiles 1 and 2) or identify stations by TLS client certificates (profile 3)", trimID(id))
+			}
+		}
+	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 5 * time.Minute
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 30 * time.Second
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.StopVoidedEvery == 0 {
+		opts.StopVoidedEvery = DefaultStopVoidedEvery
 	}
 	log := opts.Log
 	if log == nil {
@@ -116,8 +164,8 @@ func New(opts Options) (*CSMS, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ocpp: data directory: %w", err)
 	}
-	c := &CSMS{opts: opts, log: log, conns: map[string]*Conn{}, stations: map[string]*stationState{}, txs: map[txKey]*transaction{}}
-	c.upgrader = websocket.Upgrader{Subprotocols: []string{Subprotocol}, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	c := &CSMS{opts: opts, log: log, conns: map[string]*Conn{}, stations: map[string]*stationState{}, txs: map[txKey]*transaction{}, inUse: map[string]txKey{}}
+	c.upgrader = websocket.Upgrader{Subprotocols: []string{Subprotocol21, Subprotocol}, ReadBufferSize: 4096, WriteBufferSize: 4096}
 	path := filepath.Join(opts.Dir, MeteringFile)
 	if err := c.recover(path); err != nil {
 		return nil, err
@@ -149,7 +197,7 @@ func (c *CSMS) recover(path string) error {
 		k := txKey{r.Station, r.Transaction}
 		tx := c.txs[k]
 		if tx == nil {
-			tx = &transaction{start: r.Start, profileID: r.ProfileID, seqs: map[int]bool{}}
+			tx = &transaction{start: r.Start, profileID: r.ProfileID, token: r.IDToken, seqs: map[int]bool{}}
 			tx.sched = VehicleSchedule{Index: r.Vehicle, FirstSlot: r.FirstSlot, SlotSeconds: r.SlotSeconds}
 			tx.hasSched = r.Vehicle >= 0
 			c.txs[k] = tx
@@ -159,8 +207,47 @@ func (c *CSMS) recover(path string) error {
 		}
 		tx.seqs[r.SeqNo] = true
 		tx.ended = tx.ended || r.Event == "Ended"
+		c.track(k, tx)
 	}
 	return sc.Err()
+}
+
+// track keeps inUse in step with tx: a token is in use from its
+// transaction's first recorded event to its Ended event. Callers hold mu
+// (or own c, in New).
+func (c *CSMS) track(k txKey, tx *transaction) {
+	if tx.token == "" {
+		return
+	}
+	if tx.ended {
+		if c.inUse[tx.token] == k {
+			delete(c.inUse, tx.token)
+		}
+		return
+	}
+	c.inUse[tx.token] = k
+}
+
+// holds asks the Authorizer about tok, without c.mu (the LAG's lookup
+// takes the LAG's own lock).
+func (c *CSMS) holds(tok IDToken) bool {
+	return wellFormed(tok) && c.opts.Authorizer != nil && c.opts.Authorizer.Holds(tok)
+}
+
+// tokenStatus is the authorization status of tok for transaction self
+// (txKey{} for an Authorize), given held, the Authorizer's answer.
+// Callers hold mu.
+func (c *CSMS) tokenStatus(tok IDToken, held bool, self txKey) string {
+	switch {
+	case !wellFormed(tok):
+		return StatusInvalid
+	case !held:
+		return StatusUnknown
+	}
+	if k, busy := c.inUse[tok.IDToken]; busy && k != self {
+		return StatusConcurrentTx
+	}
+	return StatusAccepted
 }
 
 // Close closes every connection and the metering log.
@@ -194,46 +281,90 @@ func (c *CSMS) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	sctx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		c.stopLoop(sctx)
+	}()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
+		stopLoop()
+		<-loopDone
 		c.Close()
 		return err
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	stopLoop()
+	<-loopDone
+	shctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx) // hijacked WebSocket connections are closed by Close
+	_ = srv.Shutdown(shctx) // hijacked WebSocket connections are closed by Close
 	<-errc
 	return c.Close()
 }
 
+// stopLoop runs StopVoided every StopVoidedEvery until ctx ends.
+func (c *CSMS) stopLoop(ctx context.Context) {
+	if c.opts.StopVoidedEvery <= 0 {
+		return
+	}
+	t := time.NewTicker(c.opts.StopVoidedEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.StopVoided(ctx)
+		}
+	}
+}
+
 // ServeHTTP implements http.Handler: the WebSocket upgrade of a station.
-// A station not listed, or with a wrong password, is refused before the
-// upgrade; one that does not offer ocpp2.0.1 is upgraded without a
-// subprotocol and closed at once (OCPP 2.0.1 part 4, section 3.1.2).
+// A station not listed, or with a wrong password (profiles 1 and 2) or a
+// client certificate of another station (profile 3), is refused before
+// the upgrade; one that offers neither ocpp2.0.1 nor ocpp2.1 is upgraded
+// without a subprotocol and closed at once (OCPP 2.0.1 part 4, section
+// 3.1.2).
 func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, PathPrefix)
 	want, listed := c.opts.Stations[id]
-	user, pass, hasAuth := r.BasicAuth()
-	if id == "" || strings.Contains(id, "/") || !listed || !hasAuth || user != id || !equalSecret(pass, want) {
-		c.log.Warn("ocpp: station refused at upgrade", "station", trimID(id), "remote", r.RemoteAddr, "basic_auth", hasAuth)
-		w.Header().Set("WWW-Authenticate", `Basic realm="gridveil CSMS", charset="UTF-8"`)
-		http.Error(w, "unknown charging station or wrong password: connect to /ocpp/STATION_ID with HTTP basic auth STATION_ID:PASSWORD as listed in the CSMS's stations file", http.StatusUnauthorized)
-		return
+	ok := id != "" && !strings.Contains(id, "/") && listed
+	if c.opts.ClientCerts {
+		// The TLS handshake verified the chain (RequireAndVerifyClientCert);
+		// what is left is whose certificate it is.
+		cn := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			cn = r.TLS.VerifiedChains[0][0].Subject.CommonName
+		}
+		if !ok || cn != id {
+			c.log.Warn("ocpp: station refused at upgrade", "station", trimID(id), "remote", r.RemoteAddr, "certificate_cn", trimID(cn))
+			http.Error(w, "unknown charging station, or a client certificate of another station: connect to /ocpp/STATION_ID with a certificate whose Subject CN is STATION_ID, issued by the CSMS's client CA", http.StatusUnauthorized)
+			return
+		}
+	} else {
+		user, pass, hasAuth := r.BasicAuth()
+		if !ok || !hasAuth || user != id || !equalSecret(pass, want) {
+			c.log.Warn("ocpp: station refused at upgrade", "station", trimID(id), "remote", r.RemoteAddr, "basic_auth", hasAuth)
+			w.Header().Set("WWW-Authenticate", `Basic realm="gridveil CSMS", charset="UTF-8"`)
+			http.Error(w, "unknown charging station or wrong password: connect to /ocpp/STATION_ID with HTTP basic auth STATION_ID:PASSWORD as listed in the CSMS's stations file", http.StatusUnauthorized)
+			return
+		}
 	}
 	ws, err := c.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		c.log.Warn("ocpp: upgrade failed", "station", id, "err", err)
 		return // the upgrader has answered
 	}
-	if ws.Subprotocol() != Subprotocol {
-		c.log.Warn("ocpp: station refused: no ocpp2.0.1 subprotocol", "station", id, "offered", websocket.Subprotocols(r))
-		msg := websocket.FormatCloseMessage(websocket.CloseProtocolError, "this CSMS speaks OCPP 2.0.1 only: offer Sec-WebSocket-Protocol: ocpp2.0.1")
+	if p := ws.Subprotocol(); p != Subprotocol && p != Subprotocol21 {
+		c.log.Warn("ocpp: station refused: no ocpp2.0.1 or ocpp2.1 subprotocol", "station", id, "offered", websocket.Subprotocols(r))
+		msg := websocket.FormatCloseMessage(websocket.CloseProtocolError, "this CSMS speaks OCPP 2.0.1 and 2.1 only: offer Sec-WebSocket-Protocol: ocpp2.0.1 or ocpp2.1")
 		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
 		ws.Close()
 		return
 	}
-	cn := &Conn{csms: c, station: id, ws: ws, pending: map[string]chan *Frame{}, done: make(chan struct{})}
+	cn := &Conn{csms: c, station: id, proto: ws.Subprotocol(), ws: ws, pending: map[string]chan *Frame{}, done: make(chan struct{})}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -245,13 +376,13 @@ func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.stations[id] == nil {
 		c.stations[id] = &stationState{ids: map[string]bool{}}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	c.mu.Unlock()
 	if old != nil {
 		// A station that reconnects replaces its old, likely dead, socket.
 		old.close(websocket.ClosePolicyViolation, "replaced by a new connection of the same station")
 	}
-	c.log.Info("ocpp: station connected", "station", id, "remote", r.RemoteAddr)
+	c.log.Info("ocpp: station connected", "station", id, "remote", r.RemoteAddr, "protocol", cn.proto)
 	go func() {
 		defer c.wg.Done()
 		cn.readLoop()
@@ -261,6 +392,10 @@ func (c *CSMS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		c.mu.Unlock()
 		c.log.Info("ocpp: station disconnected", "station", id)
+	}()
+	go func() {
+		defer c.wg.Done()
+		cn.pinger(c.opts.PingInterval)
 	}()
 }
 
@@ -293,7 +428,8 @@ func (c *CSMS) Call(ctx context.Context, station, action string, req, resp any) 
 // SetTxProfile sends (or re-sends, after a re-plan) the TxProfile of
 // transaction txID of station with schedule s. The profile keeps the
 // transaction's id and stack level, so the station replaces the one it
-// has.
+// has. A station on OCPP 2.1 gets TxProfileV2X, which carries discharge;
+// one on 2.0.1 gets TxProfile, in which discharge slots are 0 W.
 func (c *CSMS) SetTxProfile(ctx context.Context, station, txID string, s VehicleSchedule) error {
 	c.mu.Lock()
 	tx := c.txs[txKey{station, txID}]
@@ -301,15 +437,76 @@ func (c *CSMS) SetTxProfile(ctx context.Context, station, txID string, s Vehicle
 	if tx == nil {
 		return fmt.Errorf("ocpp: station %q has no transaction %q", station, trimID(txID))
 	}
-	req := SetChargingProfileRequest{EVSEID: tx.evse, ChargingProfile: TxProfile(tx.profileID, txID, s)}
+	c.mu.Lock()
+	cn := c.conns[station]
+	c.mu.Unlock()
+	if cn == nil {
+		return fmt.Errorf("ocpp: station %q is not connected", station)
+	}
+	profile := TxProfile(tx.profileID, txID, s)
+	if cn.proto == Subprotocol21 {
+		profile = TxProfileV2X(tx.profileID, txID, s)
+	}
+	req := SetChargingProfileRequest{EVSEID: tx.evse, ChargingProfile: profile}
 	var resp StatusResponse
-	if err := c.Call(ctx, station, "SetChargingProfile", req, &resp); err != nil {
+	if err := cn.Call(ctx, "SetChargingProfile", req, &resp); err != nil {
 		return err
 	}
 	if resp.Status != "Accepted" {
 		return fmt.Errorf("ocpp: station %q rejected the TxProfile of transaction %q: %s", station, trimID(txID), resp.Status)
 	}
 	return nil
+}
+
+// StopVoided asks every station with a running transaction whose session
+// token is no longer held (the vehicle's session at the LAG ended, or was
+// revoked) to stop it (RequestStopTransaction), and returns how many
+// stations accepted; one that accepted is not asked again. A station not
+// connected, or one that rejects, is logged and asked again at the next
+// call. The transaction's later events are still recorded: the energy
+// drawn until it stops is settled.
+func (c *CSMS) StopVoided(ctx context.Context) int {
+	if c.opts.Authorizer == nil {
+		return 0
+	}
+	var held func(string) bool
+	if l, ok := c.opts.Authorizer.(TokenLister); ok {
+		set := l.HeldTokens()
+		held = func(t string) bool { return set[t] }
+	} else {
+		held = func(t string) bool { return c.opts.Authorizer.Holds(IDToken{IDToken: t, Type: TokenType}) }
+	}
+	c.mu.Lock()
+	running := make(map[string]txKey, len(c.inUse))
+	for t, k := range c.inUse {
+		if tx := c.txs[k]; tx != nil && !tx.stopAsked {
+			running[t] = k
+		}
+	}
+	c.mu.Unlock()
+	stopped := 0
+	for t, k := range running {
+		if held(t) {
+			continue
+		}
+		var resp StatusResponse
+		err := c.Call(ctx, k.station, "RequestStopTransaction", map[string]any{"transactionId": k.tx}, &resp)
+		switch {
+		case err != nil:
+			c.log.Warn("ocpp: transaction of an ended session not stopped", "station", k.station, "transaction", trimID(k.tx), "err", err)
+		case resp.Status != "Accepted":
+			c.log.Warn("ocpp: station rejected stopping the transaction of an ended session", "station", k.station, "transaction", trimID(k.tx), "status", resp.Status)
+		default:
+			c.log.Info("ocpp: transaction of an ended session stopped", "station", k.station, "transaction", trimID(k.tx))
+			c.mu.Lock()
+			if tx := c.txs[k]; tx != nil {
+				tx.stopAsked = true
+			}
+			c.mu.Unlock()
+			stopped++
+		}
+	}
+	return stopped
 }
 
 // SetStationLimit sends station a ChargingStationMaxProfile of w W: the
@@ -330,6 +527,7 @@ func (c *CSMS) SetStationLimit(ctx context.Context, station string, profileID in
 type Conn struct {
 	csms    *CSMS
 	station string
+	proto   string // the negotiated subprotocol: Subprotocol or Subprotocol21
 	ws      *websocket.Conn
 
 	writeMu sync.Mutex
@@ -339,6 +537,48 @@ type Conn struct {
 	pending  map[string]chan *Frame
 	done     chan struct{}
 	doneOnce sync.Once
+	// heard is set by every frame and pong from the station and cleared
+	// by each ping: a ping that finds it clear had no answer to the last.
+	heard atomic.Bool
+}
+
+// deadPings is how many ping intervals in a row a station may stay
+// silent before it is taken for dead: two, so that one late pong (a
+// stalled process on either side) does not cut a live station off.
+const deadPings = 2
+
+// pinger sends a WebSocket ping every interval until the connection
+// closes. A station that lets deadPings whole intervals pass without a
+// pong or any frame is dead (a cut cable, a crashed station behind a NAT
+// that keeps the TCP connection up): it is closed and logged, so that its
+// transactions' calls fail at once instead of at their time-out.
+func (cn *Conn) pinger(every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	cn.heard.Store(true)
+	missed := 0
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-t.C:
+		}
+		if cn.heard.Swap(false) {
+			missed = 0
+		} else if missed++; missed >= deadPings {
+			cn.csms.log.Warn("ocpp: station dead: no pong or frame for two ping intervals; closing its connection", "station", cn.station, "ping_interval", every)
+			cn.close(websocket.CloseGoingAway, "no answer to WebSocket pings")
+			return
+		}
+		if err := cn.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			cn.csms.log.Info("ocpp: ping", "station", cn.station, "err", err)
+			cn.close(websocket.CloseGoingAway, "")
+			return
+		}
+	}
 }
 
 func (cn *Conn) close(code int, reason string) {
@@ -362,6 +602,12 @@ func (cn *Conn) readLoop() {
 	defer cn.close(websocket.CloseNormalClosure, "")
 	cn.ws.SetReadLimit(maxFrame)
 	idle := 3 * cn.csms.opts.Heartbeat
+	cn.ws.SetPongHandler(func(string) error {
+		// A station that answers pings is alive even when it has nothing
+		// to say for longer than three heartbeats.
+		cn.heard.Store(true)
+		return cn.ws.SetReadDeadline(time.Now().Add(idle))
+	})
 	for {
 		_ = cn.ws.SetReadDeadline(time.Now().Add(idle))
 		typ, data, err := cn.ws.ReadMessage()
@@ -371,6 +617,7 @@ func (cn *Conn) readLoop() {
 			}
 			return
 		}
+		cn.heard.Store(true)
 		if typ != websocket.TextMessage {
 			cn.reply(EncodeCallError(&RPCError{ID: "-1", Code: ErrRPCFrameworkError, Description: "OCPP-J frames are WebSocket text messages, not binary"}))
 			continue
@@ -441,7 +688,7 @@ func (cn *Conn) handleCall(f *Frame) {
 		fail(ErrNotImplemented, "action %q is not implemented by this CSMS; a charging station may send %s", trimID(f.Action), strings.Join(stationActions(), ", "))
 		return
 	}
-	if err := Validate(f.Action, false, f.Payload); err != nil {
+	if err := ValidateVersion(cn.proto, f.Action, false, f.Payload); err != nil {
 		var rpc *RPCError
 		errors.As(err, &rpc)
 		fail(rpc.Code, "%s", rpc.Description)
@@ -454,7 +701,7 @@ func (cn *Conn) handleCall(f *Frame) {
 	}
 	data, err := json.Marshal(resp)
 	if err == nil {
-		err = Validate(f.Action, true, data)
+		err = ValidateVersion(cn.proto, f.Action, true, data)
 	}
 	if err != nil {
 		fail(ErrInternalError, "the CSMS built an invalid %s response: %v", f.Action, err)
@@ -477,7 +724,7 @@ func (cn *Conn) Call(ctx context.Context, action string, req, resp any) error {
 	if err != nil {
 		return fmt.Errorf("ocpp: %s: %w", action, err)
 	}
-	if err := Validate(action, false, data); err != nil {
+	if err := ValidateVersion(cn.proto, action, false, data); err != nil {
 		return fmt.Errorf("ocpp: refusing to send an invalid %s: %w", action, err)
 	}
 	cn.callMu.Lock()
@@ -515,7 +762,7 @@ func (cn *Conn) Call(ctx context.Context, action string, req, resp any) error {
 	if f.Type == TypeCallError {
 		return &RPCError{ID: f.ID, Code: f.ErrorCode, Description: f.ErrorDescription}
 	}
-	if err := Validate(action, true, f.Payload); err != nil {
+	if err := ValidateVersion(cn.proto, action, true, f.Payload); err != nil {
 		return fmt.Errorf("ocpp: %s's answer from %s: %w", action, cn.station, err)
 	}
 	if resp != nil {

@@ -46,12 +46,28 @@ func heartbeat(*Conn, json.RawMessage) (any, func(), *RPCError) {
 
 func empty(*Conn, json.RawMessage) (any, func(), *RPCError) { return struct{}{}, nil, nil }
 
-// authorize accepts every idToken. Under gridveil the token a station
-// presents is the vehicle's anonymous C6 session identifier, not a
-// contract id (docs/OCPP.md); the LAG admitted that session already, so
-// the CSMS has nothing more to check and learns no identity.
-func authorize(*Conn, json.RawMessage) (any, func(), *RPCError) {
-	return map[string]any{"idTokenInfo": IDTokenInfo{Status: "Accepted"}}, nil, nil
+// authorize answers whether the idToken is held by a session the LAG
+// admitted (docs/OCPP.md, "Privacy"): Accepted; Invalid for what is not
+// a session token at all; Unknown for a well-formed token no session at
+// this LAG holds (forged, of an ended or revoked session, or of another
+// LAG); ConcurrentTx for a token already in a transaction that has not
+// ended. Nothing is stored either way.
+func authorize(cn *Conn, payload json.RawMessage) (any, func(), *RPCError) {
+	var req struct {
+		IDToken IDToken `json:"idToken"`
+	}
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return nil, nil, &RPCError{Code: ErrFormatViolation, Description: err.Error()}
+	}
+	c := cn.csms
+	held := c.holds(req.IDToken)
+	c.mu.Lock()
+	status := c.tokenStatus(req.IDToken, held, txKey{})
+	c.mu.Unlock()
+	if status != StatusAccepted {
+		c.log.Warn("ocpp: idToken refused", "station", cn.station, "status", status)
+	}
+	return map[string]any{"idTokenInfo": IDTokenInfo{Status: status}}, nil, nil
 }
 
 func notifyEVChargingNeeds(*Conn, json.RawMessage) (any, func(), *RPCError) {
@@ -61,10 +77,13 @@ func notifyEVChargingNeeds(*Conn, json.RawMessage) (any, func(), *RPCError) {
 }
 
 // transactionEvent records the event's energy readings in the metering
-// log, on disk before the answer. A Started event gives the transaction
-// the next vehicle's schedule, sent as a TxProfile after the answer; an
-// event repeated with the same seqNo (a retransmission) is answered but
-// not recorded again.
+// log, on disk before the answer. A transaction becomes known at its first
+// event that carries an accepted idToken (a session token, see authorize):
+// that event gives it the next vehicle's schedule, sent as a TxProfile
+// after the answer. Events of a transaction not known, and not authorised
+// by their own token, are answered (with the token's status) and stored
+// nowhere: no session, no schedule, no metering. An event repeated with the
+// same seqNo (a retransmission) is answered but not recorded again.
 func transactionEvent(cn *Conn, payload json.RawMessage) (any, func(), *RPCError) {
 	var ev TransactionEventRequest
 	if err := json.Unmarshal(payload, &ev); err != nil {
@@ -73,25 +92,35 @@ func transactionEvent(cn *Conn, payload json.RawMessage) (any, func(), *RPCError
 	if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
 		return nil, nil, &RPCError{Code: ErrFormatViolation, Description: fmt.Sprintf("timestamp %q: %v", ev.Timestamp, err)}
 	}
-	readings, rerr := energyReadings(ev.MeterValue)
+	readings, exported, rerr := energyReadings(ev.MeterValue)
 	if rerr != nil {
 		return nil, nil, rerr
 	}
-	var resp any = struct{}{}
-	if ev.IDToken != nil {
-		resp = map[string]any{"idTokenInfo": IDTokenInfo{Status: "Accepted"}}
-	}
+	held := ev.IDToken != nil && cn.csms.holds(*ev.IDToken)
 	c := cn.csms
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := txKey{cn.station, ev.TransactionInfo.TransactionID}
 	tx := c.txs[k]
+	var resp any = struct{}{}
+	status := ""
+	if ev.IDToken != nil {
+		status = c.tokenStatus(*ev.IDToken, held, k)
+		resp = map[string]any{"idTokenInfo": IDTokenInfo{Status: status}}
+	}
 	fresh := tx == nil
 	if fresh {
-		// A transaction is new at its first event; a station that was
-		// offline may send Updated or Ended first, and still gets its
-		// schedule.
-		tx = &transaction{start: ev.Timestamp, evse: 1, seqs: map[int]bool{}}
+		if status != StatusAccepted {
+			why := "no idToken"
+			if status != "" {
+				why = "idToken " + status
+			}
+			c.log.Warn("ocpp: transaction not authorised: nothing recorded", "station", cn.station, "transaction", trimID(k.tx), "event", ev.EventType, "why", why)
+			return resp, nil, nil
+		}
+		// A station that was offline may send Updated or Ended first; with
+		// an accepted token it still gets its schedule.
+		tx = &transaction{start: ev.Timestamp, evse: 1, token: ev.IDToken.IDToken, seqs: map[int]bool{}}
 		if ev.EVSE != nil && ev.EVSE.ID > 0 {
 			tx.evse = ev.EVSE.ID
 		}
@@ -106,7 +135,7 @@ func transactionEvent(cn *Conn, payload json.RawMessage) (any, func(), *RPCError
 		return resp, nil, nil // already on disk
 	}
 	rec := MeterRecord{Station: cn.station, Transaction: k.tx, Event: ev.EventType, SeqNo: ev.SeqNo, Time: ev.Timestamp, Start: tx.start,
-		Vehicle: tx.sched.Index, ProfileID: tx.profileID, FirstSlot: tx.sched.FirstSlot, SlotSeconds: tx.sched.SlotSeconds, Readings: readings}
+		Vehicle: tx.sched.Index, ProfileID: tx.profileID, FirstSlot: tx.sched.FirstSlot, SlotSeconds: tx.sched.SlotSeconds, IDToken: tx.token, Readings: readings, ExportReadings: exported}
 	line, err := json.Marshal(rec)
 	if err != nil {
 		return nil, nil, &RPCError{Code: ErrInternalError, Description: err.Error()}
@@ -119,10 +148,11 @@ func transactionEvent(cn *Conn, payload json.RawMessage) (any, func(), *RPCError
 	}
 	tx.seqs[ev.SeqNo] = true
 	tx.ended = tx.ended || ev.EventType == "Ended"
+	c.txs[k] = tx
+	c.track(k, tx)
 	if !fresh {
 		return resp, nil, nil
 	}
-	c.txs[k] = tx
 	if tx.hasSched {
 		c.nextVeh++
 	}

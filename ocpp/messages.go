@@ -69,10 +69,18 @@ type MeterValuesRequest struct {
 	MeterValue []MeterValue `json:"meterValue"`
 }
 
-// ChargingSchedulePeriod is an OCPP ChargingSchedulePeriodType.
+// ChargingSchedulePeriod is an OCPP ChargingSchedulePeriodType. The last
+// three fields are OCPP 2.1's (V2X) and never sent on 2.0.1.
 type ChargingSchedulePeriod struct {
 	StartPeriod int     `json:"startPeriod"` // seconds from the start of the schedule
 	Limit       float64 `json:"limit"`       // in the schedule's chargingRateUnit, at most one decimal
+	// OperationMode (2.1): ChargingOnly, or CentralSetpoint for a
+	// discharge the CSMS sets.
+	OperationMode string `json:"operationMode,omitempty"`
+	// Setpoint (2.1) is the power the EV follows, negative to discharge.
+	Setpoint *float64 `json:"setpoint,omitempty"`
+	// DischargeLimit (2.1) bounds the discharge: zero or negative.
+	DischargeLimit *float64 `json:"dischargeLimit,omitempty"`
 }
 
 // ChargingSchedule is an OCPP ChargingScheduleType.

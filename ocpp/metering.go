@@ -2,6 +2,7 @@ package ocpp
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,11 @@ type MeterRecord struct {
 	ProfileID   int       `json:"profile_id"`         // the TxProfile's id; 0 none
 	FirstSlot   int       `json:"first_slot"`         // horizon slot of the transaction's start
 	SlotSeconds int       `json:"slot_seconds"`       // 0 without a schedule
+	IDToken     string    `json:"id_token"`           // the session token that authorised the transaction
 	Readings    []Reading `json:"readings,omitempty"` // Energy.Active.Import.Register, Wh
+	// ExportReadings are the Energy.Active.Export.Register samples, Wh:
+	// what a discharging (OCPP 2.1 V2X) vehicle fed back.
+	ExportReadings []Reading `json:"export_readings,omitempty"`
 }
 
 // Reading is one sample of a station's energy register.
@@ -40,14 +45,19 @@ type Reading struct {
 	Wh   float64 `json:"wh"`
 }
 
-// energyReadings extracts the Energy.Active.Import.Register samples of
-// mvs in Wh: the measurand OCPP assumes when none is given, total over the
-// phases, at the outlet (what the vehicle drew).
-func energyReadings(mvs []MeterValue) ([]Reading, *RPCError) {
-	var out []Reading
+// energyReadings extracts the energy register samples of mvs in Wh, total
+// over the phases, at the outlet: Energy.Active.Import.Register (the
+// measurand OCPP assumes when none is given: what the vehicle drew) and
+// Energy.Active.Export.Register (what it fed back, under V2X).
+func energyReadings(mvs []MeterValue) (imp, exp []Reading, rerr *RPCError) {
 	for _, mv := range mvs {
 		for _, sv := range mv.SampledValue {
-			if m := sv.Measurand; m != "" && m != "Energy.Active.Import.Register" {
+			out := &imp
+			switch sv.Measurand {
+			case "", "Energy.Active.Import.Register":
+			case "Energy.Active.Export.Register":
+				out = &exp
+			default:
 				continue
 			}
 			if sv.Phase != "" || (sv.Location != "" && sv.Location != "Outlet") {
@@ -66,19 +76,19 @@ func energyReadings(mvs []MeterValue) ([]Reading, *RPCError) {
 			case "kWh":
 				wh *= 1000
 			default:
-				return nil, &RPCError{Code: ErrPropertyConstraintViolation, Description: fmt.Sprintf("Energy.Active.Import.Register in unit %q: report it in Wh or kWh", unit)}
+				return nil, nil, &RPCError{Code: ErrPropertyConstraintViolation, Description: fmt.Sprintf("%s in unit %q: report it in Wh or kWh", cmp.Or(sv.Measurand, "Energy.Active.Import.Register"), unit)}
 			}
 			wh *= math.Pow10(mult)
 			if wh < 0 || math.IsInf(wh, 0) || math.IsNaN(wh) {
-				return nil, &RPCError{Code: ErrPropertyConstraintViolation, Description: fmt.Sprintf("Energy.Active.Import.Register = %v Wh: an energy register is never negative", wh)}
+				return nil, nil, &RPCError{Code: ErrPropertyConstraintViolation, Description: fmt.Sprintf("%s = %v Wh: an energy register is never negative", cmp.Or(sv.Measurand, "Energy.Active.Import.Register"), wh)}
 			}
 			if _, err := time.Parse(time.RFC3339Nano, mv.Timestamp); err != nil {
-				return nil, &RPCError{Code: ErrFormatViolation, Description: fmt.Sprintf("meter value timestamp %q: %v", mv.Timestamp, err)}
+				return nil, nil, &RPCError{Code: ErrFormatViolation, Description: fmt.Sprintf("meter value timestamp %q: %v", mv.Timestamp, err)}
 			}
-			out = append(out, Reading{Time: mv.Timestamp, Wh: wh})
+			*out = append(*out, Reading{Time: mv.Timestamp, Wh: wh})
 		}
 	}
-	return out, nil
+	return imp, exp, nil
 }
 
 // Delivery is the energy one transaction drew, per slot of the
@@ -97,7 +107,12 @@ type Delivery struct {
 	// (SampledDataTxUpdatedInterval <= the slot) is metered slot by slot.
 	SlotWh  []int64
 	TotalWh int64 // last reading minus the first, rounded to Wh
-	Ended   bool
+	// ExportSlotWh and ExportWh are the same for the export register: the
+	// energy a discharging vehicle fed back (OCPP 2.1 V2X); empty and 0
+	// for a station that reports none.
+	ExportSlotWh []int64
+	ExportWh     int64
+	Ended        bool
 }
 
 // WindowWh sums d over windows of spw slots of a horizon of slots slots:
@@ -155,12 +170,12 @@ func ReadMetering(path string) ([]*Delivery, error) {
 func delivery(recs []MeterRecord) (*Delivery, error) {
 	first := recs[0]
 	d := &Delivery{Station: first.Station, Transaction: first.Transaction, Vehicle: first.Vehicle, FirstSlot: first.FirstSlot, SlotSeconds: first.SlotSeconds}
-	seen := map[int]bool{}
-	type sample struct {
-		t  time.Time
-		wh float64
+	start, err := time.Parse(time.RFC3339Nano, first.Start)
+	if err != nil {
+		return nil, fmt.Errorf("tx_start %q: %w", first.Start, err)
 	}
-	var samples []sample
+	seen := map[int]bool{}
+	var imp, exp []Reading
 	for _, r := range recs {
 		if seen[r.SeqNo] {
 			continue
@@ -169,30 +184,46 @@ func delivery(recs []MeterRecord) (*Delivery, error) {
 		if r.Event == "Ended" {
 			d.Ended = true
 		}
-		for _, rd := range r.Readings {
-			t, err := time.Parse(time.RFC3339Nano, rd.Time)
-			if err != nil {
-				return nil, err
-			}
-			samples = append(samples, sample{t, rd.Wh})
+		imp = append(imp, r.Readings...)
+		exp = append(exp, r.ExportReadings...)
+	}
+	if d.SlotWh, d.TotalWh, err = perSlot(imp, start, d.SlotSeconds); err != nil {
+		return nil, err
+	}
+	if d.ExportSlotWh, d.ExportWh, err = perSlot(exp, start, d.SlotSeconds); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// perSlot attributes a register's increase to the slots of slotSeconds
+// from start (none when slotSeconds is 0) and gives its total increase.
+func perSlot(readings []Reading, start time.Time, slotSeconds int) ([]int64, int64, error) {
+	type sample struct {
+		t  time.Time
+		wh float64
+	}
+	samples := make([]sample, 0, len(readings))
+	for _, rd := range readings {
+		t, err := time.Parse(time.RFC3339Nano, rd.Time)
+		if err != nil {
+			return nil, 0, err
 		}
+		samples = append(samples, sample{t, rd.Wh})
 	}
 	if len(samples) == 0 {
-		return d, nil
+		return nil, 0, nil
 	}
 	sort.SliceStable(samples, func(a, b int) bool { return samples[a].t.Before(samples[b].t) })
-	start, err := time.Parse(time.RFC3339Nano, first.Start)
-	if err != nil {
-		return nil, fmt.Errorf("tx_start %q: %w", first.Start, err)
+	total := int64(math.Round(samples[len(samples)-1].wh - samples[0].wh))
+	if slotSeconds <= 0 {
+		return nil, total, nil
 	}
-	d.TotalWh = int64(math.Round(samples[len(samples)-1].wh - samples[0].wh))
-	if d.SlotSeconds <= 0 {
-		return d, nil
-	}
-	slot := time.Duration(d.SlotSeconds) * time.Second
+	slot := time.Duration(slotSeconds) * time.Second
 	// Attribute increments in exact Wh to avoid summing rounding errors:
 	// each slot gets round(register at its last reading) - round(register
 	// at the previous slot's last reading).
+	var out []int64
 	prev := math.Round(samples[0].wh)
 	for _, s := range samples[1:] {
 		k := int((s.t.Sub(start) + slot - 1) / slot) // ceil: a reading at a slot's end belongs to it
@@ -200,14 +231,14 @@ func delivery(recs []MeterRecord) (*Delivery, error) {
 		if k < 0 {
 			k = 0
 		}
-		for len(d.SlotWh) <= k {
-			d.SlotWh = append(d.SlotWh, 0)
+		for len(out) <= k {
+			out = append(out, 0)
 		}
 		cur := math.Round(s.wh)
-		d.SlotWh[k] += int64(cur - prev)
+		out[k] += int64(cur - prev)
 		prev = cur
 	}
-	return d, nil
+	return out, total, nil
 }
 
 // errClosed is returned by calls on a closed CSMS or connection.

@@ -123,6 +123,36 @@ func TxProfile(profileID int, txID string, s VehicleSchedule) ChargingProfile {
 	}
 }
 
+// TxProfileV2X is TxProfile for a station on OCPP 2.1, which can carry
+// discharge: a slot of P >= 0 W is a period with operationMode ChargingOnly
+// and limit P; a slot of P < 0 W (the vehicle feeds the grid) is a period
+// with operationMode CentralSetpoint, setpoint P (negative: discharge, the
+// EV follows it), dischargeLimit P (the EV may discharge no faster) and
+// limit 0 (it may not charge meanwhile). Ids, stack level, kind and
+// periods are TxProfile's, so a re-plan replaces the profile the same way.
+func TxProfileV2X(profileID int, txID string, s VehicleSchedule) ChargingProfile {
+	p := TxProfile(profileID, txID, s)
+	periods := p.ChargingSchedule[0].ChargingSchedulePeriod
+	for k, w := range s.PowerW {
+		if d := DischargeW(w); d < 0 {
+			periods[k].OperationMode, periods[k].Limit = "CentralSetpoint", 0
+			periods[k].Setpoint, periods[k].DischargeLimit = &d, &d
+		} else {
+			periods[k].OperationMode = "ChargingOnly"
+		}
+	}
+	return p
+}
+
+// DischargeW is the setpoint a discharge of p W (p < 0) is sent as: p
+// rounded to 0.1 W; 0 for p >= 0, and for a discharge that rounds to 0.
+func DischargeW(p float64) float64 {
+	if d := math.Round(p*10) / 10; d < 0 {
+		return d
+	}
+	return 0
+}
+
 // StationMaxProfile is a station-wide limit of w W from start (RFC 3339)
 // on: purpose ChargingStationMaxProfile for evseId 0, one period.
 func StationMaxProfile(profileID int, start string, w float64) ChargingProfile {

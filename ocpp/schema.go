@@ -13,12 +13,16 @@ import (
 	"golang.org/x/text/message"
 )
 
-// The OCPP 2.0.1 JSON schemas of the messages gridveil's CSMS handles,
-// one file per request (.req) and response (.conf), as the Open Charge
-// Alliance publishes them (schemas/README.md says where they come from).
+// The OCPP 2.0.1 and 2.1 JSON schemas of the messages gridveil's CSMS
+// handles, one file per request (.req) and response (.conf), as the Open
+// Charge Alliance publishes them (schemas/README.md says where they come
+// from): 2.0.1 in schemas/, 2.1 in schemas/v2.1/.
 //
-//go:embed schemas/*.json
+//go:embed schemas/*.json schemas/v2.1/*.json
 var schemaFS embed.FS
+
+// schemaDirs is where each subprotocol's schemas are.
+var schemaDirs = map[string]string{Subprotocol: "schemas/", Subprotocol21: "schemas/v2.1/"}
 
 // Actions are the OCPP 2.0.1 actions whose schemas are vendored: the ones
 // the CSMS answers or sends. Any other action is answered NotImplemented.
@@ -31,42 +35,47 @@ var Actions = []string{
 
 var (
 	schemasOnce sync.Once
-	schemas     map[string]*jsonschema.Schema // "Action.req" / "Action.conf"
+	schemas     map[string]*jsonschema.Schema // "PROTOCOL Action.req" / "PROTOCOL Action.conf"
 	schemasErr  error
 )
 
 func loadSchemas() (map[string]*jsonschema.Schema, error) {
 	schemasOnce.Do(func() {
-		c := jsonschema.NewCompiler()
-		c.DefaultDraft(jsonschema.Draft7)
-		// ocpp-rpc's strict mode (ajv-formats) asserts formats; so do we,
-		// so that a timestamp one side accepts the other does not refuse.
-		c.AssertFormat()
 		out := map[string]*jsonschema.Schema{}
-		for _, a := range Actions {
-			for _, kind := range []string{"req", "conf"} {
-				name := a + "." + kind
-				data, err := schemaFS.ReadFile("schemas/" + name + ".json")
-				if err != nil {
-					schemasErr = fmt.Errorf("ocpp: schema %s is not vendored: %w", name, err)
-					return
+		for proto, dir := range schemaDirs {
+			// One compiler per version: the two editions' schemas share
+			// definitions' names but not their content.
+			c := jsonschema.NewCompiler()
+			c.DefaultDraft(jsonschema.Draft7)
+			// ocpp-rpc's strict mode (ajv-formats) asserts formats; so do
+			// we, so that a timestamp one side accepts the other does not
+			// refuse.
+			c.AssertFormat()
+			for _, a := range Actions {
+				for _, kind := range []string{"req", "conf"} {
+					name := a + "." + kind
+					data, err := schemaFS.ReadFile(dir + name + ".json")
+					if err != nil {
+						schemasErr = fmt.Errorf("ocpp: %s schema %s is not vendored: %w", proto, name, err)
+						return
+					}
+					doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+					if err != nil {
+						schemasErr = fmt.Errorf("ocpp: %s schema %s: %w", proto, name, err)
+						return
+					}
+					url := "urn:gridveil:" + proto + ":" + name
+					if err := c.AddResource(url, doc); err != nil {
+						schemasErr = fmt.Errorf("ocpp: %s schema %s: %w", proto, name, err)
+						return
+					}
+					sch, err := c.Compile(url)
+					if err != nil {
+						schemasErr = fmt.Errorf("ocpp: %s schema %s: %w", proto, name, err)
+						return
+					}
+					out[proto+" "+name] = sch
 				}
-				doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-				if err != nil {
-					schemasErr = fmt.Errorf("ocpp: schema %s: %w", name, err)
-					return
-				}
-				url := "urn:" + name
-				if err := c.AddResource(url, doc); err != nil {
-					schemasErr = fmt.Errorf("ocpp: schema %s: %w", name, err)
-					return
-				}
-				sch, err := c.Compile(url)
-				if err != nil {
-					schemasErr = fmt.Errorf("ocpp: schema %s: %w", name, err)
-					return
-				}
-				out[name] = sch
 			}
 		}
 		schemas = out
@@ -80,6 +89,12 @@ func loadSchemas() (map[string]*jsonschema.Schema, error) {
 // to the first violated keyword (the mapping ocpp-rpc uses, with the 2.0.1
 // spelling OccurrenceConstraintViolation), naming the field.
 func Validate(action string, response bool, payload []byte) error {
+	return ValidateVersion(Subprotocol, action, response, payload)
+}
+
+// ValidateVersion is Validate against the schemas of subprotocol proto
+// (Subprotocol or Subprotocol21).
+func ValidateVersion(proto, action string, response bool, payload []byte) error {
 	s, err := loadSchemas()
 	if err != nil {
 		return &RPCError{Code: ErrInternalError, Description: err.Error()}
@@ -88,7 +103,7 @@ func Validate(action string, response bool, payload []byte) error {
 	if response {
 		kind = "conf"
 	}
-	sch, ok := s[action+"."+kind]
+	sch, ok := s[proto+" "+action+"."+kind]
 	if !ok {
 		return &RPCError{Code: ErrNotImplemented, Description: fmt.Sprintf("action %q is not implemented by this CSMS; it handles %s", action, strings.Join(Actions, ", "))}
 	}
@@ -117,7 +132,7 @@ func Validate(action string, response bool, payload []byte) error {
 		code = ErrFormatViolation
 	}
 	where := "/" + strings.Join(leaf.InstanceLocation, "/")
-	return &RPCError{Code: code, Description: fmt.Sprintf("%s.%s at %s: %s (OCPP 2.0.1 schema keyword %q)", action, kind, where, leaf.ErrorKind.LocalizedString(english), keyword)}
+	return &RPCError{Code: code, Description: fmt.Sprintf("%s.%s at %s: %s (%s schema keyword %q)", action, kind, where, leaf.ErrorKind.LocalizedString(english), proto, keyword)}
 }
 
 var english = message.NewPrinter(language.English)

@@ -43,6 +43,9 @@ type serveOptions struct {
 	aggregateMin  int
 	quiet         bool
 	caWait        time.Duration
+	// lagReady, when set, is given the LAG server once it is open (the
+	// OCPP endpoint asks it which sessions it holds).
+	lagReady func(*authnet.LAGServer)
 }
 
 // serveRoles maps each role of gridveil serve to the function that runs it
@@ -370,6 +373,9 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 	fmt.Fprintf(out, "lag %s (group %s): listening on %s, CA at %s; stop with Ctrl-C\n", o.lagID, o.group, ln.Addr(), caAddr)
 	l := ln
 	ln = nil
+	if o.lagReady != nil {
+		o.lagReady(srv)
+	}
 	return srv.Serve(o.ctx, l)
 }
 
