@@ -53,11 +53,11 @@ func Residual(orders []Order, trades []Trade, reduced []Reduction) []Order {
 // With buyers and sellers distinct, the match reaches the largest gains
 // from trade of any matching (TestMatchP2PBruteForce).
 func MatchP2P(orders []Order, allowed Allowed) ([]Trade, error) {
-	bids, asks, err := sortBook(orders)
+	bk, err := newBook(orders)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
-	trades := match(bids, asks, allowed, -1)
+	trades := bk.match(bk.bids, bk.asks, allowed, -1)
 	for i := range trades {
 		p := (trades[i].BuyerPrice + trades[i].SellerPrice) / 2
 		trades[i].BuyerPrice, trades[i].SellerPrice = p, p
