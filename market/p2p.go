@@ -39,7 +39,8 @@ func Residual(orders []Order, trades []Trade, reduced []Reduction) []Order {
 
 // MatchP2P is the P2P phase's matching of the orders the auction left
 // (seed 003), by price-time priority: bids are ranked highest price first
-// and asks lowest first, ties by Seq (earlier submission first). The best
+// and asks lowest first, ties by Seq (earlier submission first, then by
+// ID for equal Seqs). The best
 // bid trades with the best ask it crosses (ask price <= bid price) from
 // another trader that allowed accepts, for as much as both have left, and
 // goes on with the next such ask until it is filled or none is left; then
