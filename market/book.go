@@ -41,9 +41,11 @@ func (s side) prefix(n int) side { return side{s.price[:n], s.qty[:n], s.trader[
 // the result depends on nothing but the orders' own fields: not on the
 // order they arrive in.
 type sortKey struct {
-	lo uint64
-	hi uint32
-	ix uint32
+	lo     uint64
+	hi     uint32
+	ix     uint32
+	qty    int64  // carried through the sort, so that the sorted columns
+	trader uint64 // are read off the keys in order, not gathered from orders
 }
 
 // newBook validates orders, refuses a repeated id and sorts both sides.
@@ -58,7 +60,6 @@ func newBook(orders []Order) (*book, error) {
 	// id set's random probes run afterwards in a loop of their own, where
 	// the processor can keep many of them in flight.
 	hashes := make([]uint64, n)
-	traders := make([]uint64, n)
 	keys := make([]sortKey, n)
 	nb, na := 0, n // bids fill keys from the front, asks from the back
 	bad, badErr := n, error(nil)
@@ -69,13 +70,13 @@ func newBook(orders []Order) (*book, error) {
 			break
 		}
 		hashes[i] = maphash.String(idSeed, o.ID)
-		traders[i] = maphash.String(idSeed, o.Trader)
+		th := maphash.String(idSeed, o.Trader)
 		if o.Side == Buy {
-			keys[nb] = sortKey{lo: o.Seq, hi: uint32(MaxPrice - o.Price), ix: uint32(i)}
+			keys[nb] = sortKey{lo: o.Seq, hi: uint32(MaxPrice - o.Price), ix: uint32(i), qty: o.Qty, trader: th}
 			nb++
 		} else {
 			na--
-			keys[na] = sortKey{lo: o.Seq, hi: uint32(o.Price), ix: uint32(i)}
+			keys[na] = sortKey{lo: o.Seq, hi: uint32(o.Price), ix: uint32(i), qty: o.Qty, trader: th}
 		}
 	}
 	if i := firstRepeat(orders[:bad], hashes[:bad]); i >= 0 {
@@ -88,14 +89,14 @@ func newBook(orders []Order) (*book, error) {
 	bk := radixSort(keys[:nb], tmp[:nb])
 	ak := radixSort(keys[nb:], tmp[nb:])
 	b := &book{orders: orders}
-	b.bids = b.column(bk, traders)
-	b.asks = b.column(ak, traders)
+	b.bids = b.column(bk, true)
+	b.asks = b.column(ak, false)
 	return b, nil
 }
 
-// column puts ties of price and Seq in ID order and gathers the sorted
-// side's prices, quantities and trader hashes.
-func (b *book) column(keys []sortKey, traders []uint64) side {
+// column puts ties of price and Seq in ID order and reads the sorted
+// side's columns off the keys.
+func (b *book) column(keys []sortKey, bids bool) side {
 	for i := 0; i+1 < len(keys); {
 		j := i + 1
 		for j < len(keys) && keys[j].hi == keys[i].hi && keys[j].lo == keys[i].lo {
@@ -110,8 +111,13 @@ func (b *book) column(keys []sortKey, traders []uint64) side {
 	}
 	m := len(keys)
 	s := side{price: make([]int64, m), qty: make([]int64, m), trader: make([]uint64, m), ord: make([]uint32, m)}
-	for i, k := range keys {
-		s.price[i], s.qty[i], s.trader[i], s.ord[i] = b.orders[k.ix].Price, b.orders[k.ix].Qty, traders[k.ix], k.ix
+	for i := range keys {
+		k := &keys[i]
+		p := int64(k.hi)
+		if bids {
+			p = MaxPrice - p
+		}
+		s.price[i], s.qty[i], s.trader[i], s.ord[i] = p, k.qty, k.trader, k.ix
 	}
 	return s
 }
