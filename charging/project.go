@@ -178,9 +178,8 @@ func stepProject(x, agg, price []float64, tau, u, e, hint float64, y []float64) 
 	tol := 1e-13 * (e + u)
 	nu := hint
 	// Pass 0 at the hint: y, phi(hint) as clampSum adds it, min and max
-	// of y, the plain sum of y (for the first guess when the hint is out
-	// of range) and the linear piece at the hint.
-	var s0, s1, sum, sumFree float64
+	// of y and the linear piece at the hint.
+	var s0, s1, sumFree float64
 	free, upper := 0, 0
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i := 0; i < n; i++ {
@@ -199,7 +198,6 @@ func stepProject(x, agg, price []float64, tau, u, e, hint float64, y []float64) 
 		if v > hi {
 			hi = v
 		}
-		sum += v
 		if d := v - nu; d >= u {
 			upper++
 		} else if d > 0 {
@@ -213,6 +211,13 @@ func stepProject(x, agg, price []float64, tau, u, e, hint float64, y []float64) 
 	}
 	lo -= u
 	if nu <= lo || nu >= hi {
+		// Rare from a warm start, so the plain sum of y Project's first
+		// guess needs is taken here, in its own pass, rather than as a
+		// chain of additions in every pass 0.
+		sum := 0.0
+		for _, v := range y {
+			sum += v
+		}
 		nu = (sum - e) / float64(n)
 		if nu <= lo || nu >= hi {
 			nu = 0.5 * (lo + hi)
