@@ -21,4 +21,15 @@
 // spreads the vehicles' independent updates over goroutines, but every sum
 // is formed in a fixed order, so the result is identical for any number of
 // workers.
+//
+// The hot loops are written for the memory system rather than for
+// brevity, with the arithmetic of the plain versions kept operation for
+// operation so that results stay bit-identical (tested): a vehicle's step
+// forms its gradient step, tests the warm start and takes the first
+// Newton piece of the projection in one pass and each further Newton
+// iteration in one more (stepProject; Project needs two per iteration and
+// three before the first); with the Exact aggregator the bus sums are
+// taken as each schedule is written; and the SO's dual step multiplies by
+// R on whole rows of slots, one walk of the feeder's tree per product
+// instead of one per slot (docs/PERFORMANCE.md).
 package charging

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/gridveil/gridveil/grid"
 )
 
 // Bus is a bus that hosts vehicles, as the system operator knows it: where
@@ -72,7 +74,7 @@ type Operator struct {
 	v2base  [][][]float64 // baseline-only V^2, [f][b][t]
 	v2      [][][]float64 // V^2 with current sums
 	workers int
-	scratch [][]float64 // per worker, 3*buses values
+	scratch [][]float64 // per worker, 3*buses*slots values
 
 	iter         int // completed iterations
 	started      bool
@@ -120,7 +122,7 @@ func NewOperator(cfg OperatorConfig) (*Operator, error) {
 	}
 	o.scratch = make([][]float64, o.workers)
 	for w := range o.scratch {
-		o.scratch[w] = make([]float64, 3*maxBuses)
+		o.scratch[w] = make([]float64, 3*maxBuses*T)
 	}
 	o.sums = make([][]float64, len(cfg.Buses))
 	o.oldSums = make([][]float64, len(cfg.Buses))
@@ -416,60 +418,125 @@ func (o *Operator) updateDuals() float64 {
 	parallel(o.workers, nf, func(w, fi int) { worst[fi] = o.feederDual(fi, o.scratch[w]) })
 	lowest := math.Inf(1)
 	for _, v := range worst {
-		lowest = min(lowest, v)
+		if v < lowest {
+			lowest = v
+		}
 	}
 	return o.cfg.VMin - math.Sqrt(max(lowest, 0))
 }
 
+// feederDual is one feeder's part of updateDuals. It works on whole rows
+// of slots: each product with R walks the feeder's tree once, moving
+// rows of T values, instead of once per slot, and the voltages and the
+// multipliers come out of one pass over the feeder's rows. The arithmetic
+// for every slot is the same as with grid.Feeder.MulR slot by slot,
+// operation for operation, so the results do not change. buf holds
+// 3*buses*T values.
 func (o *Operator) feederDual(fi int, buf []float64) float64 {
 	f := &o.cfg.Feeders[fi].Feeder
-	nb := len(f.Buses)
-	load, ext, out := buf[:nb], buf[nb:2*nb], buf[2*nb:3*nb]
+	nb, T := len(f.Buses), o.T
+	load, ext, out := buf[:nb*T], buf[nb*T:2*nb*T], buf[2*nb*T:3*nb*T]
 	c := 2 / f.SBase
 	vmin2 := o.cfg.VMin * o.cfg.VMin
+	sigma := o.sigma[fi]
 	mu, v2, v2base, price := o.mu[fi], o.v2[fi], o.v2base[fi], o.price[fi]
-	lowest := math.Inf(1)
-	for t := 0; t < o.T; t++ {
-		clear(load)
-		clear(ext)
-		for b := 1; b < nb; b++ {
-			if g := o.busOf[fi][b]; g >= 0 {
-				load[b] = o.sums[g][t]
-				ext[b] = 2*o.sums[g][t] - o.oldSums[g][t]
-			}
+	// The loads (this iteration's sums) and the extrapolated loads
+	// 2 s_new - s_old, one row per bus, zero where no vehicle reports.
+	for b := 0; b < nb; b++ {
+		lb, eb := load[b*T:(b+1)*T], ext[b*T:(b+1)*T]
+		g := -1
+		if b > 0 {
+			g = o.busOf[fi][b]
 		}
-		f.MulR(load, out)
-		v2[0][t] = v2base[0][t]
-		for b := 1; b < nb; b++ {
-			v := v2base[b][t] - c*out[b]
-			v2[b][t] = v
-			lowest = min(lowest, v)
-		}
-		if o.sigma[fi] == 0 {
+		if g < 0 {
+			clear(lb)
+			clear(eb)
 			continue
 		}
-		f.MulR(ext, out)
-		nonzero := false
-		for b := 1; b < nb; b++ {
-			m := max(0, mu[b][t]+o.sigma[fi]*(vmin2-(v2base[b][t]-c*out[b])))
-			mu[b][t] = m
-			load[b] = m // reuse as the multiplier vector for the price
+		s, old := o.sums[g][:T], o.oldSums[g][:T]
+		copy(lb, s)
+		for t := range eb {
+			eb[t] = 2*s[t] - old[t]
+		}
+	}
+	mulRRows(f, load, T)
+	if sigma != 0 {
+		mulRRows(f, ext, T)
+	}
+	copy(v2[0], v2base[0])
+	lowest := math.Inf(1)
+	nonzero := false
+	for b := 1; b < nb; b++ {
+		vb, base, lb := v2[b][:T], v2base[b][:T], load[b*T:(b+1)*T]
+		if sigma == 0 {
+			for t := range vb {
+				v := base[t] - c*lb[t]
+				vb[t] = v
+				if v < lowest {
+					lowest = v
+				}
+			}
+			continue
+		}
+		mb, eb, ob := mu[b][:T], ext[b*T:(b+1)*T], out[b*T:(b+1)*T]
+		for t := range vb {
+			bt := base[t]
+			v := bt - c*lb[t]
+			vb[t] = v
+			if v < lowest {
+				lowest = v
+			}
+			m := max(0, mb[t]+sigma*(vmin2-(bt-c*eb[t])))
+			mb[t] = m
+			ob[t] = m // the multiplier rows, for the price
 			nonzero = nonzero || m != 0
 		}
-		// The price each bus's vehicles see next: w_b = (2/S) (R mu)_b.
-		if !nonzero {
-			for b := range price {
-				price[b][t] = 0
-			}
-			continue
+	}
+	if sigma == 0 {
+		return lowest
+	}
+	// The price each bus's vehicles see next: w_b = (2/S) (R mu)_b. With
+	// every multiplier zero it is zero, without a product.
+	if !nonzero {
+		for b := range price {
+			clear(price[b])
 		}
-		load[0] = 0
-		f.MulR(load, out)
-		for b := 0; b < nb; b++ {
-			price[b][t] = c * out[b]
+		return lowest
+	}
+	mulRRows(f, out, T)
+	for b := 0; b < nb; b++ {
+		pb, ob := price[b][:T], out[b*T:(b+1)*T]
+		for t := range pb {
+			pb[t] = c * ob[t]
 		}
 	}
 	return lowest
+}
+
+// mulRRows is grid.Feeder.MulR applied in place to T slots at once: m
+// holds one row of T values per bus and becomes R times it (row 0, the
+// slack bus, is ignored on input and zero on output). The downstream sums
+// run leaf-first and the voltage drops root-first as in MulR, so every
+// slot's result is the same.
+func mulRRows(f *grid.Feeder, m []float64, T int) {
+	n := len(f.Buses)
+	clear(m[:T])
+	for i := n - 1; i > 0; i-- {
+		p := f.Buses[i].Parent
+		dst, src := m[p*T:(p+1)*T], m[i*T:(i+1)*T]
+		for t := range dst {
+			dst[t] += src[t]
+		}
+	}
+	clear(m[:T])
+	for i := 1; i < n; i++ {
+		b := &f.Buses[i]
+		z := b.R
+		dst, up := m[i*T:(i+1)*T], m[b.Parent*T:(b.Parent+1)*T]
+		for t := range dst {
+			dst[t] = up[t] + z*dst[t]
+		}
+	}
 }
 
 func alloc2(n, m int) [][]float64 {

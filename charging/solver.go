@@ -215,12 +215,33 @@ func (s *solver) aggregate(iter int, sums [][]float64) error {
 	ng := len(s.groups)
 	errs := make([]error, ng)
 	tau, a := s.op.Tau(), s.op.Aggregate()
+	_, exact := s.opt.Aggregator.(Exact)
 	work := func(w, g int) {
 		grp := s.groups[g]
 		first := s.gstart[g]
 		if iter >= 0 {
 			price := s.op.Price(g)
 			y := s.scratch[w]
+			if exact {
+				// The Exact sum taken as each schedule is written, while
+				// it is still in cache, instead of a second pass over the
+				// bus's schedules: the same additions in the same order
+				// (vehicle by vehicle), over the plug-in window only,
+				// outside which a schedule is +0 and adds nothing.
+				sum := sums[g][:s.T]
+				clear(sum)
+				for k := range grp.EVs {
+					v := &s.veh[first+k]
+					v.Step(tau, a, price, y)
+					ev := v.ev
+					row := v.x[ev.Arrive:ev.Depart]
+					acc := sum[ev.Arrive:ev.Depart]
+					for t, x := range row {
+						acc[t] += x
+					}
+				}
+				return
+			}
 			for k := range grp.EVs {
 				s.veh[first+k].Step(tau, a, price, y)
 			}

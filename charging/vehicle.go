@@ -87,10 +87,15 @@ func (v *Vehicle) Step(tau float64, aggregate, price, scratch []float64) {
 	}
 	a, d := v.ev.Arrive, v.ev.Depart
 	win := scratch[a:d]
-	for t := a; t < d; t++ {
-		win[t-a] = v.x[t] - tau*(aggregate[t]+price[t])
+	n, u, e := d-a, v.ev.PMax, v.need
+	if n == 0 || e >= float64(n)*u || e <= 0 || math.IsNaN(v.nu) || math.IsInf(v.nu, 0) {
+		for t := a; t < d; t++ {
+			win[t-a] = v.x[t] - tau*(aggregate[t]+price[t])
+		}
+		v.nu = Project(win, u, e, v.nu, v.x[a:d])
+		return
 	}
-	v.nu = Project(win, v.ev.PMax, v.need, v.nu, v.x[a:d])
+	v.nu = stepProject(v.x[a:d], aggregate[a:d], price[a:d], tau, u, e, v.nu, win)
 }
 
 // Bound returns the vehicle's term of the Lagrangian lower bound that

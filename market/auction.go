@@ -1,7 +1,6 @@
 package market
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -135,16 +134,18 @@ const (
 type Allowed func(buyer, seller string) bool
 
 // Clear matches bids and asks by price-time priority and prices the result
-// by rule. Bids go highest price first, asks lowest first, ties by Seq;
-// each bid takes the best asks it crosses, partially where quantities
-// differ. A pair of orders from the same trader, or one that allowed
-// refuses, is skipped and the match goes on with the next ask: it never
-// ends the matching. The orders are not modified.
+// by rule. Bids go highest price first, asks lowest first, ties by Seq
+// (and orders with the same price and Seq by ID); each bid takes the best
+// asks it crosses, partially where quantities differ. A pair of orders
+// from the same trader, or one that allowed refuses, is skipped and the
+// match goes on with the next ask: it never ends the matching. The orders
+// are not modified.
 func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
-	bids, asks, err := sortBook(orders)
+	bk, err := newBook(orders)
 	if err != nil {
 		return nil, err
 	}
+	bids, asks := bk.bids, bk.asks
 	// The uniform and McAfee prices come from where supply meets demand,
 	// ignoring who owns which order; only orders at least as good as the
 	// marginal unit take part, so that every trade is individually
@@ -157,28 +158,28 @@ func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
 	switch rule {
 	case Uniform:
 		if k > 0 {
-			bk, _ := unitAt(bids, k)
-			ak, _ := unitAt(asks, k)
-			uniform = (bk + ak) / 2
+			bp, _ := unitAt(bids, k)
+			ap, _ := unitAt(asks, k)
+			uniform = (bp + ap) / 2
 			bids, asks = atLeast(bids, uniform), atMost(asks, uniform)
 		}
 	case McAfee:
-		limit = mcafeeVolume(bids, asks)
-		mcBuy, mcSell = mcafeePrices(bids, asks)
+		limit = mcafeeVolume(bids, asks, k)
+		mcBuy, mcSell = mcafeePrices(bids, asks, k)
 		if k > 0 {
-			bk, _ := unitAt(bids, k)
-			ak, _ := unitAt(asks, k)
+			bp, _ := unitAt(bids, k)
+			ap, _ := unitAt(asks, k)
 			if limit < k {
-				b, a := orderAt(bids, k), orderAt(asks, k)
+				b, a := &orders[bids.ord[orderAt(bids, k)]], &orders[asks.ord[orderAt(asks, k)]]
 				reduced = []Reduction{{Order: b.ID, Trader: b.Trader, Side: Buy, Qty: 1}, {Order: a.ID, Trader: a.Trader, Side: Sell, Qty: 1}}
 			}
-			bids, asks = atLeast(bids, bk), atMost(asks, ak)
+			bids, asks = atLeast(bids, bp), atMost(asks, ap)
 		}
 	}
-	trades := match(bids, asks, allowed, limit)
+	trades := bk.match(bids, asks, allowed, limit)
 	res := &Result{Trades: trades, Reduced: reduced}
-	for _, t := range trades {
-		res.Volume += t.Qty
+	for i := range trades {
+		res.Volume += trades[i].Qty
 	}
 	if len(trades) == 0 {
 		return res, nil
@@ -201,46 +202,11 @@ func Clear(orders []Order, rule Rule, allowed Allowed) (*Result, error) {
 			res.Price = mcBuy
 		}
 	}
-	for _, t := range trades {
+	for i := range trades {
+		t := &trades[i]
 		res.Surplus += value(t.Qty, t.BuyerPrice) - value(t.Qty, t.SellerPrice)
 	}
 	return res, nil
-}
-
-// sortBook validates orders and splits them into bids, highest price
-// first, and asks, lowest first, ties by Seq: price-time priority.
-func sortBook(orders []Order) (bids, asks []Order, err error) {
-	bids = make([]Order, 0, len(orders))
-	asks = make([]Order, 0, len(orders))
-	seen := make(map[string]struct{}, len(orders))
-	for i := range orders {
-		o := orders[i]
-		if err := o.Validate(); err != nil {
-			return nil, nil, err
-		}
-		if _, dup := seen[o.ID]; dup {
-			return nil, nil, fmt.Errorf("%w %s: id used twice", ErrOrder, o.ID)
-		}
-		seen[o.ID] = struct{}{}
-		if o.Side == Buy {
-			bids = append(bids, o)
-		} else {
-			asks = append(asks, o)
-		}
-	}
-	slices.SortFunc(bids, func(a, b Order) int {
-		if c := cmp.Compare(b.Price, a.Price); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
-	slices.SortFunc(asks, func(a, b Order) int {
-		if c := cmp.Compare(a.Price, b.Price); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
-	return bids, asks, nil
 }
 
 // value is the payment for qty Wh at price per kWh, rounded down to whole
@@ -249,133 +215,159 @@ func value(qty, price int64) int64 { return qty * price / 1000 }
 
 // match fills bids against asks in priority order, up to limit Wh in total
 // (limit < 0: no limit). Trades carry the orders' own limit prices.
-func match(bids, asks []Order, allowed Allowed, limit int64) []Trade {
-	rem := make([]int64, len(asks))
-	for j := range asks {
-		rem[j] = asks[j].Qty
+func (bk *book) match(bids, asks side, allowed Allowed, limit int64) []Trade {
+	fills := bk.fill(bids, asks, allowed, limit)
+	// Written in a loop of their own, exactly sized: the Orders behind
+	// the fills are reached in random order, and with nothing else in the
+	// loop many of those reads are in flight at once.
+	trades := make([]Trade, len(fills))
+	for f, x := range fills {
+		b, a := &bk.orders[bids.ord[x.bid]], &bk.orders[asks.ord[x.ask]]
+		trades[f] = Trade{Buy: b.ID, Sell: a.ID, Buyer: b.Trader, Seller: a.Trader, Qty: x.qty, BuyerPrice: b.Price, SellerPrice: a.Price}
 	}
+	return trades
+}
+
+// fill is one trade of match: positions in the two sides and Wh.
+type fill struct {
+	bid, ask uint32
+	qty      int64
+}
+
+// fill runs match's price-time priority on the compact columns alone; an
+// Order is read only where two trader hashes agree (to compare the names)
+// or allowed must be asked.
+func (bk *book) fill(bids, asks side, allowed Allowed, limit int64) []fill {
+	rem := slices.Clone(asks.qty)
 	first := 0 // asks before first are exhausted
-	trades := make([]Trade, 0, min(len(bids)+len(asks), 1<<20))
+	// Every fill but the last completes a bid or exhausts an ask, so there
+	// are at most as many fills as participating orders.
+	fills := make([]fill, 0, min(bids.len()+asks.len(), 1<<22))
 	var volume int64
-	for _, b := range bids {
-		need := b.Qty
-		for j := first; j < len(asks) && need > 0; j++ {
-			a := &asks[j]
-			if a.Price > b.Price {
+	for i := range bids.price {
+		bp, bt := bids.price[i], bids.trader[i]
+		need := bids.qty[i]
+		for j := first; j < len(rem) && need > 0; j++ {
+			if asks.price[j] > bp {
 				break // asks only get dearer
 			}
-			if rem[j] == 0 || a.Trader == b.Trader || (allowed != nil && !allowed(b.Trader, a.Trader)) {
+			if rem[j] == 0 {
+				continue
+			}
+			// Different hashes are different traders; equal ones are
+			// compared in full.
+			if asks.trader[j] == bt && bk.orders[asks.ord[j]].Trader == bk.orders[bids.ord[i]].Trader {
 				continue // skip the pair, not the match
+			}
+			if allowed != nil && !allowed(bk.orders[bids.ord[i]].Trader, bk.orders[asks.ord[j]].Trader) {
+				continue
 			}
 			q := min(need, rem[j])
 			if limit >= 0 {
 				q = min(q, limit-volume)
 				if q <= 0 {
-					return trades
+					return fills
 				}
 			}
-			trades = append(trades, Trade{Buy: b.ID, Sell: a.ID, Buyer: b.Trader, Seller: a.Trader, Qty: q, BuyerPrice: b.Price, SellerPrice: a.Price})
+			fills = append(fills, fill{bid: uint32(i), ask: uint32(j), qty: q})
 			need -= q
 			rem[j] -= q
 			volume += q
 		}
-		for first < len(asks) && rem[first] == 0 {
+		for first < len(rem) && rem[first] == 0 {
 			first++
 		}
 	}
-	return trades
+	return fills
 }
 
 // unitAt returns the price of the k-th unit (1-based) of a sorted side, or
 // ok false if the side has fewer units.
-func unitAt(side []Order, k int64) (price int64, ok bool) {
-	for _, o := range side {
-		if k <= o.Qty {
-			return o.Price, true
-		}
-		k -= o.Qty
+func unitAt(s side, k int64) (price int64, ok bool) {
+	if i := orderAt(s, k); i < s.len() {
+		return s.price[i], true
 	}
 	return 0, false
 }
 
-// orderAt returns the order holding the k-th unit (1-based) of a sorted
-// side; the caller knows the side has at least k units.
-func orderAt(side []Order, k int64) Order {
-	for _, o := range side {
-		if k <= o.Qty {
-			return o
+// orderAt returns the position in s of the order holding the k-th unit
+// (1-based), or s.len() if the side has fewer units.
+func orderAt(s side, k int64) int {
+	for i, q := range s.qty {
+		if k <= q {
+			return i
 		}
-		k -= o.Qty
+		k -= q
 	}
-	return Order{}
+	return s.len()
 }
 
 // mcafeeVolume is the number of units McAfee's rule trades, ignoring
-// trader identities: k, the largest count with bid_k >= ask_k, if the
-// midpoint of unit k+1's prices lies in [ask_k, bid_k], else k-1.
-func mcafeeVolume(bids, asks []Order) int64 {
-	k := efficientVolume(bids, asks)
+// trader identities, given k, the efficient volume: k if the midpoint of
+// unit k+1's prices lies in [ask_k, bid_k], else k-1.
+func mcafeeVolume(bids, asks side, k int64) int64 {
 	if k == 0 {
 		return 0
 	}
-	bk, _ := unitAt(bids, k)
-	ak, _ := unitAt(asks, k)
-	b1, okb := unitAt(bids, k+1)
-	a1, oka := unitAt(asks, k+1)
-	if okb && oka {
-		if p := (b1 + a1) / 2; ak <= p && p <= bk {
-			return k
-		}
+	if _, _, whole := mcafeeSplit(bids, asks, k); whole {
+		return k
 	}
 	return k - 1
 }
 
 // mcafeePrices returns what McAfee's buyers pay and sellers receive: one
 // price p0 when all k units trade, else bid_k and ask_k.
-func mcafeePrices(bids, asks []Order) (buy, sell int64) {
-	k := efficientVolume(bids, asks)
+func mcafeePrices(bids, asks side, k int64) (buy, sell int64) {
 	if k == 0 {
 		return 0, 0
 	}
+	buy, sell, _ = mcafeeSplit(bids, asks, k)
+	return buy, sell
+}
+
+// mcafeeSplit decides McAfee's case for k > 0: whole is true, with both
+// prices the midpoint p0 of unit k+1, when p0 lies in [ask_k, bid_k];
+// otherwise the prices are bid_k and ask_k.
+func mcafeeSplit(bids, asks side, k int64) (buy, sell int64, whole bool) {
 	bk, _ := unitAt(bids, k)
 	ak, _ := unitAt(asks, k)
 	b1, okb := unitAt(bids, k+1)
 	a1, oka := unitAt(asks, k+1)
 	if okb && oka {
 		if p := (b1 + a1) / 2; ak <= p && p <= bk {
-			return p, p
+			return p, p, true
 		}
 	}
-	return bk, ak
+	return bk, ak, false
 }
 
 // efficientVolume is k, the largest number of units with the k-th highest
 // bid at least the k-th lowest ask, found by walking both sides in blocks.
-func efficientVolume(bids, asks []Order) int64 {
+func efficientVolume(bids, asks side) int64 {
 	var k int64
 	i, j := 0, 0
 	var ri, rj int64
-	if len(bids) > 0 {
-		ri = bids[0].Qty
+	if bids.len() > 0 {
+		ri = bids.qty[0]
 	}
-	if len(asks) > 0 {
-		rj = asks[0].Qty
+	if asks.len() > 0 {
+		rj = asks.qty[0]
 	}
-	for i < len(bids) && j < len(asks) && bids[i].Price >= asks[j].Price {
+	for i < bids.len() && j < asks.len() && bids.price[i] >= asks.price[j] {
 		q := min(ri, rj)
 		k += q
 		ri -= q
 		rj -= q
 		if ri == 0 {
 			i++
-			if i < len(bids) {
-				ri = bids[i].Qty
+			if i < bids.len() {
+				ri = bids.qty[i]
 			}
 		}
 		if rj == 0 {
 			j++
-			if j < len(asks) {
-				rj = asks[j].Qty
+			if j < asks.len() {
+				rj = asks.qty[j]
 			}
 		}
 	}
@@ -383,13 +375,13 @@ func efficientVolume(bids, asks []Order) int64 {
 }
 
 // atLeast keeps the sorted bids priced at least p (a prefix).
-func atLeast(bids []Order, p int64) []Order {
-	n := sort.Search(len(bids), func(i int) bool { return bids[i].Price < p })
-	return bids[:n]
+func atLeast(bids side, p int64) side {
+	n := sort.Search(bids.len(), func(i int) bool { return bids.price[i] < p })
+	return bids.prefix(n)
 }
 
 // atMost keeps the sorted asks priced at most p (a prefix).
-func atMost(asks []Order, p int64) []Order {
-	n := sort.Search(len(asks), func(i int) bool { return asks[i].Price > p })
-	return asks[:n]
+func atMost(asks side, p int64) side {
+	n := sort.Search(asks.len(), func(i int) bool { return asks.price[i] > p })
+	return asks.prefix(n)
 }

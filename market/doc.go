@@ -30,6 +30,17 @@
 // first rejected price, truthful for single-unit sellers (tested against
 // every misreport).
 //
+// Clearing works on a compact copy of the book (book.go): each side's
+// order is found by an LSD radix sort of 16-byte keys (price, Seq, index)
+// rather than by sorting Orders through a comparator, repeated ids by a
+// flat open-addressing hash set rather than a map[string], and
+// self-trades by comparing hashes of the traders' names (names compared
+// in full only when the hashes agree); the matching runs on columns of
+// prices and quantities and writes each Trade once. Results are those of
+// the straightforward implementation, which ref_test.go keeps as the
+// oracle (TestClearMatchesPrevious); ties of price and Seq, which the
+// ledger never produces, go by ID.
+//
 // Window phases, the satisfaction rate, initial rights, the line security
 // check, P2P contracts, settlement, metering and penalties run in package
 // ledger.

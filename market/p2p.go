@@ -39,7 +39,8 @@ func Residual(orders []Order, trades []Trade, reduced []Reduction) []Order {
 
 // MatchP2P is the P2P phase's matching of the orders the auction left
 // (seed 003), by price-time priority: bids are ranked highest price first
-// and asks lowest first, ties by Seq (earlier submission first). The best
+// and asks lowest first, ties by Seq (earlier submission first, then by
+// ID for equal Seqs). The best
 // bid trades with the best ask it crosses (ask price <= bid price) from
 // another trader that allowed accepts, for as much as both have left, and
 // goes on with the next such ask until it is filled or none is left; then
@@ -53,11 +54,11 @@ func Residual(orders []Order, trades []Trade, reduced []Reduction) []Order {
 // With buyers and sellers distinct, the match reaches the largest gains
 // from trade of any matching (TestMatchP2PBruteForce).
 func MatchP2P(orders []Order, allowed Allowed) ([]Trade, error) {
-	bids, asks, err := sortBook(orders)
+	bk, err := newBook(orders)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
-	trades := match(bids, asks, allowed, -1)
+	trades := bk.match(bk.bids, bk.asks, allowed, -1)
 	for i := range trades {
 		p := (trades[i].BuyerPrice + trades[i].SellerPrice) / 2
 		trades[i].BuyerPrice, trades[i].SellerPrice = p, p
