@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -41,10 +40,15 @@ type CAConfig struct {
 	DischargeMode   Mode          // default Centralized
 	// MaxPseudonymsPerPeriod caps the pseudonym certificates one
 	// identity may obtain in one validity period (PseudonymLifetime);
-	// default 2000. It bounds what one holder of the enrolment token can
-	// add to the CA's state per identity; with the shared token, new
-	// identities are not bounded (docs/SECURITY.md).
+	// default 2000. It bounds what one enrolled identity can add to the
+	// CA's state; new identities need a credential each (admission.go).
 	MaxPseudonymsPerPeriod int
+	// SharedToken keeps admitting new identities (vehicles and LAGs)
+	// with the shared enrolment token of earlier versions (CAKeys.
+	// EnrolToken), beside per-identity credentials: a migration setting,
+	// off by default. Off, a party that presents the token is refused with
+	// ErrSharedToken.
+	SharedToken bool
 	// AdminKey is the X25519 public key of the operator who may trace and
 	// revoke over the CA's listener (Noise IK, see Admin); zero refuses
 	// every admin connection.
@@ -190,6 +194,11 @@ type CA struct {
 	nextConn ConnID
 	// dirty is what changed in the durable state since TakeChanges.
 	dirty dirtySet
+	// creds are the enrolment credentials by the hash of their secret,
+	// credByName each name's latest (admission.go).
+	creds      map[[32]byte]*admissionCred
+	credByName map[credName][32]byte
+	credSeq    uint64
 	// instance is random for each CA started (NewCA, RestoreCA*): its
 	// sessions are not durable, and a LAG that sees a new instance in its
 	// sync voids its resumption tickets.
@@ -224,6 +233,7 @@ func NewCA(keys *CAKeys, cfg CAConfig) (*CA, error) {
 		lags: map[string]*lagRecord{}, byNoise: map[[32]byte]string{},
 		sessions: map[[32]byte]*caSession{}, requests: map[[16]byte]*dischargeState{},
 		statusAgg: map[string]*aggState{}, conns: map[ConnID]*caConn{}, nextConn: 1, issued: map[int]issuedCount{},
+		creds: map[[32]byte]*admissionCred{}, credByName: map[credName][32]byte{},
 	}, nil
 }
 
@@ -453,7 +463,7 @@ func (c *CA) enrol(now time.Time, id ConnID, cn *caConn, m message) (Output, err
 	var reply message
 	switch m := m.(type) {
 	case *enrolBVMsg:
-		r, added, err := c.enrolBV(now, cn.ch.binding, m)
+		r, added, err := c.enrolBV(now, cn.ch.binding, m, &out)
 		if err != nil {
 			return out, err
 		}
@@ -471,7 +481,7 @@ func (c *CA) enrol(now time.Time, id ConnID, cn *caConn, m message) (Output, err
 			}
 		}
 	case *enrolLAGMsg:
-		cert, err := c.enrolLAG(now, cn.ch.binding, m)
+		cert, err := c.enrolLAG(now, cn.ch.binding, m, &out)
 		if err != nil {
 			return out, err
 		}
@@ -484,10 +494,7 @@ func (c *CA) enrol(now time.Time, id ConnID, cn *caConn, m message) (Output, err
 	return out, err
 }
 
-func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enrolBVOKMsg, added bool, err error) {
-	if subtle.ConstantTimeCompare(m.Token[:], c.keys.EnrolToken[:]) != 1 {
-		return nil, false, fmt.Errorf("%w: enrolment token", ErrNotPermitted)
-	}
+func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg, out *Output) (resp *enrolBVOKMsg, added bool, err error) {
 	if err := checkID("identity", m.RealID); err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -503,15 +510,29 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		}
 	}
 	idx, known := c.byReal[m.RealID]
+	var spend *[32]byte
 	if known {
+		// A bound identity is authenticated by its identity key (the
+		// signature above): a refill needs no credential.
 		r := c.bvs[idx]
 		if r.IdentityKey != m.IdentityKey || r.RingKey != m.RingKey || r.Group != m.Group {
+			if c.usedCredentialOf(CredentialVehicle, m.RealID, m.Token) {
+				return nil, false, fmt.Errorf("%w: %q is enrolled with other keys, with this credential", ErrCredentialUsed, m.RealID)
+			}
 			return nil, false, fmt.Errorf("%w: %q is enrolled with other keys or group", ErrNotPermitted, m.RealID)
 		}
 		if r.Revoked {
 			return nil, false, fmt.Errorf("%w: vehicle %q", ErrRevoked, m.RealID)
 		}
 	} else {
+		if spend, err = c.admission(CredentialVehicle, m.RealID, m.Token, out); err != nil {
+			return nil, false, err
+		}
+		// Checked before the vehicle is added: a refused enrolment changes
+		// nothing (and leaves its credential unspent).
+		if len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
+			return nil, false, fmt.Errorf("%w: %d pseudonyms asked, at most %d per period", ErrNotPermitted, len(m.PseudoKeys), c.cfg.MaxPseudonymsPerPeriod)
+		}
 		if _, err := lsag.ParsePoint(m.RingKey[:]); err != nil {
 			return nil, false, fmt.Errorf("%w: ring key: %w", ErrMalformed, err)
 		}
@@ -543,8 +564,6 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 				ErrNotPermitted, m.RealID, had, c.cfg.MaxPseudonymsPerPeriod, len(m.PseudoKeys),
 				max(0, c.cfg.MaxPseudonymsPerPeriod-had), notAfter.Add(-2*PseudonymSkew).UTC().Format(time.RFC3339))
 		}
-	} else if len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
-		return nil, false, fmt.Errorf("%w: %d pseudonyms asked, at most %d per period", ErrNotPermitted, len(m.PseudoKeys), c.cfg.MaxPseudonymsPerPeriod)
 	}
 	tr, err := c.pub.trace()
 	if err != nil {
@@ -561,6 +580,7 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		c.markSerial(cert.Serial)
 		resp.Certs = append(resp.Certs, cert.Marshal())
 	}
+	c.spendCredential(now, spend)
 	gl := c.groupList(m.Group)
 	resp.GroupList = gl.Marshal()
 	return resp, added, nil
@@ -631,10 +651,7 @@ func (c *CA) groupList(group string) *GroupList {
 // GroupList returns the current CA-signed LSAG key list of a group.
 func (c *CA) GroupList(group string) *GroupList { return c.groupList(group) }
 
-func (c *CA) enrolLAG(now time.Time, binding [32]byte, m *enrolLAGMsg) (*LAGCert, error) {
-	if subtle.ConstantTimeCompare(m.Token[:], c.keys.EnrolToken[:]) != 1 {
-		return nil, fmt.Errorf("%w: enrolment token", ErrNotPermitted)
-	}
+func (c *CA) enrolLAG(now time.Time, binding [32]byte, m *enrolLAGMsg, out *Output) (*LAGCert, error) {
 	if err := checkID("LAG id", m.LAGID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -644,7 +661,20 @@ func (c *CA) enrolLAG(now time.Time, binding [32]byte, m *enrolLAGMsg) (*LAGCert
 	if !verify(ed25519.PublicKey(m.SignKey[:]), domEnrol, append(binding[:], m.body()...), m.Sig) {
 		return nil, fmt.Errorf("%w: enrolment request", ErrBadSignature)
 	}
-	return c.certifyLAG(now, m.LAGID, m.Group, m.NoiseKey, m.SignKey)
+	// A certified LAG renews with its own keys (certifyLAG refuses other
+	// keys); a new one needs a LAG credential.
+	var spend *[32]byte
+	if c.lags[m.LAGID] == nil {
+		var err error
+		if spend, err = c.admission(CredentialLAG, m.LAGID, m.Token, out); err != nil {
+			return nil, err
+		}
+	}
+	cert, err := c.certifyLAG(now, m.LAGID, m.Group, m.NoiseKey, m.SignKey)
+	if err == nil {
+		c.spendCredential(now, spend)
+	}
+	return cert, err
 }
 
 // IssueLAGCert certifies a LAG directly, for tools and tests that hold the

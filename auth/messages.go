@@ -162,6 +162,10 @@ func newMessage(kind uint8) message {
 		return new(adminRevokeMsg)
 	case msgAdminResult:
 		return new(adminResultMsg)
+	case msgAdminIssue:
+		return new(adminIssueMsg)
+	case msgAdminUncred:
+		return new(adminUncredMsg)
 	}
 	return nil
 }
@@ -769,6 +773,8 @@ func (m *replyFwdMsg) get(r *wire.Reader) {
 
 // enrolBVMsg registers a vehicle (or refreshes its credentials).
 type enrolBVMsg struct {
+	// Token is the vehicle's enrolment credential (admission.go), needed
+	// by a new identity only: an enrolled one may send zeros.
 	Token       [32]byte
 	RealID      string
 	Group       string
