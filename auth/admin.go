@@ -70,7 +70,9 @@ type adminUncredMsg struct {
 
 func (m *adminUncredMsg) kind() uint8         { return msgAdminUncred }
 func (m *adminUncredMsg) put(w *wire.Builder) { w.U8(uint8(m.Kind)).String(m.Name) }
-func (m *adminUncredMsg) get(r *wire.Reader)  { m.Kind, m.Name = CredentialKind(r.U8()), r.String(MaxID) }
+func (m *adminUncredMsg) get(r *wire.Reader) {
+	m.Kind, m.Name = CredentialKind(r.U8()), r.String(MaxID)
+}
 
 // adminResultMsg is the CA's answer: Code 0 and the result, or a reject
 // code and the error in words (the operator is trusted with the details).

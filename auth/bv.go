@@ -100,6 +100,11 @@ func (b *BV) GroupSize() int {
 	return len(b.group.Keys)
 }
 
+// Enrolled reports whether the vehicle was enrolled: it holds its group's
+// key list from the CA, so the CA knows its identity key and refills need
+// no enrolment credential.
+func (b *BV) Enrolled() bool { return b.group != nil }
+
 // HasTicket reports whether the vehicle holds a resumption ticket for a LAG.
 func (b *BV) HasTicket(lagID string) bool { return b.tickets[lagID] != nil }
 
@@ -170,7 +175,9 @@ func (e *Enrolment) Receive(frame []byte) ([]byte, error) {
 
 // Enrol starts the vehicle's enrolment (or a refill: the same vehicle asks
 // for more pseudonyms and a fresh group list) with n new pseudonym keys.
-// token is the CA's enrolment token, shared out of band.
+// token is the vehicle's enrolment credential, issued for its RealID by
+// the operator (CA.IssueCredential) and given out of band; a refill of an
+// enrolled vehicle may pass zeros.
 func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 	if n < 0 || n > maxPseudo {
 		return nil, nil, fmt.Errorf("pseudonyms per enrolment: 0..%d", maxPseudo)

@@ -86,7 +86,7 @@ func startAbuseWorld(t *testing.T, dir string, caLim, lagLim Limits) *abuseWorld
 	var wg sync.WaitGroup
 	cs, _ := OpenStore(dir + "/ca")
 	var err error
-	w.caSrv, err = OpenCA(cs, auth.CAConfig{AggregateMin: 2}, w.ca.logger(), nil)
+	w.caSrv, err = OpenCA(cs, auth.CAConfig{AggregateMin: 2, SharedToken: true}, w.ca.logger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,7 @@ func TestCATraceAndRevoke(t *testing.T) {
 		return ca, lag, func() { stopLAG(); stopCA() }
 	}
 	caOut, _, stop := start()
+	issueVehicles(t, data, 3)
 	runAgent(t, "--data", data, "--count", "3", "--scheme", "pseudonym")
 	runAgent(t, "--data", data, "--count", "3", "--scheme", "lsag", "--ring", "3", "--resume=false")
 	if out := runAgent(t, "--data", data, "--count", "3"); strings.Count(out, "resumed with a ticket") != 3 {
