@@ -28,6 +28,7 @@ const (
 	caChildEnv       = "GRIDVEIL_TEST_CA_CHILD"
 	caChildKillEnv   = "GRIDVEIL_TEST_CA_KILL_AFTER_SYNC"
 	caChildSharedEnv = "GRIDVEIL_TEST_CA_SHARED"
+	caChildCapEnv    = "GRIDVEIL_TEST_CA_MAX_PSEUDONYMS"
 )
 
 // TestMain lets the crash test run this binary as a CA process.
@@ -53,7 +54,8 @@ func caChild(dir string) int {
 	}
 	// GRIDVEIL_TEST_CA_SHARED=1 keeps the shared token (a migration), for
 	// the end-to-end benchmark's vehicles.
-	srv, err := OpenCA(store, auth.CAConfig{AggregateMin: 2, SharedToken: os.Getenv(caChildSharedEnv) == "1"}, nil, nil)
+	maxPseudo, _ := strconv.Atoi(os.Getenv(caChildCapEnv)) // 0: the default
+	srv, err := OpenCA(store, auth.CAConfig{AggregateMin: 2, SharedToken: os.Getenv(caChildSharedEnv) == "1", MaxPseudonymsPerPeriod: maxPseudo}, nil, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -91,11 +93,11 @@ type caProc struct {
 	err  error
 }
 
-func startCAProc(t *testing.T, dir string, killAfter int) *caProc {
+func startCAProc(t *testing.T, dir string, killAfter int, env ...string) *caProc {
 	t.Helper()
 	os.Remove(filepath.Join(dir, "addr"))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), caChildEnv+"="+dir, caChildKillEnv+"="+strconv.Itoa(killAfter))
+	cmd.Env = append(append(os.Environ(), caChildEnv+"="+dir, caChildKillEnv+"="+strconv.Itoa(killAfter)), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
