@@ -43,6 +43,9 @@ const (
 	lsVerifying
 	lsAwaitGrant
 	lsActive
+	// lsResumeHeld: a resumption that arrived while the link to the CA
+	// was being re-established, held until the first sync (holdResume).
+	lsResumeHeld
 )
 
 type lagSession struct {
@@ -106,6 +109,9 @@ type LAG struct {
 	// once it is back; caInstance is the CA start the origins are from.
 	notes      []*resumedNoteMsg
 	caInstance [16]byte
+	// heldResumes wait for the first sync of a link being re-established
+	// (holdResume).
+	heldResumes []heldResume
 	// batches and discharge
 	batchSeq  uint64
 	toConfirm [][32]byte
@@ -114,6 +120,17 @@ type LAG struct {
 	dischAgg  map[[16]byte]Aggregate
 	statusAgg Aggregate
 }
+
+type heldResume struct {
+	s   *lagSession
+	m   *resumeReq
+	now time.Time
+}
+
+// ResumeHoldMax bounds how long a resumption waits for the first sync of
+// a link being re-established; after that it is decided as with the link
+// down (on the LAG's last revocation list).
+const ResumeHoldMax = 10 * time.Second
 
 type originRec struct {
 	cred     *credMaterial
@@ -185,6 +202,9 @@ func (l *LAG) ConnectCA() ([]byte, error) {
 func (l *LAG) CADisconnected() Output {
 	var out Output
 	l.link, l.linkReady = nil, false
+	if len(l.heldResumes) > 0 {
+		l.releaseResumes(l.heldResumes[len(l.heldResumes)-1].now, time.Time{}, &out)
+	}
 	for _, s := range l.sessions {
 		if s.state == lsVerifying && s.entry != nil && !s.inBatch && !slices.Contains(l.awaitCA, s) && !slices.Contains(l.pending, s) {
 			l.reject(&out, s, fmt.Errorf("%w: link lost while verifying", ErrUnavailable))
@@ -534,6 +554,10 @@ func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
 		if s.state != lsAwaitAuth || !s.choice.Resume {
 			return fmt.Errorf("%w: resumption request", ErrState)
 		}
+		if l.link != nil && !l.linkReady {
+			l.holdResume(now, s, m, out)
+			return nil
+		}
 		return l.resume(now, s, m, out)
 	case *grantMsg:
 		if s.state != lsAwaitGrant {
@@ -881,6 +905,43 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 	return nil
 }
 
+// holdResume keeps a resumption that arrives while the link to the CA is
+// being re-established (the handshake is under way, the first sync has
+// not come) until that sync. The sync says whether the CA restarted: if
+// it did, it forgot the sessions the LAG's tickets descend from, and
+// admitting the vehicle on its old ticket now would only have the CA
+// terminate it as unknown once the note reaches it, leaving the vehicle
+// unserved; held, the vehicle is refused at once with ErrUnknown and
+// authenticates in full. If the CA did not restart, the resumption is
+// admitted as usual. A link that goes down again, or a sync that does
+// not come within ResumeHoldMax, decides it as with the link down.
+func (l *LAG) holdResume(now time.Time, s *lagSession, m *resumeReq, out *Output) {
+	s.state = lsResumeHeld
+	l.heldResumes = append(l.heldResumes, heldResume{s: s, m: m, now: now})
+	out.event(s.id, "resume-held", "resumption held until the first sync of the CA link being re-established")
+}
+
+// releaseResumes decides the held resumptions (all of them, or those held
+// since before the given time): admitted or refused as resume decides now.
+func (l *LAG) releaseResumes(now time.Time, heldBefore time.Time, out *Output) {
+	keep := l.heldResumes[:0]
+	for _, h := range l.heldResumes {
+		if !heldBefore.IsZero() && !h.now.Before(heldBefore) {
+			keep = append(keep, h)
+			continue
+		}
+		if l.sessions[h.s.id] != h.s || h.s.state != lsResumeHeld {
+			continue // closed meanwhile
+		}
+		h.s.state = lsAwaitAuth
+		if err := l.resume(now, h.s, h.m, out); err != nil {
+			l.reject(out, h.s, err)
+		}
+	}
+	clear(l.heldResumes[len(keep):])
+	l.heldResumes = keep
+}
+
 // originRevoked reports whether the credential of a ticket chain's origin
 // session would now be refused as revoked: its pseudonym is on the
 // revocation list, or its ring holds a revoked member. So a revocation
@@ -1126,8 +1187,15 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 	first := !l.linkReady
 	l.linkReady = true
 	l.recheck(out)
+	l.releaseResumes(now, time.Time{}, out)
 	out.event(ToCA, "synced", "revocation list v%d (%d serials), %d groups, linking bases to epoch %d", l.crlVersion, len(l.crl), len(l.groups), Epoch(now)+scopesAhead)
 	if first {
+		// Resumptions decided while the link was not ready (a hold that
+		// ran out) are reported now.
+		for _, n := range l.notes {
+			l.toCA(out, n)
+		}
+		l.notes = nil
 		out.merge(l.sendAwaiting(Output{}))
 	}
 }
@@ -1322,6 +1390,9 @@ func (l *LAG) ConfirmBatch(now time.Time) Output {
 // spent tickets and closed requests.
 func (l *LAG) Tick(now time.Time) Output {
 	var out Output
+	if len(l.heldResumes) > 0 {
+		l.releaseResumes(now, now.Add(-ResumeHoldMax), &out)
+	}
 	for _, s := range l.sortedSessions() {
 		if s.state != lsActive {
 			continue
