@@ -4,10 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/flynn/noise"
+
+	"github.com/gridveil/gridveil/auth/wire"
 )
 
 // runEnrolment carries an enrolment exchange with the test net's CA.
@@ -18,9 +21,14 @@ func (n *testNet) runEnrolment(e *Enrolment, frame []byte) error {
 		out, err := n.ca.Receive(n.now, id, frame)
 		n.events = append(n.events, out.Events...)
 		frame = nil
+		var pushes Output // to linked LAGs
 		for _, f := range out.Frames {
 			if f.To != id {
+				pushes.Frames = append(pushes.Frames, f)
 				continue
+			}
+			if len(f.Data) > wire.MaxFrame {
+				return fmt.Errorf("an enrolment frame of %d bytes, over the limit of %d", len(f.Data), wire.MaxFrame)
 			}
 			next, rerr := e.Receive(f.Data)
 			if rerr != nil {
@@ -28,6 +36,8 @@ func (n *testNet) runEnrolment(e *Enrolment, frame []byte) error {
 			}
 			frame = next
 		}
+		n.caOut(pushes)
+		n.run()
 		if err != nil {
 			return err
 		}

@@ -113,12 +113,14 @@ func (b *BV) HasTicket(lagID string) bool { return b.tickets[lagID] != nil }
 type Enrolment struct {
 	ch      *channel
 	request func(binding [32]byte) (message, error)
-	handle  func(message) error
-	sent    bool
-	done    bool
+	// handle takes each message of the CA's answer and reports whether
+	// it was the last.
+	handle func(message) (bool, error)
+	sent   bool
+	done   bool
 }
 
-func newEnrolment(ca CAPublic, request func([32]byte) (message, error), handle func(message) error) (*Enrolment, []byte, error) {
+func newEnrolment(ca CAPublic, request func([32]byte) (message, error), handle func(message) (bool, error)) (*Enrolment, []byte, error) {
 	ch, err := newChannel(noise.HandshakeNK, true, []byte(prologueEnrol), staticKey{}, ca.NoiseKey[:])
 	if err != nil {
 		return nil, nil, err
@@ -164,10 +166,11 @@ func (e *Enrolment) Receive(frame []byte) ([]byte, error) {
 		if r, ok := m.(*rejectMsg); ok {
 			return nil, &RejectedError{By: "ca", Reason: errOf(r.Code)}
 		}
-		if err := e.handle(m); err != nil {
+		last, err := e.handle(m)
+		if err != nil {
 			return nil, err
 		}
-		e.done = true
+		e.done = last
 		return nil, nil
 	}
 	return nil, fmt.Errorf("%w: enrolment frame type %d", ErrState, frame[0])
@@ -189,8 +192,15 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 			return nil, nil, err
 		}
 	}
+	// The vehicle holds the first keys of its group's list: the CA sends
+	// the rest, and the head that signs the whole list.
+	var have [][32]byte
+	if b.group != nil && b.group.Group == b.Group {
+		have = b.group.Keys
+	}
+	fresh := slices.Clone(have)
 	req := func(binding [32]byte) (message, error) {
-		m := &enrolBVMsg{Token: token, RealID: b.RealID, Group: b.Group, RingKey: b.ringKey.Public()}
+		m := &enrolBVMsg{Token: token, RealID: b.RealID, Group: b.Group, RingKey: b.ringKey.Public(), HaveKeys: uint32(len(have))}
 		copy(m.IdentityKey[:], b.identity.Public().(ed25519.PublicKey))
 		for _, k := range keys {
 			m.PseudoKeys = append(m.PseudoKeys, [32]byte(k.Public().(ed25519.PublicKey)))
@@ -198,35 +208,43 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 		m.Sig = sign(b.identity, domEnrol, append(binding[:], m.body()...))
 		return m, nil
 	}
-	handle := func(m message) error {
+	handle := func(m message) (bool, error) {
+		if ch, isChunk := m.(*groupKeysMsg); isChunk {
+			if ch.Group != b.Group || int(ch.From) > len(fresh) || len(fresh)+len(ch.Keys) > maxList {
+				return false, fmt.Errorf("%w: group list chunk from %d, the vehicle holds %d", ErrMalformed, ch.From, len(fresh))
+			}
+			fresh = append(fresh[:ch.From], ch.Keys...)
+			return false, nil
+		}
 		ok, isOK := m.(*enrolBVOKMsg)
 		if !isOK || len(ok.Certs) != len(keys) {
-			return fmt.Errorf("%w: enrolment reply", ErrMalformed)
+			return false, fmt.Errorf("%w: enrolment reply", ErrMalformed)
 		}
-		gl, err := ParseGroupList(ok.GroupList)
+		h, err := parseGroupHead(ok.Head)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if err := gl.Verify(b.ca); err != nil || gl.Group != b.Group ||
+		gl := &GroupList{Group: h.Group, Version: h.Version, Keys: fresh, Revoked: h.Revoked, Sig: h.Sig}
+		if int(h.Count) != len(gl.Keys) || gl.Verify(b.ca) != nil || gl.Group != b.Group ||
 			int64(ok.RingIndex) >= int64(len(gl.Keys)) || gl.Keys[ok.RingIndex] != b.ringKey.Public() {
-			return fmt.Errorf("%w: group list", ErrUntrusted)
+			return false, fmt.Errorf("%w: group list", ErrUntrusted)
 		}
-		var fresh []*pseudoCred
+		var certs []*pseudoCred
 		for i, cb := range ok.Certs {
 			c, err := pseudonym.ParseCert(cb)
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrMalformed, err)
+				return false, fmt.Errorf("%w: %w", ErrMalformed, err)
 			}
 			if c.CheckSignature(b.ca.sign()) != nil || c.Key != [32]byte(keys[i].Public().(ed25519.PublicKey)) || c.Group != b.Group {
-				return fmt.Errorf("%w: pseudonym certificate %d", ErrUntrusted, i)
+				return false, fmt.Errorf("%w: pseudonym certificate %d", ErrUntrusted, i)
 			}
-			fresh = append(fresh, &pseudoCred{cert: c, key: keys[i]})
+			certs = append(certs, &pseudoCred{cert: c, key: keys[i]})
 		}
 		if b.group == nil || gl.Version >= b.group.Version {
 			b.group, b.ringIndex = gl, ok.RingIndex
 		}
-		b.pseudo = append(b.pseudo, fresh...)
-		return nil
+		b.pseudo = append(b.pseudo, certs...)
+		return true, nil
 	}
 	return newEnrolment(b.ca, req, handle)
 }
@@ -247,20 +265,20 @@ func EnrolLAG(ca CAPublic, token [32]byte, lagID, group string, noiseKey noise.D
 		m.Sig = sign(signKey, domEnrol, append(binding[:], m.body()...))
 		return m, nil
 	}
-	handle := func(m message) error {
+	handle := func(m message) (bool, error) {
 		ok, isOK := m.(*enrolLAGOKMsg)
 		if !isOK {
-			return fmt.Errorf("%w: enrolment reply", ErrMalformed)
+			return false, fmt.Errorf("%w: enrolment reply", ErrMalformed)
 		}
 		c, err := ParseLAGCert(ok.Cert)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !verify(ca.sign(), domLAGCert, c.body(), c.Sig) || c.LAGID != lagID || c.NoiseKey != [32]byte(noiseKey.Public) {
-			return fmt.Errorf("%w: LAG certificate", ErrUntrusted)
+			return false, fmt.Errorf("%w: LAG certificate", ErrUntrusted)
 		}
 		le.Cert = c
-		return nil
+		return true, nil
 	}
 	e, first, err := newEnrolment(ca, req, handle)
 	le.Enrolment = e

@@ -374,7 +374,7 @@ func (c *CA) addRestored(r *bvRecord) error {
 	if _, dup := c.byReal[r.RealID]; dup {
 		return fmt.Errorf("%w: CA state: vehicle %q twice", ErrMalformed, r.RealID)
 	}
-	g.add(r.RingKey)
+	c.addRingKey(r.Group, g, r.RingKey)
 	if r.Revoked {
 		g.revoked[r.RingIndex] = true
 	}

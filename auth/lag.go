@@ -101,6 +101,7 @@ type LAG struct {
 	crl        map[[16]byte]bool
 	crlVersion uint64
 	groups     map[string]*groupKeys
+	groupVer   map[string]uint64 // version of each group's list held (groupHave)
 	scopes     map[int64]ScopeBase
 	// resumption
 	usedTickets map[[32]byte]int64
@@ -170,7 +171,7 @@ func NewLAG(cfg LAGConfig, now time.Time) (*LAG, error) {
 	}
 	return &LAG{
 		cfg: cfg, static: static, ticketKey: tk, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, nextID: 1,
-		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, scopes: map[int64]ScopeBase{},
+		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, groupVer: map[string]uint64{}, scopes: map[int64]ScopeBase{},
 		usedTickets: map[[32]byte]int64{}, origins: map[[32]byte]*originRec{}, requests: map[[16]byte]*DischargeRequest{},
 		dischAgg: map[[16]byte]Aggregate{},
 	}, nil
@@ -1045,7 +1046,7 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		// so that the CA ends the others (after a restart of the LAG, all
 		// of them); the resumptions admitted while the link was down
 		// follow, for the CA to check.
-		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held()}))
+		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held(), HasHave: true, Have: l.have()}))
 		if err != nil {
 			return out, err
 		}
@@ -1076,6 +1077,8 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		return out, &RejectedError{By: "ca", Reason: errOf(m.Code)}
 	case *syncMsg:
 		l.sync(now, m, &out)
+	case *groupKeysMsg:
+		l.groupKeys(m)
 	case *groupAddMsg:
 		g := l.groups[m.Group]
 		if g == nil {
@@ -1110,6 +1113,35 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		return out, fmt.Errorf("%w: message %#x from the CA", ErrState, m.kind())
 	}
 	return out, nil
+}
+
+// groupKeys takes a chunk of a group's list: the list from its first key
+// (From 0: a list the LAG did not hold, replaced), or the keys that follow
+// those it holds. A chunk that fits neither is dropped, and the sync that
+// follows finds the list short (and asks again).
+func (l *LAG) groupKeys(m *groupKeysMsg) {
+	g := l.groups[m.Group]
+	switch {
+	case m.From == 0:
+		g = newGroupKeys(nil, nil)
+		l.groups[m.Group] = g
+	case g == nil || int(m.From) != len(g.keys):
+		return
+	}
+	for _, k := range m.Keys {
+		g.add(k)
+	}
+}
+
+// have says how much of each group's list the LAG holds, for the CA to
+// send only the rest.
+func (l *LAG) have() []groupHave {
+	out := make([]groupHave, 0, len(l.groups))
+	for name, g := range l.groups {
+		out = append(out, groupHave{Group: name, Version: l.groupVer[name], Count: uint32(len(g.keys))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out
 }
 
 // held lists the sessions the LAG holds for the CA (admitted, or
@@ -1171,8 +1203,36 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 		}
 		l.crlVersion = m.CRLVersion
 	}
+	resync := false
+	defer func() {
+		if resync {
+			l.toCA(out, &syncReqMsg{HasHave: true, Have: l.have()})
+		}
+	}()
 	for _, g := range m.Groups {
-		l.groups[g.Group] = newGroupKeys(g.Keys, g.Revoked)
+		gk := l.groups[g.Group]
+		if gk == nil {
+			gk = newGroupKeys(nil, nil)
+			l.groups[g.Group] = gk
+		}
+		if len(gk.keys) != int(g.Count) {
+			// The chunks and additions did not bring the list to the
+			// length the CA names (one was lost): keep the keys it holds
+			// (they are the list's first, unless it holds more), and ask
+			// again saying what it holds.
+			if len(gk.keys) > int(g.Count) {
+				delete(l.groups, g.Group)
+			}
+			delete(l.groupVer, g.Group)
+			out.fail(ToCA, "sync", fmt.Errorf("%w: group %s: the sync names %d keys, the LAG holds %d; asking again", ErrState, g.Group, g.Count, len(gk.keys)))
+			resync = true
+			continue
+		}
+		gk.revoked = make(map[uint32]bool, len(g.Revoked))
+		for _, i := range g.Revoked {
+			gk.revoked[i] = true
+		}
+		l.groupVer[g.Group] = g.Version
 	}
 	for _, sb := range m.Scopes {
 		if sb.LAGID == l.cfg.Cert.LAGID && verify(l.cfg.CA.sign(), domScope, sb.body(), sb.Sig) && parseBase(sb.Base) == nil {
