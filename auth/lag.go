@@ -1133,6 +1133,15 @@ func (l *LAG) groupKeys(m *groupKeysMsg) {
 	}
 }
 
+// GroupSizes returns how many keys of each group's list the LAG holds.
+func (l *LAG) GroupSizes() map[string]int {
+	out := make(map[string]int, len(l.groups))
+	for g, k := range l.groups {
+		out[g] = len(k.keys)
+	}
+	return out
+}
+
 // have says how much of each group's list the LAG holds, for the CA to
 // send only the rest.
 func (l *LAG) have() []groupHave {

@@ -210,3 +210,55 @@ func relaunchLAG(t *testing.T, n *testNet, node *lagNode) *LAG {
 	}
 	return l
 }
+
+// BenchmarkSync measures what a LAG's sync costs the CA at
+// GRIDVEIL_BENCH_VEHICLES ring members (default 100000) in 100 groups:
+// "full" is a sync to a LAG that holds nothing (what every sync was
+// before it carried only changes: every group's whole list), "changed"
+// the sync after one enrolment and one revocation in one group, to a LAG
+// that holds the rest. bytes/sync is what goes on the link.
+func BenchmarkSync(b *testing.B) {
+	keys := 100_000
+	if s := os.Getenv("GRIDVEIL_BENCH_VEHICLES"); s != "" {
+		var err error
+		if keys, err = strconv.Atoi(s); err != nil || keys < 1 {
+			b.Fatalf("GRIDVEIL_BENCH_VEHICLES=%q: give a positive count", s)
+		}
+	}
+	n := newTestNet(b, CAConfig{}, "lag-1")
+	fillGroups(b, n.ca, keys, 100)
+	l := n.ca.lags["lag-1"]
+	link := l.link
+	run := func(b *testing.B, before func()) {
+		bytes := 0
+		for b.Loop() {
+			b.StopTimer()
+			before()
+			b.StartTimer()
+			var out Output
+			if err := n.ca.sendSync(&out, link, n.now, "lag-1"); err != nil {
+				b.Fatal(err)
+			}
+			bytes = 0
+			for _, f := range out.Frames {
+				bytes += len(f.Data)
+			}
+		}
+		b.ReportMetric(float64(bytes), "bytes/sync")
+	}
+	b.Run("full", func(b *testing.B) {
+		run(b, func() { l.sent = map[string]groupHave{} })
+	})
+	b.Run("changed", func(b *testing.B) {
+		var k [32]byte
+		run(b, func() {
+			var out Output
+			_ = n.ca.sendSync(&out, link, n.now, "lag-1") // the LAG holds everything
+			_, _ = rand.Read(k[:])
+			n.ca.addRingKey("utility-07", n.ca.groups["utility-07"], k)
+			n.ca.groupVer["utility-07"]++
+			n.ca.groups["utility-07"].revoked[3] = !n.ca.groups["utility-07"].revoked[3]
+			n.ca.groupVer["utility-07"]++
+		})
+	})
+}
