@@ -45,13 +45,17 @@ type ticketRec struct {
 // its resumption tickets. Sessions are made with NewSession. It is not safe
 // for concurrent use.
 type BV struct {
-	RealID    string
-	Group     string
-	ca        CAPublic
-	identity  ed25519.PrivateKey
-	ringKey   *lsag.PrivateKey
-	pseudo    []*pseudoCred
-	group     *GroupList
+	RealID   string
+	Group    string
+	ca       CAPublic
+	identity ed25519.PrivateKey
+	ringKey  *lsag.PrivateKey
+	pseudo   []*pseudoCred
+	group    *GroupList
+	// chain is the hash chain of group (groupHead), once computed: a
+	// refill extends it by the keys it brings instead of hashing the
+	// whole list again.
+	chain     *[32]byte
 	ringIndex uint32
 	tickets   map[string]*ticketRec
 }
@@ -199,6 +203,7 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 		have = b.group.Keys
 	}
 	fresh := slices.Clone(have)
+	kept := len(have) // how many of have no chunk replaced
 	req := func(binding [32]byte) (message, error) {
 		m := &enrolBVMsg{Token: token, RealID: b.RealID, Group: b.Group, RingKey: b.ringKey.Public(), HaveKeys: uint32(len(have))}
 		copy(m.IdentityKey[:], b.identity.Public().(ed25519.PublicKey))
@@ -214,6 +219,7 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 				return false, fmt.Errorf("%w: group list chunk from %d, the vehicle holds %d", ErrMalformed, ch.From, len(fresh))
 			}
 			fresh = append(fresh[:ch.From], ch.Keys...)
+			kept = min(kept, int(ch.From))
 			return false, nil
 		}
 		ok, isOK := m.(*enrolBVOKMsg)
@@ -225,7 +231,16 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 			return false, err
 		}
 		gl := &GroupList{Group: h.Group, Version: h.Version, Keys: fresh, Revoked: h.Revoked, Sig: h.Sig}
-		if int(h.Count) != len(gl.Keys) || gl.Verify(b.ca) != nil || gl.Group != b.Group ||
+		var chain [32]byte
+		if b.chain != nil && kept == len(have) && len(have) > 0 && len(fresh) >= len(have) {
+			chain = *b.chain // of have, which fresh extends
+			for _, k := range fresh[len(have):] {
+				chain = groupChainNext(chain, k)
+			}
+		} else {
+			chain = groupChain(b.Group, fresh)
+		}
+		if int(h.Count) != len(gl.Keys) || h.Chain != chain || !verify(b.ca.sign(), domGroup, h.body(), h.Sig) || gl.Group != b.Group ||
 			int64(ok.RingIndex) >= int64(len(gl.Keys)) || gl.Keys[ok.RingIndex] != b.ringKey.Public() {
 			return false, fmt.Errorf("%w: group list", ErrUntrusted)
 		}
@@ -241,7 +256,7 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 			certs = append(certs, &pseudoCred{cert: c, key: keys[i]})
 		}
 		if b.group == nil || gl.Version >= b.group.Version {
-			b.group, b.ringIndex = gl, ok.RingIndex
+			b.group, b.ringIndex, b.chain = gl, ok.RingIndex, &chain
 		}
 		b.pseudo = append(b.pseudo, certs...)
 		return true, nil
