@@ -454,7 +454,7 @@ func lagCredentialFile(o *serveOptions) string {
 
 // errNoLAGCredential marks a LAG that must enrol but has no credential
 // yet: waiting may cure it (the operator issues it once the CA is up).
-var errNoLAGCredential = errors.New("this LAG is not enrolled and its enrolment credential")
+var errNoLAGCredential = errors.New("this LAG is not enrolled and has no enrolment credential")
 
 // errCANotUp marks what waiting may cure: the CA's files not written yet.
 var errCANotUp = errors.New("the CA is not up yet")
@@ -499,7 +499,7 @@ func (w *caWaiter) next(why error) error {
 		w.said = true
 	}
 	if errors.Is(why, errNoLAGCredential) && !w.saidCred {
-		fmt.Fprintf(w.out, "lag %s: waiting up to %v for %v\n", w.o.lagID, w.o.caWait, why)
+		fmt.Fprintf(w.out, "lag %s: waiting up to %v for its enrolment credential (%v)\n", w.o.lagID, w.o.caWait, why)
 		w.saidCred = true
 	}
 	select {

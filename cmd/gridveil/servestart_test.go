@@ -74,7 +74,7 @@ func TestLAGStartedBeforeCA(t *testing.T) {
 	// With the CA up, the LAG waits for its enrolment credential, which
 	// the operator issues now.
 	waitFor(t, 20*time.Second, "the LAG to say it waits for its credential", func() bool {
-		return strings.Contains(lagOut.String(), "waiting up to 1m0s for this LAG is not enrolled and its enrolment credential")
+		return strings.Contains(lagOut.String(), "waiting up to 1m0s for its enrolment credential")
 	})
 	if out, err := runCA("issue", "lag", "lag-1", "--data", data); err != nil {
 		t.Fatalf("issue lag: %v\n%s", err, out)
