@@ -95,7 +95,7 @@ type CAKeys struct {
 	Noise      noise.DHKey
 	Trace      *ecdh.PrivateKey
 	LinkSecret [32]byte // derives the LSAG linking bases, see lsag.DeriveBase
-	EnrolToken [32]byte // shared out of band with enrolling LAGs and vehicles
+	EnrolToken [32]byte // the shared enrolment token of earlier versions: admits only with CAConfig.SharedToken (a migration)
 }
 
 // GenerateCAKeys draws fresh CA keys from crypto/rand.
