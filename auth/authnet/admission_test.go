@@ -71,6 +71,14 @@ func TestAdmissionOverTCP(t *testing.T) {
 	if err := enrol(b1, [32]byte{}, 2); !errors.Is(err, ErrNoCredential) {
 		t.Fatalf("a new vehicle without a credential: %v", err) // refused before it dials
 	}
+	// Past the vehicle's own check, the CA refuses it too.
+	e, first, err := b1.BV.Enrol([32]byte{}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RunEnrolment(ctx, proc.addr, e, first); !errors.Is(err, auth.ErrNoAdmission) {
+		t.Fatalf("a new vehicle without a credential, at the CA: %v", err)
+	}
 	if err := enrol(b1, [32]byte{9}, 2); !errors.Is(err, auth.ErrNoAdmission) {
 		t.Fatalf("a credential the CA never issued: %v", err)
 	}
