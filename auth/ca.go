@@ -117,6 +117,9 @@ type lagRecord struct {
 	// what it said at the link's start (syncReqMsg.Have), and what the CA
 	// sent it since. A sync carries only the rest.
 	sent map[string]groupHave
+	// crlSent is the revocation list version the LAG holds, if known.
+	crlSent    uint64
+	crlSentSet bool
 }
 
 type caSession struct {
@@ -396,7 +399,7 @@ func (c *CA) handshake(now time.Time, id ConnID, cn *caConn, frame []byte) (Outp
 // as a clone at its next session), and terminates the held ones it does
 // not know (it restarted: sessions are not durable) or whose vehicle is
 // revoked (the revocation's terminate may have found the link down).
-func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, have []groupHave, out *Output) error {
+func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, have []groupHave, crl uint64, crlKnown bool, out *Output) error {
 	cn.confirmed = true
 	l := c.lags[cn.lag]
 	l.link = id
@@ -404,6 +407,7 @@ func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, 
 	for _, h := range have {
 		l.sent[h.Group] = h
 	}
+	l.crlSent, l.crlSentSet = crl, crlKnown
 	if err := c.sendSync(out, id, now, cn.lag); err != nil {
 		return err
 	}
@@ -762,7 +766,7 @@ func (c *CA) certifyLAG(now time.Time, lagID, group string, noiseKey, signKey [3
 	cert.Sig = sign(c.keys.Sign, domLAGCert, cert.body())
 	rec := &lagRecord{cert: cert}
 	if old != nil {
-		rec.link, rec.sent = old.link, old.sent
+		rec.link, rec.sent, rec.crlSent, rec.crlSentSet = old.link, old.sent, old.crlSent, old.crlSentSet
 	}
 	c.lags[lagID] = rec
 	c.byNoise[noiseKey] = lagID
@@ -833,19 +837,43 @@ func (c *CA) sendSync(out *Output, id ConnID, now time.Time, lagID string) error
 		m.Groups = append(m.Groups, groupSync{Group: g, Version: ver, Count: uint32(len(keys)), Revoked: c.groups[g].revokedList()})
 		l.sent[g] = groupHave{Group: g, Version: ver, Count: uint32(len(keys))}
 	}
+	// The revocation list travels when its version changed since what the
+	// LAG holds, in chunks (a revoked vehicle lists up to
+	// MaxPseudonymsPerPeriod serials: tens of revocations would pass a
+	// frame).
+	if l.crlSentSet && l.crlSent == c.crlVersion {
+		m.CRLSame = true
+	} else {
+		serials := c.revokedSerials(now)
+		for lo := 0; lo < len(serials); lo += crlChunkSerials {
+			hi := min(len(serials), lo+crlChunkSerials)
+			if err := c.sendTo(out, id, &crlChunkMsg{Serials: serials[lo:hi]}); err != nil {
+				return err
+			}
+		}
+		m.CRLCount = uint32(len(serials))
+		l.crlSent, l.crlSentSet = c.crlVersion, true
+	}
 	return c.sendTo(out, id, m)
+}
+
+// revokedSerials lists the serials of revoked vehicles that are still
+// listed (CA.listedUntil), in order.
+func (c *CA) revokedSerials(now time.Time) [][16]byte {
+	var out [][16]byte
+	t := now.Unix()
+	for s, info := range c.serials {
+		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	return out
 }
 
 // syncFor is a LAG's sync without its groups (sendSync adds them).
 func (c *CA) syncFor(now time.Time, lagID string) *syncMsg {
 	m := &syncMsg{Instance: c.instance, CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
-	t := now.Unix()
-	for s, info := range c.serials {
-		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
-			m.Serials = append(m.Serials, s)
-		}
-	}
-	sort.Slice(m.Serials, func(i, j int) bool { return string(m.Serials[i][:]) < string(m.Serials[j][:]) })
 	for _, l := range c.lags {
 		if l.revoked {
 			m.RevokedLAGs = append(m.RevokedLAGs, l.cert.Serial)
@@ -871,7 +899,7 @@ func (c *CA) fromLAG(now time.Time, id ConnID, cn *caConn, m message) (Output, e
 		if !ok {
 			return out, fmt.Errorf("%w: the LAG's first message must ask for a sync", ErrState)
 		}
-		return out, c.confirmLink(now, id, cn, req.Held, req.Have, &out)
+		return out, c.confirmLink(now, id, cn, req.Held, req.Have, req.CRLVersion, req.HasHave, &out)
 	}
 	switch m := m.(type) {
 	case *syncReqMsg:
@@ -880,6 +908,7 @@ func (c *CA) fromLAG(now time.Time, id ConnID, cn *caConn, m message) (Output, e
 			for _, h := range m.Have {
 				l.sent[h.Group] = h
 			}
+			l.crlSent, l.crlSentSet = m.CRLVersion, true
 		}
 		return out, c.sendSync(&out, id, now, cn.lag)
 	case *verifyMsg:

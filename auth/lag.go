@@ -100,6 +100,7 @@ type LAG struct {
 	pending    []*lagSession // authentication requests awaiting Flush
 	crl        map[[16]byte]bool
 	crlVersion uint64
+	crlPending [][16]byte // serials of the revocation list being sent (crlChunkMsg)
 	groups     map[string]*groupKeys
 	groupVer   map[string]uint64 // version of each group's list held (groupHave)
 	scopes     map[int64]ScopeBase
@@ -1046,7 +1047,7 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		// so that the CA ends the others (after a restart of the LAG, all
 		// of them); the resumptions admitted while the link was down
 		// follow, for the CA to check.
-		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held(), HasHave: true, Have: l.have()}))
+		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held(), HasHave: true, CRLVersion: l.crlVersion, Have: l.have()}))
 		if err != nil {
 			return out, err
 		}
@@ -1079,6 +1080,11 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		l.sync(now, m, &out)
 	case *groupKeysMsg:
 		l.groupKeys(m)
+	case *crlChunkMsg:
+		if len(l.crlPending)+len(m.Serials) > maxList {
+			return out, fmt.Errorf("%w: a revocation list of more than %d serials", ErrMalformed, maxList)
+		}
+		l.crlPending = append(l.crlPending, m.Serials...)
 	case *groupAddMsg:
 		g := l.groups[m.Group]
 		if g == nil {
@@ -1198,6 +1204,12 @@ func (l *LAG) recheck(out *Output) {
 }
 
 func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
+	resync := false
+	defer func() {
+		if resync {
+			l.toCA(out, &syncReqMsg{HasHave: true, CRLVersion: l.crlVersion, Have: l.have()})
+		}
+	}()
 	if m.Instance != l.caInstance {
 		if l.caInstance != [16]byte{} && len(l.origins) > 0 {
 			out.event(ToCA, "ca-restarted", "the CA restarted and forgot its sessions: %d resumption origins voided (their vehicles authenticate in full)", len(l.origins))
@@ -1205,19 +1217,22 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 		}
 		l.caInstance = m.Instance
 	}
-	if m.CRLVersion >= l.crlVersion {
-		l.crl = make(map[[16]byte]bool, len(m.Serials))
-		for _, s := range m.Serials {
+	pending := l.crlPending
+	l.crlPending = nil
+	switch {
+	case m.CRLSame:
+	case len(pending) != int(m.CRLCount):
+		// A chunk was lost: keep the list held, and ask again saying
+		// which version that is.
+		out.fail(ToCA, "sync", fmt.Errorf("%w: the sync names %d revoked serials, the chunks brought %d; asking again", ErrState, m.CRLCount, len(pending)))
+		resync = true
+	case m.CRLVersion >= l.crlVersion:
+		l.crl = make(map[[16]byte]bool, len(pending))
+		for _, s := range pending {
 			l.crl[s] = true
 		}
 		l.crlVersion = m.CRLVersion
 	}
-	resync := false
-	defer func() {
-		if resync {
-			l.toCA(out, &syncReqMsg{HasHave: true, Have: l.have()})
-		}
-	}()
 	for _, g := range m.Groups {
 		gk := l.groups[g.Group]
 		if gk == nil {

@@ -43,6 +43,7 @@ const (
 	msgStatusFwd      = 0x4b
 	msgStatusReplyFwd = 0x4c
 	msgGroupKeys      = 0x4d
+	msgCRLChunk       = 0x4e
 	// enrolment, vehicle or LAG <-> CA
 	msgEnrolBV    = 0x50
 	msgEnrolBVOK  = 0x51
@@ -129,6 +130,8 @@ func newMessage(kind uint8) message {
 		return new(groupAddMsg)
 	case msgGroupKeys:
 		return new(groupKeysMsg)
+	case msgCRLChunk:
+		return new(crlChunkMsg)
 	case msgSyncReq:
 		return new(syncReqMsg)
 	case msgVerify:
@@ -340,7 +343,7 @@ func (m *syncReqMsg) put(w *wire.Builder) {
 	for _, b := range m.Held {
 		w.Fixed(b[:])
 	}
-	w.U8(b2u(m.HasHave)).Count(len(m.Have))
+	w.U8(b2u(m.HasHave)).U64(m.CRLVersion).Count(len(m.Have))
 	for _, h := range m.Have {
 		w.String(h.Group).U64(h.Version).U32(h.Count)
 	}
@@ -351,6 +354,7 @@ func (m *syncReqMsg) get(r *wire.Reader) {
 		r.FixedInto(m.Held[i][:])
 	}
 	m.HasHave = u2b(r)
+	m.CRLVersion = r.U64()
 	m.Have = make([]groupHave, r.Count(maxGroups, 13))
 	for i := range m.Have {
 		m.Have[i] = groupHave{Group: r.String(MaxID), Version: r.U64(), Count: r.U32()}
@@ -373,9 +377,32 @@ type inquiryMsg struct{}
 // version and how many keys of each group's list it holds, so that the
 // sync carries only what it lacks.
 type syncReqMsg struct {
-	Held    [][32]byte
-	HasHave bool
-	Have    []groupHave
+	Held       [][32]byte
+	HasHave    bool
+	CRLVersion uint64 // the revocation list the LAG holds (with HasHave)
+	Have       []groupHave
+}
+
+// crlChunkSerials is the most serials one crlChunkMsg carries (2 MiB).
+const crlChunkSerials = 1 << 17
+
+// crlChunkMsg carries part of the revocation list's serials to a LAG,
+// ahead of the sync that names the list's version and length; the list
+// travels only when its version changed since what the LAG holds.
+type crlChunkMsg struct{ Serials [][16]byte }
+
+func (m *crlChunkMsg) kind() uint8 { return msgCRLChunk }
+func (m *crlChunkMsg) put(w *wire.Builder) {
+	w.Count(len(m.Serials))
+	for _, s := range m.Serials {
+		w.Fixed(s[:])
+	}
+}
+func (m *crlChunkMsg) get(r *wire.Reader) {
+	m.Serials = make([][16]byte, r.Count(crlChunkSerials, 16))
+	for i := range m.Serials {
+		r.FixedInto(m.Serials[i][:])
+	}
 }
 
 // groupHave is how much of a group's key list a LAG holds: the list's
@@ -599,10 +626,14 @@ type syncMsg struct {
 	// Instance is random for each start of the CA: a LAG that sees it
 	// change knows the CA forgot every session (they are not durable), so
 	// its resumption tickets lead nowhere.
-	Instance    [16]byte
-	CRLVersion  uint64
-	RevokedAt   int64 // time of the latest revocation
-	Serials     [][16]byte
+	Instance   [16]byte
+	CRLVersion uint64
+	RevokedAt  int64 // time of the latest revocation
+	// CRLSame: the LAG holds this version's serials already; else the
+	// list is the CRLCount serials of the crlChunkMsg that came ahead.
+	CRLSame     bool
+	CRLCount    uint32
+	Serials     [][16]byte // filled by the LAG from the chunks; not on the wire
 	RevokedLAGs []uint64
 	Groups      []groupSync
 	Scopes      []ScopeBase
@@ -610,10 +641,7 @@ type syncMsg struct {
 
 func (m *syncMsg) kind() uint8 { return msgSync }
 func (m *syncMsg) put(w *wire.Builder) {
-	w.Fixed(m.Instance[:]).U64(m.CRLVersion).I64(m.RevokedAt).Count(len(m.Serials))
-	for _, s := range m.Serials {
-		w.Fixed(s[:])
-	}
+	w.Fixed(m.Instance[:]).U64(m.CRLVersion).I64(m.RevokedAt).U8(b2u(m.CRLSame)).U32(m.CRLCount)
 	w.Count(len(m.RevokedLAGs))
 	for _, s := range m.RevokedLAGs {
 		w.U64(s)
@@ -634,10 +662,7 @@ func (m *syncMsg) put(w *wire.Builder) {
 func (m *syncMsg) get(r *wire.Reader) {
 	r.FixedInto(m.Instance[:])
 	m.CRLVersion, m.RevokedAt = r.U64(), r.I64()
-	m.Serials = make([][16]byte, r.Count(maxList, 16))
-	for i := range m.Serials {
-		r.FixedInto(m.Serials[i][:])
-	}
+	m.CRLSame, m.CRLCount = u2b(r), r.U32()
 	m.RevokedLAGs = make([]uint64, r.Count(maxList, 8))
 	for i := range m.RevokedLAGs {
 		m.RevokedLAGs[i] = r.U64()
