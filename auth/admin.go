@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -29,6 +30,8 @@ const (
 	msgAdminTrace  = 0x60
 	msgAdminRevoke = 0x61
 	msgAdminResult = 0x62
+	msgAdminIssue  = 0x63
+	msgAdminUncred = 0x64
 )
 
 // maxEvidence bounds an evidence record inside an admin request.
@@ -47,6 +50,29 @@ type adminRevokeMsg struct{ RealID string }
 func (m *adminRevokeMsg) kind() uint8         { return msgAdminRevoke }
 func (m *adminRevokeMsg) put(w *wire.Builder) { w.String(m.RealID) }
 func (m *adminRevokeMsg) get(r *wire.Reader)  { m.RealID = r.String(MaxID) }
+
+// adminIssueMsg asks the CA to issue an enrolment credential for a
+// vehicle or a LAG; the answer's text is the secret, in hex.
+type adminIssueMsg struct {
+	Kind CredentialKind
+	Name string
+}
+
+func (m *adminIssueMsg) kind() uint8         { return msgAdminIssue }
+func (m *adminIssueMsg) put(w *wire.Builder) { w.U8(uint8(m.Kind)).String(m.Name) }
+func (m *adminIssueMsg) get(r *wire.Reader)  { m.Kind, m.Name = CredentialKind(r.U8()), r.String(MaxID) }
+
+// adminUncredMsg asks the CA to revoke an unused enrolment credential.
+type adminUncredMsg struct {
+	Kind CredentialKind
+	Name string
+}
+
+func (m *adminUncredMsg) kind() uint8         { return msgAdminUncred }
+func (m *adminUncredMsg) put(w *wire.Builder) { w.U8(uint8(m.Kind)).String(m.Name) }
+func (m *adminUncredMsg) get(r *wire.Reader) {
+	m.Kind, m.Name = CredentialKind(r.U8()), r.String(MaxID)
+}
 
 // adminResultMsg is the CA's answer: Code 0 and the result, or a reject
 // code and the error in words (the operator is trusted with the details).
@@ -120,6 +146,22 @@ func (c *CA) admin(now time.Time, id ConnID, m message) (Output, error) {
 			}
 		}
 		res = &adminResultMsg{Text: fmt.Sprintf("vehicle %q revoked: revocation list v%d sent to %d linked LAG(s)", m.RealID, c.crlVersion, linked)}
+	case *adminIssueMsg:
+		secret, o, err := c.IssueCredential(now, m.Kind, m.Name)
+		if err != nil {
+			res = fail(err)
+			break
+		}
+		out.merge(o)
+		res = &adminResultMsg{Text: hex.EncodeToString(secret[:])}
+	case *adminUncredMsg:
+		o, err := c.RevokeCredential(now, m.Kind, m.Name)
+		if err != nil {
+			res = fail(err)
+			break
+		}
+		out.merge(o)
+		res = &adminResultMsg{Text: fmt.Sprintf("the enrolment credential of %s %q is revoked: it enrols no one", m.Kind, m.Name)}
 	default:
 		return out, fmt.Errorf("%w: message %#x on an admin connection", ErrState, m.kind())
 	}
@@ -149,6 +191,31 @@ func NewAdminRevoke(ca CAPublic, adminKey noise.DHKey, realID string) (*Admin, [
 		return nil, nil, err
 	}
 	return newAdmin(ca, adminKey, &adminRevokeMsg{RealID: realID})
+}
+
+// NewAdminIssue starts asking the CA to issue an enrolment credential for
+// the vehicle or LAG named name. Result is then the credential's secret in
+// hex, which the CA confirms only once it is on its disk.
+func NewAdminIssue(ca CAPublic, adminKey noise.DHKey, kind CredentialKind, name string) (*Admin, []byte, error) {
+	if kind != CredentialVehicle && kind != CredentialLAG {
+		return nil, nil, fmt.Errorf("credential kind %d: vehicle or lag", kind)
+	}
+	if err := checkID("name", name); err != nil {
+		return nil, nil, err
+	}
+	return newAdmin(ca, adminKey, &adminIssueMsg{Kind: kind, Name: name})
+}
+
+// NewAdminRevokeCredential starts asking the CA to revoke the unused
+// enrolment credential issued for a vehicle or LAG.
+func NewAdminRevokeCredential(ca CAPublic, adminKey noise.DHKey, kind CredentialKind, name string) (*Admin, []byte, error) {
+	if kind != CredentialVehicle && kind != CredentialLAG {
+		return nil, nil, fmt.Errorf("credential kind %d: vehicle or lag", kind)
+	}
+	if err := checkID("name", name); err != nil {
+		return nil, nil, err
+	}
+	return newAdmin(ca, adminKey, &adminUncredMsg{Kind: kind, Name: name})
 }
 
 func newAdmin(ca CAPublic, adminKey noise.DHKey, req message) (*Admin, []byte, error) {

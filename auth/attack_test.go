@@ -284,10 +284,11 @@ func TestImpersonateBV(t *testing.T) {
 		t.Fatalf("relayed authentication: %v", err)
 	}
 
-	// Enrolment needs the CA's token.
+	// Enrolment needs a credential the CA issued for the identity
+	// (TestPerIdentityAdmission tries the others).
 	thief, _ := NewBV("VIN-T", "utility-a", n.ca.Public())
-	if err := n.tryEnrol(thief, 1, [32]byte{1}); !errors.Is(err, ErrNotPermitted) {
-		t.Fatalf("enrolment without the token: %v", err)
+	if err := n.tryEnrol(thief, 1, [32]byte{1}); !errors.Is(err, ErrNoAdmission) {
+		t.Fatalf("enrolment without a credential: %v", err)
 	}
 }
 
@@ -552,7 +553,7 @@ func TestEavesdrop(t *testing.T) {
 func captureEnrol(t *testing.T, n *testNet, b *BV) []byte {
 	t.Helper()
 	before := len(n.captured)
-	e, frame, err := b.Enrol(n.keys.EnrolToken, 3)
+	e, frame, err := b.Enrol(n.admit(b), 3)
 	if err != nil {
 		t.Fatal(err)
 	}

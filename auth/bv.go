@@ -45,13 +45,17 @@ type ticketRec struct {
 // its resumption tickets. Sessions are made with NewSession. It is not safe
 // for concurrent use.
 type BV struct {
-	RealID    string
-	Group     string
-	ca        CAPublic
-	identity  ed25519.PrivateKey
-	ringKey   *lsag.PrivateKey
-	pseudo    []*pseudoCred
-	group     *GroupList
+	RealID   string
+	Group    string
+	ca       CAPublic
+	identity ed25519.PrivateKey
+	ringKey  *lsag.PrivateKey
+	pseudo   []*pseudoCred
+	group    *GroupList
+	// chain is the hash chain of group (groupHead), once computed: a
+	// refill extends it by the keys it brings instead of hashing the
+	// whole list again.
+	chain     *[32]byte
 	ringIndex uint32
 	tickets   map[string]*ticketRec
 }
@@ -100,6 +104,11 @@ func (b *BV) GroupSize() int {
 	return len(b.group.Keys)
 }
 
+// Enrolled reports whether the vehicle was enrolled: it holds its group's
+// key list from the CA, so the CA knows its identity key and refills need
+// no enrolment credential.
+func (b *BV) Enrolled() bool { return b.group != nil }
+
 // HasTicket reports whether the vehicle holds a resumption ticket for a LAG.
 func (b *BV) HasTicket(lagID string) bool { return b.tickets[lagID] != nil }
 
@@ -108,12 +117,14 @@ func (b *BV) HasTicket(lagID string) bool { return b.tickets[lagID] != nil }
 type Enrolment struct {
 	ch      *channel
 	request func(binding [32]byte) (message, error)
-	handle  func(message) error
-	sent    bool
-	done    bool
+	// handle takes each message of the CA's answer and reports whether
+	// it was the last.
+	handle func(message) (bool, error)
+	sent   bool
+	done   bool
 }
 
-func newEnrolment(ca CAPublic, request func([32]byte) (message, error), handle func(message) error) (*Enrolment, []byte, error) {
+func newEnrolment(ca CAPublic, request func([32]byte) (message, error), handle func(message) (bool, error)) (*Enrolment, []byte, error) {
 	ch, err := newChannel(noise.HandshakeNK, true, []byte(prologueEnrol), staticKey{}, ca.NoiseKey[:])
 	if err != nil {
 		return nil, nil, err
@@ -159,10 +170,11 @@ func (e *Enrolment) Receive(frame []byte) ([]byte, error) {
 		if r, ok := m.(*rejectMsg); ok {
 			return nil, &RejectedError{By: "ca", Reason: errOf(r.Code)}
 		}
-		if err := e.handle(m); err != nil {
+		last, err := e.handle(m)
+		if err != nil {
 			return nil, err
 		}
-		e.done = true
+		e.done = last
 		return nil, nil
 	}
 	return nil, fmt.Errorf("%w: enrolment frame type %d", ErrState, frame[0])
@@ -170,7 +182,9 @@ func (e *Enrolment) Receive(frame []byte) ([]byte, error) {
 
 // Enrol starts the vehicle's enrolment (or a refill: the same vehicle asks
 // for more pseudonyms and a fresh group list) with n new pseudonym keys.
-// token is the CA's enrolment token, shared out of band.
+// token is the vehicle's enrolment credential, issued for its RealID by
+// the operator (CA.IssueCredential) and given out of band; a refill of an
+// enrolled vehicle may pass zeros.
 func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 	if n < 0 || n > maxPseudo {
 		return nil, nil, fmt.Errorf("pseudonyms per enrolment: 0..%d", maxPseudo)
@@ -182,8 +196,16 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 			return nil, nil, err
 		}
 	}
+	// The vehicle holds the first keys of its group's list: the CA sends
+	// the rest, and the head that signs the whole list.
+	var have [][32]byte
+	if b.group != nil && b.group.Group == b.Group {
+		have = b.group.Keys
+	}
+	fresh := slices.Clone(have)
+	kept := len(have) // how many of have no chunk replaced
 	req := func(binding [32]byte) (message, error) {
-		m := &enrolBVMsg{Token: token, RealID: b.RealID, Group: b.Group, RingKey: b.ringKey.Public()}
+		m := &enrolBVMsg{Token: token, RealID: b.RealID, Group: b.Group, RingKey: b.ringKey.Public(), HaveKeys: uint32(len(have))}
 		copy(m.IdentityKey[:], b.identity.Public().(ed25519.PublicKey))
 		for _, k := range keys {
 			m.PseudoKeys = append(m.PseudoKeys, [32]byte(k.Public().(ed25519.PublicKey)))
@@ -191,35 +213,53 @@ func (b *BV) Enrol(token [32]byte, n int) (*Enrolment, []byte, error) {
 		m.Sig = sign(b.identity, domEnrol, append(binding[:], m.body()...))
 		return m, nil
 	}
-	handle := func(m message) error {
+	handle := func(m message) (bool, error) {
+		if ch, isChunk := m.(*groupKeysMsg); isChunk {
+			if ch.Group != b.Group || int(ch.From) > len(fresh) || len(fresh)+len(ch.Keys) > maxList {
+				return false, fmt.Errorf("%w: group list chunk from %d, the vehicle holds %d", ErrMalformed, ch.From, len(fresh))
+			}
+			fresh = append(fresh[:ch.From], ch.Keys...)
+			kept = min(kept, int(ch.From))
+			return false, nil
+		}
 		ok, isOK := m.(*enrolBVOKMsg)
 		if !isOK || len(ok.Certs) != len(keys) {
-			return fmt.Errorf("%w: enrolment reply", ErrMalformed)
+			return false, fmt.Errorf("%w: enrolment reply", ErrMalformed)
 		}
-		gl, err := ParseGroupList(ok.GroupList)
+		h, err := parseGroupHead(ok.Head)
 		if err != nil {
-			return err
+			return false, err
 		}
-		if err := gl.Verify(b.ca); err != nil || gl.Group != b.Group ||
+		gl := &GroupList{Group: h.Group, Version: h.Version, Keys: fresh, Revoked: h.Revoked, Sig: h.Sig}
+		var chain [32]byte
+		if b.chain != nil && kept == len(have) && len(have) > 0 && len(fresh) >= len(have) {
+			chain = *b.chain // of have, which fresh extends
+			for _, k := range fresh[len(have):] {
+				chain = groupChainNext(chain, k)
+			}
+		} else {
+			chain = groupChain(b.Group, fresh)
+		}
+		if int(h.Count) != len(gl.Keys) || h.Chain != chain || !verify(b.ca.sign(), domGroup, h.body(), h.Sig) || gl.Group != b.Group ||
 			int64(ok.RingIndex) >= int64(len(gl.Keys)) || gl.Keys[ok.RingIndex] != b.ringKey.Public() {
-			return fmt.Errorf("%w: group list", ErrUntrusted)
+			return false, fmt.Errorf("%w: group list", ErrUntrusted)
 		}
-		var fresh []*pseudoCred
+		var certs []*pseudoCred
 		for i, cb := range ok.Certs {
 			c, err := pseudonym.ParseCert(cb)
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrMalformed, err)
+				return false, fmt.Errorf("%w: %w", ErrMalformed, err)
 			}
 			if c.CheckSignature(b.ca.sign()) != nil || c.Key != [32]byte(keys[i].Public().(ed25519.PublicKey)) || c.Group != b.Group {
-				return fmt.Errorf("%w: pseudonym certificate %d", ErrUntrusted, i)
+				return false, fmt.Errorf("%w: pseudonym certificate %d", ErrUntrusted, i)
 			}
-			fresh = append(fresh, &pseudoCred{cert: c, key: keys[i]})
+			certs = append(certs, &pseudoCred{cert: c, key: keys[i]})
 		}
 		if b.group == nil || gl.Version >= b.group.Version {
-			b.group, b.ringIndex = gl, ok.RingIndex
+			b.group, b.ringIndex, b.chain = gl, ok.RingIndex, &chain
 		}
-		b.pseudo = append(b.pseudo, fresh...)
-		return nil
+		b.pseudo = append(b.pseudo, certs...)
+		return true, nil
 	}
 	return newEnrolment(b.ca, req, handle)
 }
@@ -240,20 +280,20 @@ func EnrolLAG(ca CAPublic, token [32]byte, lagID, group string, noiseKey noise.D
 		m.Sig = sign(signKey, domEnrol, append(binding[:], m.body()...))
 		return m, nil
 	}
-	handle := func(m message) error {
+	handle := func(m message) (bool, error) {
 		ok, isOK := m.(*enrolLAGOKMsg)
 		if !isOK {
-			return fmt.Errorf("%w: enrolment reply", ErrMalformed)
+			return false, fmt.Errorf("%w: enrolment reply", ErrMalformed)
 		}
 		c, err := ParseLAGCert(ok.Cert)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !verify(ca.sign(), domLAGCert, c.body(), c.Sig) || c.LAGID != lagID || c.NoiseKey != [32]byte(noiseKey.Public) {
-			return fmt.Errorf("%w: LAG certificate", ErrUntrusted)
+			return false, fmt.Errorf("%w: LAG certificate", ErrUntrusted)
 		}
 		le.Cert = c
-		return nil
+		return true, nil
 	}
 	e, first, err := newEnrolment(ca, req, handle)
 	le.Enrolment = e

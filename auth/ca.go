@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -41,10 +40,15 @@ type CAConfig struct {
 	DischargeMode   Mode          // default Centralized
 	// MaxPseudonymsPerPeriod caps the pseudonym certificates one
 	// identity may obtain in one validity period (PseudonymLifetime);
-	// default 2000. It bounds what one holder of the enrolment token can
-	// add to the CA's state per identity; with the shared token, new
-	// identities are not bounded (docs/SECURITY.md).
+	// default 2000. It bounds what one enrolled identity can add to the
+	// CA's state; new identities need a credential each (admission.go).
 	MaxPseudonymsPerPeriod int
+	// SharedToken keeps admitting new identities (vehicles and LAGs)
+	// with the shared enrolment token of earlier versions (CAKeys.
+	// EnrolToken), beside per-identity credentials: a migration setting,
+	// off by default. Off, a party that presents the token is refused with
+	// ErrSharedToken.
+	SharedToken bool
 	// AdminKey is the X25519 public key of the operator who may trace and
 	// revoke over the CA's listener (Noise IK, see Admin); zero refuses
 	// every admin connection.
@@ -109,6 +113,13 @@ type lagRecord struct {
 	cert    LAGCert
 	revoked bool
 	link    ConnID // 0 when not linked
+	// sent is how much of each group's list the LAG holds on its link:
+	// what it said at the link's start (syncReqMsg.Have), and what the CA
+	// sent it since. A sync carries only the rest.
+	sent map[string]groupHave
+	// crlSent is the revocation list version the LAG holds, if known.
+	crlSent    uint64
+	crlSentSet bool
 }
 
 type caSession struct {
@@ -190,6 +201,13 @@ type CA struct {
 	nextConn ConnID
 	// dirty is what changed in the durable state since TakeChanges.
 	dirty dirtySet
+	// creds are the enrolment credentials by the hash of their secret,
+	// credByName each name's latest (admission.go).
+	creds      map[[32]byte]*admissionCred
+	credByName map[credName][32]byte
+	credSeq    uint64
+	// chains is each group list's hash chain (groupHead).
+	chains map[string][32]byte
 	// instance is random for each CA started (NewCA, RestoreCA*): its
 	// sessions are not durable, and a LAG that sees a new instance in its
 	// sync voids its resumption tickets.
@@ -224,6 +242,7 @@ func NewCA(keys *CAKeys, cfg CAConfig) (*CA, error) {
 		lags: map[string]*lagRecord{}, byNoise: map[[32]byte]string{},
 		sessions: map[[32]byte]*caSession{}, requests: map[[16]byte]*dischargeState{},
 		statusAgg: map[string]*aggState{}, conns: map[ConnID]*caConn{}, nextConn: 1, issued: map[int]issuedCount{},
+		creds: map[[32]byte]*admissionCred{}, credByName: map[credName][32]byte{}, chains: map[string][32]byte{},
 	}, nil
 }
 
@@ -380,11 +399,16 @@ func (c *CA) handshake(now time.Time, id ConnID, cn *caConn, frame []byte) (Outp
 // as a clone at its next session), and terminates the held ones it does
 // not know (it restarted: sessions are not durable) or whose vehicle is
 // revoked (the revocation's terminate may have found the link down).
-func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, out *Output) error {
+func (c *CA) confirmLink(now time.Time, id ConnID, cn *caConn, held [][32]byte, have []groupHave, crl uint64, crlKnown bool, out *Output) error {
 	cn.confirmed = true
 	l := c.lags[cn.lag]
 	l.link = id
-	if err := c.sendTo(out, id, c.syncFor(now, cn.lag)); err != nil {
+	l.sent = make(map[string]groupHave, len(have))
+	for _, h := range have {
+		l.sent[h.Group] = h
+	}
+	l.crlSent, l.crlSentSet = crl, crlKnown
+	if err := c.sendSync(out, id, now, cn.lag); err != nil {
 		return err
 	}
 	holds := make(map[[32]byte]bool, len(held))
@@ -453,9 +477,14 @@ func (c *CA) enrol(now time.Time, id ConnID, cn *caConn, m message) (Output, err
 	var reply message
 	switch m := m.(type) {
 	case *enrolBVMsg:
-		r, added, err := c.enrolBV(now, cn.ch.binding, m)
+		r, added, chunks, err := c.enrolBV(now, cn.ch.binding, m, &out)
 		if err != nil {
 			return out, err
+		}
+		for _, ch := range chunks {
+			if err := c.sendTo(&out, id, ch); err != nil {
+				return out, err
+			}
 		}
 		reply = r
 		out.event(id, "bv-enrolled", "vehicle %q in group %s: %d pseudonym certificates, ring index %d", m.RealID, m.Group, len(r.Certs), r.RingIndex)
@@ -467,11 +496,17 @@ func (c *CA) enrol(now time.Time, id ConnID, cn *caConn, m message) (Output, err
 					if err := c.sendTo(&out, l.link, add); err != nil {
 						return out, err
 					}
+					// The LAG appends it if it held every key before it;
+					// its version stays older, so the next sync sends the
+					// group's header (no keys) again.
+					if h := l.sent[m.Group]; h.Count == r.RingIndex && l.sent != nil {
+						l.sent[m.Group] = groupHave{Group: m.Group, Version: h.Version, Count: h.Count + 1}
+					}
 				}
 			}
 		}
 	case *enrolLAGMsg:
-		cert, err := c.enrolLAG(now, cn.ch.binding, m)
+		cert, err := c.enrolLAG(now, cn.ch.binding, m, &out)
 		if err != nil {
 			return out, err
 		}
@@ -484,39 +519,50 @@ func (c *CA) enrol(now time.Time, id ConnID, cn *caConn, m message) (Output, err
 	return out, err
 }
 
-func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enrolBVOKMsg, added bool, err error) {
-	if subtle.ConstantTimeCompare(m.Token[:], c.keys.EnrolToken[:]) != 1 {
-		return nil, false, fmt.Errorf("%w: enrolment token", ErrNotPermitted)
-	}
+func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg, out *Output) (resp *enrolBVOKMsg, added bool, chunks []message, err error) {
 	if err := checkID("identity", m.RealID); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, false, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err := checkID("group", m.Group); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return nil, false, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !verify(ed25519.PublicKey(m.IdentityKey[:]), domEnrol, append(binding[:], m.body()...), m.Sig) {
-		return nil, false, fmt.Errorf("%w: enrolment request", ErrBadSignature)
+		return nil, false, nil, fmt.Errorf("%w: enrolment request", ErrBadSignature)
 	}
 	for _, k := range m.PseudoKeys {
 		if err := pseudonym.CheckKey(k[:]); err != nil {
-			return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
+			return nil, false, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	}
 	idx, known := c.byReal[m.RealID]
+	var spend *[32]byte
 	if known {
+		// A bound identity is authenticated by its identity key (the
+		// signature above): a refill needs no credential.
 		r := c.bvs[idx]
 		if r.IdentityKey != m.IdentityKey || r.RingKey != m.RingKey || r.Group != m.Group {
-			return nil, false, fmt.Errorf("%w: %q is enrolled with other keys or group", ErrNotPermitted, m.RealID)
+			if c.usedCredentialOf(CredentialVehicle, m.RealID, m.Token) {
+				return nil, false, nil, fmt.Errorf("%w: %q is enrolled with other keys, with this credential", ErrCredentialUsed, m.RealID)
+			}
+			return nil, false, nil, fmt.Errorf("%w: %q is enrolled with other keys or group", ErrNotPermitted, m.RealID)
 		}
 		if r.Revoked {
-			return nil, false, fmt.Errorf("%w: vehicle %q", ErrRevoked, m.RealID)
+			return nil, false, nil, fmt.Errorf("%w: vehicle %q", ErrRevoked, m.RealID)
 		}
 	} else {
+		if spend, err = c.admission(CredentialVehicle, m.RealID, m.Token, out); err != nil {
+			return nil, false, nil, err
+		}
+		// Checked before the vehicle is added: a refused enrolment changes
+		// nothing (and leaves its credential unspent).
+		if len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
+			return nil, false, nil, fmt.Errorf("%w: %d pseudonyms asked, at most %d per period", ErrNotPermitted, len(m.PseudoKeys), c.cfg.MaxPseudonymsPerPeriod)
+		}
 		if _, err := lsag.ParsePoint(m.RingKey[:]); err != nil {
-			return nil, false, fmt.Errorf("%w: ring key: %w", ErrMalformed, err)
+			return nil, false, nil, fmt.Errorf("%w: ring key: %w", ErrMalformed, err)
 		}
 		if _, dup := c.byRing[m.RingKey]; dup {
-			return nil, false, fmt.Errorf("%w: ring key already enrolled", ErrNotPermitted)
+			return nil, false, nil, fmt.Errorf("%w: ring key already enrolled", ErrNotPermitted)
 		}
 		idx = len(c.bvs)
 		g := c.groups[m.Group]
@@ -526,7 +572,7 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 		}
 		r := &bvRecord{RealID: m.RealID, Group: m.Group, IdentityKey: m.IdentityKey, RingKey: m.RingKey,
 			RingIndex: uint32(len(g.keys))}
-		g.add(m.RingKey)
+		c.addRingKey(m.Group, g, m.RingKey)
 		c.groupVer[m.Group]++
 		c.groupOwner[m.Group] = append(c.groupOwner[m.Group], idx)
 		c.bvs = append(c.bvs, r)
@@ -539,31 +585,40 @@ func (c *CA) enrolBV(now time.Time, binding [32]byte, m *enrolBVMsg) (resp *enro
 	notBefore, notAfter := c.pseudonymWindow(now)
 	if known {
 		if had := c.issuedIn(idx, notAfter.Unix()); had+len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
-			return nil, false, fmt.Errorf("%w: vehicle %q has %d of its %d pseudonyms for this period and asked for %d more: ask for at most %d, or after %s",
+			return nil, false, nil, fmt.Errorf("%w: vehicle %q has %d of its %d pseudonyms for this period and asked for %d more: ask for at most %d, or after %s",
 				ErrNotPermitted, m.RealID, had, c.cfg.MaxPseudonymsPerPeriod, len(m.PseudoKeys),
 				max(0, c.cfg.MaxPseudonymsPerPeriod-had), notAfter.Add(-2*PseudonymSkew).UTC().Format(time.RFC3339))
 		}
-	} else if len(m.PseudoKeys) > c.cfg.MaxPseudonymsPerPeriod {
-		return nil, false, fmt.Errorf("%w: %d pseudonyms asked, at most %d per period", ErrNotPermitted, len(m.PseudoKeys), c.cfg.MaxPseudonymsPerPeriod)
 	}
 	tr, err := c.pub.trace()
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	resp = &enrolBVOKMsg{RingIndex: c.bvs[idx].RingIndex}
 	for _, k := range m.PseudoKeys {
 		cert, err := pseudonym.Issue(c.keys.Sign, tr, m.RealID, m.Group, k[:], notBefore, notAfter)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: %w", ErrMalformed, err)
+			return nil, false, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		c.serials[cert.Serial] = &serialInfo{bv: idx, notAfter: cert.NotAfter}
 		c.countIssued(idx, cert.NotAfter)
 		c.markSerial(cert.Serial)
 		resp.Certs = append(resp.Certs, cert.Marshal())
 	}
-	gl := c.groupList(m.Group)
-	resp.GroupList = gl.Marshal()
-	return resp, added, nil
+	c.spendCredential(now, spend)
+	// The list goes as its signed head and the keys the vehicle lacks
+	// (it holds the first HaveKeys), in chunks ahead of the answer.
+	resp.Head = c.groupHead(m.Group).marshal()
+	keys := c.groups[m.Group].keys
+	from := int(m.HaveKeys)
+	if from > len(keys) {
+		from = 0
+	}
+	for lo := from; lo < len(keys); lo += syncChunkKeys {
+		hi := min(len(keys), lo+syncChunkKeys)
+		chunks = append(chunks, &groupKeysMsg{Group: m.Group, From: uint32(lo), Keys: keys[lo:hi]})
+	}
+	return resp, added, chunks, nil
 }
 
 // issuedCount is how many pseudonyms a vehicle has for one period.
@@ -616,25 +671,43 @@ func (c *CA) pseudonymWindow(now time.Time) (notBefore, notAfter time.Time) {
 	return time.Unix(start, 0).Add(-PseudonymSkew), time.Unix(start+p, 0).Add(PseudonymSkew)
 }
 
+// addRingKey appends a member's key to a group's list and extends the
+// list's chain (groupHead).
+func (c *CA) addRingKey(group string, g *groupKeys, k [32]byte) {
+	h, ok := c.chains[group]
+	if !ok {
+		h = groupChainStart(group)
+	}
+	c.chains[group] = groupChainNext(h, k)
+	g.add(k)
+}
+
+// groupHead returns the current signed head of a group's list: constant
+// time in the list's length (the chain is kept up to date), plus its
+// revoked members.
+func (c *CA) groupHead(group string) *groupHead {
+	h := &groupHead{Group: group, Version: c.groupVer[group], Chain: groupChainStart(group)}
+	if g := c.groups[group]; g != nil {
+		h.Count, h.Chain, h.Revoked = uint32(len(g.keys)), c.chains[group], g.revokedList()
+	}
+	h.Sig = sign(c.keys.Sign, domGroup, h.body())
+	return h
+}
+
 // groupList returns the current signed list of a group.
 func (c *CA) groupList(group string) *GroupList {
-	g := c.groups[group]
-	gl := &GroupList{Group: group, Version: c.groupVer[group]}
-	if g != nil {
+	h := c.groupHead(group)
+	gl := &GroupList{Group: group, Version: h.Version, Revoked: h.Revoked, Sig: h.Sig}
+	if g := c.groups[group]; g != nil {
 		gl.Keys = slices.Clone(g.keys)
-		gl.Revoked = g.revokedList()
 	}
-	gl.Sig = sign(c.keys.Sign, domGroup, gl.body())
 	return gl
 }
 
 // GroupList returns the current CA-signed LSAG key list of a group.
 func (c *CA) GroupList(group string) *GroupList { return c.groupList(group) }
 
-func (c *CA) enrolLAG(now time.Time, binding [32]byte, m *enrolLAGMsg) (*LAGCert, error) {
-	if subtle.ConstantTimeCompare(m.Token[:], c.keys.EnrolToken[:]) != 1 {
-		return nil, fmt.Errorf("%w: enrolment token", ErrNotPermitted)
-	}
+func (c *CA) enrolLAG(now time.Time, binding [32]byte, m *enrolLAGMsg, out *Output) (*LAGCert, error) {
 	if err := checkID("LAG id", m.LAGID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -644,7 +717,20 @@ func (c *CA) enrolLAG(now time.Time, binding [32]byte, m *enrolLAGMsg) (*LAGCert
 	if !verify(ed25519.PublicKey(m.SignKey[:]), domEnrol, append(binding[:], m.body()...), m.Sig) {
 		return nil, fmt.Errorf("%w: enrolment request", ErrBadSignature)
 	}
-	return c.certifyLAG(now, m.LAGID, m.Group, m.NoiseKey, m.SignKey)
+	// A certified LAG renews with its own keys (certifyLAG refuses other
+	// keys); a new one needs a LAG credential.
+	var spend *[32]byte
+	if c.lags[m.LAGID] == nil {
+		var err error
+		if spend, err = c.admission(CredentialLAG, m.LAGID, m.Token, out); err != nil {
+			return nil, err
+		}
+	}
+	cert, err := c.certifyLAG(now, m.LAGID, m.Group, m.NoiseKey, m.SignKey)
+	if err == nil {
+		c.spendCredential(now, spend)
+	}
+	return cert, err
 }
 
 // IssueLAGCert certifies a LAG directly, for tools and tests that hold the
@@ -680,7 +766,7 @@ func (c *CA) certifyLAG(now time.Time, lagID, group string, noiseKey, signKey [3
 	cert.Sig = sign(c.keys.Sign, domLAGCert, cert.body())
 	rec := &lagRecord{cert: cert}
 	if old != nil {
-		rec.link = old.link
+		rec.link, rec.sent, rec.crlSent, rec.crlSentSet = old.link, old.sent, old.crlSent, old.crlSentSet
 	}
 	c.lags[lagID] = rec
 	c.byNoise[noiseKey] = lagID
@@ -715,29 +801,85 @@ func (c *CA) listedUntil(info *serialInfo) int64 {
 	return info.notAfter + int64(c.cfg.PermitLifetime/time.Second)
 }
 
-func (c *CA) syncFor(now time.Time, lagID string) *syncMsg {
-	m := &syncMsg{Instance: c.instance, CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
-	t := now.Unix()
-	for s, info := range c.serials {
-		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
-			m.Serials = append(m.Serials, s)
-		}
+// sendSync brings a LAG's link up to date: the keys of each group list
+// the LAG lacks, in chunks of at most syncChunkKeys, then the sync, which
+// lists only the groups that changed since what the LAG holds. So a sync
+// after one enrolment or revocation costs what changed, not the size of
+// the lists, and a LAG that starts empty at 10^6 vehicles receives 32 MB
+// of keys in 2 MiB messages, each under the link's frame limit.
+func (c *CA) sendSync(out *Output, id ConnID, now time.Time, lagID string) error {
+	m := c.syncFor(now, lagID)
+	l := c.lags[lagID]
+	if l.sent == nil {
+		l.sent = map[string]groupHave{}
 	}
-	sort.Slice(m.Serials, func(i, j int) bool { return string(m.Serials[i][:]) < string(m.Serials[j][:]) })
-	for _, l := range c.lags {
-		if l.revoked {
-			m.RevokedLAGs = append(m.RevokedLAGs, l.cert.Serial)
-		}
-	}
-	slices.Sort(m.RevokedLAGs)
 	names := make([]string, 0, len(c.groups))
 	for g := range c.groups {
 		names = append(names, g)
 	}
 	sort.Strings(names)
 	for _, g := range names {
-		m.Groups = append(m.Groups, groupSync{Group: g, Keys: slices.Clone(c.groups[g].keys), Revoked: c.groups[g].revokedList()})
+		keys, ver := c.groups[g].keys, c.groupVer[g]
+		have := l.sent[g]
+		if have.Version == ver && int(have.Count) == len(keys) {
+			continue
+		}
+		from := int(have.Count)
+		if from > len(keys) { // not this CA's list: send it whole
+			from = 0
+		}
+		for lo := from; lo < len(keys); lo += syncChunkKeys {
+			hi := min(len(keys), lo+syncChunkKeys)
+			if err := c.sendTo(out, id, &groupKeysMsg{Group: g, From: uint32(lo), Keys: keys[lo:hi]}); err != nil {
+				return err
+			}
+		}
+		m.Groups = append(m.Groups, groupSync{Group: g, Version: ver, Count: uint32(len(keys)), Revoked: c.groups[g].revokedList()})
+		l.sent[g] = groupHave{Group: g, Version: ver, Count: uint32(len(keys))}
 	}
+	// The revocation list travels when its version changed since what the
+	// LAG holds, in chunks (a revoked vehicle lists up to
+	// MaxPseudonymsPerPeriod serials: tens of revocations would pass a
+	// frame).
+	if l.crlSentSet && l.crlSent == c.crlVersion {
+		m.CRLSame = true
+	} else {
+		serials := c.revokedSerials(now)
+		for lo := 0; lo < len(serials); lo += crlChunkSerials {
+			hi := min(len(serials), lo+crlChunkSerials)
+			if err := c.sendTo(out, id, &crlChunkMsg{Serials: serials[lo:hi]}); err != nil {
+				return err
+			}
+		}
+		m.CRLCount = uint32(len(serials))
+		l.crlSent, l.crlSentSet = c.crlVersion, true
+	}
+	return c.sendTo(out, id, m)
+}
+
+// revokedSerials lists the serials of revoked vehicles that are still
+// listed (CA.listedUntil), in order.
+func (c *CA) revokedSerials(now time.Time) [][16]byte {
+	var out [][16]byte
+	t := now.Unix()
+	for s, info := range c.serials {
+		if c.bvs[info.bv].Revoked && c.listedUntil(info) > t {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	return out
+}
+
+// syncFor is a LAG's sync without its groups (sendSync adds them).
+func (c *CA) syncFor(now time.Time, lagID string) *syncMsg {
+	m := &syncMsg{Instance: c.instance, CRLVersion: c.crlVersion, RevokedAt: c.revokedAt}
+	for _, l := range c.lags {
+		if l.revoked {
+			m.RevokedLAGs = append(m.RevokedLAGs, l.cert.Serial)
+		}
+	}
+	slices.Sort(m.RevokedLAGs)
 	e := Epoch(now)
 	for k := e - 1; k <= e+scopesAhead; k++ {
 		m.Scopes = append(m.Scopes, c.ScopeBase(lagID, k))
@@ -757,11 +899,18 @@ func (c *CA) fromLAG(now time.Time, id ConnID, cn *caConn, m message) (Output, e
 		if !ok {
 			return out, fmt.Errorf("%w: the LAG's first message must ask for a sync", ErrState)
 		}
-		return out, c.confirmLink(now, id, cn, req.Held, &out)
+		return out, c.confirmLink(now, id, cn, req.Held, req.Have, req.CRLVersion, req.HasHave, &out)
 	}
 	switch m := m.(type) {
 	case *syncReqMsg:
-		return out, c.sendTo(&out, id, c.syncFor(now, cn.lag))
+		if m.HasHave { // the LAG says what it holds: start from that
+			l.sent = make(map[string]groupHave, len(m.Have))
+			for _, h := range m.Have {
+				l.sent[h.Group] = h
+			}
+			l.crlSent, l.crlSentSet = m.CRLVersion, true
+		}
+		return out, c.sendSync(&out, id, now, cn.lag)
 	case *verifyMsg:
 		vs := c.verify(now, cn.lag, m.Entries, &out)
 		return out, c.sendTo(&out, id, &verdictsMsg{Verdicts: vs})
@@ -1196,7 +1345,7 @@ func (c *CA) RevokeLAG(now time.Time, lagID string) (Output, error) {
 func (c *CA) pushSync(now time.Time, out *Output) error {
 	for id, l := range c.lags {
 		if l.link != 0 && !l.revoked {
-			if err := c.sendTo(out, l.link, c.syncFor(now, id)); err != nil {
+			if err := c.sendSync(out, l.link, now, id); err != nil {
 				return err
 			}
 		}
@@ -1341,7 +1490,7 @@ func RestoreCA(keys *CAKeys, cfg CAConfig, snapshot []byte) (*CA, error) {
 		if int(r.RingIndex) != len(g.keys) {
 			return nil, fmt.Errorf("%w: CA state: ring index of %q", ErrMalformed, r.RealID)
 		}
-		g.add(r.RingKey)
+		c.addRingKey(r.Group, g, r.RingKey)
 		if r.Revoked {
 			g.revoked[r.RingIndex] = true
 		}

@@ -37,7 +37,7 @@ const (
 
 // CATables lists the tables, in the order RestoreCAFrom reads them.
 func CATables() []string {
-	return []string{TableMeta, TableVehicles, TableSerials, TableLAGs, TableGroups}
+	return []string{TableMeta, TableVehicles, TableSerials, TableLAGs, TableGroups, TableCredentials}
 }
 
 // A Record is one entry of the CA's durable state. A nil Value deletes it.
@@ -57,10 +57,11 @@ type dirtySet struct {
 	serials map[[16]byte]bool
 	lags    map[string]bool
 	groups  map[string]bool
+	creds   map[[32]byte]bool
 }
 
 func (d *dirtySet) empty() bool {
-	return !d.meta && len(d.bvs) == 0 && len(d.serials) == 0 && len(d.lags) == 0 && len(d.groups) == 0
+	return !d.meta && len(d.bvs) == 0 && len(d.serials) == 0 && len(d.lags) == 0 && len(d.groups) == 0 && len(d.creds) == 0
 }
 
 func (c *CA) markBV(i int) {
@@ -134,14 +135,14 @@ func (c *CA) TakeChanges() []Record {
 	for _, g := range groups {
 		out = append(out, c.groupRecord(g))
 	}
-	return out
+	return append(out, c.credRecords(d.creds)...)
 }
 
 // Records returns the whole durable state as records (to fill a new store
 // from a CA restored another way, e.g. from an old state.json), and
 // forgets pending changes, which it includes.
 func (c *CA) Records() []Record {
-	c.dirty = dirtySet{meta: true, bvs: map[int]bool{}, serials: map[[16]byte]bool{}, lags: map[string]bool{}, groups: map[string]bool{}}
+	c.dirty = dirtySet{meta: true, bvs: map[int]bool{}, serials: map[[16]byte]bool{}, lags: map[string]bool{}, groups: map[string]bool{}, creds: map[[32]byte]bool{}}
 	for i := range c.bvs {
 		c.dirty.bvs[i] = true
 	}
@@ -153,6 +154,9 @@ func (c *CA) Records() []Record {
 	}
 	for g := range c.groupVer {
 		c.dirty.groups[g] = true
+	}
+	for h := range c.creds {
+		c.dirty.creds[h] = true
 	}
 	return c.TakeChanges()
 }
@@ -344,6 +348,15 @@ func RestoreCAFrom(keys *CAKeys, cfg CAConfig, scan func(table string, fn func(k
 	if err != nil {
 		return nil, err
 	}
+	err = scan(TableCredentials, func(k, v []byte) error {
+		if err := c.restoreCred(k, v); err != nil {
+			return bad(TableCredentials, k, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -361,7 +374,7 @@ func (c *CA) addRestored(r *bvRecord) error {
 	if _, dup := c.byReal[r.RealID]; dup {
 		return fmt.Errorf("%w: CA state: vehicle %q twice", ErrMalformed, r.RealID)
 	}
-	g.add(r.RingKey)
+	c.addRingKey(r.Group, g, r.RingKey)
 	if r.Revoked {
 		g.revoked[r.RingIndex] = true
 	}

@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/ed25519"
 	"fmt"
+	"slices"
 	"time"
 
 	"filippo.io/edwards25519"
@@ -35,13 +36,16 @@ func (g *groupKeys) add(k [32]byte) {
 	g.points = append(g.points, nil)
 }
 
+// revokedList lists the revoked members in ascending order, in time of
+// the revoked, not of the list (it is in every group head the CA signs).
 func (g *groupKeys) revokedList() []uint32 {
 	out := make([]uint32, 0, len(g.revoked))
-	for i := range g.keys {
-		if g.revoked[uint32(i)] {
-			out = append(out, uint32(i))
+	for i, r := range g.revoked {
+		if r && int64(i) < int64(len(g.keys)) {
+			out = append(out, i)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 

@@ -20,10 +20,13 @@
 // The protocol:
 //
 //   - Enrolment: over a Noise NK channel to the CA's static key and with the
-//     CA's enrolment token, a vehicle registers its real identity, group
-//     attribute (its utility), an Ed25519 identity key and an LSAG key, and
-//     receives pseudonym certificates for keys it generated; a LAG gets a
-//     certificate on its Noise static key, batch-signing key and group.
+//     enrolment credential the operator had the CA issue for its name
+//     (admission.go; needed the first time only), a vehicle registers its
+//     real identity, group attribute (its utility), an Ed25519 identity key
+//     and an LSAG key, and receives pseudonym certificates for keys it
+//     generated and the keys of its group's list it lacks, under the list's
+//     signed head; a LAG, with its own credential, gets a certificate on
+//     its Noise static key, batch-signing key and group.
 //   - Session: the LAG sends its certificate, the schemes it offers and its
 //     LSAG linking base in a clear hello, which is the Noise prologue; the
 //     vehicle checks the certificate and runs Noise NK

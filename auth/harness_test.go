@@ -270,12 +270,27 @@ func (n *testNet) act(c *bvConn, action func(s *BVSession) ([]byte, error)) {
 	n.run()
 }
 
-// enrol enrols a vehicle with k pseudonyms.
+// enrol enrols a vehicle with k pseudonyms (a new one with a credential
+// the CA issues for it, as the operator would).
 func (n *testNet) enrol(b *BV, k int) {
 	n.t.Helper()
-	if err := n.tryEnrol(b, k, n.keys.EnrolToken); err != nil {
+	if err := n.tryEnrol(b, k, n.admit(b)); err != nil {
 		n.t.Fatal(err)
 	}
+}
+
+// admit returns what b enrols with: for a vehicle the CA does not know, a
+// credential issued for it; an enrolled one needs none.
+func (n *testNet) admit(b *BV) [32]byte {
+	n.t.Helper()
+	if _, known := n.ca.byReal[b.RealID]; known {
+		return [32]byte{}
+	}
+	secret, _, err := n.ca.IssueCredential(n.now, CredentialVehicle, b.RealID)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return secret
 }
 
 func (n *testNet) tryEnrol(b *BV, k int, token [32]byte) error {
@@ -342,7 +357,7 @@ func (n *testNet) connect(b *BV, lag string, opts SessionOptions) *bvConn {
 	// As a vehicle's agent does: bring the group list up to date so that
 	// LSAG rings can be drawn from the whole group.
 	if g, ok := n.ca.groups[b.Group]; ok && b.group != nil && b.GroupSize() < len(g.keys) && !b.group.IsRevoked(b.ringIndex) {
-		if err := n.tryEnrol(b, 0, n.keys.EnrolToken); err != nil && !errors.Is(err, ErrRevoked) {
+		if err := n.tryEnrol(b, 0, [32]byte{}); err != nil && !errors.Is(err, ErrRevoked) {
 			n.t.Fatal(err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 const (
 	domLAGCert   = "gridveil/lag-cert/v1\x00"
 	domScope     = "gridveil/scope-base/v1\x00"
-	domGroup     = "gridveil/group-list/v1\x00"
+	domGroup     = "gridveil/group-list/v2\x00"
 	domCRL       = "gridveil/crl/v1\x00"
 	domPermit    = "gridveil/permit/v1\x00"
 	domDischarge = "gridveil/discharge-request/v1\x00"
@@ -95,7 +95,7 @@ type CAKeys struct {
 	Noise      noise.DHKey
 	Trace      *ecdh.PrivateKey
 	LinkSecret [32]byte // derives the LSAG linking bases, see lsag.DeriveBase
-	EnrolToken [32]byte // shared out of band with enrolling LAGs and vehicles
+	EnrolToken [32]byte // the shared enrolment token of earlier versions: admits only with CAConfig.SharedToken (a migration)
 }
 
 // GenerateCAKeys draws fresh CA keys from crypto/rand.
@@ -260,10 +260,83 @@ type GroupList struct {
 	Sig     [64]byte
 }
 
-// body is the signed part. It is sized up front: a group of 10^4 members
-// is a 320 KB list, built at every enrolment, and growing it by appends
-// was a quarter of enrolment's cost.
-func (g *GroupList) body() []byte {
+// A group list is signed through its head: the group, version, length, a
+// hash chain over its keys and the revoked indices. The chain is extended
+// by one hash per new member, so the CA signs a list at every enrolment in
+// constant time (the whole list was signed each time before: quadratic in
+// the group's size), and a vehicle that holds the first keys of the list
+// gets only the rest, checks the chain over the whole list it now holds,
+// and the signature on the head.
+const domGroupChain = "gridveil/group-chain/v1\x00"
+
+// groupChainStart is the chain of a group's empty list.
+func groupChainStart(group string) [32]byte {
+	return sha256.Sum256(append([]byte(domGroupChain), group...))
+}
+
+// groupChainNext extends a chain by one key.
+func groupChainNext(h, k [32]byte) [32]byte {
+	var b [64]byte
+	copy(b[:32], h[:])
+	copy(b[32:], k[:])
+	return sha256.Sum256(b[:])
+}
+
+// groupChain is the chain over a whole list.
+func groupChain(group string, keys [][32]byte) [32]byte {
+	h := groupChainStart(group)
+	for _, k := range keys {
+		h = groupChainNext(h, k)
+	}
+	return h
+}
+
+// groupHead is what the CA signs of a group list.
+type groupHead struct {
+	Group   string
+	Version uint64
+	Count   uint32
+	Chain   [32]byte
+	Revoked []uint32 // ascending
+	Sig     [64]byte
+}
+
+func (h *groupHead) body() []byte {
+	w := wire.NewBuilder(nil).String(h.Group).U64(h.Version).U32(h.Count).Fixed(h.Chain[:]).Count(len(h.Revoked))
+	for _, i := range h.Revoked {
+		w.U32(i)
+	}
+	return w.Out()
+}
+
+func (h *groupHead) marshal() []byte { return append(h.body(), h.Sig[:]...) }
+
+func parseGroupHead(b []byte) (*groupHead, error) {
+	r := wire.NewReader(b)
+	h := &groupHead{Group: r.String(MaxID), Version: r.U64(), Count: r.U32()}
+	r.FixedInto(h.Chain[:])
+	h.Revoked = make([]uint32, r.Count(maxList, 4))
+	for i := range h.Revoked {
+		h.Revoked[i] = r.U32()
+		if h.Revoked[i] >= h.Count || (i > 0 && h.Revoked[i] <= h.Revoked[i-1]) {
+			r.Failf("revoked index %d out of order or range", h.Revoked[i])
+		}
+	}
+	r.FixedInto(h.Sig[:])
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("%w: group list head: %w", ErrMalformed, err)
+	}
+	return h, nil
+}
+
+// head is the list's signed head, its chain computed over its keys.
+func (g *GroupList) head() *groupHead {
+	return &groupHead{Group: g.Group, Version: g.Version, Count: uint32(len(g.Keys)), Chain: groupChain(g.Group, g.Keys), Revoked: g.Revoked, Sig: g.Sig}
+}
+
+// Marshal encodes the whole list, keys included (sized up front: a group
+// of 10^4 members is a 320 KB list).
+func (g *GroupList) Marshal() []byte {
 	size := 4 + len(g.Group) + 8 + 4 + 32*len(g.Keys) + 4 + 4*len(g.Revoked) + len(g.Sig)
 	w := wire.NewBuilder(make([]byte, 0, size)).String(g.Group).U64(g.Version).Count(len(g.Keys))
 	for _, k := range g.Keys {
@@ -273,11 +346,8 @@ func (g *GroupList) body() []byte {
 	for _, i := range g.Revoked {
 		w.U32(i)
 	}
-	return w.Out()
+	return append(w.Out(), g.Sig[:]...)
 }
-
-// Marshal encodes the list.
-func (g *GroupList) Marshal() []byte { return append(g.body(), g.Sig[:]...) }
 
 // ParseGroupList decodes a list (without checking the signature).
 func ParseGroupList(b []byte) (*GroupList, error) {
@@ -301,9 +371,10 @@ func ParseGroupList(b []byte) (*GroupList, error) {
 	return g, nil
 }
 
-// Verify checks the CA's signature.
+// Verify checks the CA's signature on the list's head, over the chain of
+// its keys.
 func (g *GroupList) Verify(ca CAPublic) error {
-	if !verify(ca.sign(), domGroup, g.body(), g.Sig) {
+	if !verify(ca.sign(), domGroup, g.head().body(), g.Sig) {
 		return fmt.Errorf("%w: group list %q v%d", ErrBadSignature, g.Group, g.Version)
 	}
 	return nil

@@ -43,6 +43,9 @@ const (
 	lsVerifying
 	lsAwaitGrant
 	lsActive
+	// lsResumeHeld: a resumption that arrived while the link to the CA
+	// was being re-established, held until the first sync (holdResume).
+	lsResumeHeld
 )
 
 type lagSession struct {
@@ -97,7 +100,9 @@ type LAG struct {
 	pending    []*lagSession // authentication requests awaiting Flush
 	crl        map[[16]byte]bool
 	crlVersion uint64
+	crlPending [][16]byte // serials of the revocation list being sent (crlChunkMsg)
 	groups     map[string]*groupKeys
+	groupVer   map[string]uint64 // version of each group's list held (groupHave)
 	scopes     map[int64]ScopeBase
 	// resumption
 	usedTickets map[[32]byte]int64
@@ -106,6 +111,9 @@ type LAG struct {
 	// once it is back; caInstance is the CA start the origins are from.
 	notes      []*resumedNoteMsg
 	caInstance [16]byte
+	// heldResumes wait for the first sync of a link being re-established
+	// (holdResume).
+	heldResumes []heldResume
 	// batches and discharge
 	batchSeq  uint64
 	toConfirm [][32]byte
@@ -114,6 +122,17 @@ type LAG struct {
 	dischAgg  map[[16]byte]Aggregate
 	statusAgg Aggregate
 }
+
+type heldResume struct {
+	s   *lagSession
+	m   *resumeReq
+	now time.Time
+}
+
+// ResumeHoldMax bounds how long a resumption waits for the first sync of
+// a link being re-established; after that it is decided as with the link
+// down (on the LAG's last revocation list).
+const ResumeHoldMax = 10 * time.Second
 
 type originRec struct {
 	cred     *credMaterial
@@ -153,7 +172,7 @@ func NewLAG(cfg LAGConfig, now time.Time) (*LAG, error) {
 	}
 	return &LAG{
 		cfg: cfg, static: static, ticketKey: tk, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, nextID: 1,
-		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, scopes: map[int64]ScopeBase{},
+		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, groupVer: map[string]uint64{}, scopes: map[int64]ScopeBase{},
 		usedTickets: map[[32]byte]int64{}, origins: map[[32]byte]*originRec{}, requests: map[[16]byte]*DischargeRequest{},
 		dischAgg: map[[16]byte]Aggregate{},
 	}, nil
@@ -185,6 +204,9 @@ func (l *LAG) ConnectCA() ([]byte, error) {
 func (l *LAG) CADisconnected() Output {
 	var out Output
 	l.link, l.linkReady = nil, false
+	if len(l.heldResumes) > 0 {
+		l.releaseResumes(l.heldResumes[len(l.heldResumes)-1].now, time.Time{}, &out)
+	}
 	for _, s := range l.sessions {
 		if s.state == lsVerifying && s.entry != nil && !s.inBatch && !slices.Contains(l.awaitCA, s) && !slices.Contains(l.pending, s) {
 			l.reject(&out, s, fmt.Errorf("%w: link lost while verifying", ErrUnavailable))
@@ -534,6 +556,10 @@ func (l *LAG) apply(s *lagSession, st *Step, out *Output) error {
 		if s.state != lsAwaitAuth || !s.choice.Resume {
 			return fmt.Errorf("%w: resumption request", ErrState)
 		}
+		if l.link != nil && !l.linkReady {
+			l.holdResume(now, s, m, out)
+			return nil
+		}
 		return l.resume(now, s, m, out)
 	case *grantMsg:
 		if s.state != lsAwaitGrant {
@@ -881,6 +907,43 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 	return nil
 }
 
+// holdResume keeps a resumption that arrives while the link to the CA is
+// being re-established (the handshake is under way, the first sync has
+// not come) until that sync. The sync says whether the CA restarted: if
+// it did, it forgot the sessions the LAG's tickets descend from, and
+// admitting the vehicle on its old ticket now would only have the CA
+// terminate it as unknown once the note reaches it, leaving the vehicle
+// unserved; held, the vehicle is refused at once with ErrUnknown and
+// authenticates in full. If the CA did not restart, the resumption is
+// admitted as usual. A link that goes down again, or a sync that does
+// not come within ResumeHoldMax, decides it as with the link down.
+func (l *LAG) holdResume(now time.Time, s *lagSession, m *resumeReq, out *Output) {
+	s.state = lsResumeHeld
+	l.heldResumes = append(l.heldResumes, heldResume{s: s, m: m, now: now})
+	out.event(s.id, "resume-held", "resumption held until the first sync of the CA link being re-established")
+}
+
+// releaseResumes decides the held resumptions (all of them, or those held
+// since before the given time): admitted or refused as resume decides now.
+func (l *LAG) releaseResumes(now time.Time, heldBefore time.Time, out *Output) {
+	keep := l.heldResumes[:0]
+	for _, h := range l.heldResumes {
+		if !heldBefore.IsZero() && !h.now.Before(heldBefore) {
+			keep = append(keep, h)
+			continue
+		}
+		if l.sessions[h.s.id] != h.s || h.s.state != lsResumeHeld {
+			continue // closed meanwhile
+		}
+		h.s.state = lsAwaitAuth
+		if err := l.resume(now, h.s, h.m, out); err != nil {
+			l.reject(out, h.s, err)
+		}
+	}
+	clear(l.heldResumes[len(keep):])
+	l.heldResumes = keep
+}
+
 // originRevoked reports whether the credential of a ticket chain's origin
 // session would now be refused as revoked: its pseudonym is on the
 // revocation list, or its ring holds a revoked member. So a revocation
@@ -984,7 +1047,7 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		// so that the CA ends the others (after a restart of the LAG, all
 		// of them); the resumptions admitted while the link was down
 		// follow, for the CA to check.
-		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held()}))
+		b, err := l.link.seal(encode(&syncReqMsg{Held: l.held(), HasHave: true, CRLVersion: l.crlVersion, Have: l.have()}))
 		if err != nil {
 			return out, err
 		}
@@ -1015,6 +1078,13 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		return out, &RejectedError{By: "ca", Reason: errOf(m.Code)}
 	case *syncMsg:
 		l.sync(now, m, &out)
+	case *groupKeysMsg:
+		l.groupKeys(m)
+	case *crlChunkMsg:
+		if len(l.crlPending)+len(m.Serials) > maxList {
+			return out, fmt.Errorf("%w: a revocation list of more than %d serials", ErrMalformed, maxList)
+		}
+		l.crlPending = append(l.crlPending, m.Serials...)
 	case *groupAddMsg:
 		g := l.groups[m.Group]
 		if g == nil {
@@ -1049,6 +1119,44 @@ func (l *LAG) ReceiveCA(now time.Time, frame []byte) (Output, error) {
 		return out, fmt.Errorf("%w: message %#x from the CA", ErrState, m.kind())
 	}
 	return out, nil
+}
+
+// groupKeys takes a chunk of a group's list: the list from its first key
+// (From 0: a list the LAG did not hold, replaced), or the keys that follow
+// those it holds. A chunk that fits neither is dropped, and the sync that
+// follows finds the list short (and asks again).
+func (l *LAG) groupKeys(m *groupKeysMsg) {
+	g := l.groups[m.Group]
+	switch {
+	case m.From == 0:
+		g = newGroupKeys(nil, nil)
+		l.groups[m.Group] = g
+	case g == nil || int(m.From) != len(g.keys):
+		return
+	}
+	for _, k := range m.Keys {
+		g.add(k)
+	}
+}
+
+// GroupSizes returns how many keys of each group's list the LAG holds.
+func (l *LAG) GroupSizes() map[string]int {
+	out := make(map[string]int, len(l.groups))
+	for g, k := range l.groups {
+		out[g] = len(k.keys)
+	}
+	return out
+}
+
+// have says how much of each group's list the LAG holds, for the CA to
+// send only the rest.
+func (l *LAG) have() []groupHave {
+	out := make([]groupHave, 0, len(l.groups))
+	for name, g := range l.groups {
+		out = append(out, groupHave{Group: name, Version: l.groupVer[name], Count: uint32(len(g.keys))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out
 }
 
 // held lists the sessions the LAG holds for the CA (admitted, or
@@ -1096,6 +1204,12 @@ func (l *LAG) recheck(out *Output) {
 }
 
 func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
+	resync := false
+	defer func() {
+		if resync {
+			l.toCA(out, &syncReqMsg{HasHave: true, CRLVersion: l.crlVersion, Have: l.have()})
+		}
+	}()
 	if m.Instance != l.caInstance {
 		if l.caInstance != [16]byte{} && len(l.origins) > 0 {
 			out.event(ToCA, "ca-restarted", "the CA restarted and forgot its sessions: %d resumption origins voided (their vehicles authenticate in full)", len(l.origins))
@@ -1103,15 +1217,46 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 		}
 		l.caInstance = m.Instance
 	}
-	if m.CRLVersion >= l.crlVersion {
-		l.crl = make(map[[16]byte]bool, len(m.Serials))
-		for _, s := range m.Serials {
+	pending := l.crlPending
+	l.crlPending = nil
+	switch {
+	case m.CRLSame:
+	case len(pending) != int(m.CRLCount):
+		// A chunk was lost: keep the list held, and ask again saying
+		// which version that is.
+		out.fail(ToCA, "sync", fmt.Errorf("%w: the sync names %d revoked serials, the chunks brought %d; asking again", ErrState, m.CRLCount, len(pending)))
+		resync = true
+	case m.CRLVersion >= l.crlVersion:
+		l.crl = make(map[[16]byte]bool, len(pending))
+		for _, s := range pending {
 			l.crl[s] = true
 		}
 		l.crlVersion = m.CRLVersion
 	}
 	for _, g := range m.Groups {
-		l.groups[g.Group] = newGroupKeys(g.Keys, g.Revoked)
+		gk := l.groups[g.Group]
+		if gk == nil {
+			gk = newGroupKeys(nil, nil)
+			l.groups[g.Group] = gk
+		}
+		if len(gk.keys) != int(g.Count) {
+			// The chunks and additions did not bring the list to the
+			// length the CA names (one was lost): keep the keys it holds
+			// (they are the list's first, unless it holds more), and ask
+			// again saying what it holds.
+			if len(gk.keys) > int(g.Count) {
+				delete(l.groups, g.Group)
+			}
+			delete(l.groupVer, g.Group)
+			out.fail(ToCA, "sync", fmt.Errorf("%w: group %s: the sync names %d keys, the LAG holds %d; asking again", ErrState, g.Group, g.Count, len(gk.keys)))
+			resync = true
+			continue
+		}
+		gk.revoked = make(map[uint32]bool, len(g.Revoked))
+		for _, i := range g.Revoked {
+			gk.revoked[i] = true
+		}
+		l.groupVer[g.Group] = g.Version
 	}
 	for _, sb := range m.Scopes {
 		if sb.LAGID == l.cfg.Cert.LAGID && verify(l.cfg.CA.sign(), domScope, sb.body(), sb.Sig) && parseBase(sb.Base) == nil {
@@ -1126,8 +1271,15 @@ func (l *LAG) sync(now time.Time, m *syncMsg, out *Output) {
 	first := !l.linkReady
 	l.linkReady = true
 	l.recheck(out)
+	l.releaseResumes(now, time.Time{}, out)
 	out.event(ToCA, "synced", "revocation list v%d (%d serials), %d groups, linking bases to epoch %d", l.crlVersion, len(l.crl), len(l.groups), Epoch(now)+scopesAhead)
 	if first {
+		// Resumptions decided while the link was not ready (a hold that
+		// ran out) are reported now.
+		for _, n := range l.notes {
+			l.toCA(out, n)
+		}
+		l.notes = nil
 		out.merge(l.sendAwaiting(Output{}))
 	}
 }
@@ -1322,6 +1474,9 @@ func (l *LAG) ConfirmBatch(now time.Time) Output {
 // spent tickets and closed requests.
 func (l *LAG) Tick(now time.Time) Output {
 	var out Output
+	if len(l.heldResumes) > 0 {
+		l.releaseResumes(now, now.Add(-ResumeHoldMax), &out)
+	}
 	for _, s := range l.sortedSessions() {
 		if s.state != lsActive {
 			continue

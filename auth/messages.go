@@ -42,6 +42,8 @@ const (
 	msgAckFwd         = 0x4a
 	msgStatusFwd      = 0x4b
 	msgStatusReplyFwd = 0x4c
+	msgGroupKeys      = 0x4d
+	msgCRLChunk       = 0x4e
 	// enrolment, vehicle or LAG <-> CA
 	msgEnrolBV    = 0x50
 	msgEnrolBVOK  = 0x51
@@ -126,6 +128,10 @@ func newMessage(kind uint8) message {
 		return new(syncMsg)
 	case msgGroupAdd:
 		return new(groupAddMsg)
+	case msgGroupKeys:
+		return new(groupKeysMsg)
+	case msgCRLChunk:
+		return new(crlChunkMsg)
 	case msgSyncReq:
 		return new(syncReqMsg)
 	case msgVerify:
@@ -162,6 +168,10 @@ func newMessage(kind uint8) message {
 		return new(adminRevokeMsg)
 	case msgAdminResult:
 		return new(adminResultMsg)
+	case msgAdminIssue:
+		return new(adminIssueMsg)
+	case msgAdminUncred:
+		return new(adminUncredMsg)
 	}
 	return nil
 }
@@ -333,11 +343,21 @@ func (m *syncReqMsg) put(w *wire.Builder) {
 	for _, b := range m.Held {
 		w.Fixed(b[:])
 	}
+	w.U8(b2u(m.HasHave)).U64(m.CRLVersion).Count(len(m.Have))
+	for _, h := range m.Have {
+		w.String(h.Group).U64(h.Version).U32(h.Count)
+	}
 }
 func (m *syncReqMsg) get(r *wire.Reader) {
 	m.Held = make([][32]byte, r.Count(maxList, 32))
 	for i := range m.Held {
 		r.FixedInto(m.Held[i][:])
+	}
+	m.HasHave = u2b(r)
+	m.CRLVersion = r.U64()
+	m.Have = make([]groupHave, r.Count(maxGroups, 13))
+	for i := range m.Have {
+		m.Have[i] = groupHave{Group: r.String(MaxID), Version: r.U64(), Count: r.U32()}
 	}
 }
 func (m *rejectMsg) kind() uint8             { return msgReject }
@@ -353,8 +373,78 @@ type inquiryMsg struct{}
 // syncReqMsg asks the CA for a sync. The first one on a link also says
 // which sessions the LAG still holds (admitted, or waiting for the
 // vehicle's grant), so that the CA forgets the others and ends those it
-// does not know or has revoked (CA.confirmLink).
-type syncReqMsg struct{ Held [][32]byte }
+// does not know or has revoked (CA.confirmLink), and (HasHave) which
+// version and how many keys of each group's list it holds, so that the
+// sync carries only what it lacks.
+type syncReqMsg struct {
+	Held       [][32]byte
+	HasHave    bool
+	CRLVersion uint64 // the revocation list the LAG holds (with HasHave)
+	Have       []groupHave
+}
+
+// crlChunkSerials is the most serials one crlChunkMsg carries (2 MiB).
+const crlChunkSerials = 1 << 17
+
+// crlChunkMsg carries part of the revocation list's serials to a LAG,
+// ahead of the sync that names the list's version and length; the list
+// travels only when its version changed since what the LAG holds.
+type crlChunkMsg struct{ Serials [][16]byte }
+
+func (m *crlChunkMsg) kind() uint8 { return msgCRLChunk }
+func (m *crlChunkMsg) put(w *wire.Builder) {
+	w.Count(len(m.Serials))
+	for _, s := range m.Serials {
+		w.Fixed(s[:])
+	}
+}
+func (m *crlChunkMsg) get(r *wire.Reader) {
+	m.Serials = make([][16]byte, r.Count(crlChunkSerials, 16))
+	for i := range m.Serials {
+		r.FixedInto(m.Serials[i][:])
+	}
+}
+
+// groupHave is how much of a group's key list a LAG holds: the list's
+// version and its first Count keys. Group lists only grow (a key's index
+// is its ring index for good), so the first Count keys of the CA's list
+// are the LAG's.
+type groupHave struct {
+	Group   string
+	Version uint64
+	Count   uint32
+}
+
+// maxGroups bounds the groups of a sync.
+const maxGroups = 1024
+
+// syncChunkKeys is the most keys one groupKeysMsg carries (2 MiB), well
+// under the link's frame limit: a group list of any size goes in chunks.
+const syncChunkKeys = 1 << 16
+
+// groupKeysMsg carries keys From.. of a group's list to a LAG, ahead of
+// the sync that names the list's version and length.
+type groupKeysMsg struct {
+	Group string
+	From  uint32
+	Keys  [][32]byte
+}
+
+func (m *groupKeysMsg) kind() uint8 { return msgGroupKeys }
+func (m *groupKeysMsg) put(w *wire.Builder) {
+	w.String(m.Group).U32(m.From).Count(len(m.Keys))
+	for _, k := range m.Keys {
+		w.Fixed(k[:])
+	}
+}
+func (m *groupKeysMsg) get(r *wire.Reader) {
+	m.Group, m.From = r.String(MaxID), r.U32()
+	m.Keys = make([][32]byte, r.Count(syncChunkKeys, 32))
+	for i := range m.Keys {
+		r.FixedInto(m.Keys[i][:])
+	}
+}
+
 type rejectMsg struct{ Code uint8 }
 type sessionEndMsg struct{ Binding [32]byte }
 
@@ -520,10 +610,14 @@ func (m *inquiryReplyMsg) get(r *wire.Reader) {
 	r.FixedInto(m.MAC[:])
 }
 
-// groupSync is one group's LSAG keys as a LAG needs them.
+// groupSync is one group's list as a LAG needs it: its version, its
+// length (the keys themselves went ahead in groupKeysMsg chunks, or the
+// LAG held them) and which members are revoked. A sync lists only the
+// groups that changed since what the LAG holds.
 type groupSync struct {
 	Group   string
-	Keys    [][32]byte
+	Version uint64
+	Count   uint32
 	Revoked []uint32
 }
 
@@ -532,10 +626,14 @@ type syncMsg struct {
 	// Instance is random for each start of the CA: a LAG that sees it
 	// change knows the CA forgot every session (they are not durable), so
 	// its resumption tickets lead nowhere.
-	Instance    [16]byte
-	CRLVersion  uint64
-	RevokedAt   int64 // time of the latest revocation
-	Serials     [][16]byte
+	Instance   [16]byte
+	CRLVersion uint64
+	RevokedAt  int64 // time of the latest revocation
+	// CRLSame: the LAG holds this version's serials already; else the
+	// list is the CRLCount serials of the crlChunkMsg that came ahead.
+	CRLSame     bool
+	CRLCount    uint32
+	Serials     [][16]byte // filled by the LAG from the chunks; not on the wire
 	RevokedLAGs []uint64
 	Groups      []groupSync
 	Scopes      []ScopeBase
@@ -543,20 +641,14 @@ type syncMsg struct {
 
 func (m *syncMsg) kind() uint8 { return msgSync }
 func (m *syncMsg) put(w *wire.Builder) {
-	w.Fixed(m.Instance[:]).U64(m.CRLVersion).I64(m.RevokedAt).Count(len(m.Serials))
-	for _, s := range m.Serials {
-		w.Fixed(s[:])
-	}
+	w.Fixed(m.Instance[:]).U64(m.CRLVersion).I64(m.RevokedAt).U8(b2u(m.CRLSame)).U32(m.CRLCount)
 	w.Count(len(m.RevokedLAGs))
 	for _, s := range m.RevokedLAGs {
 		w.U64(s)
 	}
 	w.Count(len(m.Groups))
 	for _, g := range m.Groups {
-		w.String(g.Group).Count(len(g.Keys))
-		for _, k := range g.Keys {
-			w.Fixed(k[:])
-		}
+		w.String(g.Group).U64(g.Version).U32(g.Count)
 		w.Count(len(g.Revoked))
 		for _, i := range g.Revoked {
 			w.U32(i)
@@ -570,22 +662,16 @@ func (m *syncMsg) put(w *wire.Builder) {
 func (m *syncMsg) get(r *wire.Reader) {
 	r.FixedInto(m.Instance[:])
 	m.CRLVersion, m.RevokedAt = r.U64(), r.I64()
-	m.Serials = make([][16]byte, r.Count(maxList, 16))
-	for i := range m.Serials {
-		r.FixedInto(m.Serials[i][:])
-	}
+	m.CRLSame, m.CRLCount = u2b(r), r.U32()
 	m.RevokedLAGs = make([]uint64, r.Count(maxList, 8))
 	for i := range m.RevokedLAGs {
 		m.RevokedLAGs[i] = r.U64()
 	}
-	m.Groups = make([]groupSync, r.Count(1024, 12))
+	m.Groups = make([]groupSync, r.Count(maxGroups, 20))
 	for i := range m.Groups {
 		g := &m.Groups[i]
 		g.Group = r.String(MaxID)
-		g.Keys = make([][32]byte, r.Count(maxList, 32))
-		for j := range g.Keys {
-			r.FixedInto(g.Keys[j][:])
-		}
+		g.Version, g.Count = r.U64(), r.U32()
 		g.Revoked = make([]uint32, r.Count(maxList, 4))
 		for j := range g.Revoked {
 			g.Revoked[j] = r.U32()
@@ -769,13 +855,18 @@ func (m *replyFwdMsg) get(r *wire.Reader) {
 
 // enrolBVMsg registers a vehicle (or refreshes its credentials).
 type enrolBVMsg struct {
+	// Token is the vehicle's enrolment credential (admission.go), needed
+	// by a new identity only: an enrolled one may send zeros.
 	Token       [32]byte
 	RealID      string
 	Group       string
 	IdentityKey [32]byte // Ed25519: proves the same vehicle on later refills
 	RingKey     [32]byte // LSAG public key
 	PseudoKeys  [][32]byte
-	Sig         [64]byte // by IdentityKey over the channel binding and the rest
+	// HaveKeys is how many keys of the group's list the vehicle holds
+	// (the first ones): the answer carries the rest.
+	HaveKeys uint32
+	Sig      [64]byte // by IdentityKey over the channel binding and the rest
 }
 
 func (m *enrolBVMsg) kind() uint8 { return msgEnrolBV }
@@ -785,7 +876,7 @@ func (m *enrolBVMsg) body() []byte {
 	for _, k := range m.PseudoKeys {
 		w.Fixed(k[:])
 	}
-	return w.Out()
+	return w.U32(m.HaveKeys).Out()
 }
 func (m *enrolBVMsg) put(w *wire.Builder) { w.Fixed(m.body()).Fixed(m.Sig[:]) }
 func (m *enrolBVMsg) get(r *wire.Reader) {
@@ -797,12 +888,16 @@ func (m *enrolBVMsg) get(r *wire.Reader) {
 	for i := range m.PseudoKeys {
 		r.FixedInto(m.PseudoKeys[i][:])
 	}
+	m.HaveKeys = r.U32()
 	r.FixedInto(m.Sig[:])
 }
 
+// enrolBVOKMsg answers an enrolment: the pseudonym certificates, the
+// signed head of the group's list (the keys the vehicle lacked came ahead
+// in groupKeysMsg chunks) and the vehicle's index in it.
 type enrolBVOKMsg struct {
 	Certs     [][]byte
-	GroupList []byte
+	Head      []byte
 	RingIndex uint32
 }
 
@@ -812,14 +907,14 @@ func (m *enrolBVOKMsg) put(w *wire.Builder) {
 	for _, c := range m.Certs {
 		w.Bytes(c)
 	}
-	w.Bytes(m.GroupList).U32(m.RingIndex)
+	w.Bytes(m.Head).U32(m.RingIndex)
 }
 func (m *enrolBVOKMsg) get(r *wire.Reader) {
 	m.Certs = make([][]byte, r.Count(maxPseudo, 4))
 	for i := range m.Certs {
 		m.Certs[i] = r.Bytes(pseudonym.MaxCertSize)
 	}
-	m.GroupList = r.Bytes(wire.MaxFrame)
+	m.Head = r.Bytes(4 + MaxID + 8 + 4 + 32 + 4 + 4*maxList + 64)
 	m.RingIndex = r.U32()
 }
 

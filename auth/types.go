@@ -187,6 +187,12 @@ var (
 	// merely outdated, so the answer is "refresh the list and retry", not
 	// "revoked" (a revoked vehicle learns that when it refreshes).
 	ErrStaleRing = errors.New("auth: the ring holds a revoked member (the group list is outdated: refresh it and retry)")
+	// Refusals of an enrolment by per-identity admission (admission.go).
+	ErrNoAdmission       = errors.New("auth: no enrolment credential for this identity (the operator issues one: gridveil ca issue)")
+	ErrSharedToken       = errors.New("auth: the shared enrolment token is no longer accepted (the operator issues a credential per vehicle and LAG with gridveil ca issue; serve --role ca --shared-token accepts it during a migration)")
+	ErrCredentialUsed    = errors.New("auth: the enrolment credential was used already (it enrols one identity once)")
+	ErrCredentialOther   = errors.New("auth: the enrolment credential was issued for another identity or kind of party")
+	ErrCredentialRevoked = errors.New("auth: the enrolment credential was revoked (ask the operator for a new one)")
 )
 
 // rejectCodes maps the errors a party may report to its peer to one byte.
@@ -194,6 +200,7 @@ var rejectCodes = []error{
 	nil, ErrMalformed, ErrBadSignature, ErrBadMAC, ErrUntrusted, ErrNoCredential,
 	ErrExpired, ErrRevoked, ErrReplay, ErrCloned, ErrDowngrade, ErrChannel, ErrState,
 	ErrNotPermitted, ErrUnknown, ErrUnavailable, ErrStaleRing,
+	ErrNoAdmission, ErrSharedToken, ErrCredentialUsed, ErrCredentialOther, ErrCredentialRevoked,
 }
 
 func codeOf(err error) uint8 {

@@ -261,7 +261,13 @@ func admit(sc auth.Scheme, count, ring int) (lagUS, caUS float64, err error) {
 	// enrol runs one enrolment; pushes of new ring members go to the
 	// linked LAG.
 	enrol := func(bv *auth.BV, n int) error {
-		e, f, err := bv.Enrol(keys.EnrolToken, n)
+		var cred [32]byte
+		if v, _ := ca.Vehicle(bv.RealID); v.RealID == "" { // a new vehicle: the operator issues its credential
+			if cred, _, err = ca.IssueCredential(now, auth.CredentialVehicle, bv.RealID); err != nil {
+				return err
+			}
+		}
+		e, f, err := bv.Enrol(cred, n)
 		if err != nil {
 			return err
 		}

@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gridveil/gridveil/auth"
+	"github.com/gridveil/gridveil/auth/wire"
 )
 
 // logBuf collects a server's log lines at Warn and above, the CLI's
@@ -86,7 +88,7 @@ func startAbuseWorld(t *testing.T, dir string, caLim, lagLim Limits) *abuseWorld
 	var wg sync.WaitGroup
 	cs, _ := OpenStore(dir + "/ca")
 	var err error
-	w.caSrv, err = OpenCA(cs, auth.CAConfig{AggregateMin: 2}, w.ca.logger(), nil)
+	w.caSrv, err = OpenCA(cs, auth.CAConfig{AggregateMin: 2, SharedToken: true}, w.ca.logger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,4 +314,72 @@ func TestOversizedFramesHoldBoundedMemory(t *testing.T) {
 		return w.ca.count("level=WARN", "connection refused", "first frame of type 238") == 1
 	})
 	c.Close()
+}
+
+// TestFloodEvictsOnlyItself: eight sources hold two pending handshakes
+// each at a LAG, then one source opens connections far beyond the LAG's
+// allowance of unauthenticated peers. Every eviction falls on the flooding
+// source: each of the other sources' connections is still served (it gets
+// the LAG's answer to its first frame, a refusal of the garbage it sends,
+// where an evicted connection would read only the end of the stream), and
+// the evictions are logged.
+func TestFloodEvictsOnlyItself(t *testing.T) {
+	lim := Limits{MaxPerSource: 40, MaxUnauth: 24}
+	w := startAbuseWorld(t, t.TempDir(), Limits{}, lim)
+	defer w.stop()
+	pending := flood(t, w.lAddr, 3, 8, 2) // 16 pending, from 127.0.3.1-8
+	for _, c := range pending {
+		// The LAG greets each connection it accepted: once a connection
+		// has its hello, the LAG holds it under the guard.
+		if _, err := wire.ReadFrame(c, maxLinkFrame); err != nil {
+			t.Fatalf("no hello: %v", err)
+		}
+	}
+	flooder := flood(t, w.lAddr, 4, 1, 40) // 40 more from 127.0.4.1: 32 over the allowance
+	for _, c := range flooder {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // bounds a hung test only
+		_, _ = wire.ReadFrame(c, maxLinkFrame)                  // a hello, or the end of an evicted one
+	}
+	for i, c := range pending {
+		if err := wire.WriteFrame(c, []byte{0xff, 1, 2, 3}); err != nil {
+			t.Fatalf("pending connection %d: %v", i, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		f, err := wire.ReadFrame(c, maxLinkFrame)
+		if err != nil || len(f) != 2 || f[0] != 7 {
+			t.Fatalf("pending connection %d of source 127.0.3.%d, after the flood: %x %v (evicted?)\n%s", i, i/2+1, f, err, w.lag)
+		}
+	}
+	if n, all := w.lag.count("connection closed", errEvicted.Error(), "from=127.0.4.1:"), w.lag.count("connection closed", errEvicted.Error()); n < 32 || n != all {
+		t.Fatalf("%d evictions of the flooding source logged, %d in all; want at least 32, all of it\n%s", n, all, w.lag)
+	}
+}
+
+// TestHandshakePacing: a source's handshakes beyond HandshakeBurst wait
+// 1/HandshakeRate each for their turn, one after the other; another source
+// is not slowed; a quiet source's bucket fills up again (no wall clock:
+// the turns are computed at given times).
+func TestHandshakePacing(t *testing.T) {
+	g := newGuard(Limits{HandshakeRate: 10, HandshakeBurst: 3}, nil)
+	t0 := time.Unix(1_000_000, 0)
+	var waits []time.Duration
+	for range 6 {
+		waits = append(waits, g.turn("10.0.0.1", t0))
+	}
+	want := []time.Duration{0, 0, 0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("turns of one source at one instant: %v, want %v", waits, want)
+	}
+	if w := g.turn("10.0.0.2", t0); w != 0 {
+		t.Fatalf("another source waits %v", w)
+	}
+	if w := g.turn("10.0.0.1", t0.Add(400*time.Millisecond)); w != 0 {
+		t.Fatalf("after the turns it waited for: %v", w)
+	}
+	if w := g.turn("10.0.0.1", t0.Add(10*time.Second)); w != 0 || g.buckets["10.0.0.1"].tokens != 2 {
+		t.Fatalf("a quiet source: waits %v, %v tokens left", w, g.buckets["10.0.0.1"].tokens)
+	}
+	if g.Paced() != 3 {
+		t.Fatalf("%d paced, want 3", g.Paced())
+	}
 }

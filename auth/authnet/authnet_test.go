@@ -77,7 +77,7 @@ func startWorldWith(t *testing.T, dir string, opt func(*LAGOptions)) *world {
 	}
 	cs, _ := OpenStore(dir + "/ca")
 	var err error
-	w.ca, err = OpenCA(cs, auth.CAConfig{AutoDischarge: true, AggregateMin: 2}, nil, record("ca"))
+	w.ca, err = OpenCA(cs, auth.CAConfig{AutoDischarge: true, AggregateMin: 2, SharedToken: true}, nil, record("ca"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,6 +85,8 @@ const (
 	caKeyFile   = "ca.key"
 	caPubFile   = "public.key"
 	caTokenFile = "enrol.token"
+	// caTokenFile is the shared enrolment token, written only with
+	// CAConfig.SharedToken (a migration from earlier versions).
 	// caStateFile is the whole-state JSON of earlier versions, imported
 	// into caDBFile once and renamed caStateFile+".imported".
 	caStateFile = "state.json"
@@ -108,6 +110,15 @@ func OpenCA(store *Store, cfg auth.CAConfig, log *slog.Logger, onEvent EventFunc
 	keys, err := loadOrCreateCAKeys(store)
 	if err != nil {
 		return nil, err
+	}
+	// The shared token is written out only for a CA that still accepts it
+	// (a migration); without it the CA admits by per-identity credentials
+	// alone (gridveil ca issue), and an old enrol.token left in the
+	// directory admits no one.
+	if cfg.SharedToken && !store.Exists(caTokenFile) {
+		if err := store.Write(caTokenFile, []byte(hex.EncodeToString(keys.EnrolToken[:])+"\n"), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	admin, err := loadOrCreateAdminKey(store)
 	if err != nil {
@@ -187,9 +198,6 @@ func loadOrCreateCAKeys(store *Store) (*auth.CAKeys, error) {
 	if err := store.Write(caKeyFile, keys.Marshal(), 0o600); err != nil {
 		return nil, err
 	}
-	if err := store.Write(caTokenFile, []byte(hex.EncodeToString(keys.EnrolToken[:])+"\n"), 0o600); err != nil {
-		return nil, err
-	}
 	if err := store.Write(caPubFile, []byte(hex.EncodeToString(keys.Public().Marshal())+"\n"), 0o644); err != nil {
 		return nil, err
 	}
@@ -205,7 +213,8 @@ func ReadCAPublic(path string) (auth.CAPublic, error) {
 	return auth.ParseCAPublic(b)
 }
 
-// ReadToken reads an enrol.token file.
+// ReadToken reads an enrol.token file, or an enrolment credential file
+// (CredentialFile): both are 32 bytes of hex.
 func ReadToken(path string) ([32]byte, error) {
 	b, err := readHexFile(path)
 	if err != nil {
@@ -234,6 +243,40 @@ func readHexFile(path string) ([]byte, error) {
 
 // Public is the CA's public keys.
 func (s *CAServer) Public() auth.CAPublic { return s.ca.Public() }
+
+// CredentialFile is the name under which an enrolment credential for a
+// vehicle or LAG is kept: vehicle-NAME.cred or lag-NAME.cred (gridveil ca
+// issue writes them, agent bv and serve --role lag read them).
+func CredentialFile(kind auth.CredentialKind, name string) string {
+	return kind.String() + "-" + name + ".cred"
+}
+
+// WriteCredential keeps an enrolment credential in dir (mode 0600).
+func WriteCredential(dir string, kind auth.CredentialKind, name string, secret [32]byte) (string, error) {
+	st, err := OpenStore(dir)
+	if err != nil {
+		return "", err
+	}
+	file := CredentialFile(kind, name)
+	if err := st.Write(file, []byte(hex.EncodeToString(secret[:])+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return st.Path(file), nil
+}
+
+// IssueCredential has the running CA issue an enrolment credential (for
+// tools in the CA's process and tests; an operator elsewhere uses
+// auth.NewAdminIssue). It returns once the credential is on disk.
+func (s *CAServer) IssueCredential(kind auth.CredentialKind, name string) ([32]byte, error) {
+	var secret [32]byte
+	err := s.Do(func(now time.Time, ca *auth.CA) (auth.Output, error) {
+		var out auth.Output
+		var err error
+		secret, out, err = ca.IssueCredential(now, kind, name)
+		return out, err
+	})
+	return secret, err
+}
 
 // Do runs f on the CA core under its lock and sends what f returns once
 // its changes are on disk: the way to revoke, request discharges or trace

@@ -2,6 +2,7 @@ package authnet
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -24,8 +25,10 @@ import (
 // the commit at which it SIGKILLs itself (N: right after the Nth sync; -N:
 // right before the Nth write; 0: never).
 const (
-	caChildEnv     = "GRIDVEIL_TEST_CA_CHILD"
-	caChildKillEnv = "GRIDVEIL_TEST_CA_KILL_AFTER_SYNC"
+	caChildEnv       = "GRIDVEIL_TEST_CA_CHILD"
+	caChildKillEnv   = "GRIDVEIL_TEST_CA_KILL_AFTER_SYNC"
+	caChildSharedEnv = "GRIDVEIL_TEST_CA_SHARED"
+	caChildCapEnv    = "GRIDVEIL_TEST_CA_MAX_PSEUDONYMS"
 )
 
 // TestMain lets the crash test run this binary as a CA process.
@@ -49,7 +52,10 @@ func caChild(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	srv, err := OpenCA(store, auth.CAConfig{AggregateMin: 2}, nil, nil)
+	// GRIDVEIL_TEST_CA_SHARED=1 keeps the shared token (a migration), for
+	// the end-to-end benchmark's vehicles.
+	maxPseudo, _ := strconv.Atoi(os.Getenv(caChildCapEnv)) // 0: the default
+	srv, err := OpenCA(store, auth.CAConfig{AggregateMin: 2, SharedToken: os.Getenv(caChildSharedEnv) == "1", MaxPseudonymsPerPeriod: maxPseudo}, nil, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -87,11 +93,11 @@ type caProc struct {
 	err  error
 }
 
-func startCAProc(t *testing.T, dir string, killAfter int) *caProc {
+func startCAProc(t *testing.T, dir string, killAfter int, env ...string) *caProc {
 	t.Helper()
 	os.Remove(filepath.Join(dir, "addr"))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), caChildEnv+"="+dir, caChildKillEnv+"="+strconv.Itoa(killAfter))
+	cmd.Env = append(append(os.Environ(), caChildEnv+"="+dir, caChildKillEnv+"="+strconv.Itoa(killAfter)), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -131,7 +137,8 @@ func (p *caProc) killedItself() bool {
 }
 
 // TestCAKilledKeepsWhatItConfirmed runs vehicle enrolments, LAG enrolments
-// and revocations (through the admin key, as gridveil ca revoke does)
+// (each with an enrolment credential the CA issued through the admin key,
+// as gridveil ca issue does) and revocations (as gridveil ca revoke does)
 // against a CA process, four clients at a time, while the CA kills itself
 // with SIGKILL right before its Nth write or right after its Nth sync to
 // the disk (N and which drawn from a fixed seed), and is restarted each
@@ -151,10 +158,6 @@ func TestCAKilledKeepsWhatItConfirmed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := ReadToken(filepath.Join(caDir, "enrol.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	adminKey, err := ReadAdminKey(filepath.Join(caDir, AdminKeyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -167,8 +170,47 @@ func TestCAKilledKeepsWhatItConfirmed(t *testing.T) {
 		lags       = map[string]bool{} // confirmed LAG certificates
 		revoked    = map[string]bool{} // confirmed revocations
 		confirmedN int
-		lost       []string // found lost while the workload ran
+		lost       []string                // found lost while the workload ran
+		creds      = map[string][32]byte{} // confirmed credentials, by vehicle or LAG
 	)
+	// credential returns the enrolment credential of a vehicle or LAG,
+	// having the CA issue it (as gridveil ca issue does) the first time: a
+	// retried op presents the one it was confirmed, which must still work.
+	credential := func(ctx context.Context, addr string, kind auth.CredentialKind, name string) ([32]byte, error) {
+		mu.Lock()
+		c, ok := creds[name]
+		mu.Unlock()
+		if ok {
+			return c, nil
+		}
+		a, first, err := auth.NewAdminIssue(pub, adminKey, kind, name)
+		if err != nil {
+			return c, err
+		}
+		res, err := RunAdmin(ctx, addr, a, first)
+		if err != nil {
+			return c, err
+		}
+		b, err := hex.DecodeString(res)
+		if err != nil || len(b) != 32 {
+			return c, fmt.Errorf("credential %q: %v", res, err)
+		}
+		mu.Lock()
+		creds[name] = [32]byte(b)
+		mu.Unlock()
+		return [32]byte(b), nil
+	}
+	// admitted checks an enrolment error for a confirmed credential the
+	// restarted CA no longer knows.
+	admitted := func(name string, err error) error {
+		if errors.Is(err, auth.ErrNoAdmission) || errors.Is(err, auth.ErrCredentialRevoked) {
+			mu.Lock()
+			lost = append(lost, fmt.Sprintf("credential of %s (%v)", name, err))
+			mu.Unlock()
+			return nil
+		}
+		return err
+	}
 	// op i: every 5th a LAG, every 4th a revocation of an earlier
 	// confirmed vehicle, otherwise a vehicle.
 	op := func(ctx context.Context, addr string, i int) error {
@@ -176,9 +218,13 @@ func TestCAKilledKeepsWhatItConfirmed(t *testing.T) {
 		case i%5 == 0:
 			id := fmt.Sprintf("lag-%d", i)
 			ls, _ := OpenStore(filepath.Join(dir, id))
-			l, err := OpenLAG(ctx, ls, LAGOptions{ID: id, Group: "utility-a", CAAddr: addr, CA: pub, Token: token}, nil, nil)
+			cred, err := credential(ctx, addr, auth.CredentialLAG, id)
 			if err != nil {
 				return err
+			}
+			l, err := OpenLAG(ctx, ls, LAGOptions{ID: id, Group: "utility-a", CAAddr: addr, CA: pub, Token: cred}, nil, nil)
+			if err != nil {
+				return admitted(id, err)
 			}
 			_ = l
 			mu.Lock()
@@ -220,8 +266,12 @@ func TestCAKilledKeepsWhatItConfirmed(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := v.Enrol(ctx, addr, token, 2); err != nil {
+			cred, err := credential(ctx, addr, auth.CredentialVehicle, id)
+			if err != nil {
 				return err
+			}
+			if err := v.Enrol(ctx, addr, cred, 2); err != nil {
+				return admitted(id, err)
 			}
 			mu.Lock()
 			enrolled[id] = true
@@ -361,10 +411,23 @@ func TestCAKilledKeepsWhatItConfirmed(t *testing.T) {
 				missing = append(missing, "certificate of "+id)
 			}
 		}
+		for id := range creds { // every confirmed credential: spent by its confirmed enrolment, or still there to spend
+			kind := auth.CredentialVehicle
+			if strings.HasPrefix(id, "lag-") {
+				kind = auth.CredentialLAG
+			}
+			c, ok := ca.Credential(kind, id)
+			switch {
+			case !ok || c.State == "revoked":
+				missing = append(missing, "the credential of "+id)
+			case (enrolled[id] || lags[id]) && c.State != "used":
+				missing = append(missing, fmt.Sprintf("the use of %s's credential (%s)", id, c.State))
+			}
+		}
 		return auth.Output{}, nil
 	})
 	if len(missing) > 0 {
 		t.Fatalf("confirmed but lost after %d SIGKILLs: %s", kills, strings.Join(missing, "; "))
 	}
-	t.Logf("%d SIGKILLs; %d confirmed operations: %d vehicles, %d LAGs, %d revocations, none lost", kills, confirmedN, len(enrolled), len(lags), len(revoked))
+	t.Logf("%d SIGKILLs; %d confirmed operations: %d credentials, %d vehicles, %d LAGs, %d revocations, none lost", kills, confirmedN, len(creds), len(enrolled), len(lags), len(revoked))
 }

@@ -20,9 +20,12 @@
 //	CA    ca.key (0600)    the CA's secrets (auth.CAKeys)
 //	      admin.key (0600) the operator's X25519 key, hex: traces and revokes through the running CA (RunAdmin)
 //	      public.key       the CA's public keys, hex: give it to LAGs and vehicles
-//	      enrol.token      the enrolment token, hex (0600): give it to enrolling parties
+//	      enrol.token      the shared enrolment token of earlier versions, hex (0600): only with
+//	                       CAConfig.SharedToken (a migration); else refused
 //	      state.db (0600)  bbolt database of registrations, listed serials and their use, LAG certificates,
-//	                       revocations, billing (auth.CATables); written and synced before the CA answers
+//	                       revocations, billing, enrolment credentials' hashes (auth.CATables); written
+//	                       and synced before the CA answers
+//	any   <name>.cred      an enrolment credential (CredentialFile), hex (0600), from gridveil ca issue
 //	      state.json.imported  the whole-state JSON of earlier versions, once imported into state.db
 //	LAG   lag.key (0600)   Noise static key, batch-signing key, ticket key
 //	      cert             the CA's certificate on the LAG

@@ -143,7 +143,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	caDir, lagDir := filepath.Join(dir, "ca"), filepath.Join(dir, "lag")
 	os.MkdirAll(caDir, 0o700)
 	os.MkdirAll(lagDir, 0o700)
-	caCmd, caAddr := childProc(b, caDir, caChildEnv+"="+caDir)
+	caCmd, caAddr := childProc(b, caDir, caChildEnv+"="+caDir, caChildSharedEnv+"=1")
 	env := []string{lagChildEnv + "=" + lagDir}
 	lagCmd, lagAddr := childProc(b, lagDir, env...)
 	pub, _ := ReadCAPublic(filepath.Join(caDir, "public.key"))

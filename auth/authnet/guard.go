@@ -27,15 +27,28 @@ type Limits struct {
 	// address; more are refused (and logged).
 	MaxPerSource int
 	// MaxUnauth bounds unauthenticated connections in all. A new
-	// connection beyond it evicts the oldest unauthenticated one (logged),
-	// so that idle connections from many sources delay an honest peer by
-	// one handshake at most, instead of shutting it out.
+	// connection beyond it evicts the oldest unauthenticated connection of
+	// the source that holds the most of them (logged; its own, when the
+	// newcomer's source is among the heaviest), so that a source flooding
+	// the server evicts its own connections, not other sources' pending
+	// handshakes. Only when every source holds one does the oldest go.
 	MaxUnauth int
 	// MaxUnauthFrame is the largest frame an unauthenticated peer may
 	// send: the largest first message of any protocol (an enrolment with
 	// the most pseudonym keys, an authentication request over the largest
 	// ring) with room to spare.
 	MaxUnauthFrame int
+	// HandshakeRate paces the handshakes of one source (connections per
+	// second, after a burst of HandshakeBurst): a connection beyond the
+	// rate waits for its turn before the server reads its first message
+	// and spends its Diffie-Hellman operations on it. So one source cannot
+	// make the server spend more than its share of handshakes, however
+	// fast it opens and closes connections; the waiting ones count against
+	// MaxPerSource and the deadline. Defaults 1000/s and 1000: far above
+	// one honest party's rate (the LAG admits about 600 vehicles/s over
+	// loopback from one source), a bound on a flooding one.
+	HandshakeRate  float64
+	HandshakeBurst int
 	// UnauthMemory bounds the bytes of frames held for all
 	// unauthenticated peers at once. Frame buffers grow as bytes arrive,
 	// so an announced length costs nothing; a peer whose next bytes would
@@ -49,6 +62,8 @@ var DefaultLimits = Limits{
 	MaxPerSource:     64,
 	MaxUnauth:        1024,
 	MaxUnauthFrame:   64 << 10,
+	HandshakeRate:    1000,
+	HandshakeBurst:   1000,
 	UnauthMemory:     32 << 20,
 }
 
@@ -69,13 +84,19 @@ func (l Limits) withDefaults() Limits {
 	if l.UnauthMemory > 0 {
 		d.UnauthMemory = l.UnauthMemory
 	}
+	if l.HandshakeRate > 0 {
+		d.HandshakeRate = l.HandshakeRate
+	}
+	if l.HandshakeBurst > 0 {
+		d.HandshakeBurst = l.HandshakeBurst
+	}
 	return d
 }
 
 // Reasons of the guard's refusals, in its log lines and errors.
 var (
 	errPerSource = errors.New("too many unauthenticated connections from this source")
-	errEvicted   = errors.New("evicted: the oldest unauthenticated connection when the server was full of them")
+	errEvicted   = errors.New("evicted: the oldest unauthenticated connection of the source holding the most, when the server was full of them")
 	errDeadline  = errors.New("not authenticated within the handshake deadline")
 	errMemory    = errors.New("the memory budget for unauthenticated peers is spent")
 	errTooLarge  = errors.New("frame larger than an unauthenticated peer may send")
@@ -91,6 +112,19 @@ type guard struct {
 	unauth    []*guarded // oldest first
 	held      int        // bytes reserved by unauthenticated peers' frames
 	refused   map[error]int
+	// buckets pace each source's handshakes (HandshakeRate); paced
+	// counts the connections that had to wait, pacedLog when each source
+	// was last logged as paced.
+	buckets  map[string]*bucket
+	paced    int
+	pacedLog map[string]time.Time
+}
+
+// bucket is a source's token bucket: tokens at time last, which may be
+// negative (turns reserved by connections that wait).
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
 // guarded is one connection under the guard.
@@ -100,6 +134,7 @@ type guarded struct {
 	source string
 	authed bool // left the guard's limits
 	closed bool
+	paced  bool // waited its turn (HandshakeRate) already
 	timer  *time.Timer
 	// check, called by the handshake timer, reports whether the core now
 	// counts the connection as authenticated.
@@ -107,7 +142,8 @@ type guarded struct {
 }
 
 func newGuard(lim Limits, log *slog.Logger) *guard {
-	return &guard{lim: lim.withDefaults(), log: log, perSource: map[string]int{}, refused: map[error]int{}}
+	return &guard{lim: lim.withDefaults(), log: log, perSource: map[string]int{}, refused: map[error]int{},
+		buckets: map[string]*bucket{}, pacedLog: map[string]time.Time{}}
 }
 
 func sourceOf(c net.Conn) string {
@@ -131,7 +167,7 @@ func (g *guard) admit(c net.Conn, check func() bool) (*guarded, error) {
 	}
 	var evict *guarded
 	if len(g.unauth) >= g.lim.MaxUnauth {
-		evict = g.unauth[0]
+		evict = g.victimLocked(src)
 		g.dropLocked(evict)
 		g.refused[errEvicted]++
 	}
@@ -145,6 +181,106 @@ func (g *guard) admit(c net.Conn, check func() bool) (*guarded, error) {
 		evict.conn.Close()
 	}
 	return e, nil
+}
+
+// victimLocked picks the connection a newcomer from src evicts: the
+// oldest of the source holding the most unauthenticated connections,
+// counting the newcomer (a tie goes against the newcomer's own source), so
+// that a flood evicts itself; when every source holds one, the oldest.
+// Callers hold g.mu; the set is full, so not empty.
+func (g *guard) victimLocked(src string) *guarded {
+	heavy, most := src, g.perSource[src]+1
+	for s, n := range g.perSource {
+		if n > most {
+			heavy, most = s, n
+		}
+	}
+	if most > 1 {
+		for _, u := range g.unauth {
+			if u.source == heavy {
+				return u
+			}
+		}
+	}
+	return g.unauth[0]
+}
+
+// turn reserves the next handshake turn of source src at now and returns
+// how long the connection must wait for it (0: at once). A pure function
+// of the bucket and now, for tests.
+func (g *guard) turn(src string, now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.buckets[src]
+	burst := float64(g.lim.HandshakeBurst)
+	if b == nil {
+		if len(g.buckets) >= 4*g.lim.MaxUnauth {
+			g.sweepLocked(now)
+		}
+		b = &bucket{tokens: burst, last: now}
+		g.buckets[src] = b
+	}
+	if dt := now.Sub(b.last).Seconds(); dt > 0 {
+		b.tokens = min(burst, b.tokens+dt*g.lim.HandshakeRate)
+		b.last = now
+	}
+	b.tokens--
+	if b.tokens >= 0 {
+		return 0
+	}
+	g.paced++
+	return time.Duration(-b.tokens / g.lim.HandshakeRate * float64(time.Second))
+}
+
+// sweepLocked forgets the buckets that are full again (their sources
+// have been quiet), so that the map stays bounded.
+func (g *guard) sweepLocked(now time.Time) {
+	for s, b := range g.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*g.lim.HandshakeRate >= float64(g.lim.HandshakeBurst) {
+			delete(g.buckets, s)
+		}
+	}
+	for s, t := range g.pacedLog {
+		if now.Sub(t) > time.Minute {
+			delete(g.pacedLog, s)
+		}
+	}
+}
+
+// pace waits for e's handshake turn (once per connection, before its
+// first frame is read), logging at most every 10 s per source that it
+// paced it. The wait ends early if the connection is closed (evicted, or
+// past its deadline).
+func (e *guarded) pace() {
+	if e.paced {
+		return
+	}
+	e.paced = true
+	now := time.Now()
+	wait := e.g.turn(e.source, now)
+	if wait <= 0 {
+		return
+	}
+	g := e.g
+	g.mu.Lock()
+	logIt := now.Sub(g.pacedLog[e.source]) >= 10*time.Second
+	if logIt {
+		g.pacedLog[e.source] = now
+	}
+	g.mu.Unlock()
+	if logIt {
+		g.log.Warn("handshakes paced", "reason", "more handshakes from this source than its rate", "from", e.conn.RemoteAddr(),
+			"rate_per_s", g.lim.HandshakeRate, "burst", g.lim.HandshakeBurst, "wait", wait)
+	}
+	time.Sleep(min(wait, g.lim.HandshakeTimeout))
+}
+
+// Paced is the number of connections that waited for their handshake
+// turn.
+func (g *guard) Paced() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paced
 }
 
 // setHandshakeTimeout changes the deadline of connections accepted from
@@ -277,6 +413,9 @@ func (e *guarded) readFrame(r io.Reader, limit int) (frame []byte, done func(), 
 	if !authed && e.check() { // authenticated since its last frame (a batch verified it)
 		e.promote()
 		authed = true
+	}
+	if !authed {
+		e.pace() // before anything of the first frame is processed
 	}
 	if !authed {
 		limit = min(limit, e.g.lim.MaxUnauthFrame)

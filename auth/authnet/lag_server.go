@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,13 +19,24 @@ import (
 	"github.com/gridveil/gridveil/auth/wire"
 )
 
+// ErrNoCredential is a first enrolment attempted without an enrolment
+// credential: the operator issues one with gridveil ca issue.
+var ErrNoCredential = errors.New("the operator issues one with gridveil ca issue (at the CA) and gives it to this party")
+
+// LAGEnrolled reports whether a LAG's data directory holds a certificate,
+// so that the LAG starts without an enrolment credential.
+func LAGEnrolled(store *Store) bool { return store.Exists(lagCertFile) }
+
 // LAGOptions configure a LAG server.
 type LAGOptions struct {
 	ID     string // the LAG's identifier, certified by the CA
 	Group  string // the utility it belongs to (home network of that group's vehicles)
 	CAAddr string
 	CA     auth.CAPublic
-	Token  [32]byte // the CA's enrolment token; needed for the first start only
+	// Token is the LAG's enrolment credential (issued for its ID by the
+	// operator: gridveil ca issue lag ID), or the shared token at a CA
+	// that still accepts it; needed until the LAG is certified.
+	Token [32]byte
 	// Schemes offered, in order of preference (default: both).
 	Schemes []auth.Scheme
 	// BatchWindow is how long the LAG gathers authentication requests
@@ -112,6 +124,9 @@ func OpenLAG(ctx context.Context, store *Store, opts LAGOptions, log *slog.Logge
 		return nil, err
 	}
 	if cert == nil {
+		if opts.Token == ([32]byte{}) && !store.Exists(lagCertFile) {
+			return nil, fmt.Errorf("LAG %q is not enrolled and has no enrolment credential: %w", opts.ID, ErrNoCredential)
+		}
 		e, first, err := auth.EnrolLAG(opts.CA, opts.Token, opts.ID, opts.Group, nk, sk)
 		if err != nil {
 			return nil, err

@@ -136,7 +136,7 @@ type caUnderTest struct {
 func startCAAt(t *testing.T, dir, addr string, ev *events, tune func(*CAServer)) *caUnderTest {
 	t.Helper()
 	cs, _ := OpenStore(dir + "/ca")
-	srv, err := OpenCA(cs, auth.CAConfig{AggregateMin: 2}, nil, ev.fn("ca"))
+	srv, err := OpenCA(cs, auth.CAConfig{AggregateMin: 2, SharedToken: true}, nil, ev.fn("ca"))
 	if err != nil {
 		t.Fatal(err)
 	}

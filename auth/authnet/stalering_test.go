@@ -36,7 +36,7 @@ func TestOutdatedGroupListIsNotRevoked(t *testing.T) {
 	if !errors.Is(err, auth.ErrStaleRing) || errors.Is(err, auth.ErrRevoked) {
 		t.Fatalf("an innocent vehicle with an outdated list: %v, want ErrStaleRing and not ErrRevoked", err)
 	}
-	vs[0].RefreshFrom, vs[0].RefreshToken = w.caAddr, token
+	vs[0].RefreshFrom = w.caAddr
 	lsag.MinRingSize = 2 // the fresh list leaves two unrevoked members
 	s, err := vs[0].Connect(ctx, w.lagAddr, lsag)
 	if err != nil {
@@ -47,11 +47,11 @@ func TestOutdatedGroupListIsNotRevoked(t *testing.T) {
 	}
 	s.Close()
 	// BV-2's own list does not know it is revoked; the refresh tells it.
-	vs[2].RefreshFrom, vs[2].RefreshToken = w.caAddr, token
+	vs[2].RefreshFrom = w.caAddr
 	if _, err := vs[2].Connect(ctx, w.lagAddr, auth.SessionOptions{Role: auth.RoleStorage, Schemes: []auth.Scheme{auth.SchemeLSAG}, RingSize: 3, MinRingSize: 3}); !errors.Is(err, auth.ErrRevoked) {
 		t.Fatalf("the revoked vehicle: %v, want ErrRevoked", err)
 	}
-	vs[1].RefreshFrom, vs[1].RefreshToken = w.caAddr, token
+	vs[1].RefreshFrom = w.caAddr
 	if _, err := vs[1].Connect(ctx, w.lagAddr, auth.SessionOptions{Role: auth.RoleStorage, Schemes: []auth.Scheme{auth.SchemeLSAG}, RingSize: 3, MinRingSize: 2}); err != nil {
 		t.Fatalf("a second innocent vehicle: %v", err)
 	}

@@ -23,11 +23,10 @@ type Vehicle struct {
 	// connected; default KeepaliveEvery (the LAG drops a connection idle
 	// for IdleTimeout).
 	KeepaliveEvery time.Duration
-	// RefreshFrom and RefreshToken, when set, are the CA's address and
-	// the enrolment token, for Connect to refresh an outdated group list
-	// (auth.ErrStaleRing) and retry.
-	RefreshFrom  string
-	RefreshToken [32]byte
+	// RefreshFrom, when set, is the CA's address, for Connect to refresh
+	// an outdated group list (auth.ErrStaleRing) and retry: an enrolled
+	// vehicle refills without a credential.
+	RefreshFrom string
 }
 
 // OpenVehicle loads a vehicle's state, or creates a vehicle with fresh
@@ -67,9 +66,15 @@ func (v *Vehicle) Save() error {
 }
 
 // Enrol enrols the vehicle (or refills it) with n new pseudonyms and a
-// fresh copy of its group's key list, then saves it.
-func (v *Vehicle) Enrol(ctx context.Context, caAddr string, token [32]byte, n int) error {
-	e, first, err := v.BV.Enrol(token, n)
+// fresh copy of its group's key list, then saves it. A first enrolment
+// presents cred, the vehicle's enrolment credential (gridveil ca issue
+// vehicle NAME); a refill needs none (zeros): the CA knows the vehicle's
+// identity key.
+func (v *Vehicle) Enrol(ctx context.Context, caAddr string, cred [32]byte, n int) error {
+	if cred == ([32]byte{}) && !v.BV.Enrolled() {
+		return fmt.Errorf("%s is not enrolled and has no enrolment credential: %w", v.BV.RealID, ErrNoCredential)
+	}
+	e, first, err := v.BV.Enrol(cred, n)
 	if err != nil {
 		return err
 	}
@@ -107,7 +112,7 @@ func (v *Vehicle) Connect(ctx context.Context, lagAddr string, opts auth.Session
 		if v.RefreshFrom == "" {
 			return nil, fmt.Errorf("%w; refresh it (gridveil agent bv enrol -n 0) and connect again", err)
 		}
-		if rerr := v.Enrol(ctx, v.RefreshFrom, v.RefreshToken, 0); rerr != nil {
+		if rerr := v.Enrol(ctx, v.RefreshFrom, [32]byte{}, 0); rerr != nil {
 			return nil, fmt.Errorf("the LAG refused an outdated group list, and refreshing it failed: %w", rerr)
 		}
 		s, err = v.connect(ctx, lagAddr, opts)

@@ -34,6 +34,7 @@ type agentBVOptions struct {
 	caAddr     string
 	caPublic   string
 	tokenFile  string
+	creds      string
 	lag        string
 	lagID      string
 	group      string
@@ -62,6 +63,11 @@ states: charging, fully charged (a status sealed to the CA), discharging
 again (a sealed status). It prints what each vehicle learned; the CA and the
 LAG print what they learned in their own output.
 
+A new vehicle enrols with its own enrolment credential, which the operator
+issued for its name (gridveil ca issue vehicle --count N writes them to
+--data/credentials); the CA binds the name to the vehicle's keys at that
+first enrolment, and later refills need no credential.
+
 Vehicles keep their keys, pseudonyms and tickets in --data/bv, so a second
 run resumes at the home LAG with a ticket (--resume). A vehicle that holds
 credentials goes to the LAG even when the CA does not renew them (it says
@@ -80,7 +86,8 @@ command fails and writes nothing.`,
 	fl.StringVar(&o.data, "data", "gridveil-data", "data directory root (vehicles in --data/bv)")
 	fl.StringVar(&o.caAddr, "ca-addr", "", "the CA's address (default: --data/ca/addr if present, else "+defaultCAAddr+")")
 	fl.StringVar(&o.caPublic, "ca-public", "", "the CA's public.key (default --data/ca/public.key)")
-	fl.StringVar(&o.tokenFile, "token-file", "", "the CA's enrol.token (default --data/ca/enrol.token)")
+	fl.StringVar(&o.creds, "credentials", "", "folder of the vehicles' enrolment credentials, vehicle-NAME.cred, written by gridveil ca issue vehicle (default --data/credentials)")
+	fl.StringVar(&o.tokenFile, "token-file", "", "the shared enrol.token of a CA started with --shared-token (a migration; default --data/ca/enrol.token if present)")
 	fl.StringVar(&o.lag, "lag", "", "the LAG's address (default: --data/lag-<lag-id>/addr if present, else "+defaultLAGAddr+")")
 	fl.StringVar(&o.lagID, "lag-id", "lag-1", "the LAG the vehicles expect (refused if another one answers)")
 	fl.StringVar(&o.group, "group", "utility-a", "the vehicles' utility (group attribute); the LAG's group is their home")
@@ -157,9 +164,28 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 			return err
 		}
 		enrolled[i] = vehicles[i].BV.GroupSize() > 0 || vehicles[i].BV.Pseudonyms() > 0
-		if haveToken { // an outdated group list is refreshed and the session retried
-			vehicles[i].RefreshFrom, vehicles[i].RefreshToken = caAddr, token
+		vehicles[i].RefreshFrom = caAddr // an outdated group list is refreshed and the session retried
+	}
+	credDir := o.creds
+	if credDir == "" {
+		credDir = filepath.Join(o.data, "credentials")
+	}
+	// admission is what a vehicle enrols with: nothing once enrolled (its
+	// identity key is bound), else its credential, else the shared token of
+	// a CA in migration.
+	admission := func(v *authnet.Vehicle) ([32]byte, error) {
+		if v.BV.Enrolled() {
+			return [32]byte{}, nil
 		}
+		file := filepath.Join(credDir, authnet.CredentialFile(auth.CredentialVehicle, v.BV.RealID))
+		if _, err := os.Stat(file); err == nil {
+			return authnet.ReadToken(file)
+		}
+		if haveToken {
+			return token, nil
+		}
+		return [32]byte{}, fmt.Errorf("%s has no enrolment credential (%s): the operator issues it with gridveil ca issue vehicle %s --data %s (or --count N for PREFIX-001..)",
+			v.BV.RealID, file, v.BV.RealID, o.data)
 	}
 	// notes[i] is why a vehicle that already held credentials goes to the
 	// LAG without the refill or group-list refresh it asked the CA for: a
@@ -168,12 +194,13 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 	// LAG itself).
 	notes := make([]string, o.count)
 	enrol := func(v *authnet.Vehicle, n int) error {
-		if !haveToken {
-			return fmt.Errorf("%s needs enrolment: give --token-file (the CA's enrol.token)", v.BV.RealID)
+		cred, err := admission(v)
+		if err != nil {
+			return err
 		}
 		c, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
-		return v.Enrol(c, caAddr, token, n)
+		return v.Enrol(c, caAddr, cred, n)
 	}
 	for pass := 0; pass < 2; pass++ {
 		for i, v := range vehicles {

@@ -45,6 +45,7 @@ func TestRevocationDemo(t *testing.T) {
 	lagOut, stopLAG := startServe(t, data, filepath.Join(data, "lag-lag-1", "addr"), "--role", "lag")
 	defer stopLAG()
 	waitFor(t, 10*time.Second, "the LAG's link", func() bool { return strings.Contains(lagOut.String(), "synced") })
+	issueVehicles(t, data, 5)
 
 	if out := runAgent(t, "--data", data, "--count", "5"); !strings.Contains(out, "5 of 5 vehicles completed") {
 		t.Fatalf("first run:\n%s", out)

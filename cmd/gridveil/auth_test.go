@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,9 +32,19 @@ func (s *syncBuffer) String() string {
 }
 
 // startServe runs gridveil serve in-process until the returned stop is
-// called; it waits for the role's addr file.
+// called; it waits for the role's addr file. A LAG that is not enrolled
+// yet, started beside a running CA without a credential of its own, first
+// gets one from the CA (gridveil ca issue lag ID), as an operator does
+// before a LAG's first start.
 func startServe(t *testing.T, data, addrFile string, args ...string) (out *syncBuffer, stop func()) {
 	t.Helper()
+	if role, id := argOf(args, "--role", ""), argOf(args, "--id", "lag-1"); role == "lag" && argOf(args, "--credential", "") == "" &&
+		!exists(filepath.Join(data, "lag-"+id, "cert")) && !exists(filepath.Join(data, "credentials", "lag-"+id+".cred")) &&
+		exists(filepath.Join(data, "ca", "addr")) {
+		if out, err := runCA("issue", "lag", id, "--data", data); err != nil {
+			t.Fatalf("issuing the credential of LAG %s: %v\n%s", id, err, out)
+		}
+	}
 	os.Remove(addrFile)
 	out = &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,6 +75,29 @@ func startServe(t *testing.T, data, addrFile string, args ...string) (out *syncB
 		if err := <-done; err != nil {
 			t.Errorf("serve %v: %v", args, err)
 		}
+	}
+}
+
+// argOf returns the value of flag in args, or def.
+func argOf(args []string, flag, def string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return def
+}
+
+// issueVehicles has the running CA issue enrolment credentials for
+// BV-001..BV-n (gridveil ca issue vehicle --count n), where agent bv reads
+// them.
+func issueVehicles(t *testing.T, data string, n int) {
+	t.Helper()
+	if out, err := runCA("issue", "vehicle", "--count", strconv.Itoa(n), "--data", data); err != nil {
+		t.Fatalf("issuing %d vehicle credentials: %v\n%s", n, err, out)
 	}
 }
 
@@ -100,6 +134,7 @@ func TestServeAndAgents(t *testing.T) {
 		return ca, lag, func() { stopLAG(); stopCA() }
 	}
 	caOut, lagOut, stop := start()
+	issueVehicles(t, data, 3)
 	cycle := regexp.MustCompile(`charging -> fully-charged -> discharging -> charging`)
 
 	out := runAgent(t, "--data", data, "--count", "3", "--scheme", "pseudonym")

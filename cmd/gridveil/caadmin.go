@@ -62,7 +62,7 @@ func (o *caAdminOptions) ask(ctx context.Context, addr string, a *auth.Admin, fi
 func newCACmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ca",
-		Short: "Administer a running central authority: trace a session, revoke a vehicle",
+		Short: "Administer a running central authority: issue enrolment credentials, trace a session, revoke a vehicle",
 		Long: `ca administers the central authority that gridveil serve --role ca runs
 (docs/ARCHITECTURE.md C6, docs/AUTH.md). It does not open the CA's data directory:
 it asks the running CA over the CA's own listener, in a Noise IK session
@@ -72,7 +72,7 @@ included, so a LAG cannot trace; the CA remains the only process that holds
 its secrets and writes its state. The CA must be running.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newCATraceCmd(), newCARevokeCmd())
+	cmd.AddCommand(newCAIssueCmd(), newCARevokeCredentialCmd(), newCATraceCmd(), newCARevokeCmd())
 	return cmd
 }
 
@@ -247,5 +247,147 @@ refused at the LAG, the others resume with their tickets.`,
 		},
 	}
 	o.flags(cmd.Flags())
+	return cmd
+}
+
+// credentialNames are the names an issue or revoke-credential command
+// acts on: its arguments, or PREFIX-001.. PREFIX-N with --count.
+func credentialNames(args []string, count int, prefix string) ([]string, error) {
+	switch {
+	case count < 0 || count > 100000:
+		return nil, fmt.Errorf("--count %d: 0..100000", count)
+	case count > 0 && len(args) > 1:
+		return nil, errors.New("name the parties, or give --count (and --prefix), not both")
+	case count == 0 && len(args) < 2:
+		return nil, errors.New("name at least one party after the kind (vehicle or lag), or give --count")
+	}
+	names := args[1:]
+	for i := 1; i <= count; i++ {
+		names = append(names, fmt.Sprintf("%s-%03d", prefix, i))
+	}
+	return names, nil
+}
+
+func newCAIssueCmd() *cobra.Command {
+	o := &caAdminOptions{}
+	var out, prefix string
+	var count int
+	cmd := &cobra.Command{
+		Use:   "issue {vehicle|lag} [NAME...]",
+		Short: "Issue enrolment credentials: one per vehicle or LAG, by name",
+		Long: `issue has the running CA issue an enrolment credential for each vehicle
+(by its real identity, e.g. BV-001) or LAG (by its identifier, e.g. lag-1)
+and writes each to --out (default <data>/credentials) as vehicle-NAME.cred or
+lag-NAME.cred (mode 0600), for the party to enrol with: gridveil agent bv and
+gridveil serve --role lag read them from there. The CA keeps only a hash of
+each credential, and answers once it is on its disk.
+
+A credential enrols the party it names, once: that first enrolment binds the
+name to the party's own keys, which authenticate its later refills and
+renewals. It does not enrol another vehicle, a LAG with a vehicle's
+credential, or anyone a second time. Issuing again for a name whose
+credential is unused replaces it (the old one is revoked); an enrolled
+name needs none, and is refused. To take back an unused credential:
+gridveil ca revoke-credential.`,
+		Example: `  gridveil ca issue lag lag-1
+  gridveil ca issue vehicle --count 5
+  gridveil ca issue vehicle BV-101 BV-102 --out /media/usb`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, err := auth.ParseCredentialKind(args[0])
+			if err != nil {
+				return err
+			}
+			names, err := credentialNames(args, count, prefix)
+			if err != nil {
+				return err
+			}
+			addr, pub, key, err := o.resolve()
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(o.data, "credentials")
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			for _, name := range names {
+				a, first, err := auth.NewAdminIssue(pub, key, kind, name)
+				if err != nil {
+					return fmt.Errorf("%s %q: %w", kind, name, err)
+				}
+				res, err := o.ask(ctx, addr, a, first)
+				if err != nil {
+					return fmt.Errorf("issuing a credential for %s %q: %w", kind, name, err)
+				}
+				b, err := hex.DecodeString(res)
+				if err != nil || len(b) != 32 {
+					return fmt.Errorf("the CA answered %q for %s %q: not a credential", res, kind, name)
+				}
+				file, err := authnet.WriteCredential(out, kind, name, [32]byte(b))
+				if err != nil {
+					return fmt.Errorf("the CA issued a credential for %s %q, but it could not be written (issue it again to replace it): %w", kind, name, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "enrolment credential for %s %q: %s\n", kind, name, file)
+			}
+			return nil
+		},
+	}
+	o.flags(cmd.Flags())
+	cmd.Flags().StringVar(&out, "out", "", "folder to write the credentials to (default <data>/credentials)")
+	cmd.Flags().IntVar(&count, "count", 0, "issue for PREFIX-001 .. PREFIX-N instead of naming them (the names gridveil agent bv uses)")
+	cmd.Flags().StringVar(&prefix, "prefix", "BV", "with --count: the names' prefix")
+	return cmd
+}
+
+func newCARevokeCredentialCmd() *cobra.Command {
+	o := &caAdminOptions{}
+	var prefix string
+	var count int
+	cmd := &cobra.Command{
+		Use:   "revoke-credential {vehicle|lag} [NAME...]",
+		Short: "Revoke unused enrolment credentials",
+		Long: `revoke-credential has the running CA revoke the enrolment credential
+issued for each vehicle or LAG, so that it enrols no one (a credential lost
+or stolen before use). A credential already used cannot be revoked: its
+party is enrolled, and excluding it is gridveil ca revoke.`,
+		Example: `  gridveil ca revoke-credential vehicle BV-004`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, err := auth.ParseCredentialKind(args[0])
+			if err != nil {
+				return err
+			}
+			names, err := credentialNames(args, count, prefix)
+			if err != nil {
+				return err
+			}
+			addr, pub, key, err := o.resolve()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			for _, name := range names {
+				a, first, err := auth.NewAdminRevokeCredential(pub, key, kind, name)
+				if err != nil {
+					return fmt.Errorf("%s %q: %w", kind, name, err)
+				}
+				res, err := o.ask(ctx, addr, a, first)
+				if err != nil {
+					return fmt.Errorf("revoking the credential of %s %q: %w", kind, name, err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), res)
+			}
+			return nil
+		},
+	}
+	o.flags(cmd.Flags())
+	cmd.Flags().IntVar(&count, "count", 0, "revoke for PREFIX-001 .. PREFIX-N instead of naming them")
+	cmd.Flags().StringVar(&prefix, "prefix", "BV", "with --count: the names' prefix")
 	return cmd
 }

@@ -54,6 +54,7 @@ func TestCATraceAndRevoke(t *testing.T) {
 		return ca, lag, func() { stopLAG(); stopCA() }
 	}
 	caOut, _, stop := start()
+	issueVehicles(t, data, 3)
 	runAgent(t, "--data", data, "--count", "3", "--scheme", "pseudonym")
 	runAgent(t, "--data", data, "--count", "3", "--scheme", "lsag", "--ring", "3", "--resume=false")
 	if out := runAgent(t, "--data", data, "--count", "3"); strings.Count(out, "resumed with a ticket") != 3 {
@@ -190,5 +191,54 @@ func TestCATraceAndRevoke(t *testing.T) {
 	}
 	if out, err := runCA("revoke", "--data", data, "BV-002"); err != nil || !strings.Contains(out, "revoked") {
 		t.Fatalf("revoking twice: %v\n%s", err, out)
+	}
+}
+
+// TestEnrolmentCredentialsCLI: the operator's side of per-identity
+// admission. A vehicle without a credential is refused before it reaches
+// the CA, with the command that issues one; issued credentials enrol
+// their vehicles; a revoked one enrols no one, and the agent says why; an
+// enrolled vehicle needs no credential and gets none; bad input is named.
+func TestEnrolmentCredentialsCLI(t *testing.T) {
+	data := t.TempDir()
+	_, stopCA := startServe(t, data, filepath.Join(data, "ca", "addr"), "--role", "ca", "--aggregate-min", "2")
+	defer stopCA()
+	lagOut, stopLAG := startServe(t, data, filepath.Join(data, "lag-lag-1", "addr"), "--role", "lag")
+	defer stopLAG()
+	waitFor(t, 10*time.Second, "the LAG's link", func() bool { return strings.Contains(lagOut.String(), "synced") })
+	if exists(filepath.Join(data, "ca", "enrol.token")) {
+		t.Fatal("the CA wrote a shared enrolment token")
+	}
+
+	out, err := runAgentErr("--data", data, "--count", "2", "--scheme", "pseudonym")
+	if err == nil || !strings.Contains(out, "BV-001 has no enrolment credential") || !strings.Contains(out, "gridveil ca issue vehicle BV-001 --data "+data) {
+		t.Fatalf("vehicles without credentials: %v\n%s", err, out)
+	}
+	out, err = runCA("issue", "vehicle", "--count", "3", "--data", data)
+	if err != nil || strings.Count(out, "enrolment credential for vehicle") != 3 || !exists(filepath.Join(data, "credentials", "vehicle-BV-003.cred")) {
+		t.Fatalf("issue --count 3: %v\n%s", err, out)
+	}
+	if out, err := runCA("revoke-credential", "vehicle", "BV-003", "--data", data); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("revoke-credential: %v\n%s", err, out)
+	}
+	out, err = runAgentErr("--data", data, "--count", "3", "--scheme", "pseudonym")
+	if err == nil || !strings.Contains(out, "2 of 3 vehicles completed") || !regexp.MustCompile(`BV-003  FAILED: .*enrolment credential was revoked`).MatchString(out) {
+		t.Fatalf("with a revoked credential: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"issue", "vehicle", "BV-001"}, "is enrolled already"},
+		{[]string{"revoke-credential", "vehicle", "BV-001"}, "revoke it instead"},
+		{[]string{"revoke-credential", "lag", "lag-9"}, "no enrolment credential was issued"},
+		{[]string{"issue", "truck", "T-1"}, "use vehicle or lag"},
+		{[]string{"issue", "vehicle"}, "name at least one party"},
+		{[]string{"issue", "vehicle", "BV-7", "--count", "2"}, "not both"},
+	} {
+		out, err := runCA(append(c.args, "--data", data)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("gridveil ca %v: %v, want an error with %q\n%s", c.args, err, c.want, out)
+		}
 	}
 }

@@ -36,6 +36,9 @@ type serveOptions struct {
 	caAddr        string
 	caPublic      string
 	tokenFile     string
+	credential    string
+	sharedToken   bool
+	maxPseudonyms int
 	lagID         string
 	group         string
 	schemes       string
@@ -85,12 +88,18 @@ Roles: ` + strings.Join(roleNames(), ", ") + `.
 
   ca    the central authority (docs/ARCHITECTURE.md C6): enrols LAGs and vehicles,
         checks every session and issues permits, traces, revokes, asks for
-        discharges. Writes public.key and enrol.token to its data directory:
-        LAGs and vehicles need both; and admin.key, with which gridveil ca
-        traces and revokes through it.
+        discharges. Writes public.key to its data directory (LAGs and
+        vehicles need it) and admin.key, with which gridveil ca issues
+        enrolment credentials, traces and revokes through it. A new vehicle
+        or LAG enrols only with the credential issued for its name
+        (gridveil ca issue); --shared-token keeps the shared enrol.token
+        of earlier versions working during a migration.
   lag   a local aggregator: serves vehicles over Noise NK sessions and keeps
-        a Noise IK link to the CA. Enrols itself with the CA on first start;
-        started before the CA, it waits for it (--ca-wait, default 30s).
+        a Noise IK link to the CA. Enrols itself with the CA on first start,
+        with its credential (--credential, default
+        --data/credentials/lag-<id>.cred: gridveil ca issue lag <id>);
+        started before the CA or its credential, it waits for them
+        (--ca-wait, default 30s).
         Appends the evidence of every session it admits to evidence.jsonl,
         from which gridveil ca trace asks the CA who it was.
   ledger
@@ -139,7 +148,10 @@ Wire format and threat model: docs/AUTH.md.`,
 	fl.StringVar(&o.data, "data", "gridveil-data", "data directory root")
 	fl.StringVar(&o.caAddr, "ca-addr", "", "lag: the CA's address (default: --data/ca/addr if present, else "+defaultCAAddr+")")
 	fl.StringVar(&o.caPublic, "ca-public", "", "lag: the CA's public.key (default --data/ca/public.key)")
-	fl.StringVar(&o.tokenFile, "token-file", "", "lag: the CA's enrol.token, needed on first start (default --data/ca/enrol.token)")
+	fl.StringVar(&o.credential, "credential", "", "lag: its enrolment credential, needed on first start (default --data/credentials/lag-<id>.cred, written by gridveil ca issue lag <id>)")
+	fl.StringVar(&o.tokenFile, "token-file", "", "lag: the shared enrol.token of a CA started with --shared-token, instead of a credential (default --data/ca/enrol.token if present)")
+	fl.BoolVar(&o.sharedToken, "shared-token", false, "ca: also admit new vehicles and LAGs with the shared enrol.token of earlier versions (a migration: each use is logged; issue credentials instead)")
+	fl.IntVar(&o.maxPseudonyms, "max-pseudonyms", 2000, "ca: pseudonym certificates one vehicle may obtain per validity period")
 	fl.StringVar(&o.lagID, "id", "lag-1", "lag: this LAG's identifier")
 	fl.StringVar(&o.group, "group", "utility-a", "lag: the utility this LAG belongs to (home network of its vehicles)")
 	fl.StringVar(&o.schemes, "schemes", "pseudonym,lsag", "lag: credential schemes offered, in order of preference")
@@ -253,15 +265,26 @@ func serveCA(cmd *cobra.Command, o *serveOptions) (err error) {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := authnet.OpenCA(store, auth.CAConfig{AutoDischarge: o.autoDischarge, AggregateMin: o.aggregateMin}, log, eventPrinter(out, "ca", o.quiet))
+	if o.maxPseudonyms < 1 {
+		return fmt.Errorf("--max-pseudonyms %d: give at least 1", o.maxPseudonyms)
+	}
+	srv, err := authnet.OpenCA(store, auth.CAConfig{AutoDischarge: o.autoDischarge, AggregateMin: o.aggregateMin, SharedToken: o.sharedToken,
+		MaxPseudonymsPerPeriod: o.maxPseudonyms}, log, eventPrinter(out, "ca", o.quiet))
 	if err != nil {
 		return err
 	}
 	if err := recordAddr(store, ln); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ca: listening on %s; public key %s, enrolment token %s; stop with Ctrl-C\n",
-		ln.Addr(), store.Path("public.key"), store.Path("enrol.token"))
+	admission := "new vehicles and LAGs enrol with credentials issued by gridveil ca issue"
+	if o.sharedToken {
+		admission = "and, during the migration, with the shared token " + store.Path("enrol.token")
+		admission = "new vehicles and LAGs enrol with credentials issued by gridveil ca issue " + admission
+	} else if store.Exists("enrol.token") {
+		log.Warn("enrol.token is no longer accepted: vehicles and LAGs that are not enrolled yet need a credential each (gridveil ca issue); serve --role ca --shared-token accepts the token during a migration", "file", store.Path("enrol.token"))
+	}
+	fmt.Fprintf(out, "ca: listening on %s; public key %s; %s; stop with Ctrl-C\n",
+		ln.Addr(), store.Path("public.key"), admission)
 	l := ln
 	ln = nil
 	return srv.Serve(o.ctx, l)
@@ -352,6 +375,14 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 				}
 				defer evidence.Close()
 			}
+			if token == ([32]byte{}) && !authnet.LAGEnrolled(store) {
+				err = fmt.Errorf("%w: %s does not exist yet (the operator issues it: gridveil ca issue lag %s --data %s; or give --credential)",
+					errNoLAGCredential, lagCredentialFile(o), o.lagID, o.data)
+				if werr := wait.next(err); werr != nil {
+					return undoLAG(fresh, evidence, werr)
+				}
+				continue
+			}
 			ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)
 			srv, err = authnet.OpenLAG(ctx, store, authnet.LAGOptions{ID: o.lagID, Group: o.group, CAAddr: caAddr, CA: pub, Token: token, Schemes: schemes},
 				log, keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet)))
@@ -399,12 +430,37 @@ func lagCAFiles(o *serveOptions) (string, auth.CAPublic, [32]byte, error) {
 			return "", auth.CAPublic{}, [32]byte{}, fmt.Errorf("%w: %s does not exist yet", errCANotUp, addrFile)
 		}
 	}
-	addr, pub, token, _, err := caFiles(o.data, o.caAddr, o.caPublic, o.tokenFile)
+	addr, pub, token, haveToken, err := caFiles(o.data, o.caAddr, o.caPublic, o.tokenFile)
 	if err != nil && errors.Is(err, fs.ErrNotExist) {
 		err = fmt.Errorf("%w: %w", errCANotUp, err)
 	}
-	return addr, pub, token, err
+	if err != nil {
+		return addr, pub, token, err
+	}
+	// Its own credential first; the shared token only when there is one
+	// (a CA in migration); else nothing, which a certified LAG needs.
+	if cred, cerr := authnet.ReadToken(lagCredentialFile(o)); cerr == nil {
+		return addr, pub, cred, nil
+	} else if o.credential != "" && !errors.Is(cerr, fs.ErrNotExist) {
+		return addr, pub, token, fmt.Errorf("--credential: %w", cerr)
+	}
+	if !haveToken {
+		token = [32]byte{}
+	}
+	return addr, pub, token, nil
 }
+
+// lagCredentialFile is where a LAG's enrolment credential is read from.
+func lagCredentialFile(o *serveOptions) string {
+	if o.credential != "" {
+		return o.credential
+	}
+	return filepath.Join(o.data, "credentials", authnet.CredentialFile(auth.CredentialLAG, o.lagID))
+}
+
+// errNoLAGCredential marks a LAG that must enrol but has no credential
+// yet: waiting may cure it (the operator issues it once the CA is up).
+var errNoLAGCredential = errors.New("this LAG is not enrolled and has no enrolment credential")
 
 // errCANotUp marks what waiting may cure: the CA's files not written yet.
 var errCANotUp = errors.New("the CA is not up yet")
@@ -412,7 +468,7 @@ var errCANotUp = errors.New("the CA is not up yet")
 // caNotUp reports whether err is what waiting for the CA may cure: its
 // files are missing, or nothing answers at its address yet.
 func caNotUp(err error) bool {
-	if errors.Is(err, errCANotUp) || errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, errCANotUp) || errors.Is(err, errNoLAGCredential) || errors.Is(err, syscall.ECONNREFUSED) {
 		return true
 	}
 	var op *net.OpError
@@ -426,6 +482,7 @@ type caWaiter struct {
 	out      io.Writer
 	deadline time.Time
 	said     bool
+	saidCred bool
 }
 
 func newCAWaiter(o *serveOptions, out io.Writer) *caWaiter {
@@ -437,16 +494,23 @@ func (w *caWaiter) next(why error) error {
 		return why
 	}
 	if !time.Now().Before(w.deadline) {
+		if errors.Is(why, errNoLAGCredential) {
+			return fmt.Errorf("gave up waiting %v: %w, or wait longer with --ca-wait", w.o.caWait, why)
+		}
 		return fmt.Errorf("gave up waiting %v for the CA: %w; start gridveil serve --role ca --data %s (or give --ca-addr and --ca-public), or wait longer with --ca-wait",
 			w.o.caWait, why, w.o.data)
 	}
-	if !w.said {
+	if !errors.Is(why, errNoLAGCredential) && !w.said {
 		fmt.Fprintf(w.out, "lag %s: waiting up to %v for the CA (%v)\n", w.o.lagID, w.o.caWait, why)
 		w.said = true
 	}
+	if errors.Is(why, errNoLAGCredential) && !w.saidCred {
+		fmt.Fprintf(w.out, "lag %s: waiting up to %v for its enrolment credential (%v)\n", w.o.lagID, w.o.caWait, why)
+		w.saidCred = true
+	}
 	select {
 	case <-w.o.ctx.Done():
-		return fmt.Errorf("stopped while waiting for the CA: %w", why)
+		return fmt.Errorf("stopped while waiting: %w", why)
 	case <-time.After(200 * time.Millisecond):
 	}
 	return nil

@@ -71,6 +71,15 @@ func TestLAGStartedBeforeCA(t *testing.T) {
 	}
 	_, stopCA := startServe(t, data, filepath.Join(data, "ca", "addr"), "--role", "ca", "--addr", "127.0.0.1:0", "--aggregate-min", "2")
 	defer stopCA()
+	// With the CA up, the LAG waits for its enrolment credential, which
+	// the operator issues now.
+	waitFor(t, 20*time.Second, "the LAG to say it waits for its credential", func() bool {
+		return strings.Contains(lagOut.String(), "waiting up to 1m0s for its enrolment credential")
+	})
+	if out, err := runCA("issue", "lag", "lag-1", "--data", data); err != nil {
+		t.Fatalf("issue lag: %v\n%s", err, out)
+	}
+	issueVehicles(t, data, 2)
 	waitFor(t, 30*time.Second, "the LAG to link to the CA", func() bool {
 		return strings.Contains(lagOut.String(), "synced") && exists(filepath.Join(data, "lag-lag-1", "addr"))
 	})
@@ -106,6 +115,9 @@ func TestLAGGivesUpWaitingForCA(t *testing.T) {
 	data = t.TempDir()
 	startCA, stopCA := startServe(t, data, filepath.Join(data, "ca", "addr"), "--role", "ca", "--addr", "127.0.0.1:0")
 	_ = startCA
+	if out, err := runCA("issue", "lag", "lag-1", "--data", data); err != nil {
+		t.Fatalf("issue lag: %v\n%s", err, out)
+	}
 	stopCA()
 	out, done, stop = goServe(data, "--role", "lag", "--addr", "127.0.0.1:0", "--ca-wait", "300ms")
 	defer stop()
