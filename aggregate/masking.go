@@ -286,6 +286,7 @@ func (m *Masking) setup(k [2]int, evs []int) (*maskBus, error) {
 	}
 	return b, nil
 }
+
 // pairKey derives the AES key of a pair from one side's private key and
 // the other's public key; the info binds the transcript of the bus's key
 // list, which holds both public keys in a fixed order.
