@@ -151,7 +151,7 @@ func TestMaskCoresOverTheWire(t *testing.T) {
 			{map[int]bool{2: true}, map[int]map[int]bool{1: {4: true}}, []int{2, 4}, true},
 			{map[int]bool{0: true, 6: true}, map[int]map[int]bool{1: {1: true}}, []int{0, 6, 1}, true},
 			{map[int]bool{0: true, 6: true}, map[int]map[int]bool{1: {1: true}, 2: {5: true}}, []int{0, 6, 1, 5}, false}, // 3 left
-			{map[int]bool{0: true, 1: true, 2: true, 3: true}, nil, []int{0, 1, 2, 3}, false}, // 3 of 7 < threshold 4
+			{map[int]bool{0: true, 1: true, 2: true, 3: true}, nil, []int{0, 1, 2, 3}, false},                            // 3 of 7 < threshold 4
 		}
 		if !single {
 			// A lost seed answer: another holder stands in.
