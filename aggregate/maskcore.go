@@ -497,6 +497,9 @@ func (a *MaskAggregator) Begin(r int) error {
 // Round is the open round (-1 before the first).
 func (a *MaskAggregator) Round() int { return a.round }
 
+// Pass is the open round's current request pass (0: collecting reports).
+func (a *MaskAggregator) Pass() int { return a.pass }
+
 // AddReport takes a masked report of the open round. A repeated identical
 // report is ignored (at-least-once delivery); a report after the report
 // phase closed, for another round or bus, of the wrong size, or differing

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -506,4 +507,43 @@ func (r *maskReader) end() {
 	if r.err == nil && len(r.b) != 0 {
 		r.fail("%d trailing bytes", len(r.b))
 	}
+}
+
+// The SO signs the key list it relays (SealMaskKeys): a party that could
+// publish a list of its own on the bus would hold a pair key with every
+// vehicle and unmask them. The seal is the one of charging's broadcasts
+// under its own domain label: the encoding, then an Ed25519 signature over
+// "gridveil masking SO v1", a zero byte and the encoding.
+const maskSealLabel = "gridveil masking SO v1\x00"
+
+// ErrMaskForged is returned for a key list whose signature is missing or
+// not the SO's.
+var ErrMaskForged = errors.New("masking key list not signed by the system operator")
+
+// SealMaskKeys encodes and signs a key list with the SO's key.
+func SealMaskKeys(m *MaskKeys, key ed25519.PrivateKey) ([]byte, error) {
+	body, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return append(body, ed25519.Sign(key, append([]byte(maskSealLabel), body...))...), nil
+}
+
+// OpenMaskKeys checks the SO's signature, then decodes the key list.
+func OpenMaskKeys(data []byte, so ed25519.PublicKey) (*MaskKeys, error) {
+	if len(data) > MaxMaskMessageSize+ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: %d bytes exceed the %d-byte limit", ErrBadMaskMessage, len(data), MaxMaskMessageSize+ed25519.SignatureSize)
+	}
+	if len(data) < ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: %d bytes are too few for a signed message", ErrMaskForged, len(data))
+	}
+	body, sig := data[:len(data)-ed25519.SignatureSize], data[len(data)-ed25519.SignatureSize:]
+	if len(so) != ed25519.PublicKeySize || !ed25519.Verify(so, append([]byte(maskSealLabel), body...), sig) {
+		return nil, ErrMaskForged
+	}
+	var m MaskKeys
+	if err := m.UnmarshalBinary(body); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }

@@ -49,6 +49,11 @@ type SOConfig struct {
 	// Progress, if set, is called after every completed iteration, and
 	// again with the gap when a bound round certifies it.
 	Progress func(charging.Stats)
+	// Masking, if set, runs the coordination with masking: the vehicles
+	// send masked reports (aggregate.MaskVehicle) and the SO recovers only
+	// each bus's sum (aggregate.MaskAggregator); reports in the clear are
+	// refused.
+	Masking *MaskingConfig
 }
 
 // SOResult is what the SO ends the day with.
@@ -112,16 +117,26 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		data    []byte
 	}
 	in := make(chan msg, 4096)
-	unsub, err := cfg.Conn.Subscribe(transport.CoordReports(-1), "", func(s string, d []byte) {
+	toIn := func(s string, d []byte) {
 		select {
 		case in <- msg{s, d}:
 		case <-ctx.Done():
 		}
-	})
+	}
+	unsub, err := cfg.Conn.Subscribe(transport.CoordReports(-1), "", toIn)
 	if err != nil {
 		return nil, err
 	}
 	defer unsub()
+	if cfg.Masking != nil {
+		for _, kind := range []string{"maskkey", "maskrep", "maskans"} {
+			u, err := cfg.Conn.Subscribe(transport.MaskToSO(kind), "", toIn)
+			if err != nil {
+				return nil, err
+			}
+			defer u()
+		}
+	}
 	hello := make(chan struct{}, 1)
 	unsubHello, err := cfg.Conn.Subscribe(transport.CoordHello, "", func(string, []byte) {
 		select {
@@ -145,6 +160,21 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		res.Refused[reason]++
 		met.Refused.WithLabelValues(reason).Inc()
 		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
+	}
+	var sm *soMasking
+	if cfg.Masking != nil {
+		file := ""
+		if cfg.StateFile != "" {
+			file = cfg.StateFile + ".maskkeys"
+		}
+		late := func(subject string, err error) {
+			res.Refused["stale"]++
+			met.Refused.WithLabelValues("stale").Inc()
+			log.Debug("late copy", "subject", subject, "err", err)
+		}
+		if sm, err = newSOMasking(*cfg.Masking, co, cfg.Conn, cfg.Key, log, file, refuse, late); err != nil {
+			return nil, err
+		}
 	}
 	roundStart := time.Now()
 	progressed := false // a round completed since the last resend tick
@@ -274,6 +304,9 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 			if !progressed || co.Phase() == charging.PhaseDone {
 				if co.Phase() != charging.PhaseDone {
 					stalls++
+					if cfg.DropAfter > 0 && stalls > cfg.DropAfter && sm != nil {
+						return res, fmt.Errorf("vehicles silent for %d re-sends of round %d (%d reports missing): masking over the network does not yet recover a vehicle that left for good (docs/PLATFORM.md); restart the day", stalls-1, co.Round(), co.Missing())
+					}
 					if cfg.DropAfter > 0 && stalls > cfg.DropAfter {
 						// Silent for DropAfter re-sends in a row: their
 						// processes are gone. The others finish the day.
@@ -293,14 +326,24 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				if err := publish(); err != nil {
 					return res, err
 				}
+				if sm != nil && co.Phase() != charging.PhaseDone {
+					if err := sm.resend(); err != nil {
+						return res, err
+					}
+				}
 			}
 			progressed = false
 		case <-hello:
 			if err := publish(); err != nil {
 				return res, err
 			}
+			if sm != nil {
+				if err := sm.resend(); err != nil {
+					return res, err
+				}
+			}
 		case m := <-in:
-			f, b, _, err := transport.ParseCoord(m.subject)
+			f, b, kind, err := transport.ParseCoord(m.subject)
 			if err != nil {
 				refuse(m.subject, "subject", err)
 				continue
@@ -308,6 +351,30 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 			g, ok := busIndex[[2]int{f, b}]
 			if !ok {
 				refuse(m.subject, "no such bus", fmt.Errorf("feeder %d bus %d hosts no vehicles", f, b))
+				continue
+			}
+			if sm != nil {
+				var summed bool
+				switch kind {
+				case "maskkey":
+					err = sm.onKey(m.subject, g, m.data)
+					progressed = true // collecting keys is progress
+				case "maskrep":
+					summed, err = sm.onReport(m.subject, g, m.data)
+				case "maskans":
+					summed, err = sm.onAnswer(m.subject, g, m.data)
+				default:
+					refuse(m.subject, "report in clear", errors.New("the coordination runs with masking: reports in the clear are refused"))
+					continue
+				}
+				if err != nil {
+					return res, err
+				}
+				if summed {
+					if err := advance(); err != nil {
+						return res, err
+					}
+				}
 				continue
 			}
 			var r charging.Report
