@@ -348,3 +348,137 @@ func TestUpDashboard(t *testing.T) {
 		t.Fatal("up did not stop on Ctrl-C")
 	}
 }
+
+// busSums sums a solution's schedules per bus ("feeder/bus"), with the
+// buses of the instance.
+func busSums(t *testing.T, dir string) map[string][]float64 {
+	t.Helper()
+	var inst struct {
+		EVs []struct {
+			ID     string `json:"id"`
+			Feeder string `json:"feeder"`
+			Bus    string `json:"bus"`
+		} `json:"evs"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "instance.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &inst)
+	}
+	if err != nil {
+		t.Fatalf("instance.json of %s: %v", dir, err)
+	}
+	sol := readSolution(t, filepath.Join(dir, "solution.json"))
+	out := map[string][]float64{}
+	for _, ev := range inst.EVs {
+		k := ev.Feeder + "/" + ev.Bus
+		if out[k] == nil {
+			out[k] = make([]float64, len(sol.Baseline))
+		}
+		for tt, v := range sol.Schedules[ev.ID] {
+			out[k][tt] += v
+		}
+	}
+	return out
+}
+
+// checkMaskedBusSums checks that the per-bus sums of an up day with
+// masking are sim's (from the schedules, within 1e-6 kW), and that the
+// sums the SO coordinated on last (so.json, all it learnt) are its own
+// vehicles' final schedules summed per bus, to the fixed-point precision.
+func checkMaskedBusSums(t *testing.T, upDir, simDir string) {
+	t.Helper()
+	u, s := busSums(t, upDir), busSums(t, simDir)
+	var so struct {
+		BusSums map[string][]float64 `json:"bus_sums_kw"`
+	}
+	b, _ := os.ReadFile(filepath.Join(upDir, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != len(s) || len(so.BusSums) != len(u) {
+		t.Fatalf("%d buses in up, %d in sim, %d in so.json", len(u), len(s), len(so.BusSums))
+	}
+	worst, seen := 0.0, 0.0
+	for k, x := range u {
+		if s[k] == nil || so.BusSums[k] == nil {
+			t.Fatalf("bus %s missing from sim or so.json", k)
+		}
+		for tt, v := range x {
+			worst = math.Max(worst, math.Abs(v-s[k][tt]))
+			seen = math.Max(seen, math.Abs(v-so.BusSums[k][tt]))
+		}
+	}
+	if worst > 1e-6 || seen > 1e-6 {
+		t.Fatalf("per-bus sums: up off sim by %g kW; the SO's last sums off the vehicles' schedules by %g kW", worst, seen)
+	}
+	t.Logf("per-bus sums within %.2g kW of sim's; the SO's within %.2g kW of the vehicles'", worst, seen)
+}
+
+// TestUpMaskingMatchesSim runs the day with masking as OS processes (the
+// NATS server, the SO, three EV hosts): the same aggregate within 1e-6
+// kW and the same per-bus sums as gridveil sim --privacy masking on the
+// same scenario and seed, and no report crossed the bus in the clear (the
+// SO refused none, and none was sent).
+func TestUpMaskingMatchesSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	out, err := run(t, "up", "--scenario", "ieee13-stressed", "--seed", "4", "--hosts", "3", "--privacy", "masking", "--out", up)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := run(t, "sim", "--scenario", "ieee13-stressed", "--seed", "4", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	checkMaskedBusSums(t, up, sim)
+	u := readSolution(t, filepath.Join(up, "solution.json"))
+	var priv struct {
+		Privacy string `json:"privacy"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "solution.json"))
+	_ = json.Unmarshal(b, &priv)
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	if priv.Privacy != "masking" || !strings.Contains(string(events), "with privacy masking") || strings.Contains(string(events), "report in clear") || !u.Converged {
+		t.Fatalf("privacy %q, converged %v; events.log:\n%s", priv.Privacy, u.Converged, events)
+	}
+}
+
+// TestUpMaskingSOKilledResumes kills the SO with SIGKILL right after it
+// saved iteration 10 of a day with masking: up starts it again, it reads
+// the bus's key lists and its state back, resumes at iteration 11 without
+// completing iteration 10 twice, and the day ends as sim --privacy
+// masking's.
+func TestUpMaskingSOKilledResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv(faultKillSO, "10")
+	up, sim := t.TempDir(), t.TempDir()
+	out, err := run(t, "up", "--privacy", "masking", "--out", up)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var so struct {
+		Resumed bool `json:"resumed"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil || !so.Resumed {
+		t.Fatalf("the final SO did not resume from its state: %s", b)
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	if !strings.Contains(string(events), "was killed by") || !strings.Contains(string(events), "resumed from saved state") || !strings.Contains(string(events), "iteration=10") {
+		t.Fatalf("events.log does not show the SO killed and resuming after iteration 10:\n%s", events)
+	}
+	if n := strings.Count(string(events), "so: iteration 10 "); n != 1 {
+		t.Errorf("iteration 10 completed %d times: the restarted SO repeated work", n)
+	}
+	if _, err := run(t, "sim", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	checkMaskedBusSums(t, up, sim)
+}
