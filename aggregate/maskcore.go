@@ -394,6 +394,7 @@ type MaskAggregator struct {
 	single                   bool
 	keys                     [][]byte
 	nkeys                    int
+	gone                     []bool // members that left for good (Leave)
 
 	round     int
 	phase     maskPhase
@@ -428,7 +429,7 @@ func NewMaskAggregator(feeder, bus, n, t, slots int, single bool) (*MaskAggregat
 		return nil, fmt.Errorf("masking: threshold %d must be in 1..%d", t, n)
 	}
 	return &MaskAggregator{feeder: feeder, bus: bus, n: n, t: t, slots: slots, single: single,
-		keys: make([][]byte, n), round: -1, total: make([]uint64, slots)}, nil
+		keys: make([][]byte, n), gone: make([]bool, n), round: -1, total: make([]uint64, slots)}, nil
 }
 
 // Threshold is the bus's threshold.
@@ -511,6 +512,9 @@ func (a *MaskAggregator) AddReport(m *MaskedReport) error {
 	if m.Round != a.round || a.phase != maskReports {
 		return fmt.Errorf("%w: report of round %d from member %d; round %d is open, reports %s", ErrMaskStale, m.Round, m.Index, a.round, map[bool]string{true: "open", false: "closed"}[a.phase == maskReports])
 	}
+	if a.gone[m.Index] {
+		return fmt.Errorf("%w: a report from member %d, which left", ErrMaskBad, m.Index)
+	}
 	want := seedChunks * a.n
 	if a.single {
 		want = 0
@@ -528,6 +532,31 @@ func (a *MaskAggregator) AddReport(m *MaskedReport) error {
 	return nil
 }
 
+// Leave records that member i has left for good (its process is gone):
+// no phase waits for it from now on, and every round treats it as
+// dropped, the survivors revealing their masks of the round with it (which
+// unmask nothing: its reports stop). A member that leaves after its report
+// of the open round came stays in that round's sum unless it is also
+// missing from a correction pass.
+func (a *MaskAggregator) Leave(i int) error {
+	if i < 0 || i >= a.n {
+		return fmt.Errorf("%w: member %d of %d", ErrMaskBad, i, a.n)
+	}
+	a.gone[i] = true
+	return nil
+}
+
+// Live is the number of members that have not left.
+func (a *MaskAggregator) Live() int {
+	n := 0
+	for _, g := range a.gone {
+		if !g {
+			n++
+		}
+	}
+	return n
+}
+
 // Pending lists the members whose message of the current phase is still
 // missing, so that a shell can close the phase early when none is.
 func (a *MaskAggregator) Pending() []int {
@@ -535,13 +564,13 @@ func (a *MaskAggregator) Pending() []int {
 	switch a.phase {
 	case maskReports:
 		for i, y := range a.y {
-			if y == nil {
+			if y == nil && !a.gone[i] {
 				out = append(out, i)
 			}
 		}
 	case maskCorrect, maskSeeds:
 		for _, i := range a.survivors {
-			if !a.answered[i] {
+			if !a.answered[i] && !a.gone[i] {
 				out = append(out, i)
 			}
 		}
@@ -742,6 +771,10 @@ func (a *MaskAggregator) finish(ok bool) ([]MaskRequest, error) {
 	}
 	return nil, nil
 }
+
+// Abandon ends the open round without a sum: the shell found that no
+// member is left to report (it sets the bus's sum itself).
+func (a *MaskAggregator) Abandon() { a.phase, a.ok = maskFinished, false }
 
 // Finished reports whether the open round is over.
 func (a *MaskAggregator) Finished() bool { return a.phase == maskFinished }

@@ -45,8 +45,8 @@ type soMasking struct {
 	index   []map[string]int          // per bus: sender -> member index
 	reqs    [][]aggregate.MaskRequest // per bus: the open phase's requests, for re-sends
 	relayed []int                     // per bus: the round its key list last went out in (-1: never)
-	// Messages and bytes of masking, for the benchmark and metrics.
-	sums int // bus sums recovered
+	sums    int                       // bus sums recovered
+	left    int                       // members that left for good
 }
 
 // maskKeysMagic starts the file of key lists.
@@ -75,6 +75,15 @@ func newSOMasking(cfg MaskingConfig, co *charging.Coordinator, conn *transport.C
 	if file != "" {
 		if err := m.load(); err != nil {
 			return nil, err
+		}
+	}
+	// A resumed SO's dropped members stay gone.
+	for g, ids := range co.Dropped() {
+		for _, id := range ids {
+			if err := m.aggs[g].Leave(m.index[g][id]); err != nil {
+				return nil, err
+			}
+			m.left++
 		}
 	}
 	return m, nil
@@ -307,6 +316,73 @@ func (m *soMasking) step(g int) (bool, error) {
 	}
 	m.sums++
 	return true, nil
+}
+
+// leave drops the members of bus g that have not answered the open
+// phase, for good (their processes are gone: RunSO's DropAfter), and
+// returns their pseudonyms. Masking cannot keep a dropped vehicle's last
+// schedule as a fixed load, as the coordination in the clear does: the SO
+// never learns it, and learning it would unmask that vehicle. Its charge
+// point stops (Kept -1: it draws nothing), and the survivors' masks with
+// it are revealed each round instead, so that their sum still unmasks.
+func (m *soMasking) leave(g int) ([]string, error) {
+	a := m.aggs[g]
+	if a.Round() == m.co.Round() && a.Finished() {
+		return nil, nil // this bus's round is complete
+	}
+	if err := m.begin(g); err != nil { // nobody reported yet at this bus
+		return nil, err
+	}
+	var out []string
+	for _, i := range a.Pending() {
+		if err := a.Leave(i); err != nil {
+			return nil, err
+		}
+		out = append(out, m.co.Members(g)[i])
+		m.left++
+	}
+	return out, nil
+}
+
+// settle moves every bus on after members left: a bus whose phase now
+// waits for nobody closes it, and a bus with no member left sums to zero.
+// It reports whether some bus sum went to the coordinator.
+func (m *soMasking) settle() (bool, error) {
+	moved := false
+	for g, a := range m.aggs {
+		if m.co.Phase() == charging.PhaseDone {
+			break
+		}
+		if a.Live() == 0 {
+			if a.Round() == m.co.Round() && a.Finished() {
+				continue
+			}
+			if err := m.begin(g); err != nil {
+				return false, err
+			}
+			var err error
+			if m.co.Phase() == charging.PhaseBound {
+				err = m.co.SetBusSum(g, m.co.Round(), nil, 0)
+			} else {
+				err = m.co.SetBusSum(g, m.co.Round(), make([]float64, m.co.Operator().T), 0)
+			}
+			if err != nil {
+				return false, err
+			}
+			a.Abandon()
+			moved = true
+			continue
+		}
+		if a.Round() != m.co.Round() || a.Finished() {
+			continue
+		}
+		ok, err := m.step(g)
+		if err != nil {
+			return false, err
+		}
+		moved = moved || ok
+	}
+	return moved, nil
 }
 
 // hostMasking is an EV host's shell around its vehicles' MaskVehicle

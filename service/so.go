@@ -269,6 +269,58 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		}
 		return nil
 	}
+	// maskDrop drops, for good, the members the open masking phases still
+	// wait for (masking's counterpart of drop): their charge points stop,
+	// and the survivors' dropout recovery unmasks the rest.
+	maskDrop := func() error {
+		for g := range op.Buses() {
+			ids, err := sm.leave(g)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if err := co.Drop(g, id); err != nil {
+					return err
+				}
+				b := op.Buses()[g]
+				n := co.DropNotice(g, id)
+				res.Dropped = append(res.Dropped, n)
+				met.Dropped.Inc()
+				log.Warn("dropped a silent vehicle; with masking its charge point stops (the SO never knew its schedule) and the others' masks with it are revealed each round", "feeder", b.Feeder, "bus", b.Bus, "sender", id, "round", co.Round())
+				data, err := charging.SealDropped(&n, cfg.Key)
+				if err != nil {
+					return err
+				}
+				if err := cfg.Conn.Publish(transport.CoordDropped(b.Feeder, b.Bus), data); err != nil {
+					log.Warn("drop notice not sent", "err", err)
+				}
+			}
+		}
+		if cfg.StateFile != "" {
+			return saveState(cfg.StateFile, co.State())
+		}
+		return nil
+	}
+	// maskAdvance advances, and with members gone settles the buses that
+	// wait for nobody (or have nobody left) in the new round, until no
+	// round completes.
+	maskAdvance := func() error {
+		for {
+			if err := advance(); err != nil {
+				return err
+			}
+			if sm.left == 0 {
+				return nil
+			}
+			ok, err := sm.settle()
+			if err != nil {
+				return err
+			}
+			if !ok || !co.Ready() {
+				return nil
+			}
+		}
+	}
 	if err := publish(); err != nil {
 		return nil, err
 	}
@@ -305,7 +357,16 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				if co.Phase() != charging.PhaseDone {
 					stalls++
 					if cfg.DropAfter > 0 && stalls > cfg.DropAfter && sm != nil {
-						return res, fmt.Errorf("vehicles silent for %d re-sends of round %d (%d reports missing): masking over the network does not yet recover a vehicle that left for good (docs/PLATFORM.md); restart the day", stalls-1, co.Round(), co.Missing())
+						// With masking, the silent are those the open
+						// masking phase of their bus waits for.
+						if err := maskDrop(); err != nil {
+							return res, err
+						}
+						stalls = 0
+						if err := maskAdvance(); err != nil {
+							return res, err
+						}
+						continue
 					}
 					if cfg.DropAfter > 0 && stalls > cfg.DropAfter {
 						// Silent for DropAfter re-sends in a row: their
@@ -371,7 +432,7 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 					return res, err
 				}
 				if summed {
-					if err := advance(); err != nil {
+					if err := maskAdvance(); err != nil {
 						return res, err
 					}
 				}

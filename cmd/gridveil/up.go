@@ -196,8 +196,12 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	}
 	printSummary(stdout, p, meta, r, elapsed)
 	printFiles(stdout, written)
-	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, their last schedules kept as load), refused %v; parties' files in %s\n",
-		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), res.SO.Refused, data)
+	kept := "their last schedules kept as load"
+	if f.privacy == "masking" {
+		kept = "their charge points stopped: masking never showed the SO their schedules"
+	}
+	fmt.Fprintf(stdout, "  platform     %d rounds over NATS with privacy %s, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, %s), refused %v; parties' files in %s\n",
+		res.SO.Rounds, f.privacy, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), kept, res.SO.Refused, data)
 	if dash != nil {
 		// The day is over: the page shows its files beside the live
 		// history until the user stops it.

@@ -9,10 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/day"
 )
 
 // asMain makes this test binary act as the gridveil binary when gridveil
@@ -481,4 +485,86 @@ func TestUpMaskingSOKilledResumes(t *testing.T) {
 	}
 	checkUpLikeSim(t, up, sim)
 	checkMaskedBusSums(t, up, sim)
+}
+
+// TestUpMaskingEVHostKilled SIGKILLs EV host 1 of 3 when round 20's
+// broadcast arrives, in a day with masking. The SO drops its 28 vehicles
+// once they stay silent; masking's dropout recovery runs over the network
+// (the survivors reveal their masks of each round with the dropped, and
+// nothing else), the dropped vehicles' charge points stop (the SO never
+// knew their schedules), and the day ends certified. The survivors'
+// schedules are checked against an independent in-process solve of the
+// survivors' problem, to the certified bound of both runs.
+func TestUpMaskingEVHostKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv(faultKillEV, "1:20")
+	up := t.TempDir()
+	out, err := run(t, "up", "--privacy", "masking", "--hosts", "3", "--out", up, "--resend", "100ms", "--drop-after", "3")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var so struct {
+		Converged bool     `json:"converged"`
+		Gap       *float64 `json:"relative_gap"`
+		Dropped   []struct {
+			Sender    string    `json:"sender"`
+			KeptRound int       `json:"kept_round"`
+			Schedule  []float64 `json:"schedule_kw"`
+		} `json:"dropped"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := day.Load("ieee13-paper", 0, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pl.Problem
+	// Host 1 of 3 hosts every third vehicle from the second: 28 of 84.
+	if len(so.Dropped) != 28 || !so.Converged || so.Gap == nil {
+		t.Fatalf("%d vehicles dropped (want host 1's 28), converged %v", len(so.Dropped), so.Converged)
+	}
+	for _, d := range so.Dropped {
+		i := pl.Index(d.Sender)
+		if i%3 != 1 || d.KeptRound != -1 || slices.ContainsFunc(d.Schedule, func(v float64) bool { return v != 0 }) {
+			t.Errorf("%s (vehicle %d) dropped with kept round %d: want host 1's vehicles, stopped (-1, zero load)", d.Sender, i, d.KeptRound)
+		}
+	}
+	// The survivors' problem: the dropped vehicles are gone.
+	q := *p
+	q.EVs = nil
+	for i, ev := range p.EVs {
+		if i%3 != 1 {
+			q.EVs = append(q.EVs, ev)
+		}
+	}
+	want, err := charging.Solve(&q, charging.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := readSolution(t, filepath.Join(up, "solution.json"))
+	var obj struct {
+		Objective float64 `json:"objective"`
+	}
+	b, _ = os.ReadFile(filepath.Join(up, "solution.json"))
+	_ = json.Unmarshal(b, &obj)
+	worst := 0.0
+	for tt := range u.Aggregate {
+		worst = math.Max(worst, math.Abs(u.Aggregate[tt]-want.Aggregate[tt]))
+	}
+	tol := math.Sqrt(2**so.Gap*obj.Objective) + math.Sqrt(2*want.Gap*want.Objective)
+	t.Logf("28 dropped at round 20; aggregate within %.2g kW of the survivors' optimum (certified bound %.2g kW)", worst, tol)
+	if worst > tol {
+		t.Fatalf("aggregate off the survivors' optimum by %g kW (bound %g)", worst, tol)
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	for _, w := range []string{"ev-1 was killed", "with masking its charge point stops"} {
+		if !strings.Contains(string(events), w) {
+			t.Errorf("events.log lacks %q", w)
+		}
+	}
 }
