@@ -388,8 +388,10 @@ func busSums(t *testing.T, dir string) map[string][]float64 {
 // checkMaskedBusSums checks that the per-bus sums of an up day with
 // masking are sim's (from the schedules, within 1e-6 kW), and that the
 // sums the SO coordinated on last (so.json, all it learnt) are its own
-// vehicles' final schedules summed per bus, to the fixed-point precision.
-func checkMaskedBusSums(t *testing.T, upDir, simDir string) {
+// vehicles' final schedules summed per bus, to the fixed-point precision:
+// each vehicle's value rounded to 2^-32 kW (at most 2^-33 off), plus
+// 1e-9 kW for summing floats in another order. It returns the SO's sums.
+func checkMaskedBusSums(t *testing.T, upDir, simDir string) map[string][]float64 {
 	t.Helper()
 	u, s := busSums(t, upDir), busSums(t, simDir)
 	var so struct {
@@ -412,10 +414,12 @@ func checkMaskedBusSums(t *testing.T, upDir, simDir string) {
 			seen = math.Max(seen, math.Abs(v-so.BusSums[k][tt]))
 		}
 	}
-	if worst > 1e-6 || seen > 1e-6 {
-		t.Fatalf("per-bus sums: up off sim by %g kW; the SO's last sums off the vehicles' schedules by %g kW", worst, seen)
+	evs := len(readSolution(t, filepath.Join(upDir, "solution.json")).Schedules)
+	if prec := float64(evs)/(1<<33) + 1e-9; worst > 1e-6 || seen > prec {
+		t.Fatalf("per-bus sums: up off sim by %g kW; the SO's last sums off the vehicles' schedules by %g kW (fixed-point bound %g)", worst, seen, prec)
 	}
 	t.Logf("per-bus sums within %.2g kW of sim's; the SO's within %.2g kW of the vehicles'", worst, seen)
+	return so.BusSums
 }
 
 // TestUpMaskingMatchesSim runs the day with masking as OS processes (the
@@ -448,6 +452,46 @@ func TestUpMaskingMatchesSim(t *testing.T) {
 	if priv.Privacy != "masking" || !strings.Contains(string(events), "with privacy masking") || strings.Contains(string(events), "report in clear") || !u.Converged {
 		t.Fatalf("privacy %q, converged %v; events.log:\n%s", priv.Privacy, u.Converged, events)
 	}
+}
+
+// TestUpMaskingV2GSumsNegative (issue 15 over the network): on the V2G
+// scenario, where vehicles discharge (negative kW), up --privacy masking
+// equals sim --privacy masking, and the SO's masked per-bus sums, negative
+// where a bus gives energy back, are the vehicles' schedules summed to the
+// fixed-point precision.
+func TestUpMaskingV2GSumsNegative(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	if out, err := run(t, "up", "--scenario", "ieee13-v2g", "--privacy", "masking", "--out", up); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := run(t, "sim", "--scenario", "ieee13-v2g", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	sums := checkMaskedBusSums(t, up, sim)
+	neg, negSums := 0, 0
+	for _, x := range readSolution(t, filepath.Join(up, "solution.json")).Schedules {
+		for _, v := range x {
+			if v < 0 {
+				neg++
+			}
+		}
+	}
+	for _, x := range sums {
+		for _, v := range x {
+			if v < 0 {
+				negSums++
+			}
+		}
+	}
+	if neg == 0 || negSums == 0 {
+		t.Fatalf("%d negative schedule values and %d negative bus-slot sums: the scenario should discharge", neg, negSums)
+	}
+	t.Logf("%d discharging vehicle-slots, %d negative bus-slot sums", neg, negSums)
 }
 
 // TestUpMaskingSOKilledResumes kills the SO with SIGKILL right after it
