@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/transport"
 )
 
 // asMain makes this test binary act as the gridveil binary when gridveil
@@ -611,4 +613,154 @@ func TestUpMaskingEVHostKilled(t *testing.T) {
 			t.Errorf("events.log lacks %q", w)
 		}
 	}
+}
+
+// TestUpMaskingRefusesForged runs a day with masking as processes and,
+// from a stranger's connection to the day's NATS server, publishes in the
+// middle of it: a malformed masked report, a masked report replayed from
+// an earlier round, a report in the clear, a key advertisement from a
+// stranger (to the SO), and a forged key list and a malformed request (to
+// the EV hosts). Each is refused with a log line naming its subject and
+// reason, and the day still ends as sim --privacy masking's.
+func TestUpMaskingRefusesForged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	pl, err := day.Load("ieee13-paper", 0, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := pl.Problem.EVs[0]
+	done := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, err = run(t, "up", "--privacy", "masking", "--pace", "50ms", "--out", up)
+		done <- err
+	}()
+	// The day's bus, once the NATS server wrote its address.
+	var url string
+	for i := 0; url == ""; i++ {
+		if b, err := os.ReadFile(filepath.Join(up, "parties", "nats", "addr")); err == nil && len(b) > 0 {
+			url = strings.TrimSpace(string(b))
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the day ended before its bus was found: %v\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if i > 3000 {
+			t.Fatal("no NATS address in 60 s")
+		}
+	}
+	conn, err := transport.Connect(url, "stranger", 30*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	captured := make(chan []byte, 1)
+	unsub, err := conn.Subscribe(transport.MaskReport(ev.Feeder, ev.Bus), "", func(_ string, d []byte) {
+		select {
+		case captured <- append([]byte(nil), d...):
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old []byte
+	select {
+	case old = <-captured:
+	case err := <-done:
+		t.Fatalf("the day ended before a masked report was seen: %v\n%s", err, out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no masked report in 60 s")
+	}
+	_ = unsub()
+	// Wait until the SO has moved past old's round, so that old is a replay.
+	var oldRep aggregate.MaskedReport
+	if err := oldRep.UnmarshalBinary(old); err != nil {
+		t.Fatal(err)
+	}
+	later := make(chan struct{}, 1)
+	unsub, err = conn.Subscribe(transport.CoordProgress, "", func(_ string, d []byte) {
+		var p struct {
+			Round int `json:"round"`
+		}
+		if json.Unmarshal(d, &p) == nil && p.Round > oldRep.Round+1 {
+			select {
+			case later <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-later:
+	case err := <-done:
+		t.Fatalf("the day ended before round %d: %v\n%s", oldRep.Round+2, err, out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no progress in 60 s")
+	}
+	_ = unsub()
+	clear, _ := (&charging.Report{Round: 1, Phase: charging.PhaseStep, Feeder: ev.Feeder, Bus: ev.Bus, Sender: pl.Pseudonym(0), Values: make([]float64, pl.Problem.Slots)}).MarshalBinary()
+	stranger, _ := (&aggregate.MaskKey{Feeder: ev.Feeder, Bus: ev.Bus, Sender: "ps-stranger", PublicKey: make([]byte, 32)}).MarshalBinary()
+	forged, _ := (&aggregate.MaskKeys{Feeder: ev.Feeder, Bus: ev.Bus, Threshold: 1, Keys: [][]byte{make([]byte, 32)}}).MarshalBinary()
+	forged = append(forged, make([]byte, 64)...)
+	for _, m := range []struct {
+		subject string
+		data    []byte
+	}{
+		{transport.MaskReport(ev.Feeder, ev.Bus), []byte("GV\x12\x01 not a report")},
+		{transport.MaskReport(ev.Feeder, ev.Bus), old},
+		{transport.CoordReport(ev.Feeder, ev.Bus), clear},
+		{transport.MaskKey(ev.Feeder, ev.Bus), stranger},
+		{transport.MaskKeys(ev.Feeder, ev.Bus), forged},
+		{transport.MaskRequest(ev.Feeder, ev.Bus), []byte("GV\x13\x01")},
+	} {
+		if err := conn.Publish(m.subject, m.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the day did not end in 3 minutes")
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	bus := fmt.Sprintf("gridveil.v1.coord.f%d.b%d.", ev.Feeder, ev.Bus)
+	for _, w := range []struct{ who, kind, reason string }{
+		{"so", "maskrep", "reason=malformed"},
+		{"so", "maskrep", "reason=stale"},
+		{"so", "report", `reason="report in clear"`},
+		{"so", "maskkey", `reason="unknown sender"`},
+		{"ev-", "maskkeys", "reason=forged"},
+		{"ev-", "maskreq", "reason=malformed"},
+	} {
+		found := false
+		for _, line := range strings.Split(string(events), "\n") {
+			if strings.Contains(line, " "+w.who) && strings.Contains(line, "refused message") && strings.Contains(line, "subject="+bus+w.kind+" ") && strings.Contains(line, w.reason) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no line of %s refusing %s%s with %s in events.log", w.who, bus, w.kind, w.reason)
+		}
+	}
+	if _, err := run(t, "sim", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	checkMaskedBusSums(t, up, sim)
 }
