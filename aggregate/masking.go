@@ -86,8 +86,18 @@ var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a ve
 // checkAnnouncements); each pair derives k_ij = HKDF-SHA256(X25519(s_i,
 // S_j)) with the hash of the relayed list as info, and keys AES-128-CTR
 // with it. The
-// pair's keystream is cut into one segment per iteration r:
-// PRG(k_ij, r) = AES-CTR_{k_ij} blocks [r B, (r+1) B), B = ceil(T/2).
+// pair's keystream is cut into one segment per masking round r (a try of
+// an iteration): blocks [r B, (r+1) B) of AES-CTR_{k_ij}, B = ceil(T/2) + 3;
+// its first T words are the round's mask PRG(k_ij, r), the next six the
+// pads of the two seed shares the pair exchanges.
+//
+// The two sides are MaskVehicle and MaskAggregator (maskcore.go), cores
+// that step by messages; Masking runs one MaskVehicle per vehicle and one
+// MaskAggregator per bus in memory, losing messages at DropRate, and its
+// results do not depend on that split (sim's files are byte-identical to
+// the single-object version it replaced). The seed shares travel to their
+// holders through the SO, each encrypted by a one-time pad from the
+// pair's keystream segment of the round.
 //
 // Every iteration r, in three phases:
 //
