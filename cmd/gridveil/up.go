@@ -63,10 +63,16 @@ same files as gridveil sim (instance.json, solution.json from the vehicles'
 own schedules, report.html, run.json) plus so.json (the SO's own view) and
 events.log (every line every party printed). Ctrl-C stops every party.
 
+With --privacy masking the vehicles send masked reports and the SO
+recovers only each bus's sum (secure aggregation with pairwise masks,
+seed shares and dropout recovery over NATS; docs/PLATFORM.md).
+
 For the same scenario and seed, up and sim give the same aggregate load
-within 1e-6 kW. What up does not run yet (metering, homes, authentication,
-market, discharging as parties): docs/PLATFORM.md.`,
+within 1e-6 kW (up --privacy masking and sim --privacy masking alike).
+What up does not run yet (metering, homes, authentication, market,
+discharging as parties, the other privacy mechanisms): docs/PLATFORM.md.`,
 		Example: `  gridveil up
+  gridveil up --privacy masking
   gridveil up --scenario ieee13-stressed --hosts 3 --out out/up
   gridveil up --nats nats://10.0.0.5:4222,nats://10.0.0.6:4222`,
 		Args: cobra.NoArgs,
