@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gridveil/gridveil/charging"
@@ -297,12 +298,24 @@ func TestMaskingDropout(t *testing.T) {
 			t.Fatalf("vehicle %d changed its key: recovery must not reveal keys", i)
 		}
 	}
-	// The SO asks for vehicle 3's self-mask after the masks with it.
-	s := &maskScratch{revealed: make([]byte, 7), shr: make([]fe, 7*7*seedChunks)}
-	w, _ := lagrangeAtZero([]uint64{1, 2, 3, 4})
-	s.revealed[3] = 'c'
-	if _, err := s.recoverSeed(3, 7, []int{0, 1, 2, 3}, w); !errors.Is(err, ErrRefused) {
-		t.Fatalf("asking for the seed of a vehicle whose masks were revealed: %v, want ErrRefused", err)
+	// The SO asks a vehicle for its share of vehicle 3's self-mask after
+	// its masks with 3, and the other way round: both refused.
+	v := m.bus[[2]int{g.Feeder, g.Bus}].veh[0]
+	r := m.bus[[2]int{g.Feeder, g.Bus}].round - 1
+	if _, err := v.Answer(&MaskRequest{Round: r, Feeder: g.Feeder, Bus: g.Bus, Pass: 90, Index: 0, Dropped: []int{3}}); err != nil {
+		t.Fatalf("a correction for vehicle 3: %v", err)
+	}
+	if _, err := v.Answer(&MaskRequest{Round: r, Feeder: g.Feeder, Bus: g.Bus, Pass: 91, Index: 0, Owners: []int{3}, Shares: make([]uint64, seedChunks)}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("asking for the seed share of a vehicle whose masks were revealed: %v, want ErrRefused", err)
+	}
+	if _, err := v.Answer(&MaskRequest{Round: r, Feeder: g.Feeder, Bus: g.Bus, Pass: 92, Index: 0, Owners: []int{4}, Shares: slices.Clone(v.pad[4*seedChunks : 5*seedChunks])}); err != nil {
+		t.Fatalf("a share of vehicle 4's seed: %v", err)
+	}
+	if _, err := v.Answer(&MaskRequest{Round: r, Feeder: g.Feeder, Bus: g.Bus, Pass: 93, Index: 0, Dropped: []int{4}}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("asking for the masks with a vehicle whose seed share was revealed: %v, want ErrRefused", err)
+	}
+	if _, err := v.Answer(&MaskRequest{Round: r, Feeder: g.Feeder, Bus: g.Bus, Pass: 94, Index: 0, Dropped: []int{5}, Owners: []int{5}, Shares: make([]uint64, seedChunks)}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("asking for both at once: %v, want ErrRefused", err)
 	}
 }
 

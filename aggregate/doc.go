@@ -16,7 +16,12 @@
 //     Bonawitz's shared keys, because keys here last over iterations and a
 //     revealed key would unmask a vehicle's earlier reports. Mask keys can
 //     be signed under pseudonym certificates of C6 (auth/pseudonym), so
-//     that the LAG relaying them cannot substitute its own.
+//     that the LAG relaying them cannot substitute its own. Its two sides
+//     are protocol cores with no I/O, MaskVehicle (one vehicle) and
+//     MaskAggregator (the SO at one bus), stepping by the messages of
+//     maskmsg.go (versioned binary encodings, fuzzed decoders); Masking
+//     drives them in memory for `gridveil sim`, package service moves the
+//     same messages over NATS for `gridveil up --privacy masking`.
 //   - Shamir: threshold secret sharing of each report among shareholders
 //     (Shamir 1979), over GF(2^61 - 1).
 //   - DP: the Gaussian mechanism per report, with a basic and a zCDP
@@ -31,7 +36,8 @@
 // Each mechanism's type documentation states its threat model: what it
 // protects against and what it does not. Randomness: keys, self-mask seeds
 // and share polynomials come from crypto/rand (directly or through a
-// ChaCha8 generator seeded from it); the noise of obfuscation and DP, and
+// ChaCha8 generator seeded from it; MaskVehicle takes the reader as an
+// input, and every caller passes crypto/rand); the noise of obfuscation and DP, and
 // simulated dropouts, come from generators seeded by the simulation's seed,
 // so that runs reproduce. A deployment draws those from crypto/rand too.
 //

@@ -2,7 +2,6 @@ package aggregate
 
 import (
 	"cmp"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/hkdf"
@@ -87,8 +86,18 @@ var ErrRefused = errors.New("masking: honest vehicles refuse to reveal both a ve
 // checkAnnouncements); each pair derives k_ij = HKDF-SHA256(X25519(s_i,
 // S_j)) with the hash of the relayed list as info, and keys AES-128-CTR
 // with it. The
-// pair's keystream is cut into one segment per iteration r:
-// PRG(k_ij, r) = AES-CTR_{k_ij} blocks [r B, (r+1) B), B = ceil(T/2).
+// pair's keystream is cut into one segment per masking round r (a try of
+// an iteration): blocks [r B, (r+1) B) of AES-CTR_{k_ij}, B = ceil(T/2) + 3;
+// its first T words are the round's mask PRG(k_ij, r), the next six the
+// pads of the two seed shares the pair exchanges.
+//
+// The two sides are MaskVehicle and MaskAggregator (maskcore.go), cores
+// that step by messages; Masking runs one MaskVehicle per vehicle and one
+// MaskAggregator per bus in memory, losing messages at DropRate, and its
+// results do not depend on that split (sim's files are byte-identical to
+// the single-object version it replaced). The seed shares travel to their
+// holders through the SO, each encrypted by a one-time pad from the
+// pair's keystream segment of the round.
 //
 // Every iteration r, in three phases:
 //
@@ -149,20 +158,22 @@ type Masking struct {
 	ca      *maskCA  // with Authenticate
 	bus     map[[2]int]*maskBus
 	rec     recorder
-	scratch sync.Pool // *maskScratch: per-iteration state, one per worker
 }
 
-// maskBus is what persists of a bus between iterations.
+// maskBus is one bus of the in-process driver: its vehicles' cores, the
+// SO's core, and what the SO keeps between iterations.
 type maskBus struct {
 	n, t     int
 	pk       [][]byte
-	stream   []cipher.Stream // per pair (i < j), at pairIndex: AES-CTR keyed by k_ij, one segment per round
-	drop     *mrand.Rand     // simulated network losses; seeded
-	lastDrop []int           // vehicles (group order) left out of the last round's sum
-	lastFull []float64       // the last complete sum the SO recovered
-	failed   int             // rounds in which too few vehicles remained
+	veh      []*MaskVehicle // in the group's order
+	agg      *MaskAggregator
+	round    int         // the next masking round (one per try)
+	drop     *mrand.Rand // simulated network losses; seeded
+	lastDrop []int       // vehicles (group order) left out of the last round's sum
+	lastFull []float64   // the last complete sum the SO recovered
+	failed   int         // rounds in which too few vehicles remained
 	trace    func(*maskRound)
-	tamper   func(y []uint64) // tests only: alters reports in transit
+	tamper   func(reports []*MaskedReport) // tests only: alters reports in transit
 }
 
 // maskRound is what passed between a bus's vehicles and the SO in one
@@ -178,33 +189,14 @@ type maskRound struct {
 	recovered   []float64        // the survivors' sum the SO recovered, kW (nil if it could not)
 }
 
-// maskScratch holds one worker's per-iteration buffers and generators, so
-// that the hot loops touch memory that stays in cache rather than per-bus
-// allocations spread over the heap.
-type maskScratch struct {
-	csprng             *mrand.ChaCha8 // self-mask seeds and share polynomials; seeded from crypto/rand
-	prg                mrand.ChaCha8  // self-mask expansion, reseeded per mask
-	y, seg, total      []uint64
-	recovered          []float64
-	zero               []uint64 // keystream input: XORKeyStream over zeros
-	seeds              [][16]byte
-	shr                []fe // shr[(h*n+i)*seedChunks+c]: vehicle h's share of chunk c of b_i
-	coef, evals        []fe
-	revealed           []byte // per vehicle this round: 'c' (masks with it revealed) or 'b' (its seed)
-	survivors, dropped []int
-	answered           []int
-	holders            []int
-	xs                 []uint64
-	w                  []fe // Lagrange weights of holders, cached while holders repeat
-}
-
 const seedChunks = 3 // 16-byte seed in 7-byte field chunks
 
 // maxFirstTries bounds how often the SO repeats a bus's first round.
 const maxFirstTries = 20
 
-// NewMasking runs the set-up round for every bus: key pairs and pairwise
-// keys. Its cost is O(n_b^2) X25519 operations per bus.
+// NewMasking runs the set-up round for every bus: each vehicle's key pair
+// (from crypto/rand), the key list relayed, every pair's key. Its cost is
+// O(n_b^2) X25519 operations per bus.
 func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool) (*Masking, error) {
 	if cfg.DropRate < 0 || cfg.DropRate >= 1 || math.IsNaN(cfg.DropRate) {
 		return nil, fmt.Errorf("masking: drop rate %v must be in [0, 1)", cfg.DropRate)
@@ -221,15 +213,11 @@ func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool
 		m.ca = ca
 	}
 	gs := groups(p)
-	// Set buses up in the solver's order, (feeder, bus), so that the pair
-	// streams, allocated one after another, lie in memory in the order the
-	// iterations read them.
 	keys := slices.SortedFunc(maps.Keys(gs), func(a, b [2]int) int {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	// Buses set up independently, on every core: at 10^5 vehicles with
-	// certificates this is a minute of work on one. Each worker takes
-	// buses in order, so a bus's streams still lie back to back.
+	// certificates this is a minute of work on one.
 	buses := make([]*maskBus, len(keys))
 	errs := make([]error, len(keys))
 	var next atomic.Int64
@@ -257,80 +245,62 @@ func NewMasking(p *charging.Problem, cfg MaskingConfig, seed uint64, record bool
 	return m, nil
 }
 
+// setup runs a bus's key advertisement and key list through the cores, as
+// the services do over the network.
 func (m *Masking) setup(k [2]int, evs []int) (*maskBus, error) {
 	n := len(evs)
-	t := m.cfg.Threshold
-	if t == 0 {
-		t = max(n/2+1, min(2, n))
-	}
-	if t < 1 || t > n {
-		return nil, fmt.Errorf("masking: threshold %d must be in 1..%d, the vehicles at bus %s: lower it, or use 0 for a majority of each bus", t, n, busKey(m.p, charging.Group{Feeder: k[0], Bus: k[1]}))
+	agg, err := NewMaskAggregator(k[0], k[1], n, m.cfg.Threshold, m.p.Slots, m.cfg.SingleMask)
+	if err != nil {
+		return nil, fmt.Errorf("%w at bus %s: lower the threshold, or use 0 for a majority of each bus", err, busKey(m.p, charging.Group{Feeder: k[0], Bus: k[1]}))
 	}
 	b := &maskBus{
-		n: n, t: t,
-		pk:     make([][]byte, n),
-		stream: make([]cipher.Stream, n*(n-1)/2),
-		drop:   mrand.New(mrand.NewPCG(m.seed^uint64(k[0])<<20^uint64(k[1]), 0x64726f70)),
+		n: n, t: agg.Threshold(), agg: agg,
+		veh:  make([]*MaskVehicle, n),
+		drop: mrand.New(mrand.NewPCG(m.seed^uint64(k[0])<<20^uint64(k[1]), 0x64726f70)),
 	}
-	sk := make([]*ecdh.PrivateKey, n)
-	for i := range sk {
-		key, err := ecdh.X25519().GenerateKey(rand.Reader)
+	for i, ev := range evs {
+		v, key, err := NewMaskVehicle(k[0], k[1], m.p.Slots, m.p.EVs[ev].ID, rand.Reader)
 		if err != nil {
-			return nil, fmt.Errorf("masking: %w", err)
+			return nil, err
 		}
-		sk[i], b.pk[i] = key, key.PublicKey().Bytes()
+		if err := agg.SetKey(i, key); err != nil {
+			return nil, err
+		}
+		b.veh[i] = v
 	}
-	var list []maskAnnounce // what the LAG relays
+	list, _ := agg.Keys()
+	b.pk = list.Keys
+	var ann []maskAnnounce // what the LAG relays
 	if m.ca != nil {
 		bus := busKey(m.p, charging.Group{Feeder: k[0], Bus: k[1]})
-		list = make([]maskAnnounce, n)
+		ann = make([]maskAnnounce, n)
 		for i, ev := range evs {
 			a, err := m.ca.announce(m.p.EVs[ev].ID, m.session, bus, b.pk[i])
 			if err != nil {
 				return nil, err
 			}
-			list[i] = a
+			ann[i] = a
 		}
-		own := slices.Clone(list)
-		for i := range list {
-			if err := m.ca.checkAnnouncements(m.session, bus, list, i, own[i]); err != nil {
+		own := slices.Clone(ann)
+		for i := range ann {
+			if err := m.ca.checkAnnouncements(m.session, bus, ann, i, own[i]); err != nil {
 				return nil, err
 			}
 		}
 	}
-	th := transcript(b.pk, list)
-	blocks := make([]cipher.Block, len(b.stream))
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			pub, err := ecdh.X25519().NewPublicKey(b.pk[j])
-			if err != nil {
-				return nil, fmt.Errorf("masking: %w", err)
-			}
-			blk, err := pairBlock(sk[i], pub, th)
-			if err != nil {
-				return nil, err
-			}
-			blocks[pairIndex(i, j, n)] = blk
+	th := transcript(b.pk, ann)
+	for _, v := range b.veh {
+		if err := v.setKeys(list, th); err != nil {
+			return nil, err
 		}
-	}
-	// The streams are made one after another, with no other allocation
-	// between them, so that a bus's lie next to each other in memory (each
-	// holds its own copy of the key schedule) and the iterations read them
-	// as one sweep.
-	var iv [aes.BlockSize]byte // each pair's keystream starts at segment 0
-	for p, blk := range blocks {
-		b.stream[p] = cipher.NewCTR(blk, iv[:])
 	}
 	return b, nil
 }
 
-// pairIndex numbers the pairs i < j of n vehicles row by row.
-func pairIndex(i, j, n int) int { return i*(2*n-i-1)/2 + j - i - 1 }
-
-// pairBlock derives the AES key of a pair from one side's private key and
+// pairKey derives the AES key of a pair from one side's private key and
 // the other's public key; the info binds the transcript of the bus's key
 // list, which holds both public keys in a fixed order.
-func pairBlock(sk *ecdh.PrivateKey, peer *ecdh.PublicKey, transcript [32]byte) (cipher.Block, error) {
+func pairKey(sk *ecdh.PrivateKey, peer *ecdh.PublicKey, transcript [32]byte) ([]byte, error) {
 	shared, err := sk.ECDH(peer)
 	if err != nil {
 		return nil, fmt.Errorf("masking: %w", err)
@@ -340,7 +310,7 @@ func pairBlock(sk *ecdh.PrivateKey, peer *ecdh.PublicKey, transcript [32]byte) (
 	if err != nil {
 		return nil, fmt.Errorf("masking: %w", err)
 	}
-	return aes.NewCipher(key)
+	return key, nil
 }
 
 // keystream fills out with the next words of s, consuming whole 16-byte
@@ -438,91 +408,35 @@ func (m *Masking) PublicKeys(feeder, bus int) [][]byte {
 	return nil
 }
 
-// getScratch returns a worker's buffers sized for n vehicles, slots slots.
-func (m *Masking) getScratch(n, slots int) (*maskScratch, error) {
-	s, _ := m.scratch.Get().(*maskScratch)
-	if s == nil {
-		var seed [32]byte
-		if _, err := rand.Read(seed[:]); err != nil {
-			return nil, fmt.Errorf("masking: %w", err)
-		}
-		s = &maskScratch{csprng: mrand.NewChaCha8(seed)}
-	}
-	words := blockWords(slots)
-	grow := func(b []uint64, k int) []uint64 {
-		if cap(b) < k {
-			return make([]uint64, k)
-		}
-		return b[:k]
-	}
-	s.y = grow(s.y, n*slots)
-	s.seg = grow(s.seg, n*(n-1)/2*words)
-	s.total = grow(s.total, slots)
-	if cap(s.recovered) < slots {
-		s.recovered = make([]float64, slots)
-	}
-	if len(s.zero) < words {
-		s.zero = make([]uint64, words)
-	}
-	if len(s.seeds) < n {
-		s.seeds = make([][16]byte, n)
-		s.shr = make([]fe, n*n*seedChunks)
-		s.coef = make([]fe, n)
-		s.evals = make([]fe, n)
-		s.revealed = make([]byte, n)
-	}
-	return s, nil
-}
-
-// Aggregate implements charging.Aggregator: both the vehicles' side
-// (masking) and the SO's (unmasking, with dropout recovery).
+// Aggregate implements charging.Aggregator: it drives the bus's vehicle
+// cores and the SO's core through one iteration in memory, losing each
+// message with the configured drop rate (from the seeded generator).
 func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, sum []float64) error {
 	b := m.bus[[2]int{g.Feeder, g.Bus}]
-	if b == nil || b.n != len(g.EVs) {
-		return fmt.Errorf("masking: bus %s was not set up for %d vehicles", busKey(m.p, g), len(g.EVs))
+	if b == nil || b.n != len(g.EVs) || slots != m.p.Slots {
+		return fmt.Errorf("masking: bus %s was not set up for %d vehicles and %d slots", busKey(m.p, g), len(g.EVs), slots)
 	}
-	s, err := m.getScratch(b.n, slots)
-	if err != nil {
-		return err
-	}
-	defer m.scratch.Put(s)
 	var tr *maskRound
 	ok, complete, recoveredAny := false, false, false
-	recovered := s.recovered[:slots] // the survivors' sum, of the last round that had one
+	var recovered []float64 // the survivors' sum, of the last round that had one
 	// Without an earlier complete sum to fall back on, the SO runs the
 	// round again, with fresh masks, until every vehicle answers.
 	for try := 0; try == 0 || !complete && b.lastFull == nil && try < maxFirstTries; try++ {
-		m.report(b, s, x, slots)
-		if b.tamper != nil {
-			b.tamper(s.y[:b.n*slots])
-		}
-		if b.trace != nil || m.rec.on {
-			tr = &maskRound{seeds: slices.Clone(s.seeds[:b.n]), revealed: map[int][16]byte{}, corrections: map[int][]uint64{}}
-			for i := 0; i < b.n; i++ {
-				tr.y = append(tr.y, slices.Clone(s.y[i*slots:(i+1)*slots]))
-			}
-		}
-		ok, err = m.unmask(b, s, slots, tr)
+		var err error
+		tr, err = m.round(b, x, slots)
 		if b.trace != nil {
 			b.trace(tr)
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (bus %s, iteration %d)", err, busKey(m.p, g), iter)
 		}
+		var res []float64
+		res, ok = b.agg.Result()
 		if !ok {
 			b.failed++
 			continue
 		}
-		limit := MaxPlausibleKW * float64(b.n)
-		for t, v := range s.total {
-			recovered[t] = decode64(v)
-			if math.Abs(recovered[t]) > limit {
-				return fmt.Errorf("%w at bus %s in iteration %d: slot %d sums to %.3g kW from %d vehicles; they derived different pair keys (was each shown the same key list?) or a report was altered", ErrMasksDoNotCancel, busKey(m.p, g), iter, t, recovered[t], b.n)
-			}
-		}
-		if tr != nil {
-			tr.recovered = slices.Clone(recovered)
-		}
+		recovered = append(recovered[:0], res...)
 		recoveredAny = true
 		complete = len(b.lastDrop) == 0
 	}
@@ -541,242 +455,102 @@ func (m *Masking) Aggregate(iter int, g charging.Group, x []float64, slots int, 
 	default:
 		return fmt.Errorf("%w: at bus %s in iteration %d, %d tries in a row had fewer than %d of its %d vehicles answer, and there is no earlier sum to fall back on: lower the drop rate or the threshold", ErrTooFewSurvivors, busKey(m.p, g), iter, maxFirstTries, b.t, b.n)
 	}
-	if ok {
-		m.rec.masked(iter, g, tr, true, slots, recovered, b.pk)
-	} else {
-		m.rec.masked(iter, g, tr, false, slots, sum, b.pk)
+	if m.rec.on {
+		if ok {
+			m.rec.masked(iter, g, tr, true, slots, recovered, b.pk)
+		} else {
+			m.rec.masked(iter, g, tr, false, slots, sum, b.pk)
+		}
 	}
 	return nil
 }
 
-// report is the vehicles' side of phase 1: every vehicle's masked report
-// into s.y, its self-mask seed shares into s.shr, and every pair's segment
-// of this round into s.seg (each vehicle keeps its own for phase 2). Every
-// pair's stream moves on by exactly one segment per call, whatever happens
-// in unmasking, which keeps the two ends of each pair in step.
-func (m *Masking) report(b *maskBus, s *maskScratch, x []float64, slots int) {
-	n := b.n
-	y := s.y
-	for i := 0; i < n; i++ {
-		row, out := x[i*slots:(i+1)*slots], y[i*slots:(i+1)*slots]
-		out = out[:len(row)]
-		if m.cfg.SingleMask {
-			for t, v := range row {
-				out[t] = encode64(v)
-			}
-			continue
-		}
-		// A fresh self-mask seed, shared among the bus, expanded straight
-		// into the report.
-		s.csprng.Read(s.seeds[i][:])
-		m.shareSeed(b, s, i)
-		seedPRG(&s.prg, s.seeds[i])
-		for t, v := range row {
-			out[t] = encode64(v) + s.prg.Uint64()
-		}
-	}
-	words := blockWords(slots)
-	p := 0
-	for i := 0; i < n; i++ {
-		yi := y[i*slots : (i+1)*slots]
-		for j := i + 1; j < n; j++ {
-			seg := s.seg[p*words : (p+1)*words]
-			keystream(b.stream[p], seg, s.zero)
-			yj := y[j*slots : (j+1)*slots]
-			yj = yj[:len(yi)]
-			for t, v := range seg[:len(yi)] {
-				yi[t] += v
-				yj[t] -= v
-			}
-			p++
-		}
-	}
-}
-
-// shareSeed Shamir-shares vehicle i's self-mask seed among the bus.
-func (m *Masking) shareSeed(b *maskBus, s *maskScratch, i int) {
-	n := b.n
-	var chunks [seedChunks]fe
-	toChunks(s.seeds[i][:], chunks[:])
-	for c, v := range chunks {
-		split(v, b.t, n, s.csprng.Uint64, s.coef, s.evals[:n])
-		for h, e := range s.evals[:n] {
-			s.shr[(h*n+i)*seedChunks+c] = e
-		}
-	}
-}
-
-// unmask is the network and the SO's side, phases 1 to 3. It leaves the
-// survivors' sum in s.total and reports true, or reports false when fewer
-// than the threshold of vehicles remain. tr, when not nil, receives what
-// passed.
-func (m *Masking) unmask(b *maskBus, s *maskScratch, slots int, tr *maskRound) (bool, error) {
-	n, y := b.n, s.y
-	clear(s.revealed[:n]) // what honest vehicles revealed this round
+// round runs one masking round of a bus: every vehicle reports, the SO
+// closes each phase once the messages that were not lost are in, and the
+// vehicles answer its requests. Losses are drawn in the order the messages
+// would be sent: reports in member order, then each pass's answers, and in
+// the seed phase only until t holders answered. The outcome is in b.agg.
+func (m *Masking) round(b *maskBus, x []float64, slots int) (*maskRound, error) {
+	r := b.round
+	b.round++
 	lost := func() bool { return m.cfg.DropRate > 0 && b.drop.Float64() < m.cfg.DropRate }
-
-	// Phase 1: some reports are lost.
-	survivors, dropped := s.survivors[:0], s.dropped[:0]
-	for i := 0; i < n; i++ {
-		if lost() {
-			dropped = append(dropped, i)
-		} else {
-			survivors = append(survivors, i)
+	reps := make([]*MaskedReport, b.n)
+	for i, v := range b.veh {
+		rep, err := v.Report(r, x[i*slots:(i+1)*slots])
+		if err != nil {
+			return nil, err
 		}
+		reps[i] = rep
 	}
-	if tr != nil {
-		tr.reported = make([]bool, n)
-		for _, i := range survivors {
-			tr.reported[i] = true
+	if b.tamper != nil {
+		b.tamper(reps)
+	}
+	var tr *maskRound
+	if b.trace != nil || m.rec.on {
+		tr = &maskRound{reported: make([]bool, b.n), corrections: map[int][]uint64{}}
+		for i, rep := range reps {
+			tr.y = append(tr.y, slices.Clone(rep.Words))
+			tr.seeds = append(tr.seeds, b.veh[i].seed)
 		}
 	}
 	defer func() {
-		s.survivors, s.dropped = survivors, dropped
-		b.lastDrop = append(b.lastDrop[:0], dropped...)
+		b.lastDrop = append(b.lastDrop[:0], b.agg.Dropped()...)
 		if tr != nil {
-			tr.dropped = slices.Clone(dropped)
+			tr.dropped = slices.Clone(b.lastDrop)
+			tr.revealed = b.agg.revealed
+			if res, ok := b.agg.Result(); ok {
+				tr.recovered = slices.Clone(res)
+			}
 		}
 	}()
-	if len(survivors) < b.t {
-		return false, nil
+	if err := b.agg.Begin(r); err != nil {
+		return tr, err
 	}
-	total := s.total
-	clear(total)
-	for _, i := range survivors {
-		yi := y[i*slots : (i+1)*slots]
-		yi = yi[:len(total)]
-		for t, v := range yi {
-			total[t] += v
-		}
-	}
-
-	// Phase 2: corrections for the dropped, until every survivor answered.
-	// done counts the dropped vehicles whose masks every current survivor
-	// has corrected.
-	for done := 0; done < len(dropped); {
-		pending := dropped[done:]
-		for _, j := range pending {
-			if s.revealed[j] == 'b' {
-				return false, ErrRefused
-			}
-			s.revealed[j] = 'c'
-		}
-		answered, next := s.answered[:0], len(dropped)
-		for _, i := range survivors {
-			if lost() {
-				// i's correction is lost: i leaves the sum, with the
-				// corrections it sent in earlier passes, and the others
-				// must now reveal their masks with it too.
-				yi := y[i*slots : (i+1)*slots]
-				for t, v := range yi[:len(total)] {
-					total[t] -= v
-				}
-				s.correct(total, n, slots, i, dropped[:done], true)
-				dropped = append(dropped, i)
-				continue
-			}
-			answered = append(answered, i)
-			s.correct(total, n, slots, i, dropped[done:next], false)
-			if tr != nil {
-				c := tr.corrections[i]
-				if c == nil {
-					c = make([]uint64, slots)
-					tr.corrections[i] = c
-				}
-				s.correct(c, n, slots, i, dropped[done:next], true)
-			}
-		}
-		s.answered = answered
-		survivors = append(survivors[:0], answered...)
-		if len(survivors) < b.t {
-			return false, nil
-		}
-		done = next
-	}
-	if m.cfg.SingleMask {
-		return true, nil
-	}
-
-	// Phase 3: the survivors' self-masks, from t answering holders' shares.
-	holders := s.holders[:0]
-	for _, h := range survivors {
-		if len(holders) == b.t {
-			break
-		}
-		if !lost() {
-			holders = append(holders, h)
-		}
-	}
-	s.holders = holders
-	if len(holders) < b.t {
-		return false, nil
-	}
-	w, err := s.weights(holders)
-	if err != nil {
-		return false, err
-	}
-	for _, i := range survivors {
-		seed, err := s.recoverSeed(i, n, holders, w)
-		if err != nil {
-			return false, err
+	for i, rep := range reps {
+		if lost() {
+			continue
 		}
 		if tr != nil {
-			tr.revealed[i] = seed
+			tr.reported[i] = true
 		}
-		seedPRG(&s.prg, seed)
-		for t := range total {
-			total[t] -= s.prg.Uint64()
+		if err := b.agg.AddReport(rep); err != nil {
+			return tr, err
 		}
 	}
-	return true, nil
-}
-
-// correct subtracts from acc what vehicle i added to its report for its
-// masks with each of js: +PRG(k_ij) for a partner above it, -PRG for one
-// below. With undo it adds them instead, which is also i's correction
-// vector as it sends it.
-func (s *maskScratch) correct(acc []uint64, n, slots, i int, js []int, undo bool) {
-	words := blockWords(slots)
-	acc = acc[:slots]
-	for _, j := range js {
-		seg := s.seg[pairIndex(min(i, j), max(i, j), n)*words:]
-		seg = seg[:len(acc)]
-		if (i < j) != undo {
-			for t, v := range seg {
-				acc[t] -= v
+	reqs, err := b.agg.Close()
+	for err == nil && !b.agg.Finished() {
+		seeds := b.agg.phase == maskSeeds
+		answered := 0
+		for k := range reqs {
+			if seeds && answered == b.t {
+				break
 			}
-		} else {
-			for t, v := range seg {
-				acc[t] += v
+			if lost() {
+				continue
+			}
+			q := &reqs[k]
+			a, err := b.veh[q.Index].Answer(q)
+			if err != nil {
+				return tr, err
+			}
+			if err := b.agg.AddAnswer(a); err != nil {
+				return tr, err
+			}
+			answered++
+			if tr != nil && a.Correction != nil {
+				c := tr.corrections[q.Index]
+				if c == nil {
+					c = make([]uint64, slots)
+					tr.corrections[q.Index] = c
+				}
+				for t, w := range a.Correction {
+					c[t] += w
+				}
 			}
 		}
+		reqs, err = b.agg.Close()
 	}
-}
-
-// weights returns the Lagrange weights at zero for the holders' share
-// points, reusing the last ones when the holders are the same (the usual
-// case: no dropouts, the first t vehicles).
-func (s *maskScratch) weights(holders []int) ([]fe, error) {
-	if len(s.xs) == len(holders) && s.w != nil {
-		same := true
-		for k, h := range holders {
-			same = same && s.xs[k] == uint64(h+1)
-		}
-		if same {
-			return s.w, nil
-		}
-	}
-	s.xs = s.xs[:0]
-	for _, h := range holders {
-		s.xs = append(s.xs, uint64(h+1))
-	}
-	w, err := lagrangeAtZero(s.xs)
-	if err != nil {
-		s.w = nil
-		return nil, err
-	}
-	s.w = w
-	return w, nil
+	return tr, err
 }
 
 // seedPRG keys g with a self-mask seed: math/rand/v2's ChaCha8, a
@@ -788,24 +562,6 @@ func seedPRG(g *mrand.ChaCha8, seed [16]byte) {
 	var key [32]byte
 	copy(key[:], seed[:])
 	g.Seed(key)
-}
-
-// recoverSeed reconstructs b_i from the holders' shares, as the SO does;
-// the holders refuse if they revealed their masks with i this round.
-func (s *maskScratch) recoverSeed(i, n int, holders []int, w []fe) ([16]byte, error) {
-	if s.revealed[i] == 'c' {
-		return [16]byte{}, ErrRefused
-	}
-	s.revealed[i] = 'b'
-	var chunks [seedChunks]fe
-	for c := range chunks {
-		for k, h := range holders {
-			chunks[c] = fadd(chunks[c], fmul(w[k], s.shr[(h*n+i)*seedChunks+c]))
-		}
-	}
-	var seed [16]byte
-	fromChunks(chunks[:], seed[:])
-	return seed, nil
 }
 
 // toChunks splits b into len(out) field elements of 7 bytes each

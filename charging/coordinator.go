@@ -54,6 +54,11 @@ type Coordinator struct {
 	dropped [][]bool      // per bus, per member: dropped; its last schedule is a fixed load
 	kept    [][]int       // per bus, per member: the round of its last schedule counted (-1: none)
 	missing int           // reports still due this round
+	// A private aggregation mechanism hands in a bus's sum, not its
+	// members' reports (SetBusSum): busSum[g] is it for the current round
+	// (nil: not handed in), busBound[g] the bus's sum of bound terms.
+	busSum   [][]float64
+	busBound []float64
 }
 
 // NewCoordinator starts the SO's side of the protocol. members[g] lists
@@ -277,7 +282,13 @@ func (c *Coordinator) Advance() (Stats, bool, error) {
 		a := c.op.Aggregate()
 		for g := range c.bounds {
 			price := c.op.Price(g)
+			if c.busSum != nil && c.busSum[g] != nil {
+				q += c.busBound[g] // the members' terms, summed by the mechanism
+			}
 			for k, v := range c.bounds[g] {
+				if c.busSum != nil && c.busSum[g] != nil && !c.dropped[g][k] {
+					continue
+				}
 				if c.dropped[g][k] {
 					// A dropped vehicle's set is its frozen schedule
 					// alone: its term is that schedule's cost.
@@ -301,10 +312,67 @@ func (c *Coordinator) Advance() (Stats, bool, error) {
 	return st, completed, nil
 }
 
+// SetBusSum takes the current round's sum over bus g's members from a
+// private aggregation mechanism (masking over the network), in place of
+// their reports: values, kW per slot, in a start or step round, or bound,
+// the members' bound terms summed, in a bound round. The sum must cover
+// every member not dropped; the round then counts all of them as
+// reported. A bus's sum can be set once per round.
+func (c *Coordinator) SetBusSum(bus, round int, values []float64, bound float64) error {
+	if bus < 0 || bus >= len(c.members) {
+		return fmt.Errorf("%w: bus %d does not exist", ErrBadReport, bus)
+	}
+	if round != c.round || c.phase == PhaseDone {
+		return fmt.Errorf("%w: bus sum of round %d, current round %d (%s)", ErrStaleReport, round, c.round, c.phase)
+	}
+	if c.busSum == nil {
+		c.busSum, c.busBound = make([][]float64, len(c.members)), make([]float64, len(c.members))
+	}
+	if c.busSum[bus] != nil {
+		return fmt.Errorf("%w: bus %d's sum of round %d came twice", ErrBadReport, bus, round)
+	}
+	switch c.phase {
+	case PhaseStart, PhaseStep:
+		if len(values) != c.op.T {
+			return fmt.Errorf("%w: bus sum of %d slots, the horizon has %d", ErrBadReport, len(values), c.op.T)
+		}
+		for _, v := range values {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("%w: bus sum holds %v", ErrBadReport, v)
+			}
+		}
+		c.busSum[bus] = append(make([]float64, 0, c.op.T), values...)
+	case PhaseBound:
+		if math.IsNaN(bound) || math.IsInf(bound, 0) {
+			return fmt.Errorf("%w: bus bound %v", ErrBadReport, bound)
+		}
+		c.busSum[bus], c.busBound[bus] = []float64{}, bound
+	}
+	for k, got := range c.got[bus] {
+		if !got && !c.dropped[bus][k] {
+			c.got[bus][k] = true
+			c.missing--
+		}
+	}
+	return nil
+}
+
 // sumInto forms each bus's sum in member order: the same bits whatever
-// order the reports arrived in.
+// order the reports arrived in. A bus whose sum was handed in
+// (SetBusSum) takes it, with its dropped members' fixed loads added.
 func (c *Coordinator) sumInto(sums [][]float64) {
 	for g := range sums {
+		if c.busSum != nil && c.busSum[g] != nil {
+			copy(sums[g], c.busSum[g])
+			for k, row := range c.values[g] {
+				if c.dropped[g][k] {
+					for t, v := range row {
+						sums[g][t] += v
+					}
+				}
+			}
+			continue
+		}
 		clear(sums[g])
 		for _, row := range c.values[g] {
 			for t, v := range row {
@@ -316,6 +384,9 @@ func (c *Coordinator) sumInto(sums [][]float64) {
 
 func (c *Coordinator) resetRound() {
 	c.missing = 0
+	if c.busSum != nil {
+		clear(c.busSum)
+	}
 	if c.phase == PhaseDone {
 		return
 	}

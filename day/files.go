@@ -36,8 +36,12 @@ type SOResult struct {
 	// Dropped are the vehicles the SO dropped for silence, with the
 	// schedule it kept as their fixed load (the only schedules so.json
 	// holds: the SO counts them as load from then on).
-	Dropped []DroppedEV      `json:"dropped"`
-	History []charging.Stats `json:"-"`
+	Dropped []DroppedEV `json:"dropped"`
+	// BusSums are the per-bus sums the SO coordinated on last, by
+	// "feeder/bus": with masking, all it ever learnt of the vehicles'
+	// schedules.
+	BusSums map[string][]float64 `json:"bus_sums_kw"`
+	History []charging.Stats     `json:"-"`
 }
 
 // DroppedEV is a vehicle dropped from the coordination.
@@ -57,6 +61,11 @@ func NewSOResult(pl *Plan, co *charging.Coordinator, resumed bool, resent int, r
 		Refused: refused, Aggregate: op.Aggregate(), Mu: op.Mu(), History: op.History()}
 	if g := op.Gap(); !math.IsNaN(g) {
 		r.Gap = &g
+	}
+	r.BusSums = map[string][]float64{}
+	for g, b := range op.Buses() {
+		f := &pl.Problem.Feeders[b.Feeder]
+		r.BusSums[f.Name+"/"+f.Buses[b.Bus].Name] = append([]float64(nil), op.Sums()[g]...)
 	}
 	r.Dropped = []DroppedEV{}
 	for _, d := range co.State().Dropped {

@@ -39,6 +39,12 @@ type UpConfig struct {
 	// default).
 	Pace, Resend time.Duration
 	DropAfter    int
+	// Privacy is the mechanism between the vehicles and the SO: "none"
+	// (or empty) or "masking", passed to the SO and every EV host, with
+	// MaskThreshold (0: a majority of each bus) and MaskSingle.
+	Privacy       string
+	MaskThreshold int
+	MaskSingle    bool
 	// Events receives every line the parties print, prefixed with the
 	// party's name; Progress the SO's lines only.
 	Events   io.Writer
@@ -116,6 +122,16 @@ func Up(ctx context.Context, cfg UpConfig) (*UpResult, error) {
 	}
 	if cfg.EVs > 0 {
 		common = append(common, "--evs", strconv.Itoa(cfg.EVs))
+	}
+	switch cfg.Privacy {
+	case "", "none":
+	case "masking":
+		common = append(common, "--privacy", "masking", "--mask-threshold", strconv.Itoa(cfg.MaskThreshold))
+		if cfg.MaskSingle {
+			common = append(common, "--mask-single")
+		}
+	default:
+		return nil, fmt.Errorf("--privacy %s: the parties run none or masking (the other mechanisms run in gridveil sim only)", cfg.Privacy)
 	}
 	// Every party's exit arrives here, once per process started; the
 	// buffer holds every exit the day can have, so no sender blocks after

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/scenario"
 	"github.com/gridveil/gridveil/transport"
@@ -15,12 +16,14 @@ import (
 // BenchmarkCoordination measures one coordination iteration of a region
 // (96 slots, 7 EVs per bus) in-process (charging.Solve) and over an
 // embedded NATS server on loopback (the SO and EV hosts of this package,
-// each vehicle a charging.Vehicle), with the "none" mechanism: every run
-// stops after the same fixed number of iterations, so the two do the same
-// arithmetic. It reports ns/iteration and, over NATS, the messages and
-// bytes per vehicle and iteration at the SO (every report in, every
-// broadcast out), over iterations 2 to 30 (the steady state). Compare the modes
-// with benchstat -col /mode:
+// each vehicle a charging.Vehicle), with the "none" mechanism and with
+// masking (in-process: aggregate.Masking as Solve's aggregator; over
+// NATS: MaskingConfig, every vehicle a MaskVehicle and the SO a
+// MaskAggregator per bus): every run stops after the same fixed number of
+// iterations, so the modes do the same arithmetic. It reports
+// ns/iteration and, over NATS, the messages and bytes per vehicle and
+// iteration at the SO (everything in and out), over iterations 2 to 30
+// (the steady state). Compare the modes with benchstat -col /mode:
 //
 //	go test ./service -run XXX -bench Coordination -benchtime 3x -count 5 > c.txt
 //	benchstat -col /mode c.txt
@@ -37,11 +40,18 @@ func BenchmarkCoordination(b *testing.B) {
 		}
 		// No gap check can end the run early: the tolerances are out of reach.
 		opt := charging.Options{MaxIter: iters, RelTol: 1e-300, GapTol: 1e-300}
-		b.Run(fmt.Sprintf("evs=%d/mode=inprocess", evs), func(b *testing.B) {
+		inProcess := func(b *testing.B, masking bool) {
 			var steady time.Duration
 			for range b.N {
 				var first time.Time
 				o := opt
+				if masking {
+					m, err := aggregate.NewMasking(p, aggregate.MaskingConfig{}, 1, false)
+					if err != nil {
+						b.Fatal(err)
+					}
+					o.Aggregator = m
+				}
 				o.Progress = func(st charging.Stats) {
 					if st.Iter == 1 {
 						first = time.Now()
@@ -56,8 +66,10 @@ func BenchmarkCoordination(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(steady.Nanoseconds())/float64(b.N*(iters-1)), "ns/iteration")
-		})
-		b.Run(fmt.Sprintf("evs=%d/mode=nats", evs), func(b *testing.B) {
+		}
+		b.Run(fmt.Sprintf("evs=%d/mode=inprocess", evs), func(b *testing.B) { inProcess(b, false) })
+		b.Run(fmt.Sprintf("evs=%d/mode=inprocess-masking", evs), func(b *testing.B) { inProcess(b, true) })
+		overNATS := func(b *testing.B, masking *MaskingConfig) {
 			srv, err := transport.StartServer(transport.ServerConfig{})
 			if err != nil {
 				b.Fatal(err)
@@ -91,7 +103,7 @@ func BenchmarkCoordination(b *testing.B) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						if _, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: c}); err != nil {
+						if _, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: c, Masking: masking != nil}); err != nil {
 							b.Error(err)
 						}
 					}()
@@ -101,7 +113,7 @@ func BenchmarkCoordination(b *testing.B) {
 					b.Fatal(err)
 				}
 				var first time.Time
-				res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: sc, Resend: 5 * time.Second, Linger: 200 * time.Millisecond,
+				res, err := RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: sc, Resend: 5 * time.Second, Linger: 200 * time.Millisecond, Masking: masking,
 					Progress: func(st charging.Stats) {
 						if st.Iter == 1 {
 							first = time.Now()
@@ -132,6 +144,8 @@ func BenchmarkCoordination(b *testing.B) {
 			b.ReportMetric(float64(steady.Nanoseconds())/per, "ns/iteration")
 			b.ReportMetric(float64(msgs)/per/float64(len(p.EVs)), "msgs/EV-iteration")
 			b.ReportMetric(float64(bytes)/per/float64(len(p.EVs)), "B/EV-iteration")
-		})
+		}
+		b.Run(fmt.Sprintf("evs=%d/mode=nats", evs), func(b *testing.B) { overNATS(b, nil) })
+		b.Run(fmt.Sprintf("evs=%d/mode=nats-masking", evs), func(b *testing.B) { overNATS(b, &MaskingConfig{}) })
 	}
 }

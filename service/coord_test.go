@@ -108,6 +108,24 @@ type dayRun struct {
 
 func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string, hosts int, stateFile string, progress func(charging.Stats)) dayRun {
 	t.Helper()
+	return runDayWith(t, ctx, p, urls, hosts, stateFile, progress, dayOpts{})
+}
+
+// dayOpts are runDayWith's options: masking, if set, is the privacy
+// mechanism; log, if set, receives every party's log.
+type dayOpts struct {
+	masking *MaskingConfig
+	log     *slog.Logger
+}
+
+// runDayWith is runDay with options.
+func runDayWith(t *testing.T, ctx context.Context, p *charging.Problem, urls string, hosts int, stateFile string, progress func(charging.Stats), o dayOpts) dayRun {
+	t.Helper()
+	masking := o.masking
+	partyLog := o.log
+	if partyLog == nil {
+		partyLog = testLog(t)
+	}
 	cfg, members := soConfig(p)
 	var wg sync.WaitGroup
 	out := dayRun{scheds: make([][]float64, len(p.EVs))}
@@ -129,7 +147,7 @@ func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string,
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
-			res, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: testLog(t)})
+			res, err := RunEVHost(ctx, EVHostConfig{SOKey: testSOPub, Slots: p.Slots, DT: p.DT, EVs: evs, Senders: ids, Conn: conn, Log: partyLog, Masking: masking != nil})
 			if err != nil {
 				t.Errorf("EV host %d: %v", h, err)
 				return
@@ -146,7 +164,7 @@ func runDay(t *testing.T, ctx context.Context, p *charging.Problem, urls string,
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	out.so, out.soErr = RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: conn, StateFile: stateFile, Resend: 200 * time.Millisecond, Log: testLog(t), Progress: progress})
+	out.so, out.soErr = RunSO(ctx, SOConfig{Key: testSOKey, Operator: cfg, Members: members, Conn: conn, StateFile: stateFile, Resend: 200 * time.Millisecond, Log: partyLog, Progress: progress, Masking: masking})
 	if out.soErr == nil {
 		wg.Wait()
 	}

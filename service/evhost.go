@@ -29,6 +29,10 @@ type EVHostConfig struct {
 	// OnBroadcast, if set, sees every broadcast's round before the
 	// vehicles answer it (fault injection in the crash tests).
 	OnBroadcast func(round int)
+	// Masking, if true, masks every report (aggregate.MaskVehicle, one
+	// per hosted vehicle, keys from crypto/rand) and answers the SO's
+	// masking requests: nothing a vehicle reports reaches the SO in clear.
+	Masking bool
 }
 
 // EVHostResult is what the hosted vehicles ended with.
@@ -73,8 +77,44 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 	}()
 	reportSubject := map[[2]int]string{}
 	dropped := make(chan []byte, 64)
+	met := cfg.Metrics
+	if met == nil {
+		met = NewMetrics("ev", nil)
+	}
+	res := &EVHostResult{}
+	refuse := func(subject, reason string, err error) {
+		res.Ignored++
+		if reason == "forged" {
+			res.Forged++
+		}
+		met.Refused.WithLabelValues(reason).Inc()
+		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
+	}
+	var hm *hostMasking
+	maskIn := make(chan msg, 1024)
+	if cfg.Masking {
+		var err error
+		if hm, err = newHostMasking(&cfg, refuse, log); err != nil {
+			return nil, err
+		}
+	}
 	for k := range byBus {
 		reportSubject[k] = transport.CoordReport(k[0], k[1])
+		if hm != nil {
+			reportSubject[k] = transport.MaskReport(k[0], k[1])
+			for _, sub := range []string{transport.MaskKeys(k[0], k[1]), transport.MaskRequest(k[0], k[1])} {
+				u, err := cfg.Conn.Subscribe(sub, "", func(s string, d []byte) {
+					select {
+					case maskIn <- msg{s, d}:
+					case <-ctx.Done():
+					}
+				})
+				if err != nil {
+					return nil, err
+				}
+				unsubs = append(unsubs, u)
+			}
+		}
 		u, err := cfg.Conn.Subscribe(transport.CoordDropped(k[0], k[1]), "", func(_ string, d []byte) {
 			select {
 			case dropped <- d:
@@ -104,29 +144,97 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 	if err := cfg.Conn.Publish(transport.CoordHello, []byte(cfg.Name)); err != nil {
 		log.Warn("hello not sent; the SO's resend timer will reach us", "err", err)
 	}
-	res := &EVHostResult{}
 	bySender := make(map[string]int, len(cfg.Senders))
 	for i, id := range cfg.Senders {
 		bySender[id] = i
 	}
-	met := cfg.Metrics
-	if met == nil {
-		met = NewMetrics("ev", nil)
-	}
 	scratch, idx := make([]float64, cfg.Slots), make([]int, cfg.Slots)
 	left := len(vs)
+	pending := map[[2]int]msg{} // masking: a bus's broadcast that came before its key list
+	// broadcast has the hosted vehicles of the broadcast's bus answer it.
+	broadcast := func(m msg) error {
+		b, err := charging.OpenBroadcast(m.data, cfg.SOKey)
+		if err != nil {
+			reason := "malformed"
+			if errors.Is(err, charging.ErrForged) {
+				reason = "forged"
+			}
+			refuse(m.subject, reason, err)
+			return nil
+		}
+		if cfg.OnBroadcast != nil {
+			cfg.OnBroadcast(b.Round)
+		}
+		f, bus, _, err := transport.ParseCoord(m.subject)
+		if err != nil || f != b.Feeder || bus != b.Bus {
+			refuse(m.subject, "wrong bus", errors.New("broadcast names another bus"))
+			return nil
+		}
+		k := [2]int{f, bus}
+		if hm != nil && b.Phase != charging.PhaseDone && !hm.ready(byBus[k]) {
+			// No key list yet: (re)announce the keys and answer once it
+			// comes.
+			hm.announce(k, byBus[k])
+			pending[k] = m
+			return nil
+		}
+		for _, i := range byBus[k] {
+			wasDone := vs[i].Done()
+			r, ok := vs[i].Answer(&b, cfg.Senders[i], scratch, idx)
+			if !wasDone && vs[i].Done() {
+				left--
+			}
+			if !ok {
+				continue
+			}
+			var data []byte
+			if hm != nil {
+				data, err = hm.report(i, &r, cfg.Slots)
+			} else {
+				data, err = r.MarshalBinary()
+			}
+			if err != nil {
+				return fmt.Errorf("vehicle %s: %w", cfg.Senders[i], err)
+			}
+			if err := cfg.Conn.Publish(reportSubject[k], data); err != nil {
+				log.Warn("report not sent; the SO will ask again", "err", err)
+				continue
+			}
+			res.Answered++
+			met.Reports.Inc()
+		}
+		return nil
+	}
 	for left > 0 {
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
+		case mm := <-maskIn:
+			f, bus, kind, err := transport.ParseCoord(mm.subject)
+			if err != nil {
+				refuse(mm.subject, "subject", err)
+				continue
+			}
+			if kind == "maskreq" {
+				hm.onRequest(mm.subject, mm.data)
+				continue
+			}
+			k := [2]int{f, bus}
+			hm.onKeys(mm.subject, k, byBus[k], mm.data)
+			if p, ok := pending[k]; ok && hm.ready(byBus[k]) {
+				delete(pending, k)
+				if err := broadcast(p); err != nil {
+					return res, err
+				}
+			}
 		case d := <-dropped:
 			n, err := charging.OpenDropped(d, cfg.SOKey)
 			if err != nil {
-				res.Ignored++
 				reason := "malformed"
 				if errors.Is(err, charging.ErrForged) {
 					reason = "forged"
 				}
+				res.Ignored++
 				met.Refused.WithLabelValues(reason).Inc()
 				log.Warn("refused message", "reason", reason+" drop notice", "err", err)
 				continue
@@ -142,47 +250,8 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			res.Dropped = append(res.Dropped, n.Sender)
 			log.Warn("the SO dropped a vehicle of this host; it keeps the schedule the SO counted", "sender", n.Sender, "kept_round", n.Kept)
 		case m := <-in:
-			b, err := charging.OpenBroadcast(m.data, cfg.SOKey)
-			if err != nil {
-				res.Ignored++
-				reason := "malformed"
-				if errors.Is(err, charging.ErrForged) {
-					reason = "forged"
-					res.Forged++
-				}
-				met.Refused.WithLabelValues(reason).Inc()
-				log.Warn("refused message", "subject", m.subject, "reason", reason, "err", err)
-				continue
-			}
-			if cfg.OnBroadcast != nil {
-				cfg.OnBroadcast(b.Round)
-			}
-			f, bus, _, err := transport.ParseCoord(m.subject)
-			if err != nil || f != b.Feeder || bus != b.Bus {
-				res.Ignored++
-				met.Refused.WithLabelValues("wrong bus").Inc()
-				log.Warn("refused message", "subject", m.subject, "reason", "broadcast names another bus")
-				continue
-			}
-			for _, i := range byBus[[2]int{f, bus}] {
-				wasDone := vs[i].Done()
-				r, ok := vs[i].Answer(&b, cfg.Senders[i], scratch, idx)
-				if !wasDone && vs[i].Done() {
-					left--
-				}
-				if !ok {
-					continue
-				}
-				data, err := r.MarshalBinary()
-				if err != nil {
-					return res, err
-				}
-				if err := cfg.Conn.Publish(reportSubject[[2]int{f, bus}], data); err != nil {
-					log.Warn("report not sent; the SO will ask again", "err", err)
-					continue
-				}
-				res.Answered++
-				met.Reports.Inc()
+			if err := broadcast(m); err != nil {
+				return res, err
 			}
 		}
 	}

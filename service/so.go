@@ -49,6 +49,11 @@ type SOConfig struct {
 	// Progress, if set, is called after every completed iteration, and
 	// again with the gap when a bound round certifies it.
 	Progress func(charging.Stats)
+	// Masking, if set, runs the coordination with masking: the vehicles
+	// send masked reports (aggregate.MaskVehicle) and the SO recovers only
+	// each bus's sum (aggregate.MaskAggregator); reports in the clear are
+	// refused.
+	Masking *MaskingConfig
 }
 
 // SOResult is what the SO ends the day with.
@@ -112,16 +117,26 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		data    []byte
 	}
 	in := make(chan msg, 4096)
-	unsub, err := cfg.Conn.Subscribe(transport.CoordReports(-1), "", func(s string, d []byte) {
+	toIn := func(s string, d []byte) {
 		select {
 		case in <- msg{s, d}:
 		case <-ctx.Done():
 		}
-	})
+	}
+	unsub, err := cfg.Conn.Subscribe(transport.CoordReports(-1), "", toIn)
 	if err != nil {
 		return nil, err
 	}
 	defer unsub()
+	if cfg.Masking != nil {
+		for _, kind := range []string{"maskkey", "maskrep", "maskans"} {
+			u, err := cfg.Conn.Subscribe(transport.MaskToSO(kind), "", toIn)
+			if err != nil {
+				return nil, err
+			}
+			defer u()
+		}
+	}
 	hello := make(chan struct{}, 1)
 	unsubHello, err := cfg.Conn.Subscribe(transport.CoordHello, "", func(string, []byte) {
 		select {
@@ -145,6 +160,21 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		res.Refused[reason]++
 		met.Refused.WithLabelValues(reason).Inc()
 		log.Warn("refused message", "subject", subject, "reason", reason, "err", err)
+	}
+	var sm *soMasking
+	if cfg.Masking != nil {
+		file := ""
+		if cfg.StateFile != "" {
+			file = cfg.StateFile + ".maskkeys"
+		}
+		late := func(subject string, err error) {
+			res.Refused["stale"]++
+			met.Refused.WithLabelValues("stale").Inc()
+			log.Debug("late copy", "subject", subject, "err", err)
+		}
+		if sm, err = newSOMasking(*cfg.Masking, co, cfg.Conn, cfg.Key, log, file, refuse, late); err != nil {
+			return nil, err
+		}
 	}
 	roundStart := time.Now()
 	progressed := false // a round completed since the last resend tick
@@ -239,6 +269,58 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 		}
 		return nil
 	}
+	// maskDrop drops, for good, the members the open masking phases still
+	// wait for (masking's counterpart of drop): their charge points stop,
+	// and the survivors' dropout recovery unmasks the rest.
+	maskDrop := func() error {
+		for g := range op.Buses() {
+			ids, err := sm.leave(g)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if err := co.Drop(g, id); err != nil {
+					return err
+				}
+				b := op.Buses()[g]
+				n := co.DropNotice(g, id)
+				res.Dropped = append(res.Dropped, n)
+				met.Dropped.Inc()
+				log.Warn("dropped a silent vehicle; with masking its charge point stops (the SO never knew its schedule) and the others' masks with it are revealed each round", "feeder", b.Feeder, "bus", b.Bus, "sender", id, "round", co.Round())
+				data, err := charging.SealDropped(&n, cfg.Key)
+				if err != nil {
+					return err
+				}
+				if err := cfg.Conn.Publish(transport.CoordDropped(b.Feeder, b.Bus), data); err != nil {
+					log.Warn("drop notice not sent", "err", err)
+				}
+			}
+		}
+		if cfg.StateFile != "" {
+			return saveState(cfg.StateFile, co.State())
+		}
+		return nil
+	}
+	// maskAdvance advances, and with members gone settles the buses that
+	// wait for nobody (or have nobody left) in the new round, until no
+	// round completes.
+	maskAdvance := func() error {
+		for {
+			if err := advance(); err != nil {
+				return err
+			}
+			if sm.left == 0 {
+				return nil
+			}
+			ok, err := sm.settle()
+			if err != nil {
+				return err
+			}
+			if !ok || !co.Ready() {
+				return nil
+			}
+		}
+	}
 	if err := publish(); err != nil {
 		return nil, err
 	}
@@ -274,6 +356,18 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 			if !progressed || co.Phase() == charging.PhaseDone {
 				if co.Phase() != charging.PhaseDone {
 					stalls++
+					if cfg.DropAfter > 0 && stalls > cfg.DropAfter && sm != nil {
+						// With masking, the silent are those the open
+						// masking phase of their bus waits for.
+						if err := maskDrop(); err != nil {
+							return res, err
+						}
+						stalls = 0
+						if err := maskAdvance(); err != nil {
+							return res, err
+						}
+						continue
+					}
 					if cfg.DropAfter > 0 && stalls > cfg.DropAfter {
 						// Silent for DropAfter re-sends in a row: their
 						// processes are gone. The others finish the day.
@@ -293,14 +387,24 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 				if err := publish(); err != nil {
 					return res, err
 				}
+				if sm != nil && co.Phase() != charging.PhaseDone {
+					if err := sm.resend(); err != nil {
+						return res, err
+					}
+				}
 			}
 			progressed = false
 		case <-hello:
 			if err := publish(); err != nil {
 				return res, err
 			}
+			if sm != nil {
+				if err := sm.resend(); err != nil {
+					return res, err
+				}
+			}
 		case m := <-in:
-			f, b, _, err := transport.ParseCoord(m.subject)
+			f, b, kind, err := transport.ParseCoord(m.subject)
 			if err != nil {
 				refuse(m.subject, "subject", err)
 				continue
@@ -308,6 +412,30 @@ func RunSO(ctx context.Context, cfg SOConfig) (*SOResult, error) {
 			g, ok := busIndex[[2]int{f, b}]
 			if !ok {
 				refuse(m.subject, "no such bus", fmt.Errorf("feeder %d bus %d hosts no vehicles", f, b))
+				continue
+			}
+			if sm != nil {
+				var summed bool
+				switch kind {
+				case "maskkey":
+					err = sm.onKey(m.subject, g, m.data)
+					progressed = true // collecting keys is progress
+				case "maskrep":
+					summed, err = sm.onReport(m.subject, g, m.data)
+				case "maskans":
+					summed, err = sm.onAnswer(m.subject, g, m.data)
+				default:
+					refuse(m.subject, "report in clear", errors.New("the coordination runs with masking: reports in the clear are refused"))
+					continue
+				}
+				if err != nil {
+					return res, err
+				}
+				if summed {
+					if err := maskAdvance(); err != nil {
+						return res, err
+					}
+				}
 				continue
 			}
 			var r charging.Report

@@ -76,3 +76,33 @@ const CoordProgress = "gridveil.v1.coord.progress"
 // current round again, so a host that subscribed after a broadcast, or
 // reconnected, need not wait for the resend timer.
 const CoordHello = "gridveil.v1.coord.hello"
+
+// The subjects of masking (aggregate.MaskVehicle, MaskAggregator), per
+// bus like the coordination's: a vehicle's key advertisement, the SO's
+// signed key list, masked reports, the SO's requests (dropout notices and
+// share requests, one per vehicle asked) and the vehicles' answers.
+// ParseCoord reads them (kinds maskkey, maskkeys, maskrep, maskreq,
+// maskans).
+
+// MaskKey is where a bus's vehicles advertise their mask public keys.
+func MaskKey(feeder, bus int) string { return coordSubject(feeder, bus, "maskkey") }
+
+// MaskKeys is where the SO relays a bus's signed key list.
+func MaskKeys(feeder, bus int) string { return coordSubject(feeder, bus, "maskkeys") }
+
+// MaskReport is where a bus's vehicles send their masked reports.
+func MaskReport(feeder, bus int) string { return coordSubject(feeder, bus, "maskrep") }
+
+// MaskRequest is where the SO sends a bus's vehicles its requests.
+func MaskRequest(feeder, bus int) string { return coordSubject(feeder, bus, "maskreq") }
+
+// MaskAnswer is where a bus's vehicles answer the SO's requests.
+func MaskAnswer(feeder, bus int) string { return coordSubject(feeder, bus, "maskans") }
+
+// MaskToSO matches every bus's messages of one masking kind sent to the
+// SO (maskkey, maskrep, maskans).
+func MaskToSO(kind string) string { return "gridveil.v1.coord.*.*." + kind }
+
+func coordSubject(feeder, bus int, kind string) string {
+	return "gridveil.v1.coord.f" + strconv.Itoa(feeder) + ".b" + strconv.Itoa(bus) + "." + kind
+}

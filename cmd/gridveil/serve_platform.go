@@ -43,6 +43,9 @@ type platformFlags struct {
 	metrics   string
 	soPublic  string
 	dropAfter int
+	privacy   string
+	maskThr   int
+	maskSgl   bool
 }
 
 var platformServeFlags platformFlags
@@ -78,6 +81,9 @@ func init() {
 		fs.StringVar(&f.soPublic, "so-public", "", "ev: the SO's public key, which its broadcasts are signed with (default --data/so/public.key, waited for up to 30 s)")
 		fs.IntVar(&f.dropAfter, "drop-after", 10, "so: drop vehicles still silent after this many re-sends of a round in a row (their last schedules stay as fixed loads; 0: wait for ever)")
 		fs.DurationVar(&f.pace, "pace", 0, "so: least time between rounds (0: as fast as the reports come)")
+		fs.StringVar(&f.privacy, "privacy", "none", "so, ev: privacy mechanism between the vehicles and the SO: none or masking (every party must be given the same)")
+		fs.IntVar(&f.maskThr, "mask-threshold", 0, "so: masking: vehicles needed to unmask a bus (0: a majority)")
+		fs.BoolVar(&f.maskSgl, "mask-single", false, "so: masking without self-masks (safe only against a protocol-following SO on a punctual network)")
 		fs.StringVar(&f.cluster, "cluster", "", "nats: join a NATS cluster of this name")
 		fs.StringVar(&f.clAddr, "cluster-addr", "127.0.0.1:0", "nats: this node's route address in the cluster")
 		fs.StringVar(&f.routes, "routes", "", "nats: other nodes' route URLs, nats://host:port,...")
@@ -102,7 +108,18 @@ func roleLog(cmd *cobra.Command, role string) *slog.Logger {
 }
 
 func (f *platformFlags) plan(cmd *cobra.Command) (*day.Plan, error) {
+	if f.privacy != "none" && f.privacy != "masking" {
+		return nil, fmt.Errorf("--privacy %s: the parties run none or masking (the other mechanisms run in gridveil sim only)", f.privacy)
+	}
 	return day.Load(f.scenario, f.seed, cmd.Flags().Changed("seed"), f.evs)
+}
+
+// masking is the SO's masking configuration, or nil for none.
+func (f *platformFlags) masking() *service.MaskingConfig {
+	if f.privacy != "masking" {
+		return nil
+	}
+	return &service.MaskingConfig{Threshold: f.maskThr, SingleMask: f.maskSgl}
 }
 
 // serveNATS runs the embedded NATS server (one node, or one of a cluster).
@@ -203,9 +220,9 @@ func serveSO(cmd *cobra.Command, o *serveOptions) error {
 		killAt = atoiOr(v, -1)
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "so: %s, seed %d: %d vehicles on %d buses, coordinating over %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), len(cfg.Buses), url)
+	fmt.Fprintf(out, "so: %s, seed %d: %d vehicles on %d buses, coordinating over %s with privacy %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), len(cfg.Buses), url, f.privacy)
 	res, err := service.RunSO(o.ctx, service.SOConfig{Key: key, Operator: cfg, Members: members, Conn: conn, StateFile: filepath.Join(dir, "state"),
-		Resend: f.resend, Pace: f.pace, Log: log, Metrics: met, DropAfter: f.dropAfter,
+		Resend: f.resend, Pace: f.pace, Log: log, Metrics: met, DropAfter: f.dropAfter, Masking: f.masking(),
 		Progress: func(st charging.Stats) {
 			if st.Iter%10 == 0 || !isNaN(st.Gap) {
 				fmt.Fprintf(out, "so: iteration %d objective %.6g change %.3g kW violation %.3g pu gap %.3g\n", st.Iter, st.Objective, st.Change, st.Violation, st.Gap)
@@ -278,7 +295,7 @@ func serveEV(cmd *cobra.Command, o *serveOptions) error {
 		}
 	}
 	res, err := service.RunEVHost(o.ctx, service.EVHostConfig{SOKey: soPub, Slots: pl.Problem.Slots, DT: pl.Problem.DT, EVs: evs, Senders: ids, Conn: conn, Log: log, Metrics: met,
-		Name: fmt.Sprintf("ev-%d", f.host), OnBroadcast: onBroadcast})
+		Name: fmt.Sprintf("ev-%d", f.host), OnBroadcast: onBroadcast, Masking: f.privacy == "masking"})
 	if err != nil {
 		if o.ctx.Err() != nil {
 			fmt.Fprintf(out, "ev %d/%d: stopped before the end of the coordination\n", f.host, f.hosts)

@@ -44,6 +44,9 @@ type upFlags struct {
 	force    bool
 	dash     string
 	token    string
+	privacy  string
+	maskThr  int
+	maskSgl  bool
 }
 
 func newUpCmd() *cobra.Command {
@@ -61,10 +64,16 @@ same files as gridveil sim (instance.json, solution.json from the vehicles'
 own schedules, report.html, run.json) plus so.json (the SO's own view) and
 events.log (every line every party printed). Ctrl-C stops every party.
 
+With --privacy masking the vehicles send masked reports and the SO
+recovers only each bus's sum (secure aggregation with pairwise masks,
+seed shares and dropout recovery over NATS; docs/PLATFORM.md).
+
 For the same scenario and seed, up and sim give the same aggregate load
-within 1e-6 kW. What up does not run yet (metering, homes, authentication,
-market, discharging as parties): docs/PLATFORM.md.`,
+within 1e-6 kW (up --privacy masking and sim --privacy masking alike).
+What up does not run yet (metering, homes, authentication, market,
+discharging as parties, the other privacy mechanisms): docs/PLATFORM.md.`,
 		Example: `  gridveil up
+  gridveil up --privacy masking
   gridveil up --scenario ieee13-stressed --hosts 3 --out out/up
   gridveil up --nats nats://10.0.0.5:4222,nats://10.0.0.6:4222`,
 		Args: cobra.NoArgs,
@@ -85,6 +94,9 @@ market, discharging as parties): docs/PLATFORM.md.`,
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	fl.StringVar(&f.dash, "dashboard", "", "serve the live dashboard on this address (e.g. 127.0.0.1:8080) during the day, and the finished run after it until Ctrl-C")
 	fl.StringVar(&f.token, "dashboard-token", "", "the dashboard's access token, required beyond loopback (default: $GRIDVEIL_DASHBOARD_TOKEN)")
+	fl.StringVar(&f.privacy, "privacy", "none", "privacy mechanism between the vehicles and the SO: none or masking (secure aggregation: the SO learns only per-bus sums)")
+	fl.IntVar(&f.maskThr, "mask-threshold", 0, "masking: vehicles needed to unmask a bus (0: a majority)")
+	fl.BoolVar(&f.maskSgl, "mask-single", false, "masking: no self-masks (safe only against a protocol-following SO on a punctual network)")
 	fl.BoolVar(&f.force, "force", false, "write into --out even if it holds files gridveil did not write (they are kept)")
 	return cmd
 }
@@ -102,6 +114,9 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	}
 	if f.maxIter <= 0 {
 		return fmt.Errorf("--max-iter %d: give a positive iteration limit", f.maxIter)
+	}
+	if f.privacy != "none" && f.privacy != "masking" {
+		return fmt.Errorf("--privacy %s: gridveil up runs none or masking (the other mechanisms run in gridveil sim only)", f.privacy)
 	}
 	// Every party builds the same plan; building it here first refuses a
 	// bad scenario before any process starts.
@@ -141,7 +156,7 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
 	t0 := time.Now()
 	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
-		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, OnBus: dash.follow, Events: &eventLines, Progress: stdout})
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, Privacy: f.privacy, MaskThreshold: f.maskThr, MaskSingle: f.maskSgl, OnBus: dash.follow, Events: &eventLines, Progress: stdout})
 	elapsed := time.Since(t0)
 	// The events log is written whatever happened: it is what explains a
 	// failed day.
@@ -157,8 +172,9 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		return err
 	}
 	p, meta := pl.Problem, pl.Meta
-	// The SO's sums were exact and its baselines true, so its view is the
-	// grid's: no so_view (as in sim with --privacy none).
+	// The SO's sums were exact (masking's to 2^-32 kW per vehicle) and its
+	// baselines true, so its view is the grid's: no so_view (as in sim
+	// with --privacy none or masking).
 	r, err := runfile.NewOutcome(p, p, sol, aggregate.NewNone(p, false), false)
 	if err != nil {
 		return err
@@ -167,7 +183,7 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	files := map[string]func(io.Writer) error{
 		"instance.json": func(w io.Writer) error { return scenario.WriteJSON(w, scenario.NewInstance(p, meta)) },
 		"solution.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, g, "none", true))
+			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, g, f.privacy, true))
 		},
 		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
 		"events.log":  events,
@@ -186,8 +202,12 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 	}
 	runfile.PrintSummary(stdout, "up", p, meta, r, elapsed)
 	runfile.PrintFiles(stdout, written)
-	fmt.Fprintf(stdout, "  platform     %d rounds over NATS, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, their last schedules kept as load), refused %v; parties' files in %s\n",
-		res.SO.Rounds, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), res.SO.Refused, data)
+	kept := "their last schedules kept as load"
+	if f.privacy == "masking" {
+		kept = "their charge points stopped: masking never showed the SO their schedules"
+	}
+	fmt.Fprintf(stdout, "  platform     %d rounds over NATS with privacy %s, %d re-sent, SO restarts %d, EV hosts lost %d (%d vehicles dropped, %s), refused %v; parties' files in %s\n",
+		res.SO.Rounds, f.privacy, res.SO.Resent, res.Restarts["so"], len(res.Lost), len(res.SO.Dropped), kept, res.SO.Refused, data)
 	if dash != nil {
 		// The day is over: the page shows its files beside the live
 		// history until the user stops it.

@@ -9,10 +9,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gridveil/gridveil/aggregate"
+	"github.com/gridveil/gridveil/charging"
+	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/transport"
 )
 
 // asMain makes this test binary act as the gridveil binary when gridveil
@@ -347,4 +353,414 @@ func TestUpDashboard(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("up did not stop on Ctrl-C")
 	}
+}
+
+// busSums sums a solution's schedules per bus ("feeder/bus"), with the
+// buses of the instance.
+func busSums(t *testing.T, dir string) map[string][]float64 {
+	t.Helper()
+	var inst struct {
+		EVs []struct {
+			ID     string `json:"id"`
+			Feeder string `json:"feeder"`
+			Bus    string `json:"bus"`
+		} `json:"evs"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "instance.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &inst)
+	}
+	if err != nil {
+		t.Fatalf("instance.json of %s: %v", dir, err)
+	}
+	sol := readSolution(t, filepath.Join(dir, "solution.json"))
+	out := map[string][]float64{}
+	for _, ev := range inst.EVs {
+		k := ev.Feeder + "/" + ev.Bus
+		if out[k] == nil {
+			out[k] = make([]float64, len(sol.Baseline))
+		}
+		for tt, v := range sol.Schedules[ev.ID] {
+			out[k][tt] += v
+		}
+	}
+	return out
+}
+
+// checkMaskedBusSums checks that the per-bus sums of an up day with
+// masking are sim's (from the schedules, within 1e-6 kW), and that the
+// sums the SO coordinated on last (so.json, all it learnt) are its own
+// vehicles' final schedules summed per bus, to the fixed-point precision:
+// each vehicle's value rounded to 2^-32 kW (at most 2^-33 off), plus
+// 1e-9 kW for summing floats in another order. It returns the SO's sums.
+func checkMaskedBusSums(t *testing.T, upDir, simDir string) map[string][]float64 {
+	t.Helper()
+	u, s := busSums(t, upDir), busSums(t, simDir)
+	var so struct {
+		BusSums map[string][]float64 `json:"bus_sums_kw"`
+	}
+	b, _ := os.ReadFile(filepath.Join(upDir, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != len(s) || len(so.BusSums) != len(u) {
+		t.Fatalf("%d buses in up, %d in sim, %d in so.json", len(u), len(s), len(so.BusSums))
+	}
+	worst, seen := 0.0, 0.0
+	for k, x := range u {
+		if s[k] == nil || so.BusSums[k] == nil {
+			t.Fatalf("bus %s missing from sim or so.json", k)
+		}
+		for tt, v := range x {
+			worst = math.Max(worst, math.Abs(v-s[k][tt]))
+			seen = math.Max(seen, math.Abs(v-so.BusSums[k][tt]))
+		}
+	}
+	evs := len(readSolution(t, filepath.Join(upDir, "solution.json")).Schedules)
+	if prec := float64(evs)/(1<<33) + 1e-9; worst > 1e-6 || seen > prec {
+		t.Fatalf("per-bus sums: up off sim by %g kW; the SO's last sums off the vehicles' schedules by %g kW (fixed-point bound %g)", worst, seen, prec)
+	}
+	t.Logf("per-bus sums within %.2g kW of sim's; the SO's within %.2g kW of the vehicles'", worst, seen)
+	return so.BusSums
+}
+
+// TestUpMaskingMatchesSim runs the day with masking as OS processes (the
+// NATS server, the SO, three EV hosts): the same aggregate within 1e-6
+// kW and the same per-bus sums as gridveil sim --privacy masking on the
+// same scenario and seed, and no report crossed the bus in the clear (the
+// SO refused none, and none was sent).
+func TestUpMaskingMatchesSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	out, err := run(t, "up", "--scenario", "ieee13-stressed", "--seed", "4", "--hosts", "3", "--privacy", "masking", "--out", up)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := run(t, "sim", "--scenario", "ieee13-stressed", "--seed", "4", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	checkMaskedBusSums(t, up, sim)
+	u := readSolution(t, filepath.Join(up, "solution.json"))
+	var priv struct {
+		Privacy string `json:"privacy"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "solution.json"))
+	_ = json.Unmarshal(b, &priv)
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	if priv.Privacy != "masking" || !strings.Contains(string(events), "with privacy masking") || strings.Contains(string(events), "report in clear") || !u.Converged {
+		t.Fatalf("privacy %q, converged %v; events.log:\n%s", priv.Privacy, u.Converged, events)
+	}
+}
+
+// TestUpMaskingV2GSumsNegative (issue 15 over the network): on the V2G
+// scenario, where vehicles discharge (negative kW), up --privacy masking
+// equals sim --privacy masking, and the SO's masked per-bus sums, negative
+// where a bus gives energy back, are the vehicles' schedules summed to the
+// fixed-point precision.
+func TestUpMaskingV2GSumsNegative(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	if out, err := run(t, "up", "--scenario", "ieee13-v2g", "--privacy", "masking", "--out", up); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := run(t, "sim", "--scenario", "ieee13-v2g", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	sums := checkMaskedBusSums(t, up, sim)
+	neg, negSums := 0, 0
+	for _, x := range readSolution(t, filepath.Join(up, "solution.json")).Schedules {
+		for _, v := range x {
+			if v < 0 {
+				neg++
+			}
+		}
+	}
+	for _, x := range sums {
+		for _, v := range x {
+			if v < 0 {
+				negSums++
+			}
+		}
+	}
+	if neg == 0 || negSums == 0 {
+		t.Fatalf("%d negative schedule values and %d negative bus-slot sums: the scenario should discharge", neg, negSums)
+	}
+	t.Logf("%d discharging vehicle-slots, %d negative bus-slot sums", neg, negSums)
+}
+
+// TestUpMaskingSOKilledResumes kills the SO with SIGKILL right after it
+// saved iteration 10 of a day with masking: up starts it again, it reads
+// the bus's key lists and its state back, resumes at iteration 11 without
+// completing iteration 10 twice, and the day ends as sim --privacy
+// masking's.
+func TestUpMaskingSOKilledResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv(faultKillSO, "10")
+	up, sim := t.TempDir(), t.TempDir()
+	out, err := run(t, "up", "--privacy", "masking", "--out", up)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var so struct {
+		Resumed bool `json:"resumed"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil || !so.Resumed {
+		t.Fatalf("the final SO did not resume from its state: %s", b)
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	if !strings.Contains(string(events), "was killed by") || !strings.Contains(string(events), "resumed from saved state") || !strings.Contains(string(events), "iteration=10") {
+		t.Fatalf("events.log does not show the SO killed and resuming after iteration 10:\n%s", events)
+	}
+	if n := strings.Count(string(events), "so: iteration 10 "); n != 1 {
+		t.Errorf("iteration 10 completed %d times: the restarted SO repeated work", n)
+	}
+	if _, err := run(t, "sim", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	checkMaskedBusSums(t, up, sim)
+}
+
+// TestUpMaskingEVHostKilled SIGKILLs EV host 1 of 3 when round 20's
+// broadcast arrives, in a day with masking. The SO drops its 28 vehicles
+// once they stay silent; masking's dropout recovery runs over the network
+// (the survivors reveal their masks of each round with the dropped, and
+// nothing else), the dropped vehicles' charge points stop (the SO never
+// knew their schedules), and the day ends certified. The survivors'
+// schedules are checked against an independent in-process solve of the
+// survivors' problem, to the certified bound of both runs.
+func TestUpMaskingEVHostKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	t.Setenv(faultKillEV, "1:20")
+	up := t.TempDir()
+	out, err := run(t, "up", "--privacy", "masking", "--hosts", "3", "--out", up, "--resend", "100ms", "--drop-after", "3")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var so struct {
+		Converged bool     `json:"converged"`
+		Gap       *float64 `json:"relative_gap"`
+		Dropped   []struct {
+			Sender    string    `json:"sender"`
+			KeptRound int       `json:"kept_round"`
+			Schedule  []float64 `json:"schedule_kw"`
+		} `json:"dropped"`
+	}
+	b, _ := os.ReadFile(filepath.Join(up, "so.json"))
+	if err := json.Unmarshal(b, &so); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := day.Load("ieee13-paper", 0, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pl.Problem
+	// Host 1 of 3 hosts every third vehicle from the second: 28 of 84.
+	if len(so.Dropped) != 28 || !so.Converged || so.Gap == nil {
+		t.Fatalf("%d vehicles dropped (want host 1's 28), converged %v", len(so.Dropped), so.Converged)
+	}
+	for _, d := range so.Dropped {
+		i := pl.Index(d.Sender)
+		if i%3 != 1 || d.KeptRound != -1 || slices.ContainsFunc(d.Schedule, func(v float64) bool { return v != 0 }) {
+			t.Errorf("%s (vehicle %d) dropped with kept round %d: want host 1's vehicles, stopped (-1, zero load)", d.Sender, i, d.KeptRound)
+		}
+	}
+	// The survivors' problem: the dropped vehicles are gone.
+	q := *p
+	q.EVs = nil
+	for i, ev := range p.EVs {
+		if i%3 != 1 {
+			q.EVs = append(q.EVs, ev)
+		}
+	}
+	want, err := charging.Solve(&q, charging.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := readSolution(t, filepath.Join(up, "solution.json"))
+	var obj struct {
+		Objective float64 `json:"objective"`
+	}
+	b, _ = os.ReadFile(filepath.Join(up, "solution.json"))
+	_ = json.Unmarshal(b, &obj)
+	worst := 0.0
+	for tt := range u.Aggregate {
+		worst = math.Max(worst, math.Abs(u.Aggregate[tt]-want.Aggregate[tt]))
+	}
+	tol := math.Sqrt(2**so.Gap*obj.Objective) + math.Sqrt(2*want.Gap*want.Objective)
+	t.Logf("28 dropped at round 20; aggregate within %.2g kW of the survivors' optimum (certified bound %.2g kW)", worst, tol)
+	if worst > tol {
+		t.Fatalf("aggregate off the survivors' optimum by %g kW (bound %g)", worst, tol)
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	for _, w := range []string{"ev-1 was killed", "with masking its charge point stops"} {
+		if !strings.Contains(string(events), w) {
+			t.Errorf("events.log lacks %q", w)
+		}
+	}
+}
+
+// TestUpMaskingRefusesForged runs a day with masking as processes and,
+// from a stranger's connection to the day's NATS server, publishes in the
+// middle of it: a malformed masked report, a masked report replayed from
+// an earlier round, a report in the clear, a key advertisement from a
+// stranger (to the SO), and a forged key list and a malformed request (to
+// the EV hosts). Each is refused with a log line naming its subject and
+// reason, and the day still ends as sim --privacy masking's.
+func TestUpMaskingRefusesForged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	t.Setenv(asMain, "1")
+	up, sim := t.TempDir(), t.TempDir()
+	pl, err := day.Load("ieee13-paper", 0, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := pl.Problem.EVs[0]
+	done := make(chan error, 1)
+	var out string
+	go func() {
+		var err error
+		out, err = run(t, "up", "--privacy", "masking", "--pace", "50ms", "--out", up)
+		done <- err
+	}()
+	// The day's bus, once the NATS server wrote its address.
+	var url string
+	for i := 0; url == ""; i++ {
+		if b, err := os.ReadFile(filepath.Join(up, "parties", "nats", "addr")); err == nil && len(b) > 0 {
+			url = strings.TrimSpace(string(b))
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the day ended before its bus was found: %v\n%s", err, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if i > 3000 {
+			t.Fatal("no NATS address in 60 s")
+		}
+	}
+	conn, err := transport.Connect(url, "stranger", 30*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	captured := make(chan []byte, 1)
+	unsub, err := conn.Subscribe(transport.MaskReport(ev.Feeder, ev.Bus), "", func(_ string, d []byte) {
+		select {
+		case captured <- append([]byte(nil), d...):
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old []byte
+	select {
+	case old = <-captured:
+	case err := <-done:
+		t.Fatalf("the day ended before a masked report was seen: %v\n%s", err, out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no masked report in 60 s")
+	}
+	_ = unsub()
+	// Wait until the SO has moved past old's round, so that old is a replay.
+	var oldRep aggregate.MaskedReport
+	if err := oldRep.UnmarshalBinary(old); err != nil {
+		t.Fatal(err)
+	}
+	later := make(chan struct{}, 1)
+	unsub, err = conn.Subscribe(transport.CoordProgress, "", func(_ string, d []byte) {
+		var p struct {
+			Round int `json:"round"`
+		}
+		if json.Unmarshal(d, &p) == nil && p.Round > oldRep.Round+1 {
+			select {
+			case later <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-later:
+	case err := <-done:
+		t.Fatalf("the day ended before round %d: %v\n%s", oldRep.Round+2, err, out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("no progress in 60 s")
+	}
+	_ = unsub()
+	clear, _ := (&charging.Report{Round: 1, Phase: charging.PhaseStep, Feeder: ev.Feeder, Bus: ev.Bus, Sender: pl.Pseudonym(0), Values: make([]float64, pl.Problem.Slots)}).MarshalBinary()
+	stranger, _ := (&aggregate.MaskKey{Feeder: ev.Feeder, Bus: ev.Bus, Sender: "ps-stranger", PublicKey: make([]byte, 32)}).MarshalBinary()
+	forged, _ := (&aggregate.MaskKeys{Feeder: ev.Feeder, Bus: ev.Bus, Threshold: 1, Keys: [][]byte{make([]byte, 32)}}).MarshalBinary()
+	forged = append(forged, make([]byte, 64)...)
+	for _, m := range []struct {
+		subject string
+		data    []byte
+	}{
+		{transport.MaskReport(ev.Feeder, ev.Bus), []byte("GV\x12\x01 not a report")},
+		{transport.MaskReport(ev.Feeder, ev.Bus), old},
+		{transport.CoordReport(ev.Feeder, ev.Bus), clear},
+		{transport.MaskKey(ev.Feeder, ev.Bus), stranger},
+		{transport.MaskKeys(ev.Feeder, ev.Bus), forged},
+		{transport.MaskRequest(ev.Feeder, ev.Bus), []byte("GV\x13\x01")},
+	} {
+		if err := conn.Publish(m.subject, m.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the day did not end in 3 minutes")
+	}
+	events, _ := os.ReadFile(filepath.Join(up, "events.log"))
+	bus := fmt.Sprintf("gridveil.v1.coord.f%d.b%d.", ev.Feeder, ev.Bus)
+	for _, w := range []struct{ who, kind, reason string }{
+		{"so", "maskrep", "reason=malformed"},
+		{"so", "maskrep", "reason=stale"},
+		{"so", "report", `reason="report in clear"`},
+		{"so", "maskkey", `reason="unknown sender"`},
+		{"ev-", "maskkeys", "reason=forged"},
+		{"ev-", "maskreq", "reason=malformed"},
+	} {
+		found := false
+		for _, line := range strings.Split(string(events), "\n") {
+			if strings.Contains(line, " "+w.who) && strings.Contains(line, "refused message") && strings.Contains(line, "subject="+bus+w.kind+" ") && strings.Contains(line, w.reason) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no line of %s refusing %s%s with %s in events.log", w.who, bus, w.kind, w.reason)
+		}
+	}
+	if _, err := run(t, "sim", "--privacy", "masking", "--out", sim, "-q"); err != nil {
+		t.Fatal(err)
+	}
+	checkUpLikeSim(t, up, sim)
+	checkMaskedBusSums(t, up, sim)
 }
