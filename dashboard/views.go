@@ -171,6 +171,9 @@ type CoordView struct {
 	MultiplierMax []float64 `json:"multiplier_max"`
 	// Platform is gridveil up's SO record (so.json), when there is one.
 	Platform *PlatformSO `json:"platform,omitempty"`
+	// Convergence is the history of every iteration (convergence.json),
+	// when the run wrote one.
+	Convergence *ConvergenceView `json:"convergence,omitempty"`
 }
 
 // PlatformSO is what the platform's SO recorded of its day.
@@ -209,7 +212,7 @@ func (r *Run) Coordination() CoordView {
 			}
 		}
 	}
-	v.Absent = append(v.Absent, "convergence history: a finished run's files do not record it (events.log has every tenth iteration); follow a run live (--nats) to see it")
+	r.addConvergence(&v)
 	if haveInst {
 		v.Start, v.DT, v.VMin = inst.Start, inst.DT, inst.VMin
 		if len(sol.Schedules) == 0 {

@@ -136,12 +136,14 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		}
 		defer dash.close()
 	}
+	conv := newUpConvergence(dash)
+	defer conv.close()
 	var eventLines bytes.Buffer
 	fmt.Fprintf(stdout, "gridveil up: %s, seed %d: %d vehicles in %d EV host processes, SO, %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), f.hosts,
 		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
 	t0 := time.Now()
 	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
-		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, OnBus: dash.follow, Events: &eventLines, Progress: stdout})
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, OnBus: conv.onBus, Events: &eventLines, Progress: stdout})
 	elapsed := time.Since(t0)
 	// The events log is written whatever happened: it is what explains a
 	// failed day.
@@ -169,9 +171,10 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		"solution.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, g, "none", true))
 		},
-		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
-		"events.log":  events,
-		"report.html": func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, r, &runfile.ReportExtras{}) },
+		"so.json":          func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
+		"convergence.json": conv.file(meta, sol),
+		"events.log":       events,
+		"report.html":      func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, r, &runfile.ReportExtras{}) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,

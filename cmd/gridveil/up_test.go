@@ -92,7 +92,7 @@ func TestUpMatchesSim(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, f := range []string{"instance.json", "solution.json", "so.json", "report.html", "run.json", "events.log", "parties/so/metrics", "parties/ev-2/metrics"} {
+	for _, f := range []string{"instance.json", "solution.json", "convergence.json", "so.json", "report.html", "run.json", "events.log", "parties/so/metrics", "parties/ev-2/metrics"} {
 		if _, err := os.Stat(filepath.Join(up, f)); err != nil {
 			t.Errorf("up wrote no %s", f)
 		}
@@ -101,6 +101,7 @@ func TestUpMatchesSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUpLikeSim(t, up, sim)
+	checkConvergenceLikeSim(t, up, sim, 0)
 	a, _ := os.ReadFile(filepath.Join(up, "instance.json"))
 	b, _ := os.ReadFile(filepath.Join(sim, "instance.json"))
 	if string(a) != string(b) {
@@ -155,6 +156,7 @@ func TestUpSOKilledResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUpLikeSim(t, up, sim)
+	checkConvergenceLikeSim(t, up, sim, 1)
 }
 
 // TestUpRefusesBadInput checks that a day that cannot run is refused
