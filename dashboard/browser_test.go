@@ -453,8 +453,8 @@ func TestBrowserSimRun(t *testing.T) {
 		t.Errorf("market view of a run without market.json says %q", txt)
 	}
 	openView(t, ctx, hs.URL, "auth")
-	if txt := eval[string](t, ctx, `document.querySelector('#view-auth .absent').textContent`); !strings.Contains(txt, "no events.log") {
-		t.Errorf("auth view of a run without events.log says %q", txt)
+	if txt := eval[string](t, ctx, `document.querySelector('#view-auth .absent').textContent`); !strings.Contains(txt, "no auth-events.jsonl") {
+		t.Errorf("auth view of a run without auth-events.jsonl says %q", txt)
 	}
 	screenshot(t, ctx, "auth")
 	noProblems(t, problems)

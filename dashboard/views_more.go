@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -107,70 +106,6 @@ func (r *Run) Market() MarketView {
 		v.Windows = append(v.Windows, mw)
 	}
 	return v
-}
-
-// AuthView is /api/v1/auth: authentication events from the run's
-// events.log, counted, never listed: the page shows no identity and no
-// pseudonym, so nothing on it links two sessions.
-type AuthView struct {
-	Header
-	Admitted int `json:"admitted"`
-	// Refused counts refusals by reason.
-	Refused     map[string]int `json:"refused"`
-	Batches     int            `json:"batches"`
-	Revocations int            `json:"revocations"`
-	// Parties counts events.log lines per party: who took part.
-	Parties map[string]int `json:"parties"`
-}
-
-var (
-	logParty  = regexp.MustCompile(`^\S+ (\S+)`)
-	logReason = regexp.MustCompile(`reason="?([^"=]+?)"?(?: \w+=|$)`)
-)
-
-// Auth builds the authentication view from events.log.
-func (r *Run) Auth() AuthView {
-	v := AuthView{Header: newHeader("gridveil/dashboard-auth/v1"), Refused: map[string]int{}, Parties: map[string]int{}}
-	lines, st := r.readEvents()
-	if !v.use(st, "authentication events") {
-		return v
-	}
-	seen := false
-	for _, l := range lines {
-		m := logParty.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		party := m[1]
-		v.Parties[party]++
-		if !isAuthParty(party) {
-			continue
-		}
-		seen = true
-		low := strings.ToLower(l)
-		switch {
-		case strings.Contains(low, "revoc"):
-			v.Revocations++
-		case strings.Contains(low, "refus") || strings.Contains(low, "reject"):
-			reason := "unstated"
-			if rm := logReason.FindStringSubmatch(l); rm != nil {
-				reason = rm[1]
-			}
-			v.Refused[reason]++
-		case strings.Contains(low, "batch"):
-			v.Batches++
-		case strings.Contains(low, "admit"):
-			v.Admitted++
-		}
-	}
-	if !seen {
-		v.Absent = append(v.Absent, "authentication events: no party of this run authenticated vehicles (gridveil up does not run the LAG and CA yet; docs/PLATFORM.md)")
-	}
-	return v
-}
-
-func isAuthParty(p string) bool {
-	return strings.HasPrefix(p, "lag") || strings.HasPrefix(p, "ca") || strings.HasPrefix(p, "auth")
 }
 
 // MetersView is /api/v1/meters: LDP meter readings (ldp.json) and the SO's

@@ -242,7 +242,7 @@ func serveCA(cmd *cobra.Command, o *serveOptions) (err error) {
 	defer func() {
 		if ln != nil { // the start failed before serving
 			ln.Close()
-			fresh.undo(authnet.CAFiles...)
+			fresh.undo(append(authnet.CAFiles, authnet.AuthEventsFile)...)
 		}
 	}()
 	store, err := authnet.OpenStore(dir)
@@ -250,7 +250,12 @@ func serveCA(cmd *cobra.Command, o *serveOptions) (err error) {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := authnet.OpenCA(store, auth.CAConfig{AutoDischarge: o.autoDischarge, AggregateMin: o.aggregateMin}, log, eventPrinter(out, "ca", o.quiet))
+	authEvents, err := authnet.OpenAuthEventLog(store) // the dashboard's anonymous events (docs/PLATFORM.md)
+	if err != nil {
+		return err
+	}
+	defer authEvents.Close()
+	srv, err := authnet.OpenCA(store, auth.CAConfig{AutoDischarge: o.autoDischarge, AggregateMin: o.aggregateMin}, log, authEvents.Wrap("ca", eventPrinter(out, "ca", o.quiet)))
 	if err != nil {
 		return err
 	}
@@ -322,10 +327,11 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 	dir := filepath.Join(o.data, "lag-"+o.lagID)
 	fresh := newFreshDir(o.data, dir)
 	var (
-		store    *authnet.Store
-		evidence *authnet.EvidenceLog
-		srv      *authnet.LAGServer
-		caAddr   string
+		store      *authnet.Store
+		evidence   *authnet.EvidenceLog
+		authEvents *authnet.AuthEventLog
+		srv        *authnet.LAGServer
+		caAddr     string
 	)
 	// Started together with the CA (serve --role ca & serve --role lag &),
 	// the LAG may come first: it waits, up to --ca-wait, for the CA's files
@@ -348,10 +354,14 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 					log.Warn("evidence.jsonl ended with a torn line (a crash in mid-write): cut off before appending, kept in evidence.jsonl"+authnet.TornSuffix, "bytes", evidence.Torn)
 				}
 				defer evidence.Close()
+				if authEvents, err = authnet.OpenAuthEventLog(store); err != nil {
+					return undoLAG(fresh, evidence, err)
+				}
+				defer authEvents.Close()
 			}
 			ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)
 			srv, err = authnet.OpenLAG(ctx, store, authnet.LAGOptions{ID: o.lagID, Group: o.group, CAAddr: caAddr, CA: pub, Token: token, Schemes: schemes},
-				log, keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet)))
+				log, authEvents.Wrap("lag", keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet))))
 			cancel()
 			if err == nil {
 				break
@@ -379,7 +389,7 @@ func undoLAG(fresh *freshDir, evidence *authnet.EvidenceLog, err error) error {
 	if evidence != nil {
 		evidence.Close()
 	}
-	fresh.undo(authnet.LAGFiles...)
+	fresh.undo(append(authnet.LAGFiles, authnet.AuthEventsFile)...)
 	return err
 }
 

@@ -389,15 +389,34 @@ function drawDepth(d, i) {
 
 function renderAuth(d) {
   showAbsent('auth', d.absent);
+  const b = d.batches || {};
   setText('auth-admitted', d.admitted);
-  setText('auth-batches', d.batches);
+  setText('auth-resumed', d.resumed);
   setText('auth-revocations', d.revocations);
+  setText('auth-batches', b.count);
+  setText('auth-batch-requests', b.requests);
+  setText('auth-batch-max', b.max_size);
+  setText('auth-verify-total', b.verify_seconds_total);
+  setText('auth-verify-max', b.verify_seconds_max);
+  let refused = 0;
   const tb = document.querySelector('#auth-refused tbody');
   clear(tb);
-  Object.keys(d.refused || {}).sort().forEach((r) => row(tb, [r, d.refused[r]], true));
+  const reasons = Object.keys(d.refused || {}).sort();
+  if (!reasons.length) row(tb, ['none refused']);
+  reasons.forEach((r) => { refused += d.refused[r]; row(tb, [r, d.refused[r]], true).dataset.reason = r; });
+  setText('auth-refused-total', refused);
   const tp = document.querySelector('#auth-parties tbody');
   clear(tp);
   Object.keys(d.parties || {}).sort().forEach((p) => row(tp, [p, d.parties[p]], true));
+  if (b.sizes && b.sizes.length) {
+    const x = b.sizes.map((_, i) => String(i + 1));
+    chart('chart-auth-batches', { title: { text: 'Batch verifications: requests and wall time (ms)', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
+      xAxis: { type: 'category', data: x, name: 'batch' }, yAxis: [{ type: 'value', name: 'requests' }, { type: 'value', name: 'ms' }],
+      series: [
+        { name: 'requests', type: 'bar', data: b.sizes },
+        { name: 'verification (ms)', type: 'line', yAxisIndex: 1, data: b.verify_seconds.map((s) => s * 1000) },
+      ] });
+  }
 }
 
 function renderMeters(m, h) {
