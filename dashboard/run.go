@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gridveil/gridveil/day"
 	"github.com/gridveil/gridveil/runfile"
 )
 
@@ -195,15 +196,15 @@ func (r *Run) Files() []FileStatus {
 		case "solution.json":
 			_, st = load[solutionFile](r, f.name)
 		case "so.json":
-			_, st = load[soFile](r, f.name)
+			_, st = load[day.SOResult](r, f.name)
 		case "convergence.json":
 			_, st = load[runfile.Convergence](r, f.name)
 		case "privacy.json":
-			_, st = load[privacyFile](r, f.name)
+			_, st = load[runfile.Privacy](r, f.name)
 		case "so_view.json":
-			_, st = load[soViewFile](r, f.name)
+			_, st = load[runfile.SOViewFile](r, f.name)
 		case "market.json":
-			_, st = load[marketFile](r, f.name)
+			_, st = load[runfile.Market](r, f.name)
 		case "ldp_baseline.json":
 			_, st = load[ldpBaselineFile](r, f.name)
 		case "ldp.json":

@@ -1,29 +1,31 @@
 package dashboard
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/gridveil/gridveil/ledger"
+	"github.com/gridveil/gridveil/runfile"
 )
 
 // MarketView is /api/v1/market: the day of charging-rights trading of
 // market.json, window by window, and the ledger's end state.
 type MarketView struct {
 	Header
-	Rule     string           `json:"rule"`
-	Feeder   string           `json:"feeder"`
-	Chain    string           `json:"chain"`
-	FeePPM   int64            `json:"fee_ppm"`
-	Blocks   int64            `json:"blocks"`
-	AppHash  string           `json:"app_hash"`
-	GridFees int64            `json:"grid_fees"`
-	Income   map[string]int64 `json:"income"`
-	Windows  []MarketWindow   `json:"windows"`
+	Rule     string         `json:"rule"`
+	Feeder   string         `json:"feeder"`
+	Chain    string         `json:"chain"`
+	FeePPM   int64          `json:"fee_ppm"`
+	Blocks   int64          `json:"blocks"`
+	AppHash  string         `json:"app_hash"`
+	GridFees int64          `json:"grid_fees"`
+	Income   ledger.Income  `json:"income"`
+	Windows  []MarketWindow `json:"windows"`
 	// Stations is day.stations of market.json as written: each station's
 	// rights before and after the day's trading.
-	Stations []json.RawMessage `json:"stations"`
+	Stations []ledger.DayStationResult `json:"stations"`
 	// Refusals counts the transactions refused and matches the security
 	// check refused, by reason.
 	Refusals map[string]int `json:"refusals"`
@@ -63,8 +65,12 @@ type DepthLevel struct {
 // Market builds the market view.
 func (r *Run) Market() MarketView {
 	v := MarketView{Header: newHeader("gridveil/dashboard-market/v1")}
-	m, st := load[marketFile](r, "market.json")
+	m, st := load[runfile.Market](r, "market.json")
 	if !v.use(st, "market and ledger") {
+		return v
+	}
+	if m.Day == nil {
+		v.Absent = append(v.Absent, "market and ledger: market.json has no day (write it again with gridveil sim --market)")
 		return v
 	}
 	d := m.Day
@@ -73,11 +79,11 @@ func (r *Run) Market() MarketView {
 	v.Refusals = map[string]int{}
 	v.Absent = append(v.Absent, "validators and their power: market.json does not record the validator set (gridveil sim runs the ledger as one in-process validator)")
 	for _, w := range d.Windows {
-		mw := MarketWindow{Index: w.Index, DemandWh: w.DemandWh, MarginWh: w.MarginWh, RightsBeforeWh: w.RightsBeforeWh, Orders: w.Orders,
-			BidWh: w.BidWh, AskWh: w.AskWh, Trades: w.Trades, VolumeWh: w.VolumeWh, Price: w.Price, P2PWh: w.P2PWh, UnmetWh: w.UnmetWh,
-			CongestionFees: w.Income["congestion_fees"], CongestedBuses: len(w.CongestedBuses)}
+		mw := MarketWindow{Index: w.Index, DemandWh: w.Demand, MarginWh: w.Margin, RightsBeforeWh: w.RightsBefore, Orders: w.Orders,
+			BidWh: w.BidWh, AskWh: w.AskWh, Trades: w.Trades, VolumeWh: w.Volume, Price: w.Price, P2PWh: w.P2PVolume, UnmetWh: w.Unmet,
+			CongestionFees: w.Income.Congestion, CongestedBuses: len(w.Congested)}
 		for _, rt := range w.Rights {
-			mw.RightsAfterWh += rt.FinalWh
+			mw.RightsAfterWh += rt.Final
 		}
 		var bid, ask int64
 		for _, o := range w.Book { // bids by falling price, then asks by rising price
