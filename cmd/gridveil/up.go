@@ -58,8 +58,9 @@ The vehicles and the SO coordinate over NATS, each vehicle holding only its
 own local set; the SO saves its state after every round, and a crashed SO
 is started again and resumes. When the day ends, up writes into --out the
 same files as gridveil sim (instance.json, solution.json from the vehicles'
-own schedules, report.html, run.json) plus so.json (the SO's own view) and
-events.log (every line every party printed). Ctrl-C stops every party.
+own schedules, convergence.json from the SO's progress messages,
+report.html, run.json) plus so.json (the SO's own view) and events.log
+(every line every party printed). Ctrl-C stops every party.
 
 For the same scenario and seed, up and sim give the same aggregate load
 within 1e-6 kW. What up does not run yet (metering, homes, authentication,
