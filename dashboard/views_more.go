@@ -77,7 +77,7 @@ func (r *Run) Market() MarketView {
 	v.Rule, v.Feeder, v.Chain, v.FeePPM = d.Rule, m.Feeder, d.Params.Chain, d.Params.FeePPM
 	v.Blocks, v.AppHash, v.GridFees, v.Income, v.Stations = d.Blocks, d.AppHash, d.GridFees, d.Income, d.Stations
 	v.Refusals = map[string]int{}
-	v.Absent = append(v.Absent, "validators and their power: market.json does not record the validator set (gridveil sim runs the ledger as one in-process validator)")
+	v.Absent = append(v.Absent, "validators and their power: gridveil sim applies the market's blocks to the ledger application in process (ledger.Driver, a simulated clock), with no CometBFT node and so no validator set to record")
 	for _, w := range d.Windows {
 		mw := MarketWindow{Index: w.Index, DemandWh: w.Demand, MarginWh: w.Margin, RightsBeforeWh: w.RightsBefore, Orders: w.Orders,
 			BidWh: w.BidWh, AskWh: w.AskWh, Trades: w.Trades, VolumeWh: w.Volume, Price: w.Price, P2PWh: w.P2PVolume, UnmetWh: w.Unmet,
