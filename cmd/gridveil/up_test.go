@@ -294,7 +294,15 @@ func TestUpDashboard(t *testing.T) {
 	}
 	base := ""
 	var coord struct {
-		Aggregate []float64 `json:"aggregate_kw"`
+		Aggregate   []float64 `json:"aggregate_kw"`
+		Convergence *struct {
+			Source  string `json:"source"`
+			Missing int    `json:"missing"`
+			Points  []struct {
+				Iter      int     `json:"iteration"`
+				Objective float64 `json:"objective"`
+			} `json:"points"`
+		} `json:"convergence"`
 	}
 	var live struct {
 		Following bool `json:"following"`
@@ -341,6 +349,17 @@ func TestUpDashboard(t *testing.T) {
 	for tt := range sol.Aggregate {
 		if coord.Aggregate[tt] != sol.Aggregate[tt] {
 			t.Fatalf("slot %d: the page shows %v kW, solution.json %v", tt, coord.Aggregate[tt], sol.Aggregate[tt])
+		}
+	}
+	// The finished day's convergence on the page is convergence.json's,
+	// recorded through the dashboard's own subscription.
+	conv := readConvergence(t, up)
+	if coord.Convergence == nil || coord.Convergence.Source != "so-progress" || coord.Convergence.Missing != 0 || len(coord.Convergence.Points) != conv.Iterations {
+		t.Fatalf("the page's convergence %+v; convergence.json has %d iterations", coord.Convergence, conv.Iterations)
+	}
+	for i, p := range coord.Convergence.Points {
+		if p.Iter != conv.History[i].Iter || p.Objective != conv.History[i].Objective {
+			t.Fatalf("convergence point %d: the page shows %+v, convergence.json %+v", i, p, conv.History[i])
 		}
 	}
 	cancel()
