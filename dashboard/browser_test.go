@@ -387,6 +387,7 @@ func TestBrowserSimRun(t *testing.T) {
 	textNumber(t, ctx, "coord-iterations", float64(sol.Iterations))
 	textNumber(t, ctx, "coord-objective", sol.Objective)
 	textNumber(t, ctx, "coord-gap", sol.RelativeGap)
+	checkConvergenceChart(t, ctx, dir, sol.Iterations)
 	screenshot(t, ctx, "coordination")
 
 	// Privacy: the RMSE table is privacy.json's; the masked words are
@@ -452,11 +453,69 @@ func TestBrowserSimRun(t *testing.T) {
 		t.Errorf("market view of a run without market.json says %q", txt)
 	}
 	openView(t, ctx, hs.URL, "auth")
-	if txt := eval[string](t, ctx, `document.querySelector('#view-auth .absent').textContent`); !strings.Contains(txt, "no events.log") {
-		t.Errorf("auth view of a run without events.log says %q", txt)
+	if txt := eval[string](t, ctx, `document.querySelector('#view-auth .absent').textContent`); !strings.Contains(txt, "no auth-events.jsonl") {
+		t.Errorf("auth view of a run without auth-events.jsonl says %q", txt)
 	}
 	screenshot(t, ctx, "auth")
 	noProblems(t, problems)
+}
+
+// checkConvergenceChart checks the finished run's convergence chart
+// against convergence.json: every iteration's objective, change and gap,
+// value for value, and that the file covers the run's iterations.
+func checkConvergenceChart(t *testing.T, ctx context.Context, dir string, iterations int) {
+	t.Helper()
+	var conv struct {
+		Iterations int   `json:"iterations"`
+		Missing    []int `json:"missing"`
+		History    []struct {
+			Iter      float64  `json:"iteration"`
+			Objective float64  `json:"objective"`
+			Change    float64  `json:"change_kw"`
+			Gap       *float64 `json:"relative_gap"`
+		} `json:"history"`
+	}
+	readJSONFile(t, filepath.Join(dir, "convergence.json"), &conv)
+	if conv.Iterations != iterations || len(conv.History)+len(conv.Missing) != iterations || len(conv.History) == 0 {
+		t.Fatalf("convergence.json: %d points and %d missing for %d iterations; solution.json has %d", len(conv.History), len(conv.Missing), conv.Iterations, iterations)
+	}
+	pairs := func(name string) [][2]*float64 {
+		for _, s := range chartSeries(t, ctx, "chart-coord-conv") {
+			if s.Name == name {
+				var xs [][2]*float64
+				if err := json.Unmarshal(s.Data, &xs); err != nil {
+					t.Fatalf("convergence chart %q: %v", name, err)
+				}
+				return xs
+			}
+		}
+		t.Fatalf("convergence chart has no series %q", name)
+		return nil
+	}
+	obj, chg, gap := pairs("objective"), pairs("change (kW)"), pairs("relative gap")
+	if len(obj) != len(conv.History) || len(chg) != len(conv.History) || len(gap) != len(conv.History) {
+		t.Fatalf("convergence chart has %d/%d/%d points, convergence.json %d", len(obj), len(chg), len(gap), len(conv.History))
+	}
+	certified := 0
+	for i, p := range conv.History {
+		if *obj[i][0] != p.Iter || *obj[i][1] != p.Objective {
+			t.Fatalf("convergence chart: point %d shows objective %v at iteration %v, the file has %v at %v", i, *obj[i][1], *obj[i][0], p.Objective, p.Iter)
+		}
+		if p.Change > 0 && (chg[i][1] == nil || *chg[i][1] != p.Change) {
+			t.Fatalf("convergence chart: iteration %v's change is %v, the file has %v", p.Iter, chg[i][1], p.Change)
+		}
+		if p.Gap != nil && *p.Gap > 0 {
+			certified++
+			if gap[i][1] == nil || *gap[i][1] != *p.Gap {
+				t.Fatalf("convergence chart: iteration %v's gap is %v, the file has %v", p.Iter, gap[i][1], *p.Gap)
+			}
+		} else if gap[i][1] != nil {
+			t.Fatalf("convergence chart: iteration %v shows a gap %v, the file has none", p.Iter, *gap[i][1])
+		}
+	}
+	if certified == 0 {
+		t.Fatal("convergence.json has no certified iteration: a converged run certifies its last")
+	}
 }
 
 // TestBrowserMarketRun: the market view shows market.json.

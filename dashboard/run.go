@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/runfile"
 )
 
 // ErrRunDir is wrapped by errors about the run directory as a whole.
@@ -32,6 +35,7 @@ var runFiles = []struct{ name, schema, writer string }{
 	{"instance.json", "gridveil/instance/v1", "gridveil sim or up"},
 	{"solution.json", "gridveil/solution/v1", "gridveil sim or up"},
 	{"so.json", "gridveil/so-result/v1", "gridveil up"},
+	{"convergence.json", runfile.ConvergenceSchema, "gridveil sim or up"},
 	{"privacy.json", "gridveil/privacy/v1", "gridveil sim --privacy-compare"},
 	{"so_view.json", "gridveil/so-view/v1", "gridveil sim --privacy M --dump-view so"},
 	{"market.json", "gridveil/market/v2", "gridveil sim --market"},
@@ -192,13 +196,15 @@ func (r *Run) Files() []FileStatus {
 		case "solution.json":
 			_, st = load[solutionFile](r, f.name)
 		case "so.json":
-			_, st = load[soFile](r, f.name)
+			_, st = load[day.SOResult](r, f.name)
+		case "convergence.json":
+			_, st = load[runfile.Convergence](r, f.name)
 		case "privacy.json":
-			_, st = load[privacyFile](r, f.name)
+			_, st = load[runfile.Privacy](r, f.name)
 		case "so_view.json":
-			_, st = load[soViewFile](r, f.name)
+			_, st = load[runfile.SOViewFile](r, f.name)
 		case "market.json":
-			_, st = load[marketFile](r, f.name)
+			_, st = load[runfile.Market](r, f.name)
 		case "ldp_baseline.json":
 			_, st = load[ldpBaselineFile](r, f.name)
 		case "ldp.json":

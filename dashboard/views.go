@@ -5,6 +5,9 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/gridveil/gridveil/day"
+	"github.com/gridveil/gridveil/runfile"
 )
 
 // Header starts every view of the API: its schema, the files it was built
@@ -171,6 +174,9 @@ type CoordView struct {
 	MultiplierMax []float64 `json:"multiplier_max"`
 	// Platform is gridveil up's SO record (so.json), when there is one.
 	Platform *PlatformSO `json:"platform,omitempty"`
+	// Convergence is the history of every iteration (convergence.json),
+	// when the run wrote one.
+	Convergence *ConvergenceView `json:"convergence,omitempty"`
 }
 
 // PlatformSO is what the platform's SO recorded of its day.
@@ -186,7 +192,7 @@ func (r *Run) Coordination() CoordView {
 	v := CoordView{Header: newHeader("gridveil/dashboard-coordination/v1")}
 	inst, ist := load[instanceFile](r, "instance.json")
 	sol, sst := load[solutionFile](r, "solution.json")
-	so, ost := load[soFile](r, "so.json")
+	so, ost := load[day.SOResult](r, "so.json")
 	haveInst := v.use(ist, "the EVs' buses and the horizon")
 	if !v.use(sst, "the finished run's coordination") {
 		return v
@@ -203,13 +209,13 @@ func (r *Run) Coordination() CoordView {
 		if ost.Error != "" {
 			v.Absent = append(v.Absent, ost.Error)
 		} else {
-			v.Platform = &PlatformSO{Rounds: so.Rounds, Resumed: so.Resumed, RoundsResent: so.RoundsResent, Refused: so.Refused}
+			v.Platform = &PlatformSO{Rounds: so.Rounds, Resumed: so.Resumed, RoundsResent: so.Resent, Refused: so.Refused}
 			if v.SOViewAggregateKW == nil {
-				v.SOViewAggregateKW, v.SOViewWhy = so.AggregateKW, "the platform SO's own record (so.json)"
+				v.SOViewAggregateKW, v.SOViewWhy = so.Aggregate, "the platform SO's own record (so.json)"
 			}
 		}
 	}
-	v.Absent = append(v.Absent, "convergence history: a finished run's files do not record it (events.log has every tenth iteration); follow a run live (--nats) to see it")
+	r.addConvergence(&v)
 	if haveInst {
 		v.Start, v.DT, v.VMin = inst.Start, inst.DT, inst.VMin
 		if len(sol.Schedules) == 0 {
@@ -314,14 +320,17 @@ const maxReportsShown = 8
 // reports).
 func (r *Run) Privacy(bus string) (PrivacyView, error) {
 	v := PrivacyView{Header: newHeader("gridveil/dashboard-privacy/v1")}
-	pf, pst := load[privacyFile](r, "privacy.json")
-	sv, vst := load[soViewFile](r, "so_view.json")
+	pf, pst := load[runfile.Privacy](r, "privacy.json")
+	sv, vst := load[runfile.SOViewFile](r, "so_view.json")
 	sol, sst := load[solutionFile](r, "solution.json")
 	if v.use(pst, "what the adversaries recover") {
 		v.Adversaries, v.EVs = pf.Adversaries, pf.EVs
 		for _, m := range pf.Mechanisms {
-			v.Mechanisms = append(v.Mechanisms, PrivacyMech{Mechanism: m.Mechanism, Params: m.Params, RMSE: m.Attacks.RMSE, PriorRMSE: m.Attacks.PriorRMSE,
-				BusMeanRMSE: m.Attacks.BusMeanRMSE, DeviationKW: m.DeviationKW, Bytes: m.BytesPerEVIteration})
+			pm := PrivacyMech{Mechanism: m.Mechanism, Params: m.Params, DeviationKW: m.DeviationKW, Bytes: float64(m.BytesPerEVIter)}
+			if m.Attacks != nil {
+				pm.RMSE, pm.PriorRMSE, pm.BusMeanRMSE = m.Attacks.RMSE, m.Attacks.Prior, m.Attacks.BusMean
+			}
+			v.Mechanisms = append(v.Mechanisms, pm)
 		}
 	}
 	if !v.use(vst, "what the SO received") {

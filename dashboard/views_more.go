@@ -1,30 +1,31 @@
 package dashboard
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/gridveil/gridveil/ledger"
+	"github.com/gridveil/gridveil/runfile"
 )
 
 // MarketView is /api/v1/market: the day of charging-rights trading of
 // market.json, window by window, and the ledger's end state.
 type MarketView struct {
 	Header
-	Rule     string           `json:"rule"`
-	Feeder   string           `json:"feeder"`
-	Chain    string           `json:"chain"`
-	FeePPM   int64            `json:"fee_ppm"`
-	Blocks   int64            `json:"blocks"`
-	AppHash  string           `json:"app_hash"`
-	GridFees int64            `json:"grid_fees"`
-	Income   map[string]int64 `json:"income"`
-	Windows  []MarketWindow   `json:"windows"`
+	Rule     string         `json:"rule"`
+	Feeder   string         `json:"feeder"`
+	Chain    string         `json:"chain"`
+	FeePPM   int64          `json:"fee_ppm"`
+	Blocks   int64          `json:"blocks"`
+	AppHash  string         `json:"app_hash"`
+	GridFees int64          `json:"grid_fees"`
+	Income   ledger.Income  `json:"income"`
+	Windows  []MarketWindow `json:"windows"`
 	// Stations is day.stations of market.json as written: each station's
 	// rights before and after the day's trading.
-	Stations []json.RawMessage `json:"stations"`
+	Stations []ledger.DayStationResult `json:"stations"`
 	// Refusals counts the transactions refused and matches the security
 	// check refused, by reason.
 	Refusals map[string]int `json:"refusals"`
@@ -64,21 +65,25 @@ type DepthLevel struct {
 // Market builds the market view.
 func (r *Run) Market() MarketView {
 	v := MarketView{Header: newHeader("gridveil/dashboard-market/v1")}
-	m, st := load[marketFile](r, "market.json")
+	m, st := load[runfile.Market](r, "market.json")
 	if !v.use(st, "market and ledger") {
+		return v
+	}
+	if m.Day == nil {
+		v.Absent = append(v.Absent, "market and ledger: market.json has no day (write it again with gridveil sim --market)")
 		return v
 	}
 	d := m.Day
 	v.Rule, v.Feeder, v.Chain, v.FeePPM = d.Rule, m.Feeder, d.Params.Chain, d.Params.FeePPM
 	v.Blocks, v.AppHash, v.GridFees, v.Income, v.Stations = d.Blocks, d.AppHash, d.GridFees, d.Income, d.Stations
 	v.Refusals = map[string]int{}
-	v.Absent = append(v.Absent, "validators and their power: market.json does not record the validator set (gridveil sim runs the ledger as one in-process validator)")
+	v.Absent = append(v.Absent, "validators and their power: gridveil sim applies the market's blocks to the ledger application in process (ledger.Driver, a simulated clock), with no CometBFT node and so no validator set to record")
 	for _, w := range d.Windows {
-		mw := MarketWindow{Index: w.Index, DemandWh: w.DemandWh, MarginWh: w.MarginWh, RightsBeforeWh: w.RightsBeforeWh, Orders: w.Orders,
-			BidWh: w.BidWh, AskWh: w.AskWh, Trades: w.Trades, VolumeWh: w.VolumeWh, Price: w.Price, P2PWh: w.P2PWh, UnmetWh: w.UnmetWh,
-			CongestionFees: w.Income["congestion_fees"], CongestedBuses: len(w.CongestedBuses)}
+		mw := MarketWindow{Index: w.Index, DemandWh: w.Demand, MarginWh: w.Margin, RightsBeforeWh: w.RightsBefore, Orders: w.Orders,
+			BidWh: w.BidWh, AskWh: w.AskWh, Trades: w.Trades, VolumeWh: w.Volume, Price: w.Price, P2PWh: w.P2PVolume, UnmetWh: w.Unmet,
+			CongestionFees: w.Income.Congestion, CongestedBuses: len(w.Congested)}
 		for _, rt := range w.Rights {
-			mw.RightsAfterWh += rt.FinalWh
+			mw.RightsAfterWh += rt.Final
 		}
 		var bid, ask int64
 		for _, o := range w.Book { // bids by falling price, then asks by rising price
@@ -107,70 +112,6 @@ func (r *Run) Market() MarketView {
 		v.Windows = append(v.Windows, mw)
 	}
 	return v
-}
-
-// AuthView is /api/v1/auth: authentication events from the run's
-// events.log, counted, never listed: the page shows no identity and no
-// pseudonym, so nothing on it links two sessions.
-type AuthView struct {
-	Header
-	Admitted int `json:"admitted"`
-	// Refused counts refusals by reason.
-	Refused     map[string]int `json:"refused"`
-	Batches     int            `json:"batches"`
-	Revocations int            `json:"revocations"`
-	// Parties counts events.log lines per party: who took part.
-	Parties map[string]int `json:"parties"`
-}
-
-var (
-	logParty  = regexp.MustCompile(`^\S+ (\S+)`)
-	logReason = regexp.MustCompile(`reason="?([^"=]+?)"?(?: \w+=|$)`)
-)
-
-// Auth builds the authentication view from events.log.
-func (r *Run) Auth() AuthView {
-	v := AuthView{Header: newHeader("gridveil/dashboard-auth/v1"), Refused: map[string]int{}, Parties: map[string]int{}}
-	lines, st := r.readEvents()
-	if !v.use(st, "authentication events") {
-		return v
-	}
-	seen := false
-	for _, l := range lines {
-		m := logParty.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		party := m[1]
-		v.Parties[party]++
-		if !isAuthParty(party) {
-			continue
-		}
-		seen = true
-		low := strings.ToLower(l)
-		switch {
-		case strings.Contains(low, "revoc"):
-			v.Revocations++
-		case strings.Contains(low, "refus") || strings.Contains(low, "reject"):
-			reason := "unstated"
-			if rm := logReason.FindStringSubmatch(l); rm != nil {
-				reason = rm[1]
-			}
-			v.Refused[reason]++
-		case strings.Contains(low, "batch"):
-			v.Batches++
-		case strings.Contains(low, "admit"):
-			v.Admitted++
-		}
-	}
-	if !seen {
-		v.Absent = append(v.Absent, "authentication events: no party of this run authenticated vehicles (gridveil up does not run the LAG and CA yet; docs/PLATFORM.md)")
-	}
-	return v
-}
-
-func isAuthParty(p string) bool {
-	return strings.HasPrefix(p, "lag") || strings.HasPrefix(p, "ca") || strings.HasPrefix(p, "auth")
 }
 
 // MetersView is /api/v1/meters: LDP meter readings (ldp.json) and the SO's

@@ -1,6 +1,6 @@
 // Package runfile is the documents a gridveil run writes and how they are
 // rendered (docs/FORMATS.md, PRIVACY.md, LEDGER.md, LDP.md, HOME.md): the
-// types of privacy.json, so_view.json, market.json, ldp_baseline.json,
+// types of convergence.json, privacy.json, so_view.json, market.json, ldp_baseline.json,
 // home.json and ldp.json, the report.html each run draws from them, and
 // the summary a run prints. instance.json and solution.json are package
 // scenario's (scenario.Instance, scenario.Solution).

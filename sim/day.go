@@ -235,7 +235,7 @@ type RunInfo struct {
 }
 
 // Files are the day's files by name, each a writer of its document:
-// instance.json, solution.json, report.html and run.json, and market.json,
+// instance.json, solution.json, convergence.json, report.html and run.json, and market.json,
 // ldp_baseline.json, privacy.json and so_view.json when their steps ran.
 // Only run.json holds times.
 func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
@@ -261,6 +261,7 @@ func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
 			})
 		},
 	}
+	files["convergence.json"] = d.writeConvergence
 	if d.Market != nil {
 		files["market.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.Market) }
 	}

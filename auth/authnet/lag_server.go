@@ -348,12 +348,14 @@ func (s *LAGServer) flush() {
 	s.mu.Lock()
 	b := s.lag.TakeBatch()
 	s.mu.Unlock()
+	start := time.Now() // events.go: the batch's verification time
 	parts := min(runtime.GOMAXPROCS(0), max(1, b.Len()/minPart))
 	var wg sync.WaitGroup
 	for i := range parts {
 		wg.Go(func() { b.VerifyPart(i, parts) })
 	}
 	wg.Wait()
+	s.noteBatch(b.Len(), time.Since(start))
 	s.mu.Lock()
 	s.dispatch(s.lag.ApplyBatch(time.Now(), b))
 	s.mu.Unlock()

@@ -55,7 +55,7 @@ func TestSimOutputDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := dirFiles(t, dir)
-	want := []string{"instance.json", "manifest.json", "market.json", "report.html", "run.json", "solution.json"}
+	want := []string{"convergence.json", "instance.json", "manifest.json", "market.json", "report.html", "run.json", "solution.json"}
 	if !slices.Equal(files, want) {
 		t.Fatalf("after the market run the directory holds %v, want %v", files, want)
 	}
@@ -73,7 +73,7 @@ func TestSimOutputDirectory(t *testing.T) {
 	for _, e := range m.Files {
 		listed = append(listed, e.Name)
 	}
-	if m.Command != "sim" || !slices.Equal(append(listed, "manifest.json"), []string{"instance.json", "market.json", "report.html", "run.json", "solution.json", "manifest.json"}) {
+	if m.Command != "sim" || !slices.Equal(append(listed, "manifest.json"), []string{"convergence.json", "instance.json", "market.json", "report.html", "run.json", "solution.json", "manifest.json"}) {
 		t.Fatalf("manifest %+v", m)
 	}
 }

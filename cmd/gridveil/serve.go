@@ -257,7 +257,7 @@ func serveCA(cmd *cobra.Command, o *serveOptions) (err error) {
 	defer func() {
 		if ln != nil { // the start failed before serving
 			ln.Close()
-			fresh.undo(authnet.CAFiles...)
+			fresh.undo(append(authnet.CAFiles, authnet.AuthEventsFile)...)
 		}
 	}()
 	store, err := authnet.OpenStore(dir)
@@ -268,8 +268,13 @@ func serveCA(cmd *cobra.Command, o *serveOptions) (err error) {
 	if o.maxPseudonyms < 1 {
 		return fmt.Errorf("--max-pseudonyms %d: give at least 1", o.maxPseudonyms)
 	}
+	authEvents, err := authnet.OpenAuthEventLog(store) // the dashboard's anonymous events (docs/PLATFORM.md)
+	if err != nil {
+		return err
+	}
+	defer authEvents.Close()
 	srv, err := authnet.OpenCA(store, auth.CAConfig{AutoDischarge: o.autoDischarge, AggregateMin: o.aggregateMin, SharedToken: o.sharedToken,
-		MaxPseudonymsPerPeriod: o.maxPseudonyms}, log, eventPrinter(out, "ca", o.quiet))
+		MaxPseudonymsPerPeriod: o.maxPseudonyms}, log, authEvents.Wrap("ca", eventPrinter(out, "ca", o.quiet)))
 	if err != nil {
 		return err
 	}
@@ -348,10 +353,11 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 	dir := filepath.Join(o.data, "lag-"+o.lagID)
 	fresh := newFreshDir(o.data, dir)
 	var (
-		store    *authnet.Store
-		evidence *authnet.EvidenceLog
-		srv      *authnet.LAGServer
-		caAddr   string
+		store      *authnet.Store
+		evidence   *authnet.EvidenceLog
+		authEvents *authnet.AuthEventLog
+		srv        *authnet.LAGServer
+		caAddr     string
 	)
 	// Started together with the CA (serve --role ca & serve --role lag &),
 	// the LAG may come first: it waits, up to --ca-wait, for the CA's files
@@ -374,6 +380,10 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 					log.Warn("evidence.jsonl ended with a torn line (a crash in mid-write): cut off before appending, kept in evidence.jsonl"+authnet.TornSuffix, "bytes", evidence.Torn)
 				}
 				defer evidence.Close()
+				if authEvents, err = authnet.OpenAuthEventLog(store); err != nil {
+					return undoLAG(fresh, evidence, err)
+				}
+				defer authEvents.Close()
 			}
 			if token == ([32]byte{}) && !authnet.LAGEnrolled(store) {
 				err = fmt.Errorf("%w: %s does not exist yet (the operator issues it: gridveil ca issue lag %s --data %s; or give --credential)",
@@ -385,7 +395,7 @@ func serveLAG(cmd *cobra.Command, o *serveOptions) error {
 			}
 			ctx, cancel := context.WithTimeout(o.ctx, 30*time.Second)
 			srv, err = authnet.OpenLAG(ctx, store, authnet.LAGOptions{ID: o.lagID, Group: o.group, CAAddr: caAddr, CA: pub, Token: token, Schemes: schemes},
-				log, keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet)))
+				log, authEvents.Wrap("lag", keepEvidence(evidence, log, eventPrinter(out, "lag", o.quiet))))
 			cancel()
 			if err == nil {
 				break
@@ -416,7 +426,7 @@ func undoLAG(fresh *freshDir, evidence *authnet.EvidenceLog, err error) error {
 	if evidence != nil {
 		evidence.Close()
 	}
-	fresh.undo(authnet.LAGFiles...)
+	fresh.undo(append(authnet.LAGFiles, authnet.AuthEventsFile)...)
 	return err
 }
 

@@ -41,6 +41,7 @@ voltage limits on it, and writes into --out:
 
   instance.json   the problem, enough to rebuild it without gridveil
   solution.json   schedules, aggregate load, voltages and multipliers
+  convergence.json  every iteration's objective, change, violation and duality gap
   run.json        timings, machine facts and every run parameter (varies between runs)
   report.html     a self-contained report with figures
   manifest.json   the files this run wrote; a later run into --out removes

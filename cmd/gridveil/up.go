@@ -61,8 +61,9 @@ The vehicles and the SO coordinate over NATS, each vehicle holding only its
 own local set; the SO saves its state after every round, and a crashed SO
 is started again and resumes. When the day ends, up writes into --out the
 same files as gridveil sim (instance.json, solution.json from the vehicles'
-own schedules, report.html, run.json) plus so.json (the SO's own view) and
-events.log (every line every party printed). Ctrl-C stops every party.
+own schedules, convergence.json from the SO's progress messages,
+report.html, run.json) plus so.json (the SO's own view) and events.log
+(every line every party printed). Ctrl-C stops every party.
 
 With --privacy masking the vehicles send masked reports and the SO
 recovers only each bus's sum (secure aggregation with pairwise masks,
@@ -151,12 +152,14 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		}
 		defer dash.close()
 	}
+	conv := newUpConvergence(dash)
+	defer conv.close()
 	var eventLines bytes.Buffer
 	fmt.Fprintf(stdout, "gridveil up: %s, seed %d: %d vehicles in %d EV host processes, SO, %s\n", pl.Meta.Scenario, pl.Meta.Seed, len(pl.Problem.EVs), f.hosts,
 		map[bool]string{true: "NATS at " + f.nats, false: "embedded NATS server"}[f.nats != ""])
 	t0 := time.Now()
 	res, err := day.Up(ctx, day.UpConfig{Exe: exe, Data: data, Scenario: f.scenario, Seed: f.seed, SeedSet: cmd.Flags().Changed("seed"), EVs: f.evs,
-		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, Privacy: f.privacy, MaskThreshold: f.maskThr, MaskSingle: f.maskSgl, OnBus: dash.follow, Events: &eventLines, Progress: stdout})
+		MaxIter: f.maxIter, Hosts: f.hosts, NATS: f.nats, Pace: f.pace, Resend: f.resend, DropAfter: f.drop, Privacy: f.privacy, MaskThreshold: f.maskThr, MaskSingle: f.maskSgl, OnBus: conv.onBus, Events: &eventLines, Progress: stdout})
 	elapsed := time.Since(t0)
 	// The events log is written whatever happened: it is what explains a
 	// failed day.
@@ -185,9 +188,10 @@ func runUp(cmd *cobra.Command, f *upFlags) error {
 		"solution.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, scenario.NewSolution(p, meta, sol, g, f.privacy, true))
 		},
-		"so.json":     func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
-		"events.log":  events,
-		"report.html": func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, r, &runfile.ReportExtras{}) },
+		"so.json":          func(w io.Writer) error { return scenario.WriteJSON(w, res.SO) },
+		"convergence.json": conv.file(meta, sol),
+		"events.log":       events,
+		"report.html":      func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, r, &runfile.ReportExtras{}) },
 		"run.json": func(w io.Writer) error {
 			return scenario.WriteJSON(w, map[string]any{
 				"schema": "gridveil/run/v1", "command": "up", "day_seconds": elapsed.Seconds(), "hosts": f.hosts,

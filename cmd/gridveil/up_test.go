@@ -98,7 +98,7 @@ func TestUpMatchesSim(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, f := range []string{"instance.json", "solution.json", "so.json", "report.html", "run.json", "events.log", "parties/so/metrics", "parties/ev-2/metrics"} {
+	for _, f := range []string{"instance.json", "solution.json", "convergence.json", "so.json", "report.html", "run.json", "events.log", "parties/so/metrics", "parties/ev-2/metrics"} {
 		if _, err := os.Stat(filepath.Join(up, f)); err != nil {
 			t.Errorf("up wrote no %s", f)
 		}
@@ -107,6 +107,7 @@ func TestUpMatchesSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUpLikeSim(t, up, sim)
+	checkConvergenceLikeSim(t, up, sim, 0)
 	a, _ := os.ReadFile(filepath.Join(up, "instance.json"))
 	b, _ := os.ReadFile(filepath.Join(sim, "instance.json"))
 	if string(a) != string(b) {
@@ -161,6 +162,7 @@ func TestUpSOKilledResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUpLikeSim(t, up, sim)
+	checkConvergenceLikeSim(t, up, sim, 1)
 }
 
 // TestUpRefusesBadInput checks that a day that cannot run is refused
@@ -298,7 +300,15 @@ func TestUpDashboard(t *testing.T) {
 	}
 	base := ""
 	var coord struct {
-		Aggregate []float64 `json:"aggregate_kw"`
+		Aggregate   []float64 `json:"aggregate_kw"`
+		Convergence *struct {
+			Source  string `json:"source"`
+			Missing int    `json:"missing"`
+			Points  []struct {
+				Iter      int     `json:"iteration"`
+				Objective float64 `json:"objective"`
+			} `json:"points"`
+		} `json:"convergence"`
 	}
 	var live struct {
 		Following bool `json:"following"`
@@ -345,6 +355,17 @@ func TestUpDashboard(t *testing.T) {
 	for tt := range sol.Aggregate {
 		if coord.Aggregate[tt] != sol.Aggregate[tt] {
 			t.Fatalf("slot %d: the page shows %v kW, solution.json %v", tt, coord.Aggregate[tt], sol.Aggregate[tt])
+		}
+	}
+	// The finished day's convergence on the page is convergence.json's,
+	// recorded through the dashboard's own subscription.
+	conv := readConvergence(t, up)
+	if coord.Convergence == nil || coord.Convergence.Source != "so-progress" || coord.Convergence.Missing != 0 || len(coord.Convergence.Points) != conv.Iterations {
+		t.Fatalf("the page's convergence %+v; convergence.json has %d iterations", coord.Convergence, conv.Iterations)
+	}
+	for i, p := range coord.Convergence.Points {
+		if p.Iter != conv.History[i].Iter || p.Objective != conv.History[i].Objective {
+			t.Fatalf("convergence point %d: the page shows %+v, convergence.json %+v", i, p, conv.History[i])
 		}
 	}
 	cancel()

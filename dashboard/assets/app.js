@@ -215,10 +215,33 @@ function renderCoordination(d) {
     chart('chart-coord-volt', { title: { text: 'Voltages of ' + d.lowest_feeder + ' (pu), Fig. 6', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
       legend: { top: 0, type: 'scroll' }, xAxis: { type: 'category', data: x }, yAxis: { type: 'value', name: 'pu', scale: true }, series: s });
   }
+  if (d.convergence) {
+    const c = d.convergence;
+    convChart('chart-coord-conv', 'Convergence of the finished run (' + (c.source === 'solver' ? "the solver's record" : "the SO's progress messages") + ')', c.points, false);
+  }
   if (d.multiplier_max) {
     chart('chart-coord-mu', { title: { text: 'Largest voltage multiplier per slot', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
       xAxis: { type: 'category', data: x }, yAxis: { type: 'value' }, series: [{ name: 'max mu', type: 'bar', data: d.multiplier_max }] });
   }
+}
+
+// convSeries are the convergence chart's series from points (the live
+// history or convergence.json's): change and gap on a log axis, so
+// non-positive values are left out; the objective on its own axis.
+function convSeries(h) {
+  const pos = (v) => (v !== null && v !== undefined && v > 0 ? v : null);
+  return [
+    { name: 'change (kW)', type: 'line', showSymbol: false, data: h.map((q) => [q.iteration, pos(q.change_kw)]) },
+    { name: 'relative gap', type: 'line', showSymbol: true, connectNulls: true, data: h.map((q) => [q.iteration, pos(q.relative_gap)]) },
+    { name: 'objective', type: 'line', showSymbol: false, yAxisIndex: 1, data: h.map((q) => [q.iteration, q.objective]) },
+  ];
+}
+
+function convChart(id, title, h, merge) {
+  chart(id, { title: { text: title, left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
+    xAxis: { type: 'value', name: 'iteration', min: 'dataMin', max: 'dataMax' },
+    yAxis: [{ type: 'log', name: 'change kW, gap' }, { type: 'value', name: 'objective', scale: true }],
+    series: convSeries(h) }, merge);
 }
 
 function renderLive() {
@@ -252,16 +275,7 @@ function renderLive() {
   if (coord.baseline_kw && coord.baseline_kw.length === agg.length) series.unshift({ name: 'baseline (the run\'s files)', type: 'line', showSymbol: false, data: coord.baseline_kw });
   chart('chart-live-agg', { title: { text: 'Live: load per slot (kW)', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
     xAxis: { type: 'category', data: x }, yAxis: { type: 'value', name: 'kW', scale: true }, series }, false);
-  const h = s.history;
-  const pos = (v) => (v !== null && v !== undefined && v > 0 ? v : null);
-  chart('chart-live-conv', { title: { text: 'Live: convergence', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
-    xAxis: { type: 'value', name: 'iteration', min: 'dataMin', max: 'dataMax' },
-    yAxis: [{ type: 'log', name: 'change kW, gap' }, { type: 'value', name: 'objective', scale: true }],
-    series: [
-      { name: 'change (kW)', type: 'line', showSymbol: false, data: h.map((q) => [q.iteration, pos(q.change_kw)]) },
-      { name: 'relative gap', type: 'line', showSymbol: true, connectNulls: true, data: h.map((q) => [q.iteration, pos(q.relative_gap)]) },
-      { name: 'objective', type: 'line', showSymbol: false, yAxisIndex: 1, data: h.map((q) => [q.iteration, q.objective]) },
-    ] }, true);
+  convChart('chart-live-conv', 'Live: convergence', s.history, true);
 }
 
 function renderPrivacy(d) {
@@ -375,15 +389,34 @@ function drawDepth(d, i) {
 
 function renderAuth(d) {
   showAbsent('auth', d.absent);
+  const b = d.batches || {};
   setText('auth-admitted', d.admitted);
-  setText('auth-batches', d.batches);
+  setText('auth-resumed', d.resumed);
   setText('auth-revocations', d.revocations);
+  setText('auth-batches', b.count);
+  setText('auth-batch-requests', b.requests);
+  setText('auth-batch-max', b.max_size);
+  setText('auth-verify-total', b.verify_seconds_total);
+  setText('auth-verify-max', b.verify_seconds_max);
+  let refused = 0;
   const tb = document.querySelector('#auth-refused tbody');
   clear(tb);
-  Object.keys(d.refused || {}).sort().forEach((r) => row(tb, [r, d.refused[r]], true));
+  const reasons = Object.keys(d.refused || {}).sort();
+  if (!reasons.length) row(tb, ['none refused']);
+  reasons.forEach((r) => { refused += d.refused[r]; row(tb, [r, d.refused[r]], true).dataset.reason = r; });
+  setText('auth-refused-total', refused);
   const tp = document.querySelector('#auth-parties tbody');
   clear(tp);
   Object.keys(d.parties || {}).sort().forEach((p) => row(tp, [p, d.parties[p]], true));
+  if (b.sizes && b.sizes.length) {
+    const x = b.sizes.map((_, i) => String(i + 1));
+    chart('chart-auth-batches', { title: { text: 'Batch verifications: requests and wall time (ms)', left: 'center', bottom: 0, top: 'auto', textStyle: { fontSize: 12 } },
+      xAxis: { type: 'category', data: x, name: 'batch' }, yAxis: [{ type: 'value', name: 'requests' }, { type: 'value', name: 'ms' }],
+      series: [
+        { name: 'requests', type: 'bar', data: b.sizes },
+        { name: 'verification (ms)', type: 'line', yAxisIndex: 1, data: b.verify_seconds.map((s) => s * 1000) },
+      ] });
+  }
 }
 
 function renderMeters(m, h) {
