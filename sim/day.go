@@ -50,7 +50,7 @@ func Defaults() Config {
 		},
 		Baseline: Baseline{Source: "true", Mechanism: "hybrid", MetersPerBus: 100},
 		Market:   Market{Rule: "uniform", Margin: 0.8, FeePPM: 10_000, Penalty: 500, Headroom: 1},
-		V2G:      V2G{Compare: true},
+		V2G:      V2G{Compare: true, Request: true, Willing: 0.8, Price: 250, V2VLimit: 450, V2VPenalty: 500},
 	}
 }
 
@@ -120,6 +120,7 @@ type Day struct {
 	LDPBaseline *runfile.LDPBaseline
 	Market      *runfile.Market
 	Privacy     *runfile.Privacy
+	Discharge   *runfile.Discharge // discharge requests and their settlement
 	// Extras are the report's sections beyond the coordination.
 	Extras runfile.ReportExtras
 	// Setup is the mechanism's set-up time, Solve the coordination's.
@@ -139,6 +140,15 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 	status := c.Status
 	if status == nil {
 		status = func(string) {}
+	}
+	// Discharge on request first: its answers decide which vehicles the
+	// coordination may let discharge, so the day's problem (instance.json)
+	// is the one after it.
+	status("discharge: the CA asks the bidirectional vehicles (auth, in process)...")
+	p, dis, err := c.V2G.request(p, meta, c.Market.On)
+	status("")
+	if err != nil {
+		return nil, err
 	}
 	d := &Day{Config: c, Problem: p, Meta: meta}
 	if c.Privacy.Mechanism == "masking" {
@@ -207,6 +217,20 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 			extra.Curves = append(extra.Curves, *dd)
 		}
 	}
+	if dis != nil {
+		var v2v map[int]int64
+		if d.Market != nil {
+			if d.Market.V2V, v2v, err = c.V2G.trade(p, meta, sol, dis); err != nil {
+				return nil, err
+			}
+			extra.Tables = append(extra.Tables, runfile.V2VTable(d.Market.V2V, meta, p.DT))
+		}
+		if err := dis.settle(p, sol, v2v); err != nil {
+			return nil, err
+		}
+		d.Discharge = dis.doc
+		extra.Tables = append(extra.Tables, runfile.DischargeTable(dis.doc))
+	}
 	if c.Privacy.Compare {
 		log := c.CompareLog
 		if log == nil {
@@ -236,7 +260,7 @@ type RunInfo struct {
 
 // Files are the day's files by name, each a writer of its document:
 // instance.json, solution.json, report.html and run.json, and market.json,
-// ldp_baseline.json, privacy.json and so_view.json when their steps ran.
+// discharge.json, ldp_baseline.json, privacy.json and so_view.json when their steps ran.
 // Only run.json holds times.
 func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
 	p, meta, mech, res := d.Problem, d.Meta, d.Mechanism, d.Outcome
@@ -263,6 +287,9 @@ func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
 	}
 	if d.Market != nil {
 		files["market.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.Market) }
+	}
+	if d.Discharge != nil {
+		files["discharge.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.Discharge) }
 	}
 	if d.LDPBaseline != nil {
 		files["ldp_baseline.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.LDPBaseline) }
@@ -291,6 +318,8 @@ func (d *Day) PrintSummary(w io.Writer) {
 	runfile.PrintV2G(w, d.V2G, d.Outcome.Grid.Objective)
 	runfile.PrintLDPBaseline(w, d.LDPBaseline)
 	runfile.PrintMarket(w, d.Market)
+	runfile.PrintDischarge(w, d.Discharge)
+	runfile.PrintV2V(w, d.Market)
 	if !mech.Exact() {
 		fmt.Fprintf(w, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), d.Config.Privacy.Iterations)
 	} else if mech.Name() == "masking" {

@@ -96,6 +96,11 @@ func registerDayFlags(fl *pflag.FlagSet, c *sim.Config) {
 	fl.Int64Var(&m.Penalty, "market-penalty", md.Penalty, "penalty per kWh of deviation from rights, milli-currency")
 	fl.Float64Var(&m.Headroom, "market-headroom", md.Headroom, "share of each bus's voltage headroom the grid company posts for the line security check; below 1 it keeps a reserve and the check refuses matches that would use it")
 	fl.BoolVar(&c.V2G.Compare, "v2g-compare", d.V2G.Compare, "with bidirectional vehicles, also solve the day with discharging switched off and report what discharging bought")
+	fl.BoolVar(&c.V2G.Request, "v2g-request", d.V2G.Request, "the CA asks the bidirectional vehicles to discharge (auth's sealed Agree/Decline) and only those that agree may; writes discharge.json (false: every bidirectional vehicle may, nothing is settled)")
+	fl.Float64Var(&c.V2G.Willing, "v2g-willing", d.V2G.Willing, "share of bidirectional vehicles whose owners agree to the CA's discharge request, each drawn from the seed, in [0, 1]")
+	fl.Int64Var(&c.V2G.Price, "v2g-price", d.V2G.Price, "what the grid company pays per kWh discharged to the grid, milli-currency")
+	fl.Int64Var(&c.V2G.V2VLimit, "v2v-limit", d.V2G.V2VLimit, "with --market: the most a charging vehicle pays per kWh in the V2V reverse auction, milli-currency")
+	fl.Int64Var(&c.V2G.V2VPenalty, "v2v-penalty", d.V2G.V2VPenalty, "with --market: what a V2V seller pays per kWh it delivers short of its awards, milli-currency")
 }
 
 // registerPrivacyFlags binds a private aggregation mechanism's choice and
