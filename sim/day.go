@@ -123,8 +123,11 @@ type Day struct {
 	Discharge   *runfile.Discharge // discharge requests and their settlement
 	// Extras are the report's sections beyond the coordination.
 	Extras runfile.ReportExtras
-	// Setup is the mechanism's set-up time, Solve the coordination's.
-	Setup, Solve time.Duration
+	// Setup is the mechanism's set-up time, Solve the coordination's,
+	// Request the discharge requests' (authentication included), OnlySolve
+	// the charging-only comparison's (in OnlyIterations iterations).
+	Setup, Solve, Request, OnlySolve time.Duration
+	OnlyIterations                   int
 }
 
 // RunDay runs a day of p in one process: the private aggregation
@@ -145,12 +148,13 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 	// coordination may let discharge, so the day's problem (instance.json)
 	// is the one after it.
 	status("discharge: the CA asks the bidirectional vehicles (auth, in process)...")
+	tDis := time.Now()
 	p, dis, err := c.V2G.request(p, meta, c.Market.On)
 	status("")
 	if err != nil {
 		return nil, err
 	}
-	d := &Day{Config: c, Problem: p, Meta: meta}
+	d := &Day{Config: c, Problem: p, Meta: meta, Request: time.Since(tDis)}
 	if c.Privacy.Mechanism == "masking" {
 		// Key agreement (and with --mask-auth a certificate per vehicle)
 		// takes about 0.3 ms per vehicle on two cores: half a minute at
@@ -193,9 +197,13 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 	}
 	d.Outcome = res
 	extra := &d.Extras
+	tOnly := time.Now()
 	onlySol, onlyGrid, err := c.V2G.solveChargingOnly(p, c.MaxIter, c.Workers)
 	if err != nil {
 		return nil, err
+	}
+	if onlySol != nil {
+		d.OnlySolve, d.OnlyIterations = time.Since(tOnly), onlySol.Iterations
 	}
 	d.V2G = scenario.NewV2GResult(p, sol, res.Grid, onlySol, onlyGrid, !c.NoSchedules)
 	if d.V2G != nil {
@@ -275,14 +283,22 @@ func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
 		},
 		"report.html": func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, res, &d.Extras) },
 		"run.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, map[string]any{
+			run := map[string]any{
 				"schema": "gridveil/run/v1", "build_seconds": info.Build.Seconds(), "solve_seconds": d.Solve.Seconds(),
 				"seconds_per_iteration": d.Solve.Seconds() / float64(max(sol.Iterations, 1)),
 				"workers":               d.Config.Workers, "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(),
 				"goos": runtime.GOOS, "goarch": runtime.GOARCH,
 				"scenario": meta.Scenario, "seed": meta.Seed, "privacy": mech.Name(), "privacy_params": mech.Params(),
 				"flags": info.Flags,
-			})
+			}
+			if d.Discharge != nil {
+				run["discharge_request_seconds"] = d.Request.Seconds()
+			}
+			if d.OnlyIterations > 0 {
+				run["charging_only_solve_seconds"] = d.OnlySolve.Seconds()
+				run["charging_only_seconds_per_iteration"] = d.OnlySolve.Seconds() / float64(d.OnlyIterations)
+			}
+			return scenario.WriteJSON(w, run)
 		},
 	}
 	if d.Market != nil {

@@ -14,7 +14,10 @@ import (
 )
 
 // Discharge on request (docs/ARCHITECTURE.md "V2G discharging": C6 meets
-// C2). Before the coordination the CA asks every LAG's storage and supply
+// C2). Each feeder has a CA of its own (a distribution area): auth's CA
+// tells every linked LAG of each new ring member at enrolment, so one CA
+// for a region would send vehicles x LAGs messages (4 x 10^8 at 10^5
+// vehicles); per feeder the properties at each LAG are the same. Before the coordination the CA asks every LAG's storage and supply
 // vehicles to discharge in a window; each vehicle answers Agree or Decline
 // sealed to the CA and signed anonymously (package auth's real cores,
 // driven in process by authDay). A vehicle learns from the CA's sealed
@@ -41,7 +44,8 @@ var dayClock = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
 // dischargeStep is the discharge requests' state between the request,
 // before the coordination, and the settlement after it.
 type dischargeStep struct {
-	net     *authDay
+	nets    []*authDay          // per feeder: one CA each (see request)
+	netOf   map[string]*authDay // LAG -> its feeder's network
 	seed    uint64
 	mode    auth.Mode
 	doc     *runfile.Discharge
@@ -90,11 +94,7 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 	if len(will) == 0 || !f.Request {
 		return p, nil, nil
 	}
-	net, err := newAuthDay(dayClock, aggregateMin)
-	if err != nil {
-		return nil, nil, err
-	}
-	st := &dischargeStep{net: net, seed: meta.Seed, mode: auth.Centralized, spw: max(1, int(math.Round(0.5/p.DT))),
+	st := &dischargeStep{nets: make([]*authDay, len(p.Feeders)), netOf: map[string]*authDay{}, seed: meta.Seed, mode: auth.Centralized, spw: max(1, int(math.Round(0.5/p.DT))),
 		sess: map[int]*authBV{}, lagOf: map[int]string{}, agreed: map[int]bool{},
 		reqs: map[string]*auth.DischargeRequest{}, request: map[string]*runfile.DischargeRequest{}}
 	role := auth.RoleStorage
@@ -113,10 +113,19 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 		}
 		id := lagID(p, ev)
 		st.lagOf[i] = id
+		net := st.nets[ev.Feeder]
+		if net == nil {
+			var err error
+			if net, err = newAuthDay(dayClock, aggregateMin); err != nil {
+				return nil, nil, err
+			}
+			st.nets[ev.Feeder] = net
+		}
 		if _, ok := net.lags[id]; !ok {
 			if _, err := net.addLAG(id); err != nil {
 				return nil, nil, err
 			}
+			st.netOf[id] = net
 			order = append(order, id)
 		}
 		power[id] = max(power[id], uint32(math.Round(ev.PDis*1000)))
@@ -127,6 +136,7 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 		if !ok {
 			continue
 		}
+		net := st.nets[ev.Feeder]
 		b, err := auth.NewBV(ev.ID, authGroup, net.ca.Public())
 		if err != nil {
 			return nil, nil, err
@@ -164,6 +174,7 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 		if power[id] == 0 {
 			continue // only load vehicles here: nobody to ask
 		}
+		net := st.lagNet(id)
 		out, req, err := net.ca.RequestDischarge(net.now, id, st.mode, power[id], window)
 		if err != nil {
 			return nil, nil, err
@@ -174,7 +185,7 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 		}
 		st.reqs[id] = req
 	}
-	bill := net.ca.Billing()
+	bill := st.billing()
 	for i := range p.EVs {
 		ev := &p.EVs[i]
 		if ev.PDis <= 0 {
@@ -198,7 +209,8 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 			continue
 		}
 		r := &runfile.DischargeRequest{LAG: id, StartSlot: 0, EndSlot: p.Slots, PowerW: req.PowerW}
-		for _, v := range net.lags[id].lag.Sessions() {
+		node := st.lagNet(id).lags[id]
+		for _, v := range node.lag.Sessions() {
 			if v.Active && (v.Role == auth.RoleStorage || v.Role == auth.RoleSupply) {
 				r.Asked++
 				if v.Answers > 0 {
@@ -206,7 +218,7 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 				}
 			}
 		}
-		if a, ok := net.lags[id].lag.DischargeAggregate(req.ID); ok {
+		if a, ok := node.lag.DischargeAggregate(req.ID); ok {
 			n, w := int(a.Count), a.TotalW
 			r.LAGAnswers, r.LAGAgreedW = &n, &w
 		}
@@ -238,6 +250,22 @@ func (f *V2G) request(p *charging.Problem, meta *scenario.Meta, distributed bool
 		return nil, nil, err
 	}
 	return &q, st, nil
+}
+
+// lagNet is the authentication network (the feeder's) a LAG belongs to.
+func (st *dischargeStep) lagNet(id string) *authDay { return st.netOf[id] }
+
+// billing is every CA's billing record, by vehicle.
+func (st *dischargeStep) billing() map[string][2]int64 {
+	out := map[string][2]int64{}
+	for _, n := range st.nets {
+		if n != nil {
+			for k, v := range n.ca.Billing() {
+				out[k] = v
+			}
+		}
+	}
+	return out
 }
 
 func permille(soc, capacity float64) uint16 {
@@ -310,8 +338,11 @@ func (st *dischargeStep) meter(i int, ex []int64) []int64 {
 // buyers (settled on the ledger by the V2V step), the rest by the grid
 // company at the posted price.
 func (st *dischargeStep) settle(p *charging.Problem, sol *charging.Solution, v2v map[int]int64) error {
-	net := st.net
-	net.now = dayClock.Add(time.Duration(float64(p.Slots)*p.DT*float64(time.Hour)) - time.Second) // at the end of the window
+	for _, net := range st.nets {
+		if net != nil {
+			net.now = dayClock.Add(time.Duration(float64(p.Slots)*p.DT*float64(time.Hour)) - time.Second) // at the end of the window
+		}
+	}
 	metered := map[int]int64{}
 	for i := range p.EVs {
 		c := st.sess[i]
@@ -332,11 +363,11 @@ func (st *dischargeStep) settle(p *charging.Problem, sol *charging.Solution, v2v
 		if err != nil {
 			return fmt.Errorf("EV %q: %w", ev.ID, err)
 		}
-		if err := net.act(c, f); err != nil {
+		if err := st.nets[ev.Feeder].act(c, f); err != nil {
 			return err
 		}
 	}
-	bill := net.ca.Billing()
+	bill := st.billing()
 	d := st.doc
 	for i := range p.EVs {
 		ev := &p.EVs[i]

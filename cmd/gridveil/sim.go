@@ -43,6 +43,8 @@ voltage limits on it, and writes into --out:
   solution.json   schedules, aggregate load, voltages and multipliers
   run.json        timings, machine facts and every run parameter (varies between runs)
   report.html     a self-contained report with figures
+  discharge.json  with bidirectional vehicles: the CA's discharge requests,
+                  who may discharge, and the settlement (docs/V2G.md)
   manifest.json   the files this run wrote; a later run into --out removes
                   the ones it does not write again, and refuses files gridveil
                   did not write unless --force
@@ -56,7 +58,8 @@ do. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
   gridveil sim --scenario ieee13-stressed --out out/stressed
   gridveil sim --scenario ieee13-paper --evs 10000 --seed 7 --out out/region
   gridveil sim --privacy masking --mask-drop 0.05
-  gridveil sim --privacy-compare --out out/privacy`,
+  gridveil sim --privacy-compare --out out/privacy
+  gridveil sim --scenario ieee13-v2g --market --out out/v2v`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd, &f)
