@@ -48,7 +48,6 @@ type Discharge struct {
 	ToGridWh    int64 `json:"to_grid_wh"`   // of it, sold to the grid company
 	V2VWh       int64 `json:"v2v_wh"`       // of it, delivered against V2V awards
 	GridPaid    int64 `json:"grid_paid"`    // what the grid company paid, milli-currency
-	Rejected    int   `json:"rejected"`     // vehicles that discharged without an agreement (always 0; the day refuses them)
 	Discharge   int   `json:"discharging"`  // vehicles that discharged at all
 }
 
