@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,7 +148,9 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 	// Discharge on request first: its answers decide which vehicles the
 	// coordination may let discharge, so the day's problem (instance.json)
 	// is the one after it.
-	status("discharge: the CA asks the bidirectional vehicles (auth, in process)...")
+	if c.V2G.Request && slices.ContainsFunc(p.EVs, func(ev charging.EV) bool { return ev.PDis > 0 }) {
+		status("discharge: the CA asks the bidirectional vehicles (auth, in process)...")
+	}
 	tDis := time.Now()
 	p, dis, err := c.V2G.request(p, meta, c.Market.On)
 	status("")
