@@ -20,6 +20,9 @@ type Market struct {
 	Stations []string          `json:"stations"`
 	Day      *ledger.DayResult `json:"day"`
 	Rolling  *Rolling          `json:"rolling"`
+	// V2V is the day's V2V trading (v2v.go), present with bidirectional
+	// vehicles that agreed to discharge.
+	V2V *V2V `json:"v2v,omitempty"`
 }
 
 // Rolling is seed 003's rolling price formation run on the same day,

@@ -60,6 +60,23 @@ type V2G struct {
 	// Compare also solves the day with discharging switched off
 	// (charging only) and reports what discharging bought.
 	Compare bool
+	// Request runs discharge on request (discharge.go): the CA asks the
+	// bidirectional vehicles and only those that agree keep their
+	// discharging set. Without it every bidirectional vehicle of the
+	// instance may discharge and nothing is settled.
+	Request bool
+	// Willing is the share of bidirectional vehicles whose owners agree,
+	// each drawn from the seed.
+	Willing float64
+	// Price is what the grid company pays per kWh discharged to the grid,
+	// milli-currency.
+	Price int64
+	// V2VLimit is the most a charging vehicle pays per kWh in the V2V
+	// auction (what the grid would charge it), milli-currency.
+	V2VLimit int64
+	// V2VPenalty is what a V2V seller pays per kWh it delivers short of
+	// its award, milli-currency (C7's deviation penalty).
+	V2VPenalty int64
 }
 
 // chargingOnly is p with every vehicle's discharge limit set to 0: the

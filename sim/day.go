@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func Defaults() Config {
 		},
 		Baseline: Baseline{Source: "true", Mechanism: "hybrid", MetersPerBus: 100},
 		Market:   Market{Rule: "uniform", Margin: 0.8, FeePPM: 10_000, Penalty: 500, Headroom: 1},
-		V2G:      V2G{Compare: true},
+		V2G:      V2G{Compare: true, Request: true, Willing: 0.8, Price: 250, V2VLimit: 450, V2VPenalty: 500},
 	}
 }
 
@@ -120,10 +121,14 @@ type Day struct {
 	LDPBaseline *runfile.LDPBaseline
 	Market      *runfile.Market
 	Privacy     *runfile.Privacy
+	Discharge   *runfile.Discharge // discharge requests and their settlement
 	// Extras are the report's sections beyond the coordination.
 	Extras runfile.ReportExtras
-	// Setup is the mechanism's set-up time, Solve the coordination's.
-	Setup, Solve time.Duration
+	// Setup is the mechanism's set-up time, Solve the coordination's,
+	// Request the discharge requests' (authentication included), OnlySolve
+	// the charging-only comparison's (in OnlyIterations iterations).
+	Setup, Solve, Request, OnlySolve time.Duration
+	OnlyIterations                   int
 }
 
 // RunDay runs a day of p in one process: the private aggregation
@@ -140,7 +145,19 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 	if status == nil {
 		status = func(string) {}
 	}
-	d := &Day{Config: c, Problem: p, Meta: meta}
+	// Discharge on request first: its answers decide which vehicles the
+	// coordination may let discharge, so the day's problem (instance.json)
+	// is the one after it.
+	if c.V2G.Request && slices.ContainsFunc(p.EVs, func(ev charging.EV) bool { return ev.PDis > 0 }) {
+		status("discharge: the CA asks the bidirectional vehicles (auth, in process)...")
+	}
+	tDis := time.Now()
+	p, dis, err := c.V2G.request(p, meta, c.Market.On)
+	status("")
+	if err != nil {
+		return nil, err
+	}
+	d := &Day{Config: c, Problem: p, Meta: meta, Request: time.Since(tDis)}
 	if c.Privacy.Mechanism == "masking" {
 		// Key agreement (and with --mask-auth a certificate per vehicle)
 		// takes about 0.3 ms per vehicle on two cores: half a minute at
@@ -183,9 +200,13 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 	}
 	d.Outcome = res
 	extra := &d.Extras
+	tOnly := time.Now()
 	onlySol, onlyGrid, err := c.V2G.solveChargingOnly(p, c.MaxIter, c.Workers)
 	if err != nil {
 		return nil, err
+	}
+	if onlySol != nil {
+		d.OnlySolve, d.OnlyIterations = time.Since(tOnly), onlySol.Iterations
 	}
 	d.V2G = scenario.NewV2GResult(p, sol, res.Grid, onlySol, onlyGrid, !c.NoSchedules)
 	if d.V2G != nil {
@@ -206,6 +227,20 @@ func RunDay(p *charging.Problem, meta *scenario.Meta, c Config) (*Day, error) {
 		if dd := runfile.MarketDepth(d.Market, meta, p.DT); dd != nil {
 			extra.Curves = append(extra.Curves, *dd)
 		}
+	}
+	if dis != nil {
+		var v2v map[int]int64
+		if d.Market != nil {
+			if d.Market.V2V, v2v, err = c.V2G.trade(p, meta, sol, dis); err != nil {
+				return nil, err
+			}
+			extra.Tables = append(extra.Tables, runfile.V2VTable(d.Market.V2V, meta, p.DT))
+		}
+		if err := dis.settle(p, sol, v2v); err != nil {
+			return nil, err
+		}
+		d.Discharge = dis.doc
+		extra.Tables = append(extra.Tables, runfile.DischargeTable(dis.doc))
 	}
 	if c.Privacy.Compare {
 		log := c.CompareLog
@@ -236,7 +271,7 @@ type RunInfo struct {
 
 // Files are the day's files by name, each a writer of its document:
 // instance.json, solution.json, convergence.json, report.html and run.json, and market.json,
-// ldp_baseline.json, privacy.json and so_view.json when their steps ran.
+// discharge.json, ldp_baseline.json, privacy.json and so_view.json when their steps ran.
 // Only run.json holds times.
 func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
 	p, meta, mech, res := d.Problem, d.Meta, d.Mechanism, d.Outcome
@@ -251,19 +286,30 @@ func (d *Day) Files(info RunInfo) map[string]func(io.Writer) error {
 		},
 		"report.html": func(w io.Writer) error { return runfile.WriteChargingReport(w, p, meta, res, &d.Extras) },
 		"run.json": func(w io.Writer) error {
-			return scenario.WriteJSON(w, map[string]any{
+			run := map[string]any{
 				"schema": "gridveil/run/v1", "build_seconds": info.Build.Seconds(), "solve_seconds": d.Solve.Seconds(),
 				"seconds_per_iteration": d.Solve.Seconds() / float64(max(sol.Iterations, 1)),
 				"workers":               d.Config.Workers, "gomaxprocs": runtime.GOMAXPROCS(0), "go": runtime.Version(),
 				"goos": runtime.GOOS, "goarch": runtime.GOARCH,
 				"scenario": meta.Scenario, "seed": meta.Seed, "privacy": mech.Name(), "privacy_params": mech.Params(),
 				"flags": info.Flags,
-			})
+			}
+			if d.Discharge != nil {
+				run["discharge_request_seconds"] = d.Request.Seconds()
+			}
+			if d.OnlyIterations > 0 {
+				run["charging_only_solve_seconds"] = d.OnlySolve.Seconds()
+				run["charging_only_seconds_per_iteration"] = d.OnlySolve.Seconds() / float64(d.OnlyIterations)
+			}
+			return scenario.WriteJSON(w, run)
 		},
 	}
 	files["convergence.json"] = d.writeConvergence
 	if d.Market != nil {
 		files["market.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.Market) }
+	}
+	if d.Discharge != nil {
+		files["discharge.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.Discharge) }
 	}
 	if d.LDPBaseline != nil {
 		files["ldp_baseline.json"] = func(w io.Writer) error { return scenario.WriteJSON(w, d.LDPBaseline) }
@@ -292,6 +338,8 @@ func (d *Day) PrintSummary(w io.Writer) {
 	runfile.PrintV2G(w, d.V2G, d.Outcome.Grid.Objective)
 	runfile.PrintLDPBaseline(w, d.LDPBaseline)
 	runfile.PrintMarket(w, d.Market)
+	runfile.PrintDischarge(w, d.Discharge)
+	runfile.PrintV2V(w, d.Market)
 	if !mech.Exact() {
 		fmt.Fprintf(w, "  privacy      %s: the SO's sums are noisy, so the run stops after --iterations %d instead of converging\n", mech.Name(), d.Config.Privacy.Iterations)
 	} else if mech.Name() == "masking" {

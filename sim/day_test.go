@@ -21,13 +21,18 @@ func TestRunDayDeterministic(t *testing.T) {
 		"obfuscation": func(c *Config) {
 			c.Privacy.Mechanism, c.Privacy.Iterations, c.Privacy.DumpView = "obfuscation", 40, "so"
 		},
+		// Discharge requests through auth (fresh keys from crypto/rand
+		// every run) and V2V trading: their documents depend on the seed
+		// alone.
+		"v2g": func(c *Config) { c.Market.On = true },
 	} {
+		scen := map[bool]string{true: "ieee13-v2g", false: "ieee13-paper"}[name == "v2g"]
 		day := func(workers int) map[string][]byte {
-			d := runDay(t, "ieee13-paper", func(c *Config) { edit(c); c.Workers = workers })
+			d := runDay(t, scen, func(c *Config) { edit(c); c.Workers = workers })
 			return dayFiles(t, d)
 		}
 		ref := day(1)
-		want := []string{"instance.json", "solution.json", "report.html", "run.json", map[string]string{"masking": "market.json", "obfuscation": "so_view.json"}[name]}
+		want := []string{"instance.json", "solution.json", "report.html", "run.json", map[string]string{"masking": "market.json", "obfuscation": "so_view.json", "v2g": "discharge.json"}[name]}
 		for _, f := range want {
 			if len(ref[f]) == 0 {
 				t.Fatalf("%s: the day wrote no %s", name, f)

@@ -44,6 +44,8 @@ voltage limits on it, and writes into --out:
   convergence.json  every iteration's objective, change, violation and duality gap
   run.json        timings, machine facts and every run parameter (varies between runs)
   report.html     a self-contained report with figures
+  discharge.json  with bidirectional vehicles: the CA's discharge requests,
+                  who may discharge, and the settlement (docs/V2G.md)
   manifest.json   the files this run wrote; a later run into --out removes
                   the ones it does not write again, and refuses files gridveil
                   did not write unless --force
@@ -57,7 +59,8 @@ do. Built-in scenarios: ` + strings.Join(scenario.Builtins(), ", ") + `.`,
   gridveil sim --scenario ieee13-stressed --out out/stressed
   gridveil sim --scenario ieee13-paper --evs 10000 --seed 7 --out out/region
   gridveil sim --privacy masking --mask-drop 0.05
-  gridveil sim --privacy-compare --out out/privacy`,
+  gridveil sim --privacy-compare --out out/privacy
+  gridveil sim --scenario ieee13-v2g --market --out out/v2v`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSim(cmd, &f)
@@ -97,6 +100,11 @@ func registerDayFlags(fl *pflag.FlagSet, c *sim.Config) {
 	fl.Int64Var(&m.Penalty, "market-penalty", md.Penalty, "penalty per kWh of deviation from rights, milli-currency")
 	fl.Float64Var(&m.Headroom, "market-headroom", md.Headroom, "share of each bus's voltage headroom the grid company posts for the line security check; below 1 it keeps a reserve and the check refuses matches that would use it")
 	fl.BoolVar(&c.V2G.Compare, "v2g-compare", d.V2G.Compare, "with bidirectional vehicles, also solve the day with discharging switched off and report what discharging bought")
+	fl.BoolVar(&c.V2G.Request, "v2g-request", d.V2G.Request, "the CA asks the bidirectional vehicles to discharge (auth's sealed Agree/Decline) and only those that agree may; writes discharge.json (false: every bidirectional vehicle may, nothing is settled)")
+	fl.Float64Var(&c.V2G.Willing, "v2g-willing", d.V2G.Willing, "share of bidirectional vehicles whose owners agree to the CA's discharge request, each drawn from the seed, in [0, 1]")
+	fl.Int64Var(&c.V2G.Price, "v2g-price", d.V2G.Price, "what the grid company pays per kWh discharged to the grid, milli-currency")
+	fl.Int64Var(&c.V2G.V2VLimit, "v2v-limit", d.V2G.V2VLimit, "with --market: the most a charging vehicle pays per kWh in the V2V reverse auction, milli-currency")
+	fl.Int64Var(&c.V2G.V2VPenalty, "v2v-penalty", d.V2G.V2VPenalty, "with --market: what a V2V seller pays per kWh it delivers short of its awards, milli-currency")
 }
 
 // registerPrivacyFlags binds a private aggregation mechanism's choice and

@@ -26,7 +26,7 @@ func TestSimV2GFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "v2g          22 bidirectional") {
+	if !strings.Contains(out, "v2g          17 bidirectional") {
 		t.Errorf("summary lacks the v2g line:\n%s", out)
 	}
 	f, err := os.Open(filepath.Join(dir, "instance.json"))
