@@ -106,7 +106,13 @@ func (n *authDay) addLAG(id string) (*authLAG, error) {
 
 // enrol registers a vehicle with the CA and gets it one pseudonym.
 func (n *authDay) enrol(b *auth.BV) error {
-	e, frame, err := b.Enrol(n.keys.EnrolToken, 1)
+	// Per-identity admission: the CA's operator issues each vehicle its
+	// own enrolment credential, which the first enrolment uses up.
+	cred, _, err := n.ca.IssueCredential(n.now, auth.CredentialVehicle, b.RealID)
+	if err != nil {
+		return fmt.Errorf("issuing %s's enrolment credential: %w", b.RealID, err)
+	}
+	e, frame, err := b.Enrol(cred, 1)
 	if err != nil {
 		return err
 	}
