@@ -93,6 +93,13 @@ func TestBrowserAuthRun(t *testing.T) {
 	bin := gridveil(t)
 	data := t.TempDir()
 	caOut, stopCA := party(t, data, filepath.Join(data, "ca", "addr"), "--role", "ca")
+	// Per-identity admission: the operator issues the LAG's and the five
+	// vehicles' enrolment credentials (BV-001..BV-005) before they enrol.
+	for _, args := range [][]string{{"lag", "lag-1"}, {"vehicle", "--count", "5"}} {
+		if out, err := exec.Command(bin, append(append([]string{"ca", "issue"}, args...), "--data", data)...).CombinedOutput(); err != nil {
+			t.Fatalf("ca issue %v: %v\n%s", args, err, out)
+		}
+	}
 	lagOut, stopLAG := party(t, data, filepath.Join(data, "lag-lag-1", "addr"), "--role", "lag")
 	waitUntil(t, "the LAG's link to the CA", func() bool { return strings.Contains(lagOut.String(), "synced") }, lagOut)
 	agent := func(wantOK bool) string {

@@ -21,7 +21,6 @@ type authWorld struct {
 	dir    string
 	ca     *authnet.CAServer
 	caAddr string
-	token  [32]byte
 	lags   map[string]*authnet.LAGServer
 	addrs  map[string]string
 	vs     *authnet.Store
@@ -54,15 +53,17 @@ func startAuthWorld(t testing.TB, lagIDs ...string) *authWorld {
 		return ln.Addr().String()
 	}
 	w.caAddr = serve(w.ca)
-	if w.token, err = authnet.ReadToken(cs.Path("enrol.token")); err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range lagIDs {
+		// Per-identity admission: each LAG enrols with its own credential.
+		cred, err := w.ca.IssueCredential(auth.CredentialLAG, id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ls, err := authnet.OpenStore(filepath.Join(w.dir, id))
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := authnet.OpenLAG(ctx, ls, authnet.LAGOptions{ID: id, Group: "utility-a", CAAddr: w.caAddr, CA: w.ca.Public(), Token: w.token,
+		l, err := authnet.OpenLAG(ctx, ls, authnet.LAGOptions{ID: id, Group: "utility-a", CAAddr: w.caAddr, CA: w.ca.Public(), Token: cred,
 			ConfirmEvery: 50 * time.Millisecond}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -90,12 +91,17 @@ func (w *authWorld) vehicles(t testing.TB, prefix string, n int) []*authnet.Vehi
 	t.Helper()
 	out := make([]*authnet.Vehicle, n)
 	for i := range out {
-		v, err := authnet.OpenVehicle(w.vs, fmt.Sprintf("BV-%s-%d", prefix, i), "utility-a", w.ca.Public())
+		name := fmt.Sprintf("BV-%s-%d", prefix, i)
+		v, err := authnet.OpenVehicle(w.vs, name, "utility-a", w.ca.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := w.ca.IssueCredential(auth.CredentialVehicle, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = v.Enrol(ctx, w.caAddr, w.token, 2)
+		err = v.Enrol(ctx, w.caAddr, cred, 2)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
