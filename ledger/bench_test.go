@@ -222,7 +222,11 @@ func BenchmarkVsKVStore(b *testing.B) {
 				tx := p.tx(b, Body{Type: "transfer", To: ps[(i+1)%accounts].key, Amount: 1})
 				p.nonce++
 				mtx = append(mtx, tx)
-				key := fmt.Sprintf("r%d-%d-%d:", round, k, i)
+				// key=value, not key:value: kvstore's PrepareProposal rewrites
+				// ':' to '=', so a committed key:value transaction has another
+				// hash than its mempool copy, is never removed from the
+				// mempool and is proposed again in every block.
+				key := fmt.Sprintf("r%d-%d-%d=", round, k, i)
 				ktx = append(ktx, []byte(key+strings.Repeat("v", max(1, len(tx)-len(key)))))
 			}
 		}
@@ -240,7 +244,7 @@ func BenchmarkVsKVStore(b *testing.B) {
 		if last := ps[len(ps)-1]; app.State().Accounts[last.key].Nonce != last.nonce {
 			b.Fatal("market app: the mempool drained before the last transfer was applied")
 		}
-		key, _, _ := strings.Cut(string(ktx[len(ktx)-1]), ":")
+		key, _, _ := strings.Cut(string(ktx[len(ktx)-1]), "=")
 		q, err := kc.ABCIQuery(ctx, "", []byte(key))
 		if err != nil || len(q.Response.Value) == 0 {
 			b.Fatalf("kvstore: last key not stored: %v", err)
