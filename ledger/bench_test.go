@@ -134,15 +134,25 @@ func BenchmarkWindow10k(b *testing.B) {
 // through BroadcastTxSync, timed until its mempool is empty (every
 // transaction committed). The two alternate, each round starting with the
 // other, and it reports each app's committed tx/s and market/kvstore.
+//
+// stations is how many station accounts the market's genesis holds (200
+// of them send): 200 is a toy state, 10,000 the operating scale of
+// BenchmarkWindow10k, where a state written whole at every Commit shows.
 func BenchmarkVsKVStore(b *testing.B) {
 	if testing.Short() {
 		b.Skip("starts two CometBFT nodes")
 	}
-	const accounts, perAccount = 200, 20
+	for _, n := range []int{200, 10_000} {
+		b.Run(fmt.Sprintf("stations=%d", n), func(b *testing.B) { vsKVStore(b, n) })
+	}
+}
+
+func vsKVStore(b *testing.B, stations int) {
+	const senders, perAccount = 200, 20
 	grid := newParty(1)
 	g := &Genesis{Params: Params{Chain: "test", MinuteMillis: 60000, Rule: "uniform"}, Accounts: map[string]Account{grid.key: {Role: RoleGrid}}}
 	var ps []*party
-	for i := 0; i < accounts; i++ {
+	for i := 0; i < stations; i++ {
 		var seed [32]byte
 		seed[0], seed[1], seed[2] = byte(i), byte(i>>8), 0xbe
 		p := newParty(0)
@@ -151,12 +161,15 @@ func BenchmarkVsKVStore(b *testing.B) {
 		ps = append(ps, p)
 		g.Accounts[p.key] = Account{Role: RoleStation, Balance: 1 << 40}
 	}
+	ps = ps[:senders]
+	accounts := senders
 	settings := func(home string) NodeConfig { return NodeConfig{Home: home, Genesis: g, Block: 200 * time.Millisecond} }
 
 	app, err := NewApp(filepath.Join(b.TempDir(), "app"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer app.Close()
 	market, err := startWith(settings(b.TempDir()), app)
 	if err != nil {
 		b.Fatal(err)

@@ -23,7 +23,7 @@ import (
 
 // NodeConfig configures an embedded validator.
 type NodeConfig struct {
-	Home    string        // CometBFT home: config, keys, block store, and app/state.json
+	Home    string        // CometBFT home: config, keys, block store, and app/state.db
 	Genesis *Genesis      // written to the genesis file on first start; ignored afterwards
 	Block   time.Duration // target time between blocks (timeout_commit); 0: 1 s
 	RPC     string        // RPC listen address; "" disables it (tests use the local client)
@@ -53,6 +53,7 @@ func StartNode(c NodeConfig) (*Node, error) {
 	}
 	n, err := startWith(c, app)
 	if err != nil {
+		app.Close()
 		return nil, err
 	}
 	return &Node{App: app, node: n, Client: rpclocal.New(n)}, nil
@@ -139,13 +140,14 @@ func writeGenesis(path string, g *Genesis, pv *privval.FilePV) error {
 	return doc.SaveAs(path)
 }
 
-// Stop stops the node and waits for it.
+// Stop stops the node, waits for it and closes the application's state
+// database, so that another App may open the home.
 func (n *Node) Stop() error {
 	if err := n.node.Stop(); err != nil {
 		return err
 	}
 	n.node.Wait()
-	return nil
+	return n.App.Close()
 }
 
 // InitNetwork prepares homes for a validator set of n nodes under dir
