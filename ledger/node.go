@@ -107,7 +107,12 @@ func startWith(c NodeConfig, app abci.Application) (*node.Node, error) {
 	}
 	// Info, not debug: debug logs every vote and message, gigabytes a day.
 	logger := cmtlog.NewFilter(cmtlog.NewTMLogger(cmtlog.NewSyncWriter(out)), cmtlog.AllowInfo())
-	n, err := node.NewNode(conf, pv, nodeKey, proxy.NewLocalClientCreator(app),
+	// One lock per ABCI connection, not one for all four: CheckTx (the
+	// mempool's connection) then verifies signatures while the consensus
+	// connection runs FinalizeBlock and Commit's synced write, instead of
+	// waiting for them. App serialises what must be (its own mutex), and
+	// CometBFT keeps the mempool locked while a block commits.
+	n, err := node.NewNode(conf, pv, nodeKey, proxy.NewConnSyncLocalClientCreator(app),
 		node.DefaultGenesisDocProviderFunc(conf), cfg.DefaultDBProvider, node.DefaultMetricsProvider(conf.Instrumentation), logger)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
