@@ -22,14 +22,22 @@ import (
 type App struct {
 	abci.BaseApplication
 
-	dir string // where state.json lives; "" keeps state in memory only
+	dir string   // where state.db lives; "" keeps state in memory only
+	db  *stateDB // nil in memory
 
-	mu      sync.Mutex
-	state   *State // committed state
-	pending *State // state being built by the current block
-	check   *State // mempool's view
-	hash    []byte // app hash of the committed state
+	mu sync.Mutex
+	// state is the state after the last block: FinalizeBlock applies a
+	// block to it in place, Commit writes what the block changed. A block
+	// reaches FinalizeBlock only once consensus decided it (ABCI 2.0), so
+	// nothing ever rolls one back; a crash between the two replays the
+	// block from the persisted state.
+	state *State
+	check *State // mempool's view
+	hash  []byte // app hash of the last committed state
+	// height is the last committed height, what Info reports.
+	height int64
 
+	finalized            bool  // a block was finalized and not yet committed
 	blockTime, checkTime int64 // Unix ms of the pending and the committed block
 
 	verified *verdicts // signatures already verified on this node
@@ -41,16 +49,8 @@ type App struct {
 // validator sets) checks that no state change escapes the commitment.
 var checkCommitments = false
 
-// stateFile is the persisted state: the state, its hash, and how the hash
-// was computed (commitVersion).
-type stateFile struct {
-	State   *State `json:"state"`
-	Hash    []byte `json:"hash"`
-	Version int    `json:"commitment_version"`
-}
-
 // NewApp opens the application whose state lives in dir (created if
-// missing). A fresh directory waits for InitChain.
+// missing). A fresh directory waits for InitChain. Close releases it.
 func NewApp(dir string) (*App, error) {
 	a := &App{dir: dir, verified: newVerdicts()}
 	if dir == "" {
@@ -59,34 +59,69 @@ func NewApp(dir string) (*App, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return a, nil
+	db, err := openStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, hash, err := db.load()
+	if err == nil && s == nil {
+		s, hash, err = importLegacy(dir, db)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ledger: reading state: %w", err)
+		db.close()
+		return nil, err
 	}
-	var f stateFile
-	if err := json.Unmarshal(data, &f); err != nil || f.State == nil {
-		return nil, fmt.Errorf("ledger: state.json in %s is corrupt (%v); restore it from a backup or start a new chain", dir, err)
+	a.db = db
+	if s == nil {
+		return a, nil
 	}
 	// The stored hash is what this node told CometBFT; contents that hash
 	// differently were altered or damaged after the commit, and serving
 	// them would fork this node from the chain (issue 13).
-	if f.Version != commitVersion {
-		return nil, fmt.Errorf("ledger: state.json in %s has state commitment version %d, this gridveil computes version %d: it was written by another gridveil version; run that version, or start a new chain (a new home)", dir, f.Version, commitVersion)
+	if got := s.Hash(); !bytes.Equal(got, hash) {
+		db.close()
+		return nil, fmt.Errorf("ledger: the state in %s does not match its recorded hash (recorded %x, contents hash to %x): it was altered or damaged after it was committed; restore app/ from a backup or from another validator, or remove %s to replay the chain from genesis", db.path, hash, got, db.path)
 	}
-	if got := f.State.fullHash(); !bytes.Equal(got, f.Hash) {
-		return nil, fmt.Errorf("ledger: state.json in %s does not match its recorded hash (recorded %x, contents hash to %x): the file was altered or damaged after it was committed; restore it from a backup or from another validator's app/state.json, or remove it to replay the chain from genesis", dir, f.Hash, got)
-	}
-	a.state, a.hash = f.State, f.Hash
-	a.check = clone(f.State)
+	s.commit.takeChanges() // all of it is on disk already
+	a.state, a.hash, a.height = s, hash, s.Height
+	a.check = clone(s)
 	return a, nil
+}
+
+// importLegacy moves an earlier version's state.json into state.db (once;
+// the file is removed after the synced write). Its hash is checked first.
+func importLegacy(dir string, db *stateDB) (*State, []byte, error) {
+	s, hash, err := readLegacy(dir)
+	if err != nil || s == nil {
+		return nil, nil, err
+	}
+	if got := s.Hash(); !bytes.Equal(got, hash) {
+		return nil, nil, fmt.Errorf("ledger: state.json in %s does not match its recorded hash (recorded %x, contents hash to %x): the file was altered or damaged after it was committed; restore it from a backup or from another validator, or remove it to replay the chain from genesis", dir, hash, got)
+	}
+	if err := db.write(s.commit.takeChanges(), hash); err != nil {
+		return nil, nil, err
+	}
+	if err := os.Remove(filepath.Join(dir, legacyFile)); err != nil {
+		return nil, nil, fmt.Errorf("ledger: removing the imported %s: %w", legacyFile, err)
+	}
+	return s, hash, nil
+}
+
+// Close releases the state database; the App must not be used after.
+func (a *App) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.db == nil {
+		return nil
+	}
+	err := a.db.close()
+	a.db = nil
+	return err
 }
 
 func clone(s *State) *State { return s.Clone() }
 
-// State returns a copy of the committed state.
+// State returns a copy of the state after the last block.
 func (a *App) State() *State {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -103,7 +138,7 @@ func (a *App) Info(context.Context, *abci.RequestInfo) (*abci.ResponseInfo, erro
 	defer a.mu.Unlock()
 	r := &abci.ResponseInfo{Data: "gridveil-ledger", Version: "1", AppVersion: 1}
 	if a.state != nil {
-		r.LastBlockHeight, r.LastBlockAppHash = a.state.Height, a.hash
+		r.LastBlockHeight, r.LastBlockAppHash = a.height, a.hash
 	}
 	return r, nil
 }
@@ -123,7 +158,7 @@ func (a *App) InitChain(_ context.Context, req *abci.RequestInitChain) (*abci.Re
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.state, a.check, a.hash = s, clone(s), s.Hash()
+	a.state, a.check, a.hash, a.height = s, clone(s), s.Hash(), 0
 	resp := &abci.ResponseInitChain{AppHash: a.hash}
 	// With station validators in the app's genesis, the app sets the
 	// initial voting power (stake x reputation); their keys must be the
@@ -167,7 +202,13 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	if a.state == nil {
 		return nil, errors.New("ledger: FinalizeBlock before InitChain")
 	}
-	s := clone(a.state)
+	if a.finalized {
+		return nil, fmt.Errorf("ledger: FinalizeBlock at height %d before the previous block was committed", req.Height)
+	}
+	// In place: the block is decided (see App.state). Deliver checks a
+	// transaction wholly before changing anything, so a rejected one
+	// leaves no trace.
+	s := a.state
 	now := req.Time.UnixMilli()
 	s.BeginBlock(req.Height, now)
 	res := make([]*abci.ExecTxResult, len(req.Txs))
@@ -184,7 +225,7 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 			{Key: "signer", Value: signer, Index: true}, {Key: "window", Value: strconv.FormatInt(b.Window, 10), Index: true},
 		}}}}
 	}
-	a.pending = s
+	a.finalized = true
 	a.blockTime = now
 	resp := &abci.ResponseFinalizeBlock{TxResults: res, AppHash: s.Hash()}
 	for _, v := range s.Updates() {
@@ -193,57 +234,35 @@ func (a *App) FinalizeBlock(_ context.Context, req *abci.RequestFinalizeBlock) (
 	return resp, nil
 }
 
-// Commit makes the block's state the committed one and writes it to disk
-// (atomically: a temporary file renamed into place), before CometBFT
-// records the block as committed.
+// Commit writes what the block changed to disk (one synced bbolt
+// transaction, store.go) before CometBFT records the block as committed,
+// and resets the mempool's view to the new state.
 func (a *App) Commit(context.Context, *abci.RequestCommit) (*abci.ResponseCommit, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.pending == nil {
+	if !a.finalized {
 		return &abci.ResponseCommit{}, nil
 	}
-	a.state, a.hash, a.pending = a.pending, a.pending.Hash(), nil
+	hash := a.state.Hash() // computed by FinalizeBlock: nothing left to refresh
 	if checkCommitments {
-		if full := a.state.fullHash(); !bytes.Equal(full, a.hash) {
-			return nil, fmt.Errorf("ledger: height %d: incremental app hash %x, recomputed from the whole state %x: a state change was not recorded in the commitment", a.state.Height, a.hash, full)
+		if full := a.state.fullHash(); !bytes.Equal(full, hash) {
+			return nil, fmt.Errorf("ledger: height %d: incremental app hash %x, recomputed from the whole state %x: a state change was not recorded in the commitment", a.state.Height, hash, full)
 		}
 	}
-	a.check, a.checkTime = clone(a.state), a.blockTime
-	if err := a.persist(); err != nil {
-		return nil, err
+	changed := a.state.commit.takeChanges()
+	if a.db != nil {
+		if err := a.db.write(changed, hash); err != nil {
+			return nil, err
+		}
 	}
+	a.hash, a.height, a.finalized = hash, a.state.Height, false
+	a.check, a.checkTime = clone(a.state), a.blockTime
 	return &abci.ResponseCommit{}, nil
 }
 
-func (a *App) persist() error {
-	if a.dir == "" {
-		return nil
-	}
-	data, err := json.Marshal(stateFile{State: a.state, Hash: a.hash, Version: commitVersion})
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(a.dir, "state.json.tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("ledger: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("ledger: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(a.dir, "state.json"))
-}
-
 // Query answers /account (data: hex key), /window (data: window index)
-// and /state (the whole committed state).
+// and /state (the whole state), from the state after the last block, whose
+// height the answer carries.
 func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQuery, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cometbft/cometbft/abci/example/kvstore"
+	abci "github.com/cometbft/cometbft/abci/types"
 	rpclocal "github.com/cometbft/cometbft/rpc/client/local"
 )
 
@@ -134,15 +136,25 @@ func BenchmarkWindow10k(b *testing.B) {
 // through BroadcastTxSync, timed until its mempool is empty (every
 // transaction committed). The two alternate, each round starting with the
 // other, and it reports each app's committed tx/s and market/kvstore.
+//
+// stations is how many station accounts the market's genesis holds (200
+// of them send): 200 is a toy state, 10,000 the operating scale of
+// BenchmarkWindow10k, where a state written whole at every Commit shows.
 func BenchmarkVsKVStore(b *testing.B) {
 	if testing.Short() {
 		b.Skip("starts two CometBFT nodes")
 	}
-	const accounts, perAccount = 200, 20
+	for _, n := range []int{200, 10_000} {
+		b.Run(fmt.Sprintf("stations=%d", n), func(b *testing.B) { vsKVStore(b, n) })
+	}
+}
+
+func vsKVStore(b *testing.B, stations int) {
+	const senders, perAccount = 200, 20
 	grid := newParty(1)
 	g := &Genesis{Params: Params{Chain: "test", MinuteMillis: 60000, Rule: "uniform"}, Accounts: map[string]Account{grid.key: {Role: RoleGrid}}}
 	var ps []*party
-	for i := 0; i < accounts; i++ {
+	for i := 0; i < stations; i++ {
 		var seed [32]byte
 		seed[0], seed[1], seed[2] = byte(i), byte(i>>8), 0xbe
 		p := newParty(0)
@@ -151,12 +163,15 @@ func BenchmarkVsKVStore(b *testing.B) {
 		ps = append(ps, p)
 		g.Accounts[p.key] = Account{Role: RoleStation, Balance: 1 << 40}
 	}
+	ps = ps[:senders]
+	accounts := senders
 	settings := func(home string) NodeConfig { return NodeConfig{Home: home, Genesis: g, Block: 200 * time.Millisecond} }
 
 	app, err := NewApp(filepath.Join(b.TempDir(), "app"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer app.Close()
 	market, err := startWith(settings(b.TempDir()), app)
 	if err != nil {
 		b.Fatal(err)
@@ -222,7 +237,11 @@ func BenchmarkVsKVStore(b *testing.B) {
 				tx := p.tx(b, Body{Type: "transfer", To: ps[(i+1)%accounts].key, Amount: 1})
 				p.nonce++
 				mtx = append(mtx, tx)
-				key := fmt.Sprintf("r%d-%d-%d:", round, k, i)
+				// key=value, not key:value: kvstore's PrepareProposal rewrites
+				// ':' to '=', so a committed key:value transaction has another
+				// hash than its mempool copy, is never removed from the
+				// mempool and is proposed again in every block.
+				key := fmt.Sprintf("r%d-%d-%d=", round, k, i)
 				ktx = append(ktx, []byte(key+strings.Repeat("v", max(1, len(tx)-len(key)))))
 			}
 		}
@@ -240,7 +259,7 @@ func BenchmarkVsKVStore(b *testing.B) {
 		if last := ps[len(ps)-1]; app.State().Accounts[last.key].Nonce != last.nonce {
 			b.Fatal("market app: the mempool drained before the last transfer was applied")
 		}
-		key, _, _ := strings.Cut(string(ktx[len(ktx)-1]), ":")
+		key, _, _ := strings.Cut(string(ktx[len(ktx)-1]), "=")
 		q, err := kc.ABCIQuery(ctx, "", []byte(key))
 		if err != nil || len(q.Response.Value) == 0 {
 			b.Fatalf("kvstore: last key not stored: %v", err)
@@ -251,4 +270,74 @@ func BenchmarkVsKVStore(b *testing.B) {
 	b.ReportMetric(k, "kvstore-tx/s")
 	b.ReportMetric(m/k, "market/kvstore")
 	b.ReportMetric(float64(len(ps[0].tx(b, Body{Type: "transfer", To: ps[1].key, Amount: 1}))), "tx-bytes")
+}
+
+// BenchmarkBlock is one block of 200 signed transfers through the
+// application on disk (FinalizeBlock, then Commit with its synced write),
+// at growing numbers of stations in the state: what a block costs the
+// application, without consensus. A block that changes 200 accounts
+// should cost the same whatever the state holds.
+func BenchmarkBlock(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("stations=%d", n), func(b *testing.B) {
+			const senders = 200
+			grid := newParty(1)
+			g := Genesis{Params: Params{Chain: "test", MinuteMillis: 60000, Rule: "uniform"}, Accounts: map[string]Account{grid.key: {Role: RoleGrid}}}
+			var ps []*party
+			for i := 0; i < n; i++ {
+				var seed [32]byte
+				seed[0], seed[1], seed[2], seed[3] = byte(i), byte(i>>8), byte(i>>16), 0xbb
+				p := newParty(0)
+				if i < senders {
+					p.priv = edKey(seed)
+					p.key = fmt.Sprintf("%x", p.priv.Public())
+					ps = append(ps, p)
+				} else {
+					p.key = fmt.Sprintf("%064x", i) // never signs: no key needed
+				}
+				g.Accounts[p.key] = Account{Role: RoleStation, Balance: 1 << 40}
+			}
+			app, err := NewApp(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer app.Close()
+			gen, _ := json.Marshal(g)
+			ctx := context.Background()
+			if _, err := app.InitChain(ctx, &abci.RequestInitChain{ChainId: "test", AppStateBytes: gen}); err != nil {
+				b.Fatal(err)
+			}
+			height := int64(0)
+			block := func() {
+				height++
+				txs := make([][]byte, 0, senders)
+				for i, p := range ps {
+					txs = append(txs, p.tx(b, Body{Type: "transfer", To: ps[(i+1)%senders].key, Amount: 1}))
+					p.nonce++
+				}
+				b.StartTimer()
+				res, err := app.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: height, Time: time.UnixMilli(height * 1000), Txs: txs})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := app.Commit(ctx, &abci.RequestCommit{}); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				for _, r := range res.TxResults {
+					if r.Code != 0 {
+						b.Fatalf("transfer refused: %s", r.Log)
+					}
+				}
+			}
+			b.StopTimer()
+			block() // the first commit writes the whole genesis state
+			b.ResetTimer()
+			b.StopTimer()
+			for i := 0; i < b.N; i++ { // not b.Loop: the timer runs only around the block
+				block()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/block")
+		})
+	}
 }

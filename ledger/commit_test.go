@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	bolt "go.etcd.io/bbolt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,9 +100,16 @@ func TestAppHashDeterministic(t *testing.T) {
 	if s := apps[0].State(); len(s.Windows[50].Trades) == 0 || !s.Windows[50].Metered {
 		t.Fatal("the blocks did not trade and meter: the test would not cover those leaves")
 	}
+	if err := apps[0].Close(); err != nil {
+		t.Fatal(err)
+	}
 	reopened, err := NewApp(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer reopened.Close()
+	if s := reopened.State(); !bytes.Equal(mustJSON(t, s), mustJSON(t, apps[0].state)) {
+		t.Fatal("the state reloaded from state.db differs from the one written")
 	}
 	info, _ := reopened.Info(context.Background(), &abci.RequestInfo{})
 	if !bytes.Equal(info.LastBlockAppHash, apps[0].hash) || info.LastBlockHeight != int64(len(blocks)) {
@@ -109,8 +117,8 @@ func TestAppHashDeterministic(t *testing.T) {
 	}
 }
 
-// TestTamperedStateRefused: a state.json whose contents no longer hash to
-// its recorded hash is refused with an error that says so, and the file is
+// TestTamperedStateRefused: a state.db whose leaves no longer hash to its
+// recorded hash is refused with an error that says so, and the file is
 // left as it was for inspection.
 func TestTamperedStateRefused(t *testing.T) {
 	g, blocks := commitWorld(t)
@@ -131,47 +139,101 @@ func TestTamperedStateRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	path := filepath.Join(dir, "state.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f map[string]json.RawMessage
-	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
-	}
-	var st State
-	if err := json.Unmarshal(f["state"], &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, acc := range st.Accounts {
+	var station string
+	for k, acc := range a.state.Accounts {
 		if acc.Role == RoleStation {
-			acc.Balance += 1_000 // money from nowhere
+			station = k
 			break
 		}
 	}
-	f["state"], _ = json.Marshal(&st)
-	tampered, _ := json.Marshal(f)
-	if err := os.WriteFile(path, tampered, 0o644); err != nil {
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, storeFile)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(leafBucket))
+		var acc Account
+		if err := json.Unmarshal(b.Get([]byte(accountKey(station))), &acc); err != nil {
+			return err
+		}
+		acc.Balance += 1_000 // money from nowhere
+		v, _ := json.Marshal(&acc)
+		return b.Put([]byte(accountKey(station)), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	tampered, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = NewApp(dir)
-	if err == nil || !strings.Contains(err.Error(), "does not match its recorded hash") || !strings.Contains(err.Error(), "restore it") {
+	if err == nil || !strings.Contains(err.Error(), "does not match its recorded hash") || !strings.Contains(err.Error(), "restore app/") {
 		t.Fatalf("tampered state loaded: %v", err)
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, tampered) {
 		t.Fatal("the refused file was changed")
 	}
-	// A file without a commitment version (hashed the old way, as JSON of
-	// the whole state) is named as such, not as tampered.
+}
+
+// TestLegacyStateImported: an earlier version's state.json (same
+// commitment) is moved into state.db once, with its hash checked; one
+// hashed the old way (no commitment version) is named as such, not as
+// tampered, and left in place.
+func TestLegacyStateImported(t *testing.T) {
+	g, blocks := commitWorld(t)
+	d, err := NewDriver(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, blk := range blocks[:4] {
+		now, txs := blk()
+		if _, err := d.Block(now, txs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	legacy, _ := json.Marshal(legacyState{State: d.App.state, Hash: d.App.hash, Version: commitVersion})
+	path := filepath.Join(dir, legacyFile)
+	if err := os.WriteFile(path, legacy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewApp(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := a.Info(context.Background(), &abci.RequestInfo{})
+	if !bytes.Equal(info.LastBlockAppHash, d.App.hash) || info.LastBlockHeight != 4 {
+		t.Fatalf("imported: height %d hash %x, want 4 %x", info.LastBlockHeight, info.LastBlockAppHash, d.App.hash)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("state.json still there after the import: %v", err)
+	}
+	a.Close()
+	if a, err = NewApp(dir); err != nil || !bytes.Equal(a.hash, d.App.hash) {
+		t.Fatalf("reopened after the import: %v", err)
+	}
+	a.Close()
+
+	dir = t.TempDir()
+	var f map[string]json.RawMessage
+	_ = json.Unmarshal(legacy, &f)
 	delete(f, "commitment_version")
-	f["state"] = json.RawMessage(mustJSON(t, &st))
 	old, _ := json.Marshal(f)
+	path = filepath.Join(dir, legacyFile)
 	if err := os.WriteFile(path, old, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewApp(dir); err == nil || !strings.Contains(err.Error(), "commitment version 0") {
 		t.Fatalf("old-format state: %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, old) {
+		t.Fatal("the refused state.json was changed")
 	}
 }
 

@@ -15,9 +15,11 @@
 // Transactions are JSON envelopes signed with Ed25519 over a domain-
 // separated body that names the chain and the signer's next nonce: a
 // forged, replayed or cross-chain transaction is rejected with a typed
-// reason (result code) and leaves the state unchanged. App persists the
-// state atomically in Commit, so a restart replays only the blocks after
-// it; the app hash is SHA-256 of the canonical state.
+// reason (result code) and leaves the state unchanged. App persists in
+// Commit what the block changed (one synced bbolt transaction, store.go),
+// so a restart replays only the blocks after it; the app hash commits to
+// the state as sorted per-key leaves (commit.go), re-hashing only the keys
+// a block touched.
 //
 // With a GridModel in genesis (the feeder's tree with integer resistances)
 // the grid company posts, with each margin, every bus's voltage headroom

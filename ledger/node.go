@@ -23,7 +23,7 @@ import (
 
 // NodeConfig configures an embedded validator.
 type NodeConfig struct {
-	Home    string        // CometBFT home: config, keys, block store, and app/state.json
+	Home    string        // CometBFT home: config, keys, block store, and app/state.db
 	Genesis *Genesis      // written to the genesis file on first start; ignored afterwards
 	Block   time.Duration // target time between blocks (timeout_commit); 0: 1 s
 	RPC     string        // RPC listen address; "" disables it (tests use the local client)
@@ -53,6 +53,7 @@ func StartNode(c NodeConfig) (*Node, error) {
 	}
 	n, err := startWith(c, app)
 	if err != nil {
+		app.Close()
 		return nil, err
 	}
 	return &Node{App: app, node: n, Client: rpclocal.New(n)}, nil
@@ -106,7 +107,12 @@ func startWith(c NodeConfig, app abci.Application) (*node.Node, error) {
 	}
 	// Info, not debug: debug logs every vote and message, gigabytes a day.
 	logger := cmtlog.NewFilter(cmtlog.NewTMLogger(cmtlog.NewSyncWriter(out)), cmtlog.AllowInfo())
-	n, err := node.NewNode(conf, pv, nodeKey, proxy.NewLocalClientCreator(app),
+	// One lock per ABCI connection, not one for all four: CheckTx (the
+	// mempool's connection) then verifies signatures while the consensus
+	// connection runs FinalizeBlock and Commit's synced write, instead of
+	// waiting for them. App serialises what must be (its own mutex), and
+	// CometBFT keeps the mempool locked while a block commits.
+	n, err := node.NewNode(conf, pv, nodeKey, proxy.NewConnSyncLocalClientCreator(app),
 		node.DefaultGenesisDocProviderFunc(conf), cfg.DefaultDBProvider, node.DefaultMetricsProvider(conf.Instrumentation), logger)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
@@ -139,13 +145,14 @@ func writeGenesis(path string, g *Genesis, pv *privval.FilePV) error {
 	return doc.SaveAs(path)
 }
 
-// Stop stops the node and waits for it.
+// Stop stops the node, waits for it and closes the application's state
+// database, so that another App may open the home.
 func (n *Node) Stop() error {
 	if err := n.node.Stop(); err != nil {
 		return err
 	}
 	n.node.Wait()
-	return nil
+	return n.App.Close()
 }
 
 // InitNetwork prepares homes for a validator set of n nodes under dir

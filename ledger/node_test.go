@@ -92,6 +92,9 @@ func TestNodeTradingAndRestart(t *testing.T) {
 	if s := reopened.State(); s == nil || s.Height != before.Height || string(s.Hash()) != string(hash) {
 		t.Fatal("the persisted state is not the state the node stopped with")
 	}
+	if err := reopened.Close(); err != nil {
+		t.Fatal(err)
+	}
 	n, err = StartNode(NodeConfig{Home: home, Block: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

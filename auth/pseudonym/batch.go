@@ -2,11 +2,8 @@ package pseudonym
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha512"
 
-	"filippo.io/edwards25519"
-	"filippo.io/edwards25519/field"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
 // Entry is one Ed25519 signature to verify.
@@ -16,143 +13,92 @@ type Entry struct {
 	Signature []byte
 }
 
-// batchChunk is how many signatures share one multi-scalar
-// multiplication. edwards25519's multiplication is Straus's method, whose
-// per-point tables stop fitting in cache beyond a few hundred points; one
-// equation per chunk keeps the cost per signature flat.
-var batchChunk = 128
+// batchOptions are the rules every signature is checked by, in a batch and
+// alone (voi's defaults): RFC 8032's cofactored equation, s below the group
+// order, R and A canonical encodings, small-order R allowed and
+// small-order A refused (no honest key has small order; the CA also
+// refuses such pseudonym keys at issue, CheckKey). Batch and single
+// verification therefore accept exactly the same signatures.
+var batchOptions = &voi.Options{Verify: voi.VerifyOptionsDefault}
+
+// precomputeBelow is voi's own bound (batchPippengerThreshold): a batch
+// of fewer signatures whose keys are all expanded (a table of multiples
+// of -A per key) is checked with those tables; a larger one by Pippenger's
+// method on the plain points.
+const precomputeBelow = (190 - 1) / 2
+
+// newBatch loads well-formed entries into curve25519-voi's batch verifier
+// and returns their indices. Below precomputeBelow each distinct key is
+// expanded once (the CA's key signs every certificate, so a batch of
+// credentials has about half as many keys as signatures; voi alone would
+// expand the CA's key once per certificate); from there on no key is
+// expanded (voi alone would expand the first 93 and then not use them).
+// An entry with a key or signature of the wrong length is left out (voi's
+// single verification panics on a short key).
+func newBatch(entries []Entry) (*voi.BatchVerifier, []int) {
+	v := voi.NewBatchVerifierWithCapacity(len(entries))
+	idx := make([]int, 0, len(entries))
+	var expanded map[[32]byte]*voi.ExpandedPublicKey
+	if len(entries) < precomputeBelow {
+		expanded = make(map[[32]byte]*voi.ExpandedPublicKey, len(entries))
+	} else {
+		v.ForceNoPublicKeyExpansion()
+	}
+	for i, e := range entries {
+		if len(e.PublicKey) != ed25519.PublicKeySize || len(e.Signature) != ed25519.SignatureSize {
+			continue
+		}
+		idx = append(idx, i)
+		if expanded == nil {
+			v.AddWithOptions(e.PublicKey, e.Message, e.Signature, batchOptions)
+			continue
+		}
+		k := [32]byte(e.PublicKey)
+		x, ok := expanded[k]
+		if !ok {
+			// A key that does not decode gives nil, which voi records as an
+			// invalid entry (and the precomputed path is then not taken).
+			x, _ = voi.NewExpandedPublicKey(e.PublicKey)
+			expanded[k] = x
+		}
+		if x == nil {
+			v.AddWithOptions(e.PublicKey, e.Message, e.Signature, batchOptions)
+			continue
+		}
+		v.AddExpandedWithOptions(x, e.Message, e.Signature, batchOptions)
+	}
+	return v, idx
+}
 
 // VerifyBatch reports whether every entry is a valid signature, checking
 // them together with the randomized cofactored batch equation (one
-// equation per chunk of entries). An empty batch is valid. Malformed keys
-// or signatures make the batch invalid.
+// multi-scalar multiplication, Pippenger's method beyond a few dozen
+// signatures). An empty batch is valid. Malformed keys or signatures make
+// the batch invalid.
 func VerifyBatch(entries []Entry) bool {
-	for len(entries) > batchChunk {
-		if !verifyChunk(entries[:batchChunk]) {
-			return false
-		}
-		entries = entries[batchChunk:]
-	}
-	return verifyChunk(entries)
-}
-
-func verifyChunk(entries []Entry) bool {
 	if len(entries) == 0 {
 		return true
 	}
-	var (
-		scalars = make([]*edwards25519.Scalar, 0, 2*len(entries)+1)
-		points  = make([]*edwards25519.Point, 0, 2*len(entries)+1)
-		keyIdx  = make(map[[32]byte]int, len(entries))
-		bsum    = edwards25519.NewScalar()
-		zbuf    = make([]byte, 32*len(entries))
-		h       = sha512.New()
-		digest  [64]byte
-	)
-	if _, err := rand.Read(zbuf); err != nil {
-		return false
-	}
-	scalars = append(scalars, bsum)
-	points = append(points, edwards25519.NewGeneratorPoint())
-	for i, e := range entries {
-		if len(e.PublicKey) != ed25519.PublicKeySize || len(e.Signature) != ed25519.SignatureSize {
-			return false
-		}
-		rb, sb := e.Signature[:32], e.Signature[32:]
-		R, err := new(edwards25519.Point).SetBytes(rb)
-		if err != nil || !canonicalPoint(rb) {
-			return false
-		}
-		s, err := new(edwards25519.Scalar).SetCanonicalBytes(sb)
-		if err != nil {
-			return false
-		}
-		// z_i: 128 random bits, below the group order, never zero in practice.
-		zb := zbuf[32*i : 32*i+32]
-		clear(zb[16:])
-		z, err := new(edwards25519.Scalar).SetCanonicalBytes(zb)
-		if err != nil {
-			return false
-		}
-		h.Reset()
-		h.Write(rb)
-		h.Write(e.PublicKey)
-		h.Write(e.Message)
-		k, _ := new(edwards25519.Scalar).SetUniformBytes(h.Sum(digest[:0]))
-
-		bsum.Subtract(bsum, new(edwards25519.Scalar).Multiply(z, s))
-		scalars = append(scalars, z)
-		points = append(points, R)
-
-		zk := new(edwards25519.Scalar).Multiply(z, k)
-		var kb [32]byte
-		copy(kb[:], e.PublicKey)
-		if j, ok := keyIdx[kb]; ok {
-			scalars[j].Add(scalars[j], zk)
-			continue
-		}
-		A, err := new(edwards25519.Point).SetBytes(e.PublicKey)
-		if err != nil {
-			return false
-		}
-		keyIdx[kb] = len(points)
-		scalars = append(scalars, zk)
-		points = append(points, A)
-	}
-	sum := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
-	return sum.MultByCofactor(sum).Equal(edwards25519.NewIdentityPoint()) == 1
+	v, idx := newBatch(entries)
+	return len(idx) == len(entries) && v.VerifyBatchOnly(nil) // nil: crypto/rand
 }
 
-// canonicalPoint reports whether b, which decodes to a point, is that
-// point's canonical encoding: y below p, and no sign bit when x is zero
-// (y = 1 or y = -1, the only points with x = 0). crypto/ed25519.Verify
-// accepts an R only in that form (it compares R's bytes with an encoding
-// it computes), and so must the batch. Checking the bytes directly spares
-// re-encoding R, which costs a field inversion per signature (an eighth of
-// the batch's time).
-func canonicalPoint(b []byte) bool {
-	var y field.Element
-	if _, err := y.SetBytes(b); err != nil {
-		return false
-	}
-	want := [32]byte(b)
-	want[31] &= 0x7f
-	if [32]byte(y.Bytes()) != want {
-		return false // y >= p
-	}
-	if b[31]&0x80 != 0 && (y.Equal(fieldOne) == 1 || y.Equal(fieldMinusOne) == 1) {
-		return false // a sign on x = 0
-	}
-	return true
-}
-
-var (
-	fieldOne      = new(field.Element).One()
-	fieldMinusOne = new(field.Element).Negate(fieldOne)
-)
-
-// VerifyEach reports each entry's validity: one batch when all are valid,
-// bisection down to single signatures (crypto/ed25519.Verify) otherwise.
+// VerifyEach reports each entry's validity: one batch equation when all
+// are valid; otherwise each signature is checked alone, by the same rules
+// (voi reuses the decoded points and hashes, so the fallback costs one
+// double-scalar multiplication per signature).
 func VerifyEach(entries []Entry) []bool {
 	ok := make([]bool, len(entries))
-	verifyRange(entries, ok)
+	if len(entries) == 0 {
+		return ok
+	}
+	v, idx := newBatch(entries)
+	if len(idx) == 0 {
+		return ok
+	}
+	_, valid := v.Verify(nil)
+	for k, i := range idx {
+		ok[i] = valid[k]
+	}
 	return ok
-}
-
-func verifyRange(entries []Entry, ok []bool) {
-	if len(entries) <= 2 {
-		for i, e := range entries {
-			ok[i] = len(e.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(e.PublicKey, e.Message, e.Signature)
-		}
-		return
-	}
-	if VerifyBatch(entries) {
-		for i := range ok {
-			ok[i] = true
-		}
-		return
-	}
-	m := len(entries) / 2
-	verifyRange(entries[:m], ok[:m])
-	verifyRange(entries[m:], ok[m:])
 }

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -244,21 +246,87 @@ func BenchmarkVerifyBatch(b *testing.B) {
 	benchBatch(b)
 }
 
-// BenchmarkBatchChunk compares chunk sizes of the batch equation on 1024
-// credentials.
-func BenchmarkBatchChunk(b *testing.B) {
-	defer func(c int) { batchChunk = c }(batchChunk)
-	es := makeEntries(b, newCA(b), 1024)
-	for _, c := range []int{64, 128, 256, 512, 2048} {
-		batchChunk = c
-		b.Run(fmt.Sprintf("chunk=%d", c), func(b *testing.B) {
-			for b.Loop() {
+// BenchmarkBatchVsOwn is issue 18's comparison: on the same batch of n
+// credentials (2n signatures: the CA's on each certificate and the
+// pseudonym's on its challenge), VerifyBatch (curve25519-voi) and the
+// previous filippo.io/edwards25519 batch (batch_own_test.go), alternating
+// within each iteration, each round starting with the other. It reports
+// each one's signatures per second and voi/own.
+func BenchmarkBatchVsOwn(b *testing.B) {
+	all := makeEntries(b, newCA(b), 1024)
+	for _, n := range []int{7, 16, 128, 1024} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) { batchVsOwn(b, all[:2*n]) })
+	}
+}
+
+func batchVsOwn(b *testing.B, es []Entry) {
+	var tv, to time.Duration
+	round := 0
+	for b.Loop() {
+		for k := 0; k < 2; k++ {
+			t0 := time.Now()
+			if (round+k)%2 == 0 {
 				if !VerifyBatch(es) {
-					b.Fatal("invalid")
+					b.Fatal("voi refused a valid batch")
 				}
+				tv += time.Since(t0)
+			} else {
+				if !ownVerifyBatch(es) {
+					b.Fatal("own refused a valid batch")
+				}
+				to += time.Since(t0)
 			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*1024), "µs/credential")
-		})
+		}
+		round++
+	}
+	n := float64(round * len(es))
+	b.ReportMetric(n/tv.Seconds(), "voi-sig/s")
+	b.ReportMetric(n/to.Seconds(), "own-sig/s")
+	b.ReportMetric(to.Seconds()/tv.Seconds(), "voi/own")
+}
+
+// TestBatchAgreesWithOwn: on random batches with random corruptions
+// (message, R, s, key, in random places), VerifyBatch, the previous
+// implementation and signature-by-signature verification agree, and
+// VerifyEach names exactly the corrupted entries.
+func TestBatchAgreesWithOwn(t *testing.T) {
+	ca := newCA(t)
+	all := makeEntries(t, ca, 150)
+	rng := mrand.New(mrand.NewPCG(18, 1))
+	for trial := 0; trial < 60; trial++ {
+		n := 1 + rng.IntN(len(all))
+		es := slices.Clone(all[:n])
+		bad := map[int]bool{}
+		for c := rng.IntN(3); c > 0; c-- {
+			at := rng.IntN(n)
+			e := es[at]
+			switch rng.IntN(4) {
+			case 0:
+				e.Message = append(bytes.Clone(e.Message), byte(rng.IntN(256)))
+			case 1:
+				e.Signature = bytes.Clone(e.Signature)
+				e.Signature[rng.IntN(32)] ^= 1 << rng.IntN(8)
+			case 2:
+				e.Signature = bytes.Clone(e.Signature)
+				e.Signature[32+rng.IntN(31)] ^= 1 << rng.IntN(8)
+			case 3:
+				e.PublicKey = all[(at+2)%len(all)].PublicKey
+			}
+			es[at] = e
+			bad[at] = !ed25519.Verify(e.PublicKey, e.Message, e.Signature) || bad[at]
+		}
+		want := true
+		for _, b := range bad {
+			want = want && !b
+		}
+		if got, own := VerifyBatch(es), ownVerifyBatch(es); got != want || own != want {
+			t.Fatalf("trial %d (%d signatures, corrupted %v): VerifyBatch %v, previous %v, one by one %v", trial, n, bad, got, own, want)
+		}
+		for i, ok := range VerifyEach(es) {
+			if ok == bad[i] {
+				t.Fatalf("trial %d: entry %d reported %v, corrupted %v", trial, i, ok, bad[i])
+			}
+		}
 	}
 }
 

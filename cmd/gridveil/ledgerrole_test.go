@@ -32,7 +32,7 @@ func TestLedgerRole(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(home, "keys.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("demo keys: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(home, "app", "state.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(home, "app", "state.db")); err != nil {
 		t.Fatalf("no persisted state: %v", err)
 	}
 }
