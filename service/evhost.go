@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/gridveil/gridveil/aggregate"
 	"github.com/gridveil/gridveil/charging"
 	"github.com/gridveil/gridveil/transport"
 )
@@ -178,6 +179,7 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			pending[k] = m
 			return nil
 		}
+		var masked []aggregate.MaskedReport // masking: the bus's reports, sent as one batch
 		for _, i := range byBus[k] {
 			wasDone := vs[i].Done()
 			r, ok := vs[i].Answer(&b, cfg.Senders[i], scratch, idx)
@@ -187,12 +189,15 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			if !ok {
 				continue
 			}
-			var data []byte
 			if hm != nil {
-				data, err = hm.report(i, &r, cfg.Slots)
-			} else {
-				data, err = r.MarshalBinary()
+				mr, err := hm.report(i, &r, cfg.Slots)
+				if err != nil {
+					return fmt.Errorf("vehicle %s: %w", cfg.Senders[i], err)
+				}
+				masked = append(masked, *mr)
+				continue
 			}
+			data, err := r.MarshalBinary()
 			if err != nil {
 				return fmt.Errorf("vehicle %s: %w", cfg.Senders[i], err)
 			}
@@ -202,6 +207,16 @@ func RunEVHost(ctx context.Context, cfg EVHostConfig) (*EVHostResult, error) {
 			}
 			res.Answered++
 			met.Reports.Inc()
+		}
+		if len(masked) > 0 {
+			sent, err := hm.sendReports(k, b.Round, masked)
+			if err != nil {
+				return err
+			}
+			if sent {
+				res.Answered += len(masked)
+				met.Reports.Add(float64(len(masked)))
+			}
 		}
 		return nil
 	}

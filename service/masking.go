@@ -44,6 +44,7 @@ type soMasking struct {
 	aggs    []*aggregate.MaskAggregator
 	index   []map[string]int          // per bus: sender -> member index
 	reqs    [][]aggregate.MaskRequest // per bus: the open phase's requests, for re-sends
+	hostOf  []map[int]string          // per bus: member index -> the host whose batch first carried it
 	relayed []int                     // per bus: the round its key list last went out in (-1: never)
 	sums    int                       // bus sums recovered
 	left    int                       // members that left for good
@@ -68,6 +69,10 @@ func newSOMasking(cfg MaskingConfig, co *charging.Coordinator, conn *transport.C
 		m.index = append(m.index, idx)
 	}
 	m.reqs = make([][]aggregate.MaskRequest, len(m.aggs))
+	m.hostOf = make([]map[int]string, len(m.aggs))
+	for g := range m.hostOf {
+		m.hostOf[g] = map[int]string{}
+	}
 	m.relayed = make([]int, len(m.aggs))
 	for g := range m.relayed {
 		m.relayed[g] = -1
@@ -167,19 +172,71 @@ func (m *soMasking) resend() error {
 	return nil
 }
 
+// publishRequests sends bus g's open requests as one batch (every
+// survivor's request of the pass in one envelope): each host takes the
+// items of its vehicles.
 func (m *soMasking) publishRequests(g int) error {
+	if len(m.reqs[g]) == 0 {
+		return nil
+	}
 	b := m.co.Operator().Buses()[g]
-	for k := range m.reqs[g] {
-		data, err := m.reqs[g][k].MarshalBinary()
-		if err != nil {
-			return err
-		}
+	env, err := aggregate.EncodeMaskBatches(&aggregate.MaskBatch{Round: m.reqs[g][0].Round, Feeder: b.Feeder, Bus: b.Bus, Requests: m.reqs[g]})
+	if err != nil {
+		return err
+	}
+	for _, data := range env {
 		if err := m.conn.Publish(transport.MaskRequest(b.Feeder, b.Bus), data); err != nil {
-			m.log.Warn("mask request not sent; sent again on the next re-send", "err", err)
+			m.log.Warn("mask requests not sent; sent again on the next re-send", "err", err)
 			return nil
 		}
 	}
 	return nil
+}
+
+// admit checks a batch from an EV host against bus g: the envelope must
+// be of the subject's bus and the current round (refused whole
+// otherwise), and each item's vehicle must not have been carried before
+// by another host's batches (refused item by item as "not hosted by
+// sender"). It returns which items the SO may step on (nil: none).
+func (m *soMasking) admit(subject string, g int, batch *aggregate.MaskBatch, what string) (ok []bool) {
+	b := m.co.Operator().Buses()[g]
+	if batch.Feeder != b.Feeder || batch.Bus != b.Bus {
+		m.refuse(subject, "bad mask message", fmt.Errorf("%w: batch of feeder %d bus %d on the subject of feeder %d bus %d", aggregate.ErrMaskBad, batch.Feeder, batch.Bus, b.Feeder, b.Bus))
+		return nil
+	}
+	// Items for vehicles another host carries first: they are refused
+	// whatever their round, so that a copy under another name is named
+	// for what it is.
+	idx := batch.Indices()
+	ok = make([]bool, len(idx))
+	some := false
+	for k, i := range idx {
+		if i >= len(m.co.Members(g)) {
+			m.refuse(subject, "bad mask message", fmt.Errorf("%w: item for member %d of a bus of %d", aggregate.ErrMaskBad, i, len(m.co.Members(g))))
+			continue
+		}
+		if h, pinned := m.hostOf[g][i]; pinned && h != batch.Host {
+			m.refuse(subject, "not hosted by sender", fmt.Errorf("%s for member %d from host %q; its earlier messages came from host %q", what, i, batch.Host, h))
+			continue
+		}
+		ok[k], some = true, true
+	}
+	if !some {
+		return nil
+	}
+	if batch.Round != m.co.Round() || m.co.Phase() == charging.PhaseDone {
+		m.refuse(subject, "stale", fmt.Errorf("%w: %s of round %d, current round %d", aggregate.ErrMaskStale, what, batch.Round, m.co.Round()))
+		return nil
+	}
+	return ok
+}
+
+// pin records that member i's messages come from host (the first host
+// whose item for it was taken).
+func (m *soMasking) pin(g, i int, host string) {
+	if _, ok := m.hostOf[g][i]; !ok {
+		m.hostOf[g][i] = host
+	}
 }
 
 // onKey takes a vehicle's key advertisement.
@@ -224,51 +281,80 @@ func (m *soMasking) begin(g int) error {
 	return nil
 }
 
-// onReport takes a masked report; it returns true when a bus sum went to
+// onReport takes a host's batch of masked reports for bus g, item by
+// item as if each had come alone; it returns true when a bus sum went to
 // the coordinator.
 func (m *soMasking) onReport(subject string, g int, data []byte) (bool, error) {
-	var r aggregate.MaskedReport
-	if err := r.UnmarshalBinary(data); err != nil {
+	batch, err := aggregate.ReadMaskReports(data)
+	if err != nil {
 		m.refuse(subject, "malformed", err)
 		return false, nil
 	}
-	if r.Round != m.co.Round() || m.co.Phase() == charging.PhaseDone {
-		m.refuse(subject, "stale", fmt.Errorf("%w: masked report of round %d, current round %d", aggregate.ErrMaskStale, r.Round, m.co.Round()))
+	ok := m.admit(subject, g, batch, "masked reports")
+	if ok == nil {
 		return false, nil
 	}
 	if err := m.begin(g); err != nil {
 		return false, err
 	}
-	if err := m.aggs[g].AddReport(&r); err != nil {
-		if errors.Is(err, aggregate.ErrMaskStale) {
-			// A copy of this round's report after its phase closed: the
-			// round was re-sent. Normal, not worth a warning.
-			m.late(subject, err)
-			return false, nil
+	took := false
+	for k := range batch.Reports {
+		if !ok[k] {
+			continue
 		}
-		m.reason(subject, err)
-		return false, nil
+		r := &batch.Reports[k]
+		if err := m.aggs[g].AddReport(r); err != nil {
+			if errors.Is(err, aggregate.ErrMaskStale) {
+				// A copy of this round's report after its phase closed:
+				// the round was re-sent. Normal, not worth a warning.
+				m.late(subject, err)
+				continue
+			}
+			m.reason(subject, err)
+			continue
+		}
+		m.pin(g, r.Index, batch.Host)
+		took = true
+	}
+	if !took {
+		return false, nil // nothing new: the bus's phase is where it was
 	}
 	return m.step(g)
 }
 
-// onAnswer takes a vehicle's answer to a request.
+// onAnswer takes a host's batch of answers to bus g's requests.
 func (m *soMasking) onAnswer(subject string, g int, data []byte) (bool, error) {
-	var a aggregate.MaskAnswer
-	if err := a.UnmarshalBinary(data); err != nil {
+	batch, err := aggregate.ReadMaskAnswers(data)
+	if err != nil {
 		m.refuse(subject, "malformed", err)
 		return false, nil
 	}
-	if a.Round != m.co.Round() || m.aggs[g].Round() != a.Round {
-		m.refuse(subject, "stale", fmt.Errorf("%w: answer of round %d, current round %d", aggregate.ErrMaskStale, a.Round, m.co.Round()))
+	if batch.Round == m.co.Round() && m.aggs[g].Round() != batch.Round {
+		m.refuse(subject, "stale", fmt.Errorf("%w: answers of round %d before its reports", aggregate.ErrMaskStale, batch.Round))
 		return false, nil
 	}
-	if err := m.aggs[g].AddAnswer(&a); err != nil {
-		if errors.Is(err, aggregate.ErrMaskStale) && a.Pass < m.aggs[g].Pass() {
-			m.late(subject, err)
-			return false, nil
+	ok := m.admit(subject, g, batch, "answers")
+	if ok == nil {
+		return false, nil
+	}
+	took := false
+	for k := range batch.Answers {
+		if !ok[k] {
+			continue
 		}
-		m.reason(subject, err)
+		a := &batch.Answers[k]
+		if err := m.aggs[g].AddAnswer(a); err != nil {
+			if errors.Is(err, aggregate.ErrMaskStale) && a.Pass < m.aggs[g].Pass() {
+				m.late(subject, err)
+				continue
+			}
+			m.reason(subject, err)
+			continue
+		}
+		m.pin(g, a.Index, batch.Host)
+		took = true
+	}
+	if !took {
 		return false, nil
 	}
 	return m.step(g)
@@ -391,6 +477,7 @@ func (m *soMasking) settle() (bool, error) {
 type hostMasking struct {
 	conn    *transport.Conn
 	soKey   ed25519.PublicKey
+	name    string // the host's name in its batches (aggregate.MaskBatch.Host)
 	log     *slog.Logger
 	refuse  func(subject, reason string, err error)
 	veh     []*aggregate.MaskVehicle
@@ -400,7 +487,16 @@ type hostMasking struct {
 }
 
 func newHostMasking(cfg *EVHostConfig, refuse func(string, string, error), log *slog.Logger) (*hostMasking, error) {
-	h := &hostMasking{conn: cfg.Conn, soKey: cfg.SOKey, log: log, refuse: refuse, byIndex: map[[3]int]int{}, pending: map[[2]int][]byte{}}
+	h := &hostMasking{conn: cfg.Conn, soKey: cfg.SOKey, name: cfg.Name, log: log, refuse: refuse, byIndex: map[[3]int]int{}, pending: map[[2]int][]byte{}}
+	if h.name == "" {
+		// Unnamed (tests, benchmarks): a random name still tells this
+		// host's batches from another's.
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		h.name = fmt.Sprintf("ev-%x", b)
+	}
 	for i, ev := range cfg.EVs {
 		v, k, err := aggregate.NewMaskVehicle(ev.Feeder, ev.Bus, cfg.Slots, cfg.Senders[i], rand.Reader)
 		if err != nil {
@@ -462,8 +558,9 @@ func (h *hostMasking) ready(vehicles []int) bool {
 }
 
 // report masks hosted vehicle i's report of a round: its schedule, or in
-// a bound round its bound term in base-2^13 digits (boundDigits).
-func (h *hostMasking) report(i int, r *charging.Report, slots int) ([]byte, error) {
+// a bound round its bound term in base-2^13 digits (boundDigits). The
+// shell sends a bus's reports together (sendReports).
+func (h *hostMasking) report(i int, r *charging.Report, slots int) (*aggregate.MaskedReport, error) {
 	x := r.Values
 	if r.Phase == charging.PhaseBound {
 		x = make([]float64, slots)
@@ -471,42 +568,73 @@ func (h *hostMasking) report(i int, r *charging.Report, slots int) ([]byte, erro
 			return nil, err
 		}
 	}
-	m, err := h.veh[i].Report(r.Round, x)
-	if err != nil {
-		return nil, err
-	}
-	return m.MarshalBinary()
+	return h.veh[i].Report(r.Round, x)
 }
 
-// onRequest answers a request of the SO addressed to a hosted vehicle.
+// sendReports publishes the masked reports of a bus's hosted vehicles of
+// one round as one batch (or a few, were they over the size limit); it
+// returns false when the connection refused them (the SO re-sends the
+// round).
+func (h *hostMasking) sendReports(k [2]int, round int, reps []aggregate.MaskedReport) (bool, error) {
+	if len(reps) == 0 {
+		return true, nil
+	}
+	slices.SortFunc(reps, func(a, b aggregate.MaskedReport) int { return a.Index - b.Index })
+	env, err := aggregate.EncodeMaskBatches(&aggregate.MaskBatch{Round: round, Feeder: k[0], Bus: k[1], Host: h.name, Reports: reps})
+	if err != nil {
+		return false, err
+	}
+	for _, data := range env {
+		if err := h.conn.Publish(transport.MaskReport(k[0], k[1]), data); err != nil {
+			h.log.Warn("masked reports not sent; the SO will ask again", "err", err)
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// onRequest answers, in one batch, the items of a request batch of the
+// SO that are addressed to hosted vehicles.
 func (h *hostMasking) onRequest(subject string, data []byte) {
-	var q aggregate.MaskRequest
-	if err := q.UnmarshalBinary(data); err != nil {
+	batch, err := aggregate.ReadMaskRequests(data)
+	if err != nil {
 		h.refuse(subject, "malformed", err)
 		return
 	}
-	i, ok := h.byIndex[[3]int{q.Feeder, q.Bus, q.Index}]
-	if !ok {
-		return // another host's vehicle
-	}
-	a, err := h.veh[i].Answer(&q)
-	if err != nil {
-		reason := "bad mask message"
-		switch {
-		case errors.Is(err, aggregate.ErrMaskStale):
-			reason = "stale"
-		case errors.Is(err, aggregate.ErrRefused):
-			reason = "refused to unmask"
+	var answers []aggregate.MaskAnswer
+	for k := range batch.Requests {
+		q := &batch.Requests[k]
+		i, ok := h.byIndex[[3]int{q.Feeder, q.Bus, q.Index}]
+		if !ok {
+			continue // another host's vehicle
 		}
-		h.refuse(subject, reason, err)
+		a, err := h.veh[i].Answer(q)
+		if err != nil {
+			reason := "bad mask message"
+			switch {
+			case errors.Is(err, aggregate.ErrMaskStale):
+				reason = "stale"
+			case errors.Is(err, aggregate.ErrRefused):
+				reason = "refused to unmask"
+			}
+			h.refuse(subject, reason, err)
+			continue
+		}
+		answers = append(answers, *a)
+	}
+	if len(answers) == 0 {
 		return
 	}
-	out, err := a.MarshalBinary()
-	if err == nil {
-		err = h.conn.Publish(transport.MaskAnswer(q.Feeder, q.Bus), out)
-	}
+	env, err := aggregate.EncodeMaskBatches(&aggregate.MaskBatch{Round: batch.Round, Feeder: batch.Feeder, Bus: batch.Bus, Host: h.name, Answers: answers})
 	if err != nil {
-		h.log.Warn("mask answer not sent; the SO will ask again", "err", err)
+		h.refuse(subject, "bad mask message", err)
+		return
+	}
+	for _, out := range env {
+		if err := h.conn.Publish(transport.MaskAnswer(batch.Feeder, batch.Bus), out); err != nil {
+			h.log.Warn("mask answers not sent; the SO will ask again", "err", err)
+			return
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ func TestMaskingOverNATS(t *testing.T) {
 	spy := connect(t, srv.ClientURL(), "spy", testLog(t))
 	var mu sync.Mutex
 	kinds := map[string]int{}
+	items := map[string]int{} // masked reports and answers inside the batches
 	var bad []string
 	unsub, err := spy.Subscribe("gridveil.v1.coord.>", "", func(s string, d []byte) {
 		_, _, kind, err := transport.ParseCoord(s)
@@ -42,9 +43,16 @@ func TestMaskingOverNATS(t *testing.T) {
 			bad = append(bad, s)
 		}
 		if kind == "maskrep" {
-			var m aggregate.MaskedReport
-			if err := m.UnmarshalBinary(d); err != nil {
+			batch, err := aggregate.ReadMaskReports(d)
+			if err != nil {
 				bad = append(bad, s+": "+err.Error())
+			} else {
+				items[kind] += batch.Len()
+			}
+		}
+		if kind == "maskans" {
+			if batch, err := aggregate.ReadMaskAnswers(d); err == nil {
+				items[kind] += batch.Len()
 			}
 		}
 	})
@@ -56,13 +64,19 @@ func TestMaskingOverNATS(t *testing.T) {
 	checkAgainstSolve(t, p, d)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(bad) > 0 || kinds["report"] != 0 || kinds["maskrep"] < len(p.EVs)*d.so.Coordinator.Operator().Iteration() || kinds["maskkey"] < len(p.EVs) {
-		t.Fatalf("messages on the bus by kind %v; in the clear or malformed: %v", kinds, bad)
+	if len(bad) > 0 || kinds["report"] != 0 || items["maskrep"] < len(p.EVs)*d.so.Coordinator.Operator().Iteration() || kinds["maskkey"] < len(p.EVs) {
+		t.Fatalf("messages on the bus by kind %v, items %v; in the clear or malformed: %v", kinds, items, bad)
+	}
+	// Batched: every host sends one envelope per bus and round, so there
+	// are fewer report messages than reports (3 hosts, 84 vehicles on 9
+	// buses: at most 27 envelopes for 84 reports a round).
+	if kinds["maskrep"] >= items["maskrep"] || kinds["maskans"] >= items["maskans"] {
+		t.Fatalf("reports and answers are not batched: %v messages for %v items", kinds, items)
 	}
 	for _, dm := range d.so.Coordinator.State().Dropped {
 		t.Fatalf("member %s dropped", dm.Sender)
 	}
-	t.Logf("messages by kind: %v", kinds)
+	t.Logf("messages by kind: %v, items in batches: %v", kinds, items)
 }
 
 // TestMaskingSORefuses publishes, mid-day, messages the SO must refuse
@@ -118,18 +132,34 @@ func TestMaskingSORefuses(t *testing.T) {
 			if err := evil.Publish(transport.MaskReport(b.Feeder, b.Bus), old); err != nil {
 				t.Error(err)
 			}
+			// The replayed reports under another host's name: refused
+			// item by item, since their vehicles are another host's.
+			batch, err := aggregate.ReadMaskReports(old)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			batch.Host = "evil-host"
+			other, err := batch.MarshalBinary()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := evil.Publish(transport.MaskReport(b.Feeder, b.Bus), other); err != nil {
+				t.Error(err)
+			}
 		})
 	}
 	var logs lockedBuffer
 	d := runDayWith(t, ctx, p, srv.ClientURL(), 2, "", progress, dayOpts{masking: &MaskingConfig{}, log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	checkAgainstSolve(t, p, d)
 	out := logs.String()
-	for _, want := range []string{"reason=malformed", `reason="report in clear"`, `reason=stale`, `reason="unknown sender"`, "reason=forged"} {
+	for _, want := range []string{"reason=malformed", `reason="report in clear"`, `reason=stale`, `reason="unknown sender"`, "reason=forged", `reason="not hosted by sender"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no refusal with %s in the logs", want)
 		}
 	}
-	for _, r := range []string{"malformed", "report in clear", "stale", "unknown sender"} {
+	for _, r := range []string{"malformed", "report in clear", "stale", "unknown sender", "not hosted by sender"} {
 		if d.so.Refused[r] == 0 {
 			t.Errorf("the SO counts no %q refusal: %v", r, d.so.Refused)
 		}

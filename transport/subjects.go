@@ -80,7 +80,9 @@ const CoordHello = "gridveil.v1.coord.hello"
 // The subjects of masking (aggregate.MaskVehicle, MaskAggregator), per
 // bus like the coordination's: a vehicle's key advertisement, the SO's
 // signed key list, masked reports, the SO's requests (dropout notices and
-// share requests, one per vehicle asked) and the vehicles' answers.
+// share requests) and the vehicles' answers. Reports, requests and answers
+// travel in batches (aggregate.MaskBatch): one envelope per EV host, bus
+// and phase, and one per bus and pass from the SO.
 // ParseCoord reads them (kinds maskkey, maskkeys, maskrep, maskreq,
 // maskans).
 
@@ -90,13 +92,16 @@ func MaskKey(feeder, bus int) string { return coordSubject(feeder, bus, "maskkey
 // MaskKeys is where the SO relays a bus's signed key list.
 func MaskKeys(feeder, bus int) string { return coordSubject(feeder, bus, "maskkeys") }
 
-// MaskReport is where a bus's vehicles send their masked reports.
+// MaskReport is where a bus's EV hosts send their vehicles' masked
+// reports, one batch per host and round.
 func MaskReport(feeder, bus int) string { return coordSubject(feeder, bus, "maskrep") }
 
-// MaskRequest is where the SO sends a bus's vehicles its requests.
+// MaskRequest is where the SO sends a bus's vehicles its requests, one
+// batch per pass (each host takes the items of its vehicles).
 func MaskRequest(feeder, bus int) string { return coordSubject(feeder, bus, "maskreq") }
 
-// MaskAnswer is where a bus's vehicles answer the SO's requests.
+// MaskAnswer is where a bus's EV hosts answer the SO's requests, one
+// batch per host and pass.
 func MaskAnswer(feeder, bus int) string { return coordSubject(feeder, bus, "maskans") }
 
 // MaskToSO matches every bus's messages of one masking kind sent to the

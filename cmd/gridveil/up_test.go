@@ -703,8 +703,8 @@ func TestUpMaskingRefusesForged(t *testing.T) {
 	}
 	_ = unsub()
 	// Wait until the SO has moved past old's round, so that old is a replay.
-	var oldRep aggregate.MaskedReport
-	if err := oldRep.UnmarshalBinary(old); err != nil {
+	oldRep, err := aggregate.ReadMaskReports(old) // a host's batch of the bus's reports
+	if err != nil {
 		t.Fatal(err)
 	}
 	later := make(chan struct{}, 1)
