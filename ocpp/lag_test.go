@@ -21,7 +21,6 @@ type authWorld struct {
 	dir    string
 	ca     *authnet.CAServer
 	caAddr string
-	token  [32]byte
 	lags   map[string]*authnet.LAGServer
 	addrs  map[string]string
 	vs     *authnet.Store
@@ -54,15 +53,18 @@ func startAuthWorld(t testing.TB, lagIDs ...string) *authWorld {
 		return ln.Addr().String()
 	}
 	w.caAddr = serve(w.ca)
-	if w.token, err = authnet.ReadToken(cs.Path("enrol.token")); err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range lagIDs {
+		// Each party enrols with the credential the operator had the CA
+		// issue for its name (no shared enrolment token).
+		cred, err := w.ca.IssueCredential(auth.CredentialLAG, id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ls, err := authnet.OpenStore(filepath.Join(w.dir, id))
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := authnet.OpenLAG(ctx, ls, authnet.LAGOptions{ID: id, Group: "utility-a", CAAddr: w.caAddr, CA: w.ca.Public(), Token: w.token,
+		l, err := authnet.OpenLAG(ctx, ls, authnet.LAGOptions{ID: id, Group: "utility-a", CAAddr: w.caAddr, CA: w.ca.Public(), Token: cred,
 			ConfirmEvery: 50 * time.Millisecond}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +84,7 @@ func startAuthWorld(t testing.TB, lagIDs ...string) *authWorld {
 
 // authorizer is the CSMS's Authorizer for LAG id: its active sessions.
 func (w *authWorld) authorizer(id string) Authorizer {
-	return NewLAGSessions(id, w.lags[id].ActiveSessions)
+	return NewLAGSessions(w.lags[id])
 }
 
 // vehicles enrols n vehicles (names BV-<prefix>-i) with the CA.
@@ -94,8 +96,12 @@ func (w *authWorld) vehicles(t testing.TB, prefix string, n int) []*authnet.Vehi
 		if err != nil {
 			t.Fatal(err)
 		}
+		cred, err := w.ca.IssueCredential(auth.CredentialVehicle, v.BV.RealID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = v.Enrol(ctx, w.caAddr, w.token, 2)
+		err = v.Enrol(ctx, w.caAddr, cred, 2)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -118,9 +124,12 @@ func (w *authWorld) connect(t testing.TB, v *authnet.Vehicle, id string) (*authn
 	}
 	t.Cleanup(func() { s.Close() })
 	b := s.S.Binding()
-	tok := SessionToken(s.S.View().LAGID, b)
+	st, err := s.S.StationToken()
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.waitSession(t, id, b, true)
-	return s, tok
+	return s, SessionToken(st)
 }
 
 // waitSession waits (bounded) until LAG id holds, or no longer holds, the

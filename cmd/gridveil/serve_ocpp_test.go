@@ -122,7 +122,11 @@ func TestServeLAGOCPP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	tok := ocpp.SessionToken("lag-1", sess.S.Binding())
+	st, err := sess.S.StationToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := ocpp.SessionToken(st)
 	status := func(id string, tok ocpp.IDToken) string {
 		b, _ := json.Marshal(map[string]any{"idToken": tok})
 		send(`[2,"` + id + `","Authorize",` + string(b) + `]`)
