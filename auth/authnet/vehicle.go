@@ -230,12 +230,12 @@ type CycleOptions struct {
 	EnergyWh int32
 	// Wait bounds each step; default 10 s.
 	Wait time.Duration
-	// Admitted, if set, is called with the session's station token (the
-	// OCPP idToken, auth.StationToken) as soon as the vehicle is admitted.
-	Admitted func(auth.StationToken)
 	// Hold keeps the session open this long after the cycle (or until ctx
 	// ends), so that a charging station can be shown its token meanwhile.
 	Hold time.Duration
+	// Held, if set, is called with the session's station token (the OCPP
+	// idToken, auth.StationToken) when the hold begins.
+	Held func(auth.StationToken)
 }
 
 // CycleReport is what a vehicle went through and learned.
@@ -272,9 +272,6 @@ func (v *Vehicle) RunCycle(ctx context.Context, lagAddr string, o CycleOptions) 
 	rep.States = append(rep.States, s.S.State())
 	if rep.StationToken, err = s.S.StationToken(); err != nil {
 		return rep, err
-	}
-	if o.Admitted != nil {
-		o.Admitted(rep.StationToken)
 	}
 	// The LAG confirms gathered vehicles in batches; wait for ours.
 	if err := step(func(bs *auth.BVSession) bool { return bs.View().BatchConfirmed }, s); err != nil {
@@ -321,6 +318,9 @@ func (v *Vehicle) RunCycle(ctx context.Context, lagAddr string, o CycleOptions) 
 	}
 	rep.View = s.S.View()
 	if o.Hold > 0 {
+		if o.Held != nil {
+			o.Held(rep.StationToken)
+		}
 		// Keep reading (keepalives, the LAG's frames) while held; the
 		// session ends when Hold passes or ctx ends, not as an error.
 		c, cancel := context.WithTimeout(ctx, o.Hold)

@@ -84,8 +84,7 @@ digits): the token a charging station of this LAG (gridveil serve --role
 lag --ocpp) accepts while that session lasts, derived from the session's
 secret operation key (docs/OCPP.md). A session normally ends with the
 cycle; --hold D keeps it open D longer (or until Ctrl-C), printing the
-token as soon as the vehicle is admitted, so that it can be handed to a
-station.`,
+token when the hold begins, so that it can be handed to a station.`,
 		Example: `  gridveil agent bv --count 5
   gridveil agent bv --count 3 --scheme lsag --ring 8
   gridveil agent bv --count 4 --decline 2 --role supply
@@ -138,7 +137,7 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 	if o.hold < 0 {
 		return fmt.Errorf("--hold %v: give a duration of 0 (end each session with its cycle) or more", o.hold)
 	}
-	// With --hold the tokens are printed as the vehicles are admitted,
+	// With --hold the tokens are printed as the vehicles' holds begin,
 	// from their goroutines.
 	var outMu sync.Mutex
 	role, err := auth.ParseRole(o.role)
@@ -274,12 +273,10 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 				EnergyWh: int32(o.energyWh),
 				Wait:     o.timeout,
 				Hold:     o.hold,
-				Admitted: func(tok auth.StationToken) {
-					if o.hold > 0 {
-						outMu.Lock()
-						fmt.Fprintf(out, "%s  %s; session held for %v (Ctrl-C ends it)\n", v.BV.RealID, tokenLine(o.lagID, tok), o.hold)
-						outMu.Unlock()
-					}
+				Held: func(tok auth.StationToken) {
+					outMu.Lock()
+					fmt.Fprintf(out, "%s  cycle done, %s; session held for %v (Ctrl-C ends it)\n", v.BV.RealID, tokenLine(o.lagID, tok), o.hold)
+					outMu.Unlock()
 				},
 			})
 			if err != nil {

@@ -90,7 +90,11 @@ func TestServeLAGOCPP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enrolToken, err := authnet.ReadToken(filepath.Join(data, "ca", "enrol.token"))
+	// The vehicle enrols with the credential the operator issued for it.
+	if out, err := runCA("issue", "vehicle", "BV-OCPP", "--data", data); err != nil {
+		t.Fatalf("issuing BV-OCPP's credential: %v\n%s", err, out)
+	}
+	enrolToken, err := authnet.ReadToken(filepath.Join(data, "credentials", authnet.CredentialFile(auth.CredentialVehicle, "BV-OCPP")))
 	if err != nil {
 		t.Fatal(err)
 	}
