@@ -55,6 +55,12 @@
 //     the CA sealed; the LAG forwards the pseudo-status; the CA returns the
 //     real status sealed to the vehicle and, to the LAG, sums over at least
 //     CAConfig.AggregateMin vehicles, in disjoint batches.
+//   - Charging stations: an admitted session's StationToken (the OCPP
+//     idToken, package ocpp) is an HMAC under the session's operation key
+//     over the LAG id and the channel binding; the vehicle
+//     (BVSession.StationToken) and the LAG (HoldsStationToken, an index)
+//     derive it, nobody else can, not even whoever recorded the handshake,
+//     and two sessions' tokens are unrelated.
 //   - Roles: load vehicles charge, storage and supply vehicles get discharge
 //     requests; in distributed mode the LAG shares the pool supply vehicles
 //     discharged into among load vehicles, naming no supplier.

@@ -60,6 +60,8 @@ type lagSession struct {
 	challenge [32]byte
 	role      Role
 	opKey     [32]byte
+	token     StationToken // derived from opKey when it arrives (setOpKey)
+	hasToken  bool         // token is set and indexed in LAG.byToken
 	cred      *credMaterial
 	entry     *verifyEntry
 	check     *check
@@ -92,6 +94,7 @@ type LAG struct {
 	ticketKey cipher.AEAD // AES-256-GCM under cfg.TicketKey; nil: no resumption
 	sessions  map[ConnID]*lagSession
 	byBinding map[[32]byte]ConnID
+	byToken   map[StationToken]ConnID // sessions with an operation key, by station token
 	nextID    ConnID
 	// link to the CA
 	link       *channel
@@ -171,7 +174,7 @@ func NewLAG(cfg LAGConfig, now time.Time) (*LAG, error) {
 		}
 	}
 	return &LAG{
-		cfg: cfg, static: static, ticketKey: tk, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, nextID: 1,
+		cfg: cfg, static: static, ticketKey: tk, sessions: map[ConnID]*lagSession{}, byBinding: map[[32]byte]ConnID{}, byToken: map[StationToken]ConnID{}, nextID: 1,
 		crl: map[[16]byte]bool{}, groups: map[string]*groupKeys{}, groupVer: map[string]uint64{}, scopes: map[int64]ScopeBase{},
 		usedTickets: map[[32]byte]int64{}, origins: map[[32]byte]*originRec{}, requests: map[[16]byte]*DischargeRequest{},
 		dischAgg: map[[16]byte]Aggregate{},
@@ -266,6 +269,7 @@ func (l *LAG) Close(id ConnID) Output {
 		return out
 	}
 	delete(l.sessions, id)
+	l.unindexToken(s)
 	if s.state == lsVerifying { // only then is it queued (a linear search)
 		l.pending = slices.DeleteFunc(l.pending, func(p *lagSession) bool { return p == s })
 		l.awaitCA = slices.DeleteFunc(l.awaitCA, func(p *lagSession) bool { return p == s })
@@ -718,7 +722,8 @@ func (l *LAG) auth(now time.Time, s *lagSession, m *authReq, st *Step) error {
 	if err := l.env(now).resolve(c, m.Sig); err != nil {
 		return err
 	}
-	s.check, s.role, s.opKey = c, m.Role, m.OpKey
+	s.check, s.role = c, m.Role
+	l.setOpKey(s, m.OpKey)
 	s.entry = &verifyEntry{Binding: s.ch.binding, Challenge: s.challenge, Scheme: m.Scheme, Role: m.Role, Epoch: epoch, Cred: m.Cred, Sig: m.Sig}
 	s.state = lsVerifying
 	l.pending = append(l.pending, s)
@@ -885,7 +890,8 @@ func (l *LAG) resume(now time.Time, s *lagSession, m *resumeReq, out *Output) er
 		return fmt.Errorf("%w: role %d", ErrMalformed, m.Role)
 	}
 	l.usedTickets[id] = t.NotAfter
-	s.state, s.resumed, s.role, s.opKey, s.origin, s.cred = lsActive, true, m.Role, m.OpKey, t.Origin, o.cred
+	s.state, s.resumed, s.role, s.origin, s.cred = lsActive, true, m.Role, t.Origin, o.cred
+	l.setOpKey(s, m.OpKey)
 	ticket, secret, err := l.issueTicket(now, t.Origin, t.NotAfter)
 	if err != nil {
 		return err

@@ -1,10 +1,7 @@
 package ocpp
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
-	"sync"
 
 	"github.com/gridveil/gridveil/auth"
 )
@@ -14,27 +11,29 @@ import (
 // contract id (eMAID) or a card's UID.
 const TokenType = "Central"
 
-// tokenLabel separates session tokens from every other use of a channel
-// binding.
-const tokenLabel = "gridveil/ocpp/idToken/1\x00"
-
 // SessionToken is the idToken a vehicle shows a charging station for its
-// anonymous C6 session with the LAG lagID whose channel binding is binding
-// (auth.BVSession.Binding on the vehicle, auth.LAGSessionView.Binding at
-// the LAG): the first 16 bytes of SHA-256(label, lagID, binding), as 32
-// hex digits. Both sides derive it from the session without another
-// message, as ISO 15118 would carry a contract id to the station. A
-// session's binding hashes its fresh ephemeral keys, so two sessions of
-// one vehicle give unrelated tokens, and the token says nothing the LAG
-// does not already hold.
-func SessionToken(lagID string, binding [32]byte) IDToken {
-	h := sha256.New()
-	h.Write([]byte(tokenLabel))
-	h.Write([]byte(lagID))
-	h.Write([]byte{0})
-	h.Write(binding[:])
-	sum := h.Sum(nil)
-	return IDToken{IDToken: hex.EncodeToString(sum[:16]), Type: TokenType}
+// anonymous C6 session with a LAG: the session's auth.StationToken
+// (auth.BVSession.StationToken on the vehicle; the LAG indexes the same
+// value under its session) as 32 lower-case hex digits, type Central. It
+// is an HMAC under the operation key that only the vehicle and the LAG
+// hold for that session, over the LAG id and the channel binding, so an
+// eavesdropper of the handshake cannot compute it, two sessions of one
+// vehicle give unrelated tokens, and the station learns an opaque value.
+func SessionToken(t auth.StationToken) IDToken {
+	return IDToken{IDToken: hex.EncodeToString(t[:]), Type: TokenType}
+}
+
+// parseToken is the auth.StationToken that tok carries, if it could be a
+// SessionToken at all: type Central, 32 lower-case hex digits.
+func parseToken(tok IDToken) (auth.StationToken, bool) {
+	var t auth.StationToken
+	if !wellFormed(tok) {
+		return t, false
+	}
+	if _, err := hex.Decode(t[:], []byte(tok.IDToken)); err != nil {
+		return t, false
+	}
+	return t, true
 }
 
 // Authorization statuses the CSMS answers with (OCPP 2.0.1
@@ -61,69 +60,42 @@ type TokenLister interface {
 	HeldTokens() map[string]bool
 }
 
-// LAGSessions is the Authorizer of a LAG: a token is held when it is the
-// SessionToken of one of the LAG's active sessions, asked afresh at each
-// check, so that a session's end voids its token at once. Make it with
-// NewLAGSessions.
-type LAGSessions struct {
-	lagID  string
-	active func() []auth.LAGSessionView
-
-	mu     sync.Mutex
-	tokens map[string]string // binding (hex) -> its session token: one SHA-256 per session, not per check
+// TokenIndex is a LAG's index of its active sessions by station token
+// (authnet.LAGServer): a read-only lookup, asked afresh at each check, so
+// that a session's end or revocation voids its token at once.
+type TokenIndex interface {
+	HoldsStationToken(auth.StationToken) bool
+	StationTokens() []auth.StationToken
 }
 
-// NewLAGSessions is the Authorizer of LAG lagID; active is the LAG
-// server's read-only lookup of its active sessions
-// (authnet.LAGServer.ActiveSessions).
-func NewLAGSessions(lagID string, active func() []auth.LAGSessionView) *LAGSessions {
-	return &LAGSessions{lagID: lagID, active: active, tokens: map[string]string{}}
+// LAGSessions is the Authorizer of a LAG: a token is held when it is the
+// SessionToken of one of the LAG's active sessions. Each check is one
+// lookup in the LAG's index, whatever the number of sessions. Make it with
+// NewLAGSessions.
+type LAGSessions struct {
+	index TokenIndex
+}
+
+// NewLAGSessions is the Authorizer of the LAG whose token index is index
+// (an authnet.LAGServer).
+func NewLAGSessions(index TokenIndex) *LAGSessions {
+	return &LAGSessions{index: index}
 }
 
 // Holds implements Authorizer.
 func (s *LAGSessions) Holds(tok IDToken) bool {
-	if !wellFormed(tok) {
-		return false
-	}
-	found := 0
-	s.each(func(t string) { found |= subtle.ConstantTimeCompare([]byte(t), []byte(tok.IDToken)) })
-	return found == 1
+	t, ok := parseToken(tok)
+	return ok && s.index.HoldsStationToken(t)
 }
 
 // HeldTokens implements TokenLister: the tokens of every active session.
 func (s *LAGSessions) HeldTokens() map[string]bool {
-	out := map[string]bool{}
-	s.each(func(t string) { out[t] = true })
+	ts := s.index.StationTokens()
+	out := make(map[string]bool, len(ts))
+	for _, t := range ts {
+		out[SessionToken(t).IDToken] = true
+	}
 	return out
-}
-
-// each calls f with the token of every active session.
-func (s *LAGSessions) each(f func(token string)) {
-	views := s.active()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.tokens) > 2*len(views)+64 {
-		// Forget the tokens of sessions that ended.
-		keep := make(map[string]string, len(views))
-		for _, v := range views {
-			if t, ok := s.tokens[v.Binding]; ok {
-				keep[v.Binding] = t
-			}
-		}
-		s.tokens = keep
-	}
-	for _, v := range views {
-		t, ok := s.tokens[v.Binding]
-		if !ok {
-			var b [32]byte
-			if n, err := hex.Decode(b[:], []byte(v.Binding)); err != nil || n != 32 {
-				continue
-			}
-			t = SessionToken(s.lagID, b).IDToken
-			s.tokens[v.Binding] = t
-		}
-		f(t)
-	}
 }
 
 // wellFormed tells whether tok could be a SessionToken at all: type

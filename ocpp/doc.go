@@ -10,11 +10,14 @@
 // schemas/.
 //
 // A transaction starts only with the idToken of a vehicle's anonymous C6
-// session at this LAG (SessionToken, checked against the LAG's active
-// sessions through an Authorizer such as LAGSessions): a forged token, an
-// ended or revoked session's, or another LAG's is refused and nothing is
-// stored, and the running transaction of a session that ends is stopped
-// (StopVoided). When a transaction starts, the CSMS sends the vehicle's
+// session at this LAG (SessionToken, checked against the LAG's index of
+// its active sessions through an Authorizer such as LAGSessions): a forged
+// token, an ended or revoked session's, or another LAG's is refused and
+// nothing is stored, and the running transaction of a session that ends
+// is stopped (StopVoided). The token is an HMAC under the session's
+// operation key, which only the vehicle and the LAG hold
+// (auth.StationToken): unlinkable across sessions, out of reach of whoever
+// recorded the handshake, and opaque to the station. When a transaction starts, the CSMS sends the vehicle's
 // coordinated schedule as a SetChargingProfile (TxProfile, in W, one
 // period per slot; on 2.1 TxProfileV2X, whose discharge slots are
 // CentralSetpoint periods with negative setpoints). The energy the station

@@ -54,7 +54,8 @@ func startAuthWorld(t testing.TB, lagIDs ...string) *authWorld {
 	}
 	w.caAddr = serve(w.ca)
 	for _, id := range lagIDs {
-		// Per-identity admission: each LAG enrols with its own credential.
+		// Each party enrols with the credential the operator had the CA
+		// issue for its name (no shared enrolment token).
 		cred, err := w.ca.IssueCredential(auth.CredentialLAG, id)
 		if err != nil {
 			t.Fatal(err)
@@ -83,7 +84,7 @@ func startAuthWorld(t testing.TB, lagIDs ...string) *authWorld {
 
 // authorizer is the CSMS's Authorizer for LAG id: its active sessions.
 func (w *authWorld) authorizer(id string) Authorizer {
-	return NewLAGSessions(id, w.lags[id].ActiveSessions)
+	return NewLAGSessions(w.lags[id])
 }
 
 // vehicles enrols n vehicles (names BV-<prefix>-i) with the CA.
@@ -91,12 +92,11 @@ func (w *authWorld) vehicles(t testing.TB, prefix string, n int) []*authnet.Vehi
 	t.Helper()
 	out := make([]*authnet.Vehicle, n)
 	for i := range out {
-		name := fmt.Sprintf("BV-%s-%d", prefix, i)
-		v, err := authnet.OpenVehicle(w.vs, name, "utility-a", w.ca.Public())
+		v, err := authnet.OpenVehicle(w.vs, fmt.Sprintf("BV-%s-%d", prefix, i), "utility-a", w.ca.Public())
 		if err != nil {
 			t.Fatal(err)
 		}
-		cred, err := w.ca.IssueCredential(auth.CredentialVehicle, name)
+		cred, err := w.ca.IssueCredential(auth.CredentialVehicle, v.BV.RealID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,9 +124,12 @@ func (w *authWorld) connect(t testing.TB, v *authnet.Vehicle, id string) (*authn
 	}
 	t.Cleanup(func() { s.Close() })
 	b := s.S.Binding()
-	tok := SessionToken(s.S.View().LAGID, b)
+	st, err := s.S.StationToken()
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.waitSession(t, id, b, true)
-	return s, tok
+	return s, SessionToken(st)
 }
 
 // waitSession waits (bounded) until LAG id holds, or no longer holds, the

@@ -2,6 +2,8 @@ package ocpp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -187,5 +189,66 @@ func TestSessionTokenLifecycle(t *testing.T) {
 	}
 	if st := tokenStatusOf(t, b, authorizeFrame("r2", IDToken{IDToken: strings.ToUpper(tok2.IDToken), Type: TokenType})); st != StatusInvalid {
 		t.Errorf("a token in upper case: %s, want Invalid (tokens are lower-case hex)", st)
+	}
+}
+
+// handshakeOnlyToken is the idToken of the old construction,
+// SHA-256("gridveil/ocpp/idToken/1" 0x00 || LAG id || 0x00 || binding)
+// [0:16]: what anyone who recorded the vehicle's handshake with the LAG
+// can compute.
+func handshakeOnlyToken(lagID string, binding [32]byte) IDToken {
+	h := sha256.New()
+	h.Write([]byte("gridveil/ocpp/idToken/1\x00" + lagID + "\x00"))
+	h.Write(binding[:])
+	return IDToken{IDToken: hex.EncodeToString(h.Sum(nil)[:16]), Type: TokenType}
+}
+
+// TestSessionTokenFromSecret: through a real LAG and a CSMS, the token the
+// vehicle derives is the one the LAG holds (Accepted); the token an
+// eavesdropper of the handshake could compute from the channel binding
+// (the old construction) is Unknown while the session is held; a second
+// session of the same vehicle gets a different token, which the CSMS
+// accepts while refusing the first session's once that session ended.
+func TestSessionTokenFromSecret(t *testing.T) {
+	w := startAuthWorld(t, "lag-1")
+	v := w.vehicles(t, "secret", 1)[0]
+	sess, tok := w.connect(t, v, "lag-1")
+	_, addr := startCSMS(t, Options{Stations: map[string]string{"A": "pa"}, Authorizer: w.authorizer("lag-1"), Dir: t.TempDir(), StopVoidedEvery: -1})
+	ws, _, err := dial(addr, "A", "pa", Subprotocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if st := tokenStatusOf(t, ws, authorizeFrame("1", tok)); st != StatusAccepted {
+		t.Fatalf("the vehicle's token: %s, want Accepted (the LAG's derivation disagrees)", st)
+	}
+	bind := sess.S.Binding()
+	eaves := handshakeOnlyToken("lag-1", bind)
+	if eaves == tok {
+		t.Fatal("the vehicle's token is still the handshake-hash construction")
+	}
+	if st := tokenStatusOf(t, ws, authorizeFrame("2", eaves)); st != StatusUnknown {
+		t.Errorf("a token computed from the handshake hash alone: %s, want Unknown", st)
+	}
+	if st := tokenStatusOf(t, ws, eventFrame("3", "Started", "TX", 0, &eaves)); st != StatusUnknown {
+		t.Errorf("TransactionEvent with the handshake-hash token: %s, want Unknown", st)
+	}
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitSession(t, "lag-1", bind, false)
+
+	sess2, tok2 := w.connect(t, v, "lag-1")
+	if tok2 == tok {
+		t.Fatal("two sessions of one vehicle gave the same token")
+	}
+	if sess2.S.Binding() == bind {
+		t.Fatal("two sessions share a channel binding")
+	}
+	if st := tokenStatusOf(t, ws, authorizeFrame("4", tok2)); st != StatusAccepted {
+		t.Errorf("the second session's token: %s, want Accepted", st)
+	}
+	if st := tokenStatusOf(t, ws, authorizeFrame("5", tok)); st != StatusUnknown {
+		t.Errorf("the first (ended) session's token beside the second: %s, want Unknown", st)
 	}
 }

@@ -19,3 +19,20 @@ func (s *LAGServer) ActiveSessions() []auth.LAGSessionView {
 	}
 	return out
 }
+
+// HoldsStationToken tells whether t is the station token (auth.StationToken)
+// of a session this LAG holds as active: one map lookup under the LAG's
+// lock, so that a CSMS's Authorize costs the same at one session and at
+// thousands.
+func (s *LAGServer) HoldsStationToken(t auth.StationToken) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lag.HoldsStationToken(t)
+}
+
+// StationTokens lists the station tokens of the LAG's active sessions.
+func (s *LAGServer) StationTokens() []auth.StationToken {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lag.StationTokens()
+}

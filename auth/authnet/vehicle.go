@@ -230,6 +230,12 @@ type CycleOptions struct {
 	EnergyWh int32
 	// Wait bounds each step; default 10 s.
 	Wait time.Duration
+	// Hold keeps the session open this long after the cycle (or until ctx
+	// ends), so that a charging station can be shown its token meanwhile.
+	Hold time.Duration
+	// Held, if set, is called with the session's station token (the OCPP
+	// idToken, auth.StationToken) when the hold begins.
+	Held func(auth.StationToken)
 }
 
 // CycleReport is what a vehicle went through and learned.
@@ -237,6 +243,9 @@ type CycleReport struct {
 	RealID string
 	States []auth.BVState
 	View   auth.BVView
+	// StationToken is the session's token for charging stations, valid
+	// while the session lasted.
+	StationToken auth.StationToken
 }
 
 // RunCycle connects a vehicle to a LAG and takes it through seed 002's
@@ -261,6 +270,9 @@ func (v *Vehicle) RunCycle(ctx context.Context, lagAddr string, o CycleOptions) 
 	}
 	defer s.Close()
 	rep.States = append(rep.States, s.S.State())
+	if rep.StationToken, err = s.S.StationToken(); err != nil {
+		return rep, err
+	}
 	// The LAG confirms gathered vehicles in batches; wait for ours.
 	if err := step(func(bs *auth.BVSession) bool { return bs.View().BatchConfirmed }, s); err != nil {
 		return rep, fmt.Errorf("waiting for the batch confirmation: %w", err)
@@ -305,5 +317,19 @@ func (v *Vehicle) RunCycle(ctx context.Context, lagAddr string, o CycleOptions) 
 		}
 	}
 	rep.View = s.S.View()
+	if o.Hold > 0 {
+		if o.Held != nil {
+			o.Held(rep.StationToken)
+		}
+		// Keep reading (keepalives, the LAG's frames) while held; the
+		// session ends when Hold passes or ctx ends, not as an error.
+		c, cancel := context.WithTimeout(ctx, o.Hold)
+		err := s.WaitFor(c, func(bs *auth.BVSession) bool { return bs.State() == auth.BVClosed })
+		cancel()
+		if err != nil && c.Err() == nil {
+			return rep, fmt.Errorf("holding the session: %w", err)
+		}
+		rep.View = s.S.View()
+	}
 	return rep, nil
 }

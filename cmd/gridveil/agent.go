@@ -6,16 +6,19 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gridveil/gridveil/auth"
 	"github.com/gridveil/gridveil/auth/authnet"
+	"github.com/gridveil/gridveil/ocpp"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -48,6 +51,7 @@ type agentBVOptions struct {
 	energyWh   int
 	parallel   int
 	timeout    time.Duration
+	hold       time.Duration
 }
 
 func newAgentBVCmd() *cobra.Command {
@@ -73,12 +77,30 @@ run resumes at the home LAG with a ticket (--resume). A vehicle that holds
 credentials goes to the LAG even when the CA does not renew them (it says
 so): after gridveil ca revoke, the revoked vehicle is refused by the LAG
 and the others resume. New vehicles need the CA running: without it the
-command fails and writes nothing.`,
+command fails and writes nothing.
+
+Each vehicle prints its session's OCPP idToken (type Central, 32 hex
+digits): the token a charging station of this LAG (gridveil serve --role
+lag --ocpp) accepts while that session lasts, derived from the session's
+secret operation key (docs/OCPP.md). A session normally ends with the
+cycle; --hold D keeps it open D longer (or until Ctrl-C), printing the
+token when the hold begins, so that it can be handed to a station.`,
 		Example: `  gridveil agent bv --count 5
   gridveil agent bv --count 3 --scheme lsag --ring 8
-  gridveil agent bv --count 4 --decline 2 --role supply`,
+  gridveil agent bv --count 4 --decline 2 --role supply
+  gridveil agent bv --count 1 --hold 10m   # show a station the printed idToken meanwhile`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgentBV(cmd.Context(), cmd.OutOrStdout(), o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			// A held session ends at Ctrl-C with a goodbye to the LAG, not
+			// with the connection cut.
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runAgentBV(ctx, cmd.OutOrStdout(), o)
+		},
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&o.count, "count", 3, "vehicles")
@@ -101,6 +123,7 @@ command fails and writes nothing.`,
 	fl.IntVar(&o.energyWh, "energy", 30000, "energy each vehicle charged before it is full, Wh")
 	fl.IntVar(&o.parallel, "parallel", 32, "vehicles running at the same time")
 	fl.DurationVar(&o.timeout, "timeout", 20*time.Second, "bound on each step")
+	fl.DurationVar(&o.hold, "hold", 0, "keep each session open this long after its cycle (or until Ctrl-C), so a station can be shown its OCPP idToken")
 	return cmd
 }
 
@@ -111,6 +134,12 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 	if o.count < 1 || o.count > 100000 {
 		return fmt.Errorf("--count %d: 1..100000", o.count)
 	}
+	if o.hold < 0 {
+		return fmt.Errorf("--hold %v: give a duration of 0 (end each session with its cycle) or more", o.hold)
+	}
+	// With --hold the tokens are printed as the vehicles' holds begin,
+	// from their goroutines.
+	var outMu sync.Mutex
 	role, err := auth.ParseRole(o.role)
 	if err != nil {
 		return err
@@ -243,6 +272,12 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 					WillDischarge: i >= o.decline, ExpectLAG: o.lagID},
 				EnergyWh: int32(o.energyWh),
 				Wait:     o.timeout,
+				Hold:     o.hold,
+				Held: func(tok auth.StationToken) {
+					outMu.Lock()
+					fmt.Fprintf(out, "%s  cycle done, %s; session held for %v (Ctrl-C ends it)\n", v.BV.RealID, tokenLine(o.lagID, tok), o.hold)
+					outMu.Unlock()
+				},
 			})
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", v.BV.RealID, err)
@@ -252,6 +287,8 @@ func runAgentBV(ctx context.Context, out io.Writer, o *agentBVOptions) error {
 		}()
 	}
 	wg.Wait()
+	outMu.Lock()
+	defer outMu.Unlock()
 	failed := 0
 	for i := range reports {
 		fmt.Fprint(out, notes[i])
@@ -290,7 +327,15 @@ func describeCycle(r *authnet.CycleReport) string {
 		fmt.Fprintf(&b, "; %s", a)
 	}
 	fmt.Fprintf(&b, "; real status from the CA: SOC %.1f%%, billed %d Wh\n", float64(v.SOCPermille)/10, v.BilledWh)
+	fmt.Fprintf(&b, "    %s, valid while the session lasted\n", tokenLine(v.LAGID, r.StationToken))
 	return b.String()
+}
+
+// tokenLine names a session's OCPP idToken (ocpp.SessionToken: 32
+// lower-case hex digits, type Central) for the operator to hand a station.
+func tokenLine(lagID string, tok auth.StationToken) string {
+	id := ocpp.SessionToken(tok)
+	return fmt.Sprintf("OCPP idToken at %s: %s (type %s)", lagID, id.IDToken, id.Type)
 }
 
 // probeCA checks that something accepts connections at the CA's address,

@@ -1,11 +1,21 @@
 package main
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/gridveil/gridveil/ocpp"
 )
 
 // TestAgentWithoutCA: agent bv with no CA fails at once, says what to
@@ -83,4 +93,86 @@ func TestRevocationDemo(t *testing.T) {
 	if n := strings.Count(caOut.String(), `permit: session`); n != caPermits {
 		t.Fatalf("the CA issued %d permits in a run of resumptions", n-caPermits)
 	}
+}
+
+// TestAgentPrintsOCPPToken: gridveil agent bv --hold prints the session's
+// OCPP idToken when its cycle is done and the hold begins; a station of that LAG's
+// CSMS (serve --role lag --ocpp) gets it Accepted while the agent holds
+// the session, and Unknown once the agent was stopped and the session
+// ended. The agent's report repeats the same token.
+func TestAgentPrintsOCPPToken(t *testing.T) {
+	data := t.TempDir()
+	stations := filepath.Join(data, "stations.txt")
+	const pass = "a-password-of-24-chars!!"
+	if err := os.WriteFile(stations, []byte("CP-1 "+pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stopCA := startServe(t, data, filepath.Join(data, "ca", "addr"), "--role", "ca")
+	defer stopCA()
+	lagOut, stopLAG := startServe(t, data, filepath.Join(data, "lag-lag-1", "ocpp", "addr"), "--role", "lag", "--ocpp", "127.0.0.1:0", "--ocpp-stations", stations)
+	defer stopLAG()
+	waitFor(t, 30*time.Second, "the LAG's link", func() bool { return strings.Contains(lagOut.String(), "synced") })
+	issueVehicles(t, data, 1)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agentOut := &syncBuffer{}
+	cmd := newAgentCmd()
+	cmd.SetOut(agentOut)
+	cmd.SetErr(agentOut)
+	cmd.SetArgs([]string{"bv", "--data", data, "--count", "1", "--role", "load", "--hold", "5m"})
+	cmd.SetContext(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Execute() }()
+	line := regexp.MustCompile(`BV-001  cycle done, OCPP idToken at lag-1: ([0-9a-f]{32}) \(type Central\); session held`)
+	waitFor(t, 60*time.Second, "the agent's idToken line", func() bool { return line.MatchString(agentOut.String()) })
+	tok := line.FindStringSubmatch(agentOut.String())[1]
+
+	b, _ := os.ReadFile(filepath.Join(data, "lag-lag-1", "ocpp", "addr"))
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("CP-1:"+pass)))
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{ocpp.Subprotocol}}).Dial("ws://"+strings.TrimSpace(string(b))+"/ocpp/CP-1", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	n := 0
+	status := func(tok string) string {
+		n++
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`[2,"`+strconv.Itoa(n)+`","Authorize",{"idToken":{"idToken":"`+tok+`","type":"Central"}}]`)); err != nil {
+			t.Fatal(err)
+		}
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := ocpp.DecodeFrame(msg)
+		var r struct{ IDTokenInfo ocpp.IDTokenInfo }
+		if err != nil || f.Type != ocpp.TypeCallResult || json.Unmarshal(f.Payload, &r) != nil {
+			t.Fatalf("Authorize: %s", msg)
+		}
+		return r.IDTokenInfo.Status
+	}
+	if st := status(tok); st != ocpp.StatusAccepted {
+		t.Fatalf("the token printed for a held session: %s, want Accepted\n%s", st, agentOut)
+	}
+	if st := status(strings.Repeat("0", 32)); st != ocpp.StatusUnknown {
+		t.Fatalf("a forged token beside it: %s, want Unknown", st)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("agent stopped while holding: %v\n%s", err, agentOut)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the agent did not stop within 60 s of its context's end")
+	}
+	out := agentOut.String()
+	if !strings.Contains(out, "1 of 1 vehicles completed") || !strings.Contains(out, "    OCPP idToken at lag-1: "+tok+" (type Central), valid while the session lasted") {
+		t.Fatalf("the agent's report lacks the completed cycle or the same token:\n%s", out)
+	}
+	waitFor(t, 30*time.Second, "the ended session's token refused", func() bool { return status(tok) == ocpp.StatusUnknown })
 }

@@ -53,14 +53,9 @@ func init() {
 		defer cancel()
 		// The CSMS accepts the idTokens of the sessions this LAG holds; until
 		// the LAG is open (it may wait for its CA) it holds none.
-		var srv atomic.Pointer[authnet.LAGServer]
+		srv := &pendingLAG{}
 		o.lagReady = srv.Store
-		sessions := ocpp.NewLAGSessions(o.lagID, func() []auth.LAGSessionView {
-			if s := srv.Load(); s != nil {
-				return s.ActiveSessions()
-			}
-			return nil
-		})
+		sessions := ocpp.NewLAGSessions(srv)
 		done, err := startOCPP(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), filepath.Join(o.data, "lag-"+o.lagID, "ocpp"), o.quiet, sessions)
 		if err != nil {
 			return err
@@ -72,6 +67,24 @@ func init() {
 		}
 		return err
 	}
+}
+
+// pendingLAG is the CSMS's token index of a LAG server that may not be
+// open yet: until it is, no token is held.
+type pendingLAG struct {
+	atomic.Pointer[authnet.LAGServer]
+}
+
+func (p *pendingLAG) HoldsStationToken(t auth.StationToken) bool {
+	s := p.Load()
+	return s != nil && s.HoldsStationToken(t)
+}
+
+func (p *pendingLAG) StationTokens() []auth.StationToken {
+	if s := p.Load(); s != nil {
+		return s.StationTokens()
+	}
+	return nil
 }
 
 // readStations reads a stations file: one "STATION_ID PASSWORD" a line;

@@ -90,11 +90,11 @@ func TestServeLAGOCPP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Per-identity admission: the operator issues the vehicle its credential.
+	// The vehicle enrols with the credential the operator issued for it.
 	if out, err := runCA("issue", "vehicle", "BV-OCPP", "--data", data); err != nil {
 		t.Fatalf("issuing BV-OCPP's credential: %v\n%s", err, out)
 	}
-	enrolToken, err := authnet.ReadToken(filepath.Join(data, "credentials", "vehicle-BV-OCPP.cred"))
+	enrolToken, err := authnet.ReadToken(filepath.Join(data, "credentials", authnet.CredentialFile(auth.CredentialVehicle, "BV-OCPP")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,11 @@ func TestServeLAGOCPP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	tok := ocpp.SessionToken("lag-1", sess.S.Binding())
+	st, err := sess.S.StationToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := ocpp.SessionToken(st)
 	status := func(id string, tok ocpp.IDToken) string {
 		b, _ := json.Marshal(map[string]any{"idToken": tok})
 		send(`[2,"` + id + `","Authorize",` + string(b) + `]`)
